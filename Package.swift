@@ -1,0 +1,45 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// One module per pipeline stage (see docs/architecture.md):
+// Audio -> Features -> Model -> Decoding -> Recognizer, with Training and the CLI on top.
+let package = Package(
+    name: "Earshot",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "earshot", targets: ["earshot"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C libraries, each behind a module map and pkg-config; nothing else lives here.
+        .systemLibrary(name: "CSndFile", pkgConfig: "sndfile", providers: [.apt(["libsndfile1-dev"])]),
+        .systemLibrary(name: "CFFTW", pkgConfig: "fftw3f", providers: [.apt(["libfftw3-dev"])]),
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CALSA", pkgConfig: "alsa", providers: [.apt(["libasound2-dev"])]),
+        .systemLibrary(name: "CSampleRate", pkgConfig: "samplerate", providers: [.apt(["libsamplerate0-dev"])]),
+
+        .target(name: "Tensors", dependencies: []),
+        .target(name: "Audio", dependencies: ["CSndFile", "CSampleRate", "CALSA"]),
+        .target(name: "Features", dependencies: ["CFFTW", "Tensors"]),
+        .target(name: "Model", dependencies: ["CBLAS", "Features", "Tensors"]),
+        .target(name: "Decoding", dependencies: ["Tensors"]),
+        .target(name: "Scoring", dependencies: []),
+        .target(name: "Recognizer", dependencies: ["Tensors", "Audio", "Features", "Model", "Decoding"]),
+        .target(name: "Training", dependencies: ["Tensors", "Audio", "Features", "Model", "Decoding", "Scoring", "CBLAS"]),
+        .executableTarget(name: "earshot", dependencies: [
+            "Tensors", "Audio", "Features", "Model", "Decoding", "Scoring", "Recognizer", "Training",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
+        .testTarget(name: "AudioTests", dependencies: ["Audio", "CSndFile"]),
+        .testTarget(name: "FeaturesTests", dependencies: ["Features"]),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "Features", "Tensors"]),
+        .testTarget(name: "DecodingTests", dependencies: ["Decoding", "Tensors"]),
+        .testTarget(name: "ScoringTests", dependencies: ["Scoring"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Features", "Decoding", "Tensors"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Recognizer", "Training", "Audio", "Model", "Scoring"]),
+    ]
+)

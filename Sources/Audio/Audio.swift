@@ -1,0 +1,1 @@
+// The Audio stage; see docs/architecture.md.

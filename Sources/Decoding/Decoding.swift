@@ -1,0 +1,1 @@
+// The Decoding stage; see docs/architecture.md.

@@ -1,0 +1,1 @@
+// The Features stage; see docs/architecture.md.

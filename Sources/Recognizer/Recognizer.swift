@@ -1,0 +1,1 @@
+// The Recognizer stage; see docs/architecture.md.

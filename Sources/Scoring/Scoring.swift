@@ -1,0 +1,1 @@
+// The Scoring stage; see docs/architecture.md.

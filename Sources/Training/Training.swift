@@ -1,0 +1,1 @@
+// The Training stage; see docs/architecture.md.

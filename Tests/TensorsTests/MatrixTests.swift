@@ -1,0 +1,19 @@
+import Testing
+@testable import Tensors
+
+@Suite struct MatrixTests {
+    @Test func rowMajorIndexing() {
+        var m = Matrix(rows: 2, cols: 3)
+        m[1, 2] = 5
+        #expect(m.data[5] == 5)
+        #expect(Array(m.row(1)) == [0, 0, 5])
+    }
+
+    @Test func appendAndSliceRoundTrip() {
+        var a = Matrix(rows: 0, cols: 2)
+        a.append(rowsOf: Matrix(rows: 1, cols: 2, data: [1, 2]))
+        a.append(rowsOf: Matrix(rows: 2, cols: 2, data: [3, 4, 5, 6]))
+        #expect(a.rows == 3)
+        #expect(a.rows(1..<3) == Matrix(rows: 2, cols: 2, data: [3, 4, 5, 6]))
+    }
+}

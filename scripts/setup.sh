@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs everything Earshot needs on Debian (run as root or with sudo available), then builds.
+# Safe to run again: apt and pip skip what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+PACKAGES=(
+  # build: the C libraries the pipeline stages link against
+  pkg-config libasound2-dev libsndfile1-dev libopenblas-dev libfftw3-dev libsamplerate0-dev
+  # tests and benchmarks: ALSA tools, sclite (sctk), sox, the reference recogniser pocketsphinx
+  alsa-utils sctk sox pocketsphinx pocketsphinx-en-us sphinxbase-utils
+  # corpus synthesis: the text-to-speech engines and their voices
+  espeak-ng flite festival festvox-kallpc16k
+  python3-venv
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# A test-only virtualenv holding the independent numeric references (NumPy/SciPy/librosa).
+# Nothing at run time uses Python.
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check -r scripts/test-requirements.txt
+
+swift build -c release
+echo "setup: done; run scripts/test.sh to run the test suite"

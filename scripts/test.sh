@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Runs the whole test suite (unit, numeric-reference, end-to-end).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export EARSHOT_TEST_PYTHON="${EARSHOT_TEST_PYTHON:-$PWD/.venv/bin/python}"
+exec swift test "$@"
