@@ -83,7 +83,9 @@ final class SoundFileReader {
                   let open = trimmed.range(of: "(should be ") else { continue }
             let numbers = trimmed.split(whereSeparator: { !$0.isNumber }).compactMap { Int64($0) }
             guard numbers.count >= 2, open.lowerBound > trimmed.startIndex else { continue }
-            let declaredBytes = numbers[0], presentBytes = numbers[1]
+            // An AIFF SSND chunk starts with 8 bytes (offset, block size) before the samples.
+            let chunkOverhead: Int64 = trimmed.hasPrefix("SSND") ? 8 : 0
+            let declaredBytes = numbers[0] - chunkOverhead, presentBytes = numbers[1] - chunkOverhead
             // 0x7FFFFFFF / 0xFFFFFFFF are the "length unknown" placeholders streaming writers (arecord,
             // sox to a pipe) put in the header; such a file is not truncated.
             guard declaredBytes > presentBytes, declaredBytes < 0x7FFF_FFFF else { return nil }

@@ -64,6 +64,17 @@ import Testing
         #expect(throws: expected) { try AudioFile.info(path: path) }
     }
 
+    @Test func aiffCutInHalfIsReportedAsTruncated() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("cut.aiff")
+        try AudioWriter.write(tone(frames: 16000), sampleRate: 16000, to: path, format: .aiff)
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        let header = data.count - 32000
+        try data.prefix(data.count / 2).write(to: URL(fileURLWithPath: path))
+        let available = Int64((data.count / 2 - header) / 2)
+        #expect(readError(path) == .truncated(path: path, declaredFrames: 16000, availableFrames: available))
+    }
+
     @Test func flacCutShortIsReportedAsTruncated() throws {
         let directory = try TemporaryDirectory()
         let path = directory.file("cut.flac")
