@@ -93,7 +93,7 @@ public enum AudioFile {
             resampler.pull(into: &output)
         }
 
-        if let declared = file.declaredFrames, framesRead < declared {
+        if let declared = file.declaredFrames, framesRead < declared, file.declaredFramesAreExact {
             throw .truncated(path: path, declaredFrames: declared, availableFrames: framesRead)
         }
         if let problem = file.errorText {

@@ -1,14 +1,14 @@
 import CSampleRate
 
 /// libsamplerate's band-limited sinc converters. All three reject aliases by about 97 dB; they differ in
-/// how much of the band below the new Nyquist frequency they keep flat, and in speed.
+/// how much of the band below the lower of the two Nyquist frequencies they keep flat, and in speed.
 ///
 /// `.medium` is the default: at 16 kHz output it is flat to 7.2 kHz (90 % of Nyquist), which covers the
-/// formants and nearly all fricative energy the 8 kHz log-mel frontend sees, and it runs about 3.5x
-/// faster than `.best` (flat to 7.76 kHz). Measured on this project's 2-core build machine, release
-/// build, one core: 44.1 kHz -> 16 kHz at roughly 220x real time for `.medium` versus 65x for `.best`;
-/// `.best` would make resampling cost as much as recognition on long files and training corpora.
-/// `.fastest` (flat only to 6.4 kHz) would cut into the top mel bands.
+/// formants and nearly all fricative energy the 8 kHz log-mel frontend sees, and it is about 3.5x faster
+/// than `.best` (flat to 7.76 kHz). Measured, release build, one core of the shared build machine:
+/// 44.1 kHz -> 16 kHz at 227x real time for `.medium` against 63x for `.best` (8 kHz -> 16 kHz: 586x
+/// against 187x). `.best` would make resampling cost as much as recognition on long files and a whole
+/// training corpus; `.fastest` (500x, flat only to 6.4 kHz) would cut into the top mel bands.
 public enum ResamplingQuality: Sendable, CaseIterable {
     case best, medium, fastest
 

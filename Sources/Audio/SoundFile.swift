@@ -48,6 +48,13 @@ final class SoundFileReader {
     /// reports SF_COUNT_MAX).
     var declaredFrames: Int64? { info.frames == Int64.max || info.frames < 0 ? nil : info.frames }
 
+    /// Whether `declaredFrames` is a promise rather than a guess. For MP3 without a Xing/Info header
+    /// mpg123 extrapolates the length from the file size and the first frame's bitrate, so a VBR file can
+    /// decode to fewer frames without anything being wrong.
+    var declaredFramesAreExact: Bool {
+        (info.format & Int32(SF_FORMAT_TYPEMASK)) != Int32(SF_FORMAT_MPEG)
+    }
+
     /// libsndfile's parse log for this file: the chunk sizes it found and what it corrected.
     var parseLog: String {
         var buffer = [CChar](repeating: 0, count: 16384)
