@@ -174,7 +174,8 @@ public final class StreamingResampler {
         pending.removeAll(keepingCapacity: true)
     }
 
-    /// Takes every converted sample waiting in the queue.
+    /// Takes every converted sample waiting in the queue. Allocates a fresh queue each call; a live loop
+    /// should use `pull(into:)` with a buffer it reuses.
     public func pull() -> [Float] {
         var output: [Float] = []
         swap(&output, &pending)
