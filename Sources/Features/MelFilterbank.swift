@@ -10,8 +10,8 @@ extension WindowFunction {
     /// Periodic windows are the first `length` points of the symmetric window of `length + 1`.
     public func coefficients(length: Int, periodic: Bool) -> [Float] {
         precondition(length >= 1, "window length \(length) must be at least 1")
+        if length == 1 { return [1] }  // what scipy and torch return for one point, periodic or not
         let denominator = Double(periodic ? length : length - 1)
-        if denominator == 0 { return [1] }  // a 1-point symmetric window, as scipy returns
         return (0..<length).map { n in
             let x = 2 * Double.pi * Double(n) / denominator
             let w: Double = switch self {
