@@ -104,6 +104,31 @@ import Tensors
         }
     }
 
+    @Test func finishIsIdempotentAndResetStartsANewUtterance() throws {
+        let signal = testSignal(seconds: 0.4)
+        let frontend = try LogMelFrontend(config: .nemo(normalization: .none))
+        let whole = frontend.compute(signal)
+        frontend.reset()
+        frontend.accept(signal)
+        frontend.finish()
+        frontend.finish()
+        #expect(frontend.isFinished && frontend.samplesAccepted == signal.count)
+        #expect(frontend.pullFrames().rows == whole.rows)
+        #expect(frontend.pullFrames().rows == 0, "frames are handed out once")
+        frontend.reset()
+        #expect(!frontend.isFinished && frontend.samplesAccepted == 0 && frontend.framesComputed == 0)
+        frontend.finish()
+        #expect(frontend.pullFrames().rows == 0, "an empty utterance has no frames, centred or not")
+    }
+
+    @Test func acceptAfterFinishIsAProgrammingError() async {
+        await #expect(processExitsWith: .failure) {
+            let frontend = try LogMelFrontend(config: FrontendConfig())
+            frontend.finish()
+            frontend.accept([0])
+        }
+    }
+
     @Test func frameCountFollowsTheDocumentedRule() throws {
         let sizes = [0, 1, 2, 159, 160, 161, 255, 256, 257, 399, 400, 401, 559, 560, 561, 16000, 16001]
         for center in [false, true] {
