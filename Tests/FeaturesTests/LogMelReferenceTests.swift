@@ -94,6 +94,8 @@ for i, c in enumerate(cfgs):
         nemoPeriodic.periodicWindow = true
         let nemo = FrontendConfig.nemo(melBins: 64, normalization: .none)
         let kaldi = FrontendConfig.kaldi(melBins: 80, sampleScale: 32768)
+        var kaldiHamming = FrontendConfig.kaldi(melBins: 40)  // hamming's w[0] != 0 exposes the frame edge of pre-emphasis
+        kaldiHamming.window = .hamming
         let mixed = FrontendConfig(windowLength: 400, hopLength: 123, fftSize: 400, melBins: 40, fMin: 60, fMax: 7000,
                                    preemphasis: nil, window: .hamming, periodicWindow: false,
                                    melScale: .htk, melTriangles: .linearInHertz, melNormalization: .none,
@@ -102,7 +104,7 @@ for i, c in enumerate(cfgs):
                                                  preemphasis: 0.9, preemphasisScope: .signal, window: .blackman,
                                                  periodicWindow: true, melScale: .slaney, melTriangles: .linearInMel,
                                                  melNormalization: .none, removeDCOffset: true, center: false)
-        return [("nemo-periodic-perFeature", nemoPeriodic), ("nemo", nemo), ("kaldi", kaldi),
+        return [("nemo-periodic-perFeature", nemoPeriodic), ("nemo", nemo), ("kaldi", kaldi), ("kaldi-hamming", kaldiHamming),
                 ("mixed-centred", mixed), ("blackman-dc-signalPreemph", blackmanKaldiSlaney)]
     }()
 
