@@ -22,6 +22,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable, Sendable {
     case unsupportedFormatVersion(file: String, found: String, supported: Int)
     /// A `__metadata__` entry (architecture, vocabulary, ...) is missing or malformed.
     case malformedMetadata(file: String, key: String, reason: String)
+    /// The architecture names a layer type this Earshot does not know (a newer or foreign model).
+    case unknownLayerType(file: String, type: String)
     /// A parameter the architecture needs is absent.
     case missingParameter(file: String, name: String, expectedShape: [Int])
     /// A parameter exists but its shape differs from what the architecture needs.
@@ -46,6 +48,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable, Sendable {
         case .unsupportedFormatVersion(let f, let found, let supported):
             return "\(f): model format version \(found) is newer than this Earshot supports (\(supported)); upgrade Earshot to load it"
         case .malformedMetadata(let f, let k, let r): return "\(f): metadata '\(k)' is invalid: \(r)"
+        case .unknownLayerType(let f, let t):
+            return "\(f): unknown layer type '\(t)' in the architecture (known: conv1d, dense, layernorm, relu, residual); a newer Earshot may read it"
         case .missingParameter(let f, let n, let s):
             return "\(f): parameter '\(n)' (shape \(s)) required by the architecture is missing"
         case .wrongShape(let f, let n, let e, let s):
@@ -63,7 +67,7 @@ public enum ModelError: Error, CustomStringConvertible, Equatable, Sendable {
         switch self {
         case .unreadable(let f, _), .unwritable(let f, _), .truncated(let f, _), .malformedHeader(let f, _),
              .badTensor(let f, _, _), .unsupportedDType(let f, _, _), .notAModel(let f, _),
-             .unsupportedFormatVersion(let f, _, _), .malformedMetadata(let f, _, _),
+             .unsupportedFormatVersion(let f, _, _), .malformedMetadata(let f, _, _), .unknownLayerType(let f, _),
              .missingParameter(let f, _, _), .wrongShape(let f, _, _, _), .nonFiniteParameter(let f, _, _),
              .inconsistentArchitecture(let f, _), .vocabularyMismatch(let f, _, _):
             return f
