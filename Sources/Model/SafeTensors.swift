@@ -94,9 +94,11 @@ public struct SafeTensors: Sendable, Equatable {
                   let begin = exactInt(offs[0]), let end = exactInt(offs[1]) else {
                 throw .badTensor(file: file, tensor: name, reason: "'data_offsets' is not a pair of integers")
             }
-            guard begin >= 0, begin <= end, end <= dataLength else {
-                throw .badTensor(file: file, tensor: name,
-                                 reason: "data_offsets [\(begin), \(end)] lie outside the \(dataLength)-byte data buffer")
+            guard begin >= 0, begin <= end else {
+                throw .badTensor(file: file, tensor: name, reason: "data_offsets [\(begin), \(end)] are not an increasing pair of byte offsets")
+            }
+            guard end <= dataLength else {
+                throw .truncated(file: file, reason: "tensor '\(name)' needs data bytes \(begin)..<\(end) but the file holds only \(dataLength)")
             }
             var elements = 1
             for d in shape {
