@@ -232,9 +232,9 @@ func halfToFloat(_ h: UInt16) -> Float {
     return Float(bitPattern: sign | (UInt32(exponent - 15 + 127) << 23) | (mantissa << 13))
 }
 
-/// JSON numbers arrive from JSONSerialization as NSNumber; accept only exact integers.
+/// JSON numbers arrive from JSONSerialization as NSNumber; accept only exact integers. (A JSON `true`
+/// is indistinguishable from 1 after bridging on Linux, so it is read as 1.)
 private func exactInt(_ v: Any) -> Int? {
-    if v is Bool { return nil }
     if let i = v as? Int { return i }
     if let d = v as? Double, d == d.rounded(), abs(d) < 9e15 { return Int(d) }
     return nil

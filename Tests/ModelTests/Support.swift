@@ -88,7 +88,10 @@ enum Python {
     }
 }
 
-/// The error `body` throws, or nil.
-func modelError(_ body: () throws(ModelError) -> Void) -> ModelError? {
-    do { try body(); return nil } catch { return error }
+/// The `ModelError` `body` throws, or nil (any other error is recorded as a test failure).
+func modelError(_ body: () throws -> Void) -> ModelError? {
+    do { try body(); return nil } catch let error as ModelError { return error } catch {
+        Issue.record("expected a ModelError, got \(error)")
+        return nil
+    }
 }
