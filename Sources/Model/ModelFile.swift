@@ -170,6 +170,7 @@ public struct ModelFile: Sendable {
         if let sha256 { lines.append("sha256:        \(sha256)") }
         let cmvn = parameters[FeatureNormalization.meanName] != nil ? "global CMVN" : "no normalisation"
         lines.append("input:         \(arch.inputDim) features per \(format(arch.frameDurationMs)) ms frame, \(cmvn)")
+        lines.append("frontend:      \(description.frontendJSON)")
         lines.append("layers:")
         func describe(_ layers: [LayerSpec], indent: String) {
             for layer in layers {
@@ -206,6 +207,7 @@ public struct ModelFile: Sendable {
             lines.append("provenance:")
             for key in description.provenance.keys.sorted() { lines.append("  \(key): \(description.provenance[key]!)") }
         }
+        if let decoding = description.decodingJSON { lines.append("decoding:      \(decoding)") }
         return lines.joined(separator: "\n")
     }
 
