@@ -2,7 +2,7 @@ import Tensors
 
 /// Global mean/variance normalisation (CMVN) of the input features, `(x - mean) / std` per channel,
 /// with statistics stored in the model file as "frontend.mean" and "frontend.std" [inputDim].
-public struct FeatureNormalization: Sendable, Equatable {
+public struct InputNormalization: Sendable, Equatable {
     public let mean: [Float]
     public let std: [Float]
     let invStd: [Float]
@@ -41,7 +41,7 @@ public struct FeatureNormalization: Sendable, Equatable {
 public struct Encoder: Sendable {
     public let architecture: EncoderArchitecture
     public let layers: [Layer]
-    public let normalization: FeatureNormalization?
+    public let normalization: InputNormalization?
 
     /// Builds the encoder from an architecture and a parameter set (extra tensors are ignored).
     /// Checks the architecture chains and that every parameter exists with the right shape.
@@ -62,17 +62,17 @@ public struct Encoder: Sendable {
         try self.init(architecture: model.description.architecture, parameters: model.parameters, file: file)
     }
 
-    static func normalization(_ parameters: [String: Tensor], dim: Int, file: String) throws(ModelError) -> FeatureNormalization? {
-        let mean = parameters[FeatureNormalization.meanName], std = parameters[FeatureNormalization.stdName]
+    static func normalization(_ parameters: [String: Tensor], dim: Int, file: String) throws(ModelError) -> InputNormalization? {
+        let mean = parameters[InputNormalization.meanName], std = parameters[InputNormalization.stdName]
         if mean == nil && std == nil { return nil }
-        guard let mean else { throw .missingParameter(file: file, name: FeatureNormalization.meanName, expectedShape: [dim]) }
-        guard let std else { throw .missingParameter(file: file, name: FeatureNormalization.stdName, expectedShape: [dim]) }
-        guard mean.shape == [dim] else { throw .wrongShape(file: file, name: FeatureNormalization.meanName, expected: [dim], found: mean.shape) }
-        guard std.shape == [dim] else { throw .wrongShape(file: file, name: FeatureNormalization.stdName, expected: [dim], found: std.shape) }
+        guard let mean else { throw .missingParameter(file: file, name: InputNormalization.meanName, expectedShape: [dim]) }
+        guard let std else { throw .missingParameter(file: file, name: InputNormalization.stdName, expectedShape: [dim]) }
+        guard mean.shape == [dim] else { throw .wrongShape(file: file, name: InputNormalization.meanName, expected: [dim], found: mean.shape) }
+        guard std.shape == [dim] else { throw .wrongShape(file: file, name: InputNormalization.stdName, expected: [dim], found: std.shape) }
         if let bad = std.data.firstIndex(where: { !($0 > 0) || !$0.isFinite }) {
-            throw .nonFiniteParameter(file: file, name: FeatureNormalization.stdName, index: bad)
+            throw .nonFiniteParameter(file: file, name: InputNormalization.stdName, index: bad)
         }
-        return FeatureNormalization(mean: mean.data, std: std.data)
+        return InputNormalization(mean: mean.data, std: std.data)
     }
 
     public var inputDim: Int { architecture.inputDim }

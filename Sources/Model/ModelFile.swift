@@ -115,9 +115,10 @@ public struct ModelFile: Sendable {
                 throw .nonFiniteParameter(file: file, name: name, index: bad)
             }
         }
+        _ = try description.frontendConfig(file: file)
         _ = try Encoder.normalization(parameters, dim: arch.inputDim, file: file)
-        if let mean = parameters[FeatureNormalization.meanName], let bad = mean.data.firstIndex(where: { !$0.isFinite }) {
-            throw .nonFiniteParameter(file: file, name: FeatureNormalization.meanName, index: bad)
+        if let mean = parameters[InputNormalization.meanName], let bad = mean.data.firstIndex(where: { !$0.isFinite }) {
+            throw .nonFiniteParameter(file: file, name: InputNormalization.meanName, index: bad)
         }
         guard description.vocabulary.count == arch.outputDim else {
             throw .vocabularyMismatch(file: file, vocabularySize: description.vocabulary.count, outputSize: arch.outputDim)
@@ -168,7 +169,7 @@ public struct ModelFile: Sendable {
         var lines: [String] = []
         lines.append("Earshot CTC model (format \(Self.formatName) v\(Self.formatVersion))")
         if let sha256 { lines.append("sha256:        \(sha256)") }
-        let cmvn = parameters[FeatureNormalization.meanName] != nil ? "global CMVN" : "no normalisation"
+        let cmvn = parameters[InputNormalization.meanName] != nil ? "global CMVN" : "no normalisation"
         lines.append("input:         \(arch.inputDim) features per \(format(arch.frameDurationMs)) ms frame, \(cmvn)")
         lines.append("frontend:      \(description.frontendJSON)")
         lines.append("layers:")
@@ -194,7 +195,7 @@ public struct ModelFile: Sendable {
         }
         describe(arch.layers, indent: "  ")
         let extra = Set(parameters.keys).subtracting(arch.parameterShapes.map(\.name))
-            .subtracting([FeatureNormalization.meanName, FeatureNormalization.stdName])
+            .subtracting([InputNormalization.meanName, InputNormalization.stdName])
         lines.append("parameters:    \(parameterCount)" + (extra.isEmpty ? "" : " (+ \(extra.count) extra tensors ignored by the encoder)"))
         lines.append("subsampling:   \(arch.subsampling) (one output every \(format(Double(arch.subsampling) * arch.frameDurationMs)) ms)")
         lines.append("look-ahead:    \(arch.lookAheadFrames) frames = \(format(arch.lookAheadMs)) ms")

@@ -19,7 +19,7 @@ private func smallModel(seed: UInt64 = 30) -> ModelFile {
     params["frontend.std"] = Tensor(shape: [4], data: [1, 2, 3, 4])
     params["optimizer.conv.weight.m"] = Tensor(shape: [6, 4, 3], data: rng.floats(72))  // ignored extra
     return ModelFile(description: ModelDescription(
-        architecture: arch, frontendJSON: #"{"sample_rate":16000,"mel_bins":4}"#,
+        architecture: arch, frontendJSON: #"{"melBins":4,"sampleRate":16000}"#,
         vocabulary: ["<blank>", " ", "a", "b", "'"],
         provenance: ["trained_by": .string("earshot 0.1"), "steps": .number(1200), "data": .object(["hours": .number(1.5)])],
         decodingJSON: #"{"lm_weight":0.5}"#), parameters: params)

@@ -1,0 +1,39 @@
+import Features
+import Foundation
+
+extension ModelDescription {
+    /// A description whose frontend is Features' typed configuration (stored as JSON in the file).
+    public init(architecture: EncoderArchitecture, frontend: FrontendConfig, vocabulary: [String],
+                provenance: [String: JSONValue] = [:], decodingJSON: String? = nil) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        // Encoding a plain configuration struct cannot fail.
+        let json = String(decoding: try! encoder.encode(frontend), as: UTF8.self)
+        self.init(architecture: architecture, frontendJSON: json, vocabulary: vocabulary,
+                  provenance: provenance, decodingJSON: decodingJSON)
+    }
+
+    /// The frontend configuration, checked: it must decode, be valid, and produce as many mel bins as
+    /// the encoder takes. Global CMVN statistics are not part of it: they are the tensors
+    /// "frontend.mean"/"frontend.std", applied by the `Encoder`.
+    public func frontendConfig(file: String = "<memory>") throws(ModelError) -> FrontendConfig {
+        let config: FrontendConfig
+        do {
+            config = try JSONDecoder().decode(FrontendConfig.self, from: Data(frontendJSON.utf8))
+        } catch let error as FrontendConfigError {
+            throw .malformedMetadata(file: file, key: "frontend", reason: error.description)
+        } catch {
+            throw .malformedMetadata(file: file, key: "frontend", reason: "not a frontend configuration (\(error))")
+        }
+        do {
+            try config.validate()
+        } catch {
+            throw .malformedMetadata(file: file, key: "frontend", reason: error.description)
+        }
+        guard config.melBins == architecture.inputDim else {
+            throw .malformedMetadata(file: file, key: "frontend",
+                reason: "the frontend makes \(config.melBins) mel bins but the encoder takes \(architecture.inputDim) features per frame")
+        }
+        return config
+    }
+}
