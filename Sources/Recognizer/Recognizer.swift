@@ -1,1 +1,174 @@
-// The Recognizer stage; see docs/architecture.md.
+import Decoding
+import Features
+import Foundation
+import Model
+import Tensors
+
+/// How to turn encoder output into words: greedy (beam width 1, no LM) or prefix beam search with an
+/// optional n-gram LM and hotwords.
+public struct DecodingOptions: Sendable {
+    public var beam: BeamSearchConfiguration?
+    public var languageModel: NGramLanguageModel?
+
+    /// Greedy best-path decoding: the fastest, and what training validation uses.
+    public static let greedy = DecodingOptions(beam: nil, languageModel: nil)
+
+    public init(beam: BeamSearchConfiguration?, languageModel: NGramLanguageModel?) {
+        self.beam = beam
+        self.languageModel = languageModel
+    }
+}
+
+/// CPU seconds spent in each stage (thread CPU time, so other load on the machine does not count).
+public struct StageTimings: Sendable, Equatable {
+    public var frontend = 0.0
+    public var encoder = 0.0
+    public var decoder = 0.0
+    public var audioSeconds = 0.0
+    public init() {}
+    public var total: Double { frontend + encoder + decoder }
+
+    public static func += (a: inout StageTimings, b: StageTimings) {
+        a.frontend += b.frontend; a.encoder += b.encoder; a.decoder += b.decoder; a.audioSeconds += b.audioSeconds
+    }
+}
+
+/// A loaded model ready to recognise: the frontend configuration, the encoder with its parameters,
+/// the vocabulary and the decoding options. Immutable and shareable across threads; each audio stream
+/// gets its own `RecognitionStream`.
+public final class Recognizer: Sendable {
+    public let model: ModelFile
+    public let frontendConfig: FrontendConfig
+    public let encoder: Encoder
+    public let vocabulary: Vocabulary
+    public let options: DecodingOptions
+    /// Seconds of audio per encoder output frame (frontend hop x subsampling).
+    public let frameDuration: Double
+
+    public init(model: ModelFile, options: DecodingOptions = .greedy, file: String = "<memory>") throws(ModelError) {
+        var config = try model.description.frontendConfig(file: file)
+        // Global CMVN is applied by the encoder from the model's statistics tensors.
+        if config.normalization == .global { config.normalization = .none }
+        self.model = model
+        self.frontendConfig = config
+        self.encoder = try Encoder(model: model, file: file)
+        let tokens = model.description.vocabulary
+        self.vocabulary = Vocabulary(tokens: tokens, blank: 0, space: tokens.firstIndex(of: " "))
+        self.options = options
+        self.frameDuration = Double(config.hopLength) / Double(config.sampleRate) * Double(encoder.subsampling)
+    }
+
+    /// Loads a model file and builds a recogniser for it.
+    public convenience init(modelPath: String, options: DecodingOptions = .greedy) throws(ModelError) {
+        try self.init(model: try ModelFile.load(path: modelPath), options: options, file: modelPath)
+    }
+
+    public var sampleRate: Int { frontendConfig.sampleRate }
+
+    /// A fresh stream: push samples (at `sampleRate`), read partial results, finish for the final one.
+    public func makeStream() -> RecognitionStream { RecognitionStream(recognizer: self) }
+
+    /// Recognises one whole utterance (samples at `sampleRate`).
+    public func recognize(_ samples: [Float]) -> (transcript: Transcript, timings: StageTimings) {
+        let stream = makeStream()
+        stream.accept(samples)
+        let transcript = stream.finish()
+        return (transcript, stream.timings)
+    }
+
+    func makeDecoder() -> AnyDecoder {
+        if let beam = options.beam {
+            return .beam(BeamSearchDecoder(vocabulary: vocabulary, frameDuration: frameDuration,
+                                           configuration: beam, languageModel: options.languageModel))
+        }
+        return .greedy(GreedyDecoder(vocabulary: vocabulary, frameDuration: frameDuration))
+    }
+}
+
+/// The decoders behind one enum so the hot path has no existential boxing.
+enum AnyDecoder {
+    case greedy(GreedyDecoder)
+    case beam(BeamSearchDecoder)
+
+    mutating func accept(_ logits: Matrix) {
+        switch self {
+        case .greedy(var d): d.accept(logits); self = .greedy(d)
+        case .beam(var d): d.accept(logits); self = .beam(d)
+        }
+    }
+
+    func partial() -> Transcript {
+        switch self {
+        case .greedy(let d): return d.partial()
+        case .beam(let d): return d.partial()
+        }
+    }
+
+    mutating func finalize() -> Transcript {
+        switch self {
+        case .greedy(var d): let t = d.finalize(); self = .greedy(d); return t
+        case .beam(var d): let t = d.finalize(); self = .beam(d); return t
+        }
+    }
+}
+
+/// One audio stream through the whole pipeline: its own frontend, streaming encoder state and decoder
+/// beams. Push any number of samples; `partial()` gives the current best; `finish()` ends the
+/// utterance and gives its final transcript, equal to what offline recognition of the same samples
+/// gives (each stage is exact under any chunking). Not thread-safe: one owner at a time.
+public final class RecognitionStream {
+    public let recognizer: Recognizer
+    private let frontend: LogMelFrontend
+    private var encoderState: StreamingEncoder
+    private var decoder: AnyDecoder
+    /// CPU time per stage since the stream was made.
+    public private(set) var timings = StageTimings()
+
+    init(recognizer: Recognizer) {
+        self.recognizer = recognizer
+        // The configuration was validated when the recogniser was built, so this cannot fail.
+        self.frontend = try! LogMelFrontend(config: recognizer.frontendConfig, mode: .streaming)
+        self.encoderState = recognizer.encoder.makeStream()
+        self.decoder = recognizer.makeDecoder()
+    }
+
+    /// Pushes samples at the recogniser's sample rate.
+    public func accept(_ samples: [Float]) {
+        timings.audioSeconds += Double(samples.count) / Double(recognizer.sampleRate)
+        var t = threadCPUTime()
+        frontend.accept(samples)
+        let frames = frontend.pullFrames()
+        var now = threadCPUTime(); timings.frontend += now - t; t = now
+        let logits = encoderState.accept(frames)
+        now = threadCPUTime(); timings.encoder += now - t; t = now
+        decoder.accept(logits)
+        timings.decoder += threadCPUTime() - t
+    }
+
+    /// The current best transcript of the utterance so far.
+    public func partial() -> Transcript { decoder.partial() }
+
+    /// Ends the utterance: flushes every stage and returns the final transcript. The stream is then
+    /// ready for the next utterance (times restart at zero).
+    public func finish() -> Transcript {
+        var t = threadCPUTime()
+        frontend.finish()
+        let frames = frontend.pullFrames()
+        var now = threadCPUTime(); timings.frontend += now - t; t = now
+        var logits = encoderState.accept(frames)
+        logits.append(rowsOf: encoderState.finish())
+        now = threadCPUTime(); timings.encoder += now - t; t = now
+        decoder.accept(logits)
+        let transcript = decoder.finalize()
+        timings.decoder += threadCPUTime() - t
+        frontend.reset()
+        return transcript
+    }
+}
+
+/// CPU time of the calling thread, in seconds.
+func threadCPUTime() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}

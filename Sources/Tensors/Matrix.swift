@@ -39,6 +39,7 @@ public struct Matrix: Sendable, Equatable {
 
     /// Appends the rows of `other`, which must have the same number of columns.
     public mutating func append(rowsOf other: Matrix) {
+        if other.rows == 0 { return }
         precondition(other.cols == cols || rows == 0, "appending \(other.cols)-column rows to a \(cols)-column matrix")
         if rows == 0 { cols = other.cols }
         data.append(contentsOf: other.data)

@@ -1,0 +1,76 @@
+import Decoding
+import Foundation
+
+/// The output formats of `earshot transcribe`: plain text, JSON (with word times and confidences),
+/// and the SubRip / WebVTT subtitle formats.
+public enum TranscriptFormat: String, CaseIterable, Sendable {
+    case text, json, srt, vtt
+
+    public var fileExtension: String { rawValue == "text" ? "txt" : rawValue }
+
+    /// Renders one file's transcript. `source` is the audio file it came from (recorded in JSON).
+    public func render(_ transcript: Transcript, source: String, duration: Double) -> String {
+        switch self {
+        case .text:
+            return transcript.text + "\n"
+        case .json:
+            return Self.json(transcript, source: source, duration: duration)
+        case .srt:
+            return Self.cues(transcript).enumerated().map { i, cue in
+                "\(i + 1)\n\(Self.timestamp(cue.start, separator: ",")) --> \(Self.timestamp(cue.end, separator: ","))\n\(cue.text)\n"
+            }.joined(separator: "\n")
+        case .vtt:
+            let body = Self.cues(transcript).map { cue in
+                "\(Self.timestamp(cue.start, separator: ".")) --> \(Self.timestamp(cue.end, separator: "."))\n\(cue.text)\n"
+            }.joined(separator: "\n")
+            return "WEBVTT\n\n" + body
+        }
+    }
+
+    struct Cue { var start: Double; var end: Double; var text: String }
+
+    /// Subtitle cues: words grouped until a cue would pass 42 characters or 5 seconds, or the
+    /// speaker pauses for more than 0.8 s (common subtitle reading-speed guidance).
+    static func cues(_ transcript: Transcript) -> [Cue] {
+        var cues: [Cue] = []
+        var current: Cue?
+        for word in transcript.words {
+            if var cue = current {
+                let tooLong = cue.text.count + 1 + word.text.count > 42 || word.end - cue.start > 5
+                let pause = word.start - cue.end > 0.8
+                if tooLong || pause {
+                    cues.append(cue)
+                    current = Cue(start: word.start, end: word.end, text: word.text)
+                } else {
+                    cue.text += " " + word.text
+                    cue.end = word.end
+                    current = cue
+                }
+            } else {
+                current = Cue(start: word.start, end: word.end, text: word.text)
+            }
+        }
+        if let cue = current { cues.append(cue) }
+        return cues
+    }
+
+    static func timestamp(_ seconds: Double, separator: String) -> String {
+        let ms = Int((max(0, seconds) * 1000).rounded())
+        let h = ms / 3_600_000, m = ms / 60_000 % 60, s = ms / 1000 % 60, f = ms % 1000
+        return String(format: "%02d:%02d:%02d%@%03d", h, m, s, separator, f)
+    }
+
+    static func json(_ transcript: Transcript, source: String, duration: Double) -> String {
+        struct Document: Encodable {
+            var file: String
+            var duration: Double
+            var text: String
+            var words: [Word]
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let doc = Document(file: source, duration: duration, text: transcript.text, words: transcript.words)
+        // Encoding plain strings and doubles cannot fail.
+        return String(decoding: try! encoder.encode(doc), as: UTF8.self) + "\n"
+    }
+}
