@@ -139,6 +139,7 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
     private var beam: [Entry] = []
     private var next: [NextEntry] = []
     private var order: [Int] = []
+    private var scores: [Double] = []
     private var candidates: [Int] = []
     private var sortedTokens: [Int] = []
     private var logPosteriors: [Double]
@@ -281,9 +282,12 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
         }
         // Keep the best `beamWidth`; ties broken by node id so the result never depends on chunking.
         order.removeAll(keepingCapacity: true)
-        order.append(contentsOf: next.indices)
-        var scores = [Double](repeating: 0, count: next.count)
-        for i in next.indices { scores[i] = score(next[i]) }
+        scores.removeAll(keepingCapacity: true)
+        for i in next.indices {
+            scores.append(score(next[i]))
+            // A repeat from a prefix with no blank-ending path is impossible; don't let it take a slot.
+            if scores[i] > -.infinity { order.append(i) }
+        }
         if order.count > configuration.beamWidth {
             order.sort { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && next[$0].node < next[$1].node) }
             order.removeLast(order.count - configuration.beamWidth)
