@@ -126,7 +126,7 @@ import Testing
     }
 
     @Test func trainedModelProbabilitiesSumToOneForAnyHistory() throws {
-        for order in [1, 2, 3, 4] {
+        for order in [1, 2, 3, 4, 5] {
             let trained = NGramLanguageModel.train(sentences: Self.corpus, order: order)
             // Through ARPA text and back, as `earshot adapt --text` will use it.
             let lm = try NGramLanguageModel(arpaText: trained.arpaText())
