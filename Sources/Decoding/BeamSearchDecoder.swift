@@ -1,0 +1,519 @@
+import Tensors
+
+/// A word or phrase whose recognition should be encouraged, with its bonus (natural-log units).
+public struct Hotword: Sendable, Equatable, Codable {
+    /// One or more words separated by spaces, spelled in the vocabulary's tokens.
+    public var phrase: String
+    /// Added to a hypothesis' score each time it completes the phrase's last word right after the
+    /// phrase's other words.
+    public var weight: Double
+
+    public init(_ phrase: String, weight: Double) {
+        self.phrase = phrase
+        self.weight = weight
+    }
+}
+
+/// Settings of the prefix beam search. Scores are natural logs.
+public struct BeamSearchConfiguration: Sendable, Equatable {
+    /// Prefixes kept after each frame.
+    public var beamWidth: Int = 16
+    /// At most this many non-blank tokens are tried as extensions per frame (`nil`: all).
+    public var tokenTopK: Int? = nil
+    /// Per frame, tokens are taken from the most likely down until their posteriors (blank included)
+    /// add up to this; the non-blank ones among them are tried as extensions. 1 keeps every token.
+    public var tokenCumulativeProbability: Double = 1.0
+    /// Frames whose blank posterior exceeds this only extend existing prefixes by blank or by
+    /// repeating their last token (no new tokens), which skips most of the work on silence. `nil`
+    /// disables the shortcut.
+    public var blankSkipThreshold: Double? = nil
+    /// alpha: weight of the language model's natural-log word probability.
+    public var lmWeight: Double = 0.5
+    /// beta: added for every completed word (balances the LM's preference for few words).
+    public var wordInsertionBonus: Double = 0
+    /// Added for a completed word the language model does not know (on top of its `<unk>`
+    /// probability, when the model has `<unk>`). Only used with a language model.
+    public var unknownWordPenalty: Double = -10
+    /// Phrases to boost.
+    public var hotwords: [Hotword] = []
+    /// Per matched character, added while the word being spelled is a prefix of a hotword's word, so
+    /// the beam keeps a partial hotword alive until it is complete. The bonus is temporary: it is
+    /// removed when the word ends (then the hotword's full weight applies if the phrase matched).
+    public var hotwordPrefixBonus: Double = 0
+
+    public init(beamWidth: Int = 16, tokenTopK: Int? = nil, tokenCumulativeProbability: Double = 1.0,
+                blankSkipThreshold: Double? = nil, lmWeight: Double = 0.5, wordInsertionBonus: Double = 0,
+                unknownWordPenalty: Double = -10, hotwords: [Hotword] = [], hotwordPrefixBonus: Double = 0) {
+        self.beamWidth = beamWidth
+        self.tokenTopK = tokenTopK
+        self.tokenCumulativeProbability = tokenCumulativeProbability
+        self.blankSkipThreshold = blankSkipThreshold
+        self.lmWeight = lmWeight
+        self.wordInsertionBonus = wordInsertionBonus
+        self.unknownWordPenalty = unknownWordPenalty
+        self.hotwords = hotwords
+        self.hotwordPrefixBonus = hotwordPrefixBonus
+    }
+}
+
+/// One prefix of the beam.
+public struct BeamHypothesis: Sendable, Equatable {
+    /// Collapsed token sequence (no blanks).
+    public var tokens: [Int]
+    public var text: String
+    /// log P_ctc(tokens | frames so far): the sum over every alignment of the prefix.
+    public var acousticLogProbability: Double
+    /// Acoustic log probability plus LM, word bonus and hotword scores (and, after `finalHypotheses`,
+    /// the last word's and the end-of-sentence LM scores).
+    public var score: Double
+}
+
+/// CTC prefix beam search with optional word n-gram shallow fusion and hotword boosting.
+///
+/// Owns the prefix tree of every hypothesis seen in the current utterance (each node caches its
+/// LM/hotword score so a prefix is scored once), a parallel tree of emission records (frame spans and
+/// posteriors, for word times and confidences), the current beam, and per-frame scratch buffers sized
+/// once. The score of a prefix is
+/// `log P_ctc + alpha * sum log P_lm(word | history) + beta * words + hotword bonuses`; LM and bonuses
+/// are added when a word is completed by a space (or by `finalize()`, which also adds
+/// `alpha * log P_lm(</s> | history)`). Every operation is per frame, so streaming over any chunking
+/// equals offline decoding.
+///
+/// The trees grow with the utterance (a few nodes per frame with token pruning); `finalize()` and
+/// `reset()` free them, so the recogniser should end utterances at endpoints.
+public struct BeamSearchDecoder: StreamingCTCDecoder {
+    public let vocabulary: Vocabulary
+    public let frameDuration: Double
+    public let configuration: BeamSearchConfiguration
+    public let languageModel: NGramLanguageModel?
+
+    struct Node {
+        var parent: Int32
+        var token: Int32
+        /// First node of the word being spelled, -1 when none (after a space or at the start).
+        var wordStart: Int32
+        /// Most recent node that completed a word on this prefix (itself if it completes one), -1 if none.
+        var lastWord: Int32
+        /// For word-completing nodes: the previous word-completing node.
+        var previousWord: Int32
+        /// For word-completing nodes: the completed word's id in `wordStrings`.
+        var wordID: Int32
+        /// LM, word-bonus and hotword scores of the completed words.
+        var fixedScore: Double
+        /// Temporary hotword-prefix bonus of the word being spelled.
+        var partialBonus: Double
+        /// State in the hotword character trie for the word being spelled; -1 when off the trie.
+        var hotwordState: Int32
+    }
+
+    struct Record {
+        var parent: Int32
+        var token: Int32
+        var start: Int32
+        var end: Int32
+        var peak: Double
+    }
+
+    struct Entry {
+        var node: Int32
+        var record: Int32
+        var pb: Double
+        var pnb: Double
+    }
+
+    struct NextEntry {
+        var node: Int32
+        var record: Int32
+        var pending: Bool
+        var peak: Double
+        var pb: Double
+        var pnb: Double
+    }
+
+    // Prefix tree and emission records.
+    private var nodes: [Node] = []
+    private var children: [UInt64: Int32] = [:]
+    private var records: [Record] = []
+    private var slotOf: [Int32] = []
+    // Beam and scratch.
+    private var beam: [Entry] = []
+    private var next: [NextEntry] = []
+    private var order: [Int] = []
+    private var scores: [Double] = []
+    private var candidates: [Int] = []
+    private var sortedTokens: [Int] = []
+    private var logPosteriors: [Double]
+    private var frame = 0
+    // Words seen in this decoder (ids index `wordStrings`), with their LM ids (-1: unknown).
+    private var wordIDs: [String: Int32] = [:]
+    private var wordStrings: [String] = []
+    private var lmIDs: [Int32] = []
+    private var historyScratch: [Int32] = []
+    // Hotwords: a character trie over their words, and phrases indexed by their last word.
+    private var hotwordTrie: [UInt64: Int32] = [:]
+    private var hotwordDepth: [Int32] = [0]
+    private var phrasesByLastWord: [Int32: [(words: [Int32], weight: Double)]] = [:]
+
+    public init(vocabulary: Vocabulary = .earshot, frameDuration: Double = 0.04,
+                configuration: BeamSearchConfiguration = BeamSearchConfiguration(),
+                languageModel: NGramLanguageModel? = nil) {
+        precondition(configuration.beamWidth >= 1, "beam width must be at least 1")
+        self.vocabulary = vocabulary
+        self.frameDuration = frameDuration
+        self.configuration = configuration
+        self.languageModel = languageModel
+        self.logPosteriors = [Double](repeating: 0, count: vocabulary.count)
+        for hotword in configuration.hotwords {
+            let phraseWords = hotword.phrase.split(separator: " ").map(String.init)
+            guard let last = phraseWords.last else { continue }
+            let ids = phraseWords.map { intern($0) }
+            phrasesByLastWord[intern(last), default: []].append((ids, hotword.weight))
+            for w in phraseWords {
+                guard let tokens = vocabulary.tokenize(w) else { continue }
+                var state: Int32 = 0
+                for t in tokens {
+                    let key = UInt64(UInt32(state)) << 32 | UInt64(t)
+                    if let s = hotwordTrie[key] {
+                        state = s
+                    } else {
+                        let s = Int32(hotwordDepth.count)
+                        hotwordDepth.append(hotwordDepth[Int(state)] + 1)
+                        hotwordTrie[key] = s
+                        state = s
+                    }
+                }
+            }
+        }
+        reset()
+    }
+
+    public mutating func reset() {
+        nodes.removeAll(keepingCapacity: true)
+        children.removeAll(keepingCapacity: true)
+        records.removeAll(keepingCapacity: true)
+        slotOf.removeAll(keepingCapacity: true)
+        nodes.append(Node(parent: -1, token: -1, wordStart: -1, lastWord: -1, previousWord: -1, wordID: -1,
+                          fixedScore: 0, partialBonus: 0, hotwordState: 0))
+        slotOf.append(-1)
+        beam = [Entry(node: 0, record: -1, pb: 0, pnb: -.infinity)]
+        frame = 0
+    }
+
+    // MARK: - Frames
+
+    public mutating func accept(_ logits: Matrix) {
+        precondition(logits.cols == vocabulary.count, "logits have \(logits.cols) columns, vocabulary has \(vocabulary.count) tokens")
+        let v = logits.cols
+        var lp = logPosteriors
+        logPosteriors = []
+        logits.data.withUnsafeBufferPointer { all in
+            lp.withUnsafeMutableBufferPointer { out in
+                for r in 0..<logits.rows {
+                    logSoftmax(UnsafeBufferPointer(rebasing: all[(r * v)..<((r + 1) * v)]), into: out)
+                    step(UnsafeBufferPointer(out))
+                    frame += 1
+                }
+            }
+        }
+        logPosteriors = lp
+    }
+
+    private mutating func selectCandidates(_ lp: UnsafeBufferPointer<Double>) {
+        candidates.removeAll(keepingCapacity: true)
+        let blank = vocabulary.blank
+        let topK = configuration.tokenTopK ?? lp.count
+        if configuration.tokenCumulativeProbability >= 1 && topK >= lp.count - 1 {
+            for c in 0..<lp.count where c != blank { candidates.append(c) }
+            return
+        }
+        sortedTokens.removeAll(keepingCapacity: true)
+        sortedTokens.append(contentsOf: 0..<lp.count)
+        sortedTokens.sort { lp[$0] > lp[$1] || (lp[$0] == lp[$1] && $0 < $1) }
+        var mass = 0.0
+        for c in sortedTokens {
+            if mass >= configuration.tokenCumulativeProbability || candidates.count >= topK { break }
+            mass += exp(lp[c])
+            if c != blank { candidates.append(c) }
+        }
+    }
+
+    @inline(__always)
+    private mutating func slot(for node: Int32, record: Int32, pending: Bool, peak: Double) -> Int {
+        let s = slotOf[Int(node)]
+        if s >= 0 { return Int(s) }
+        next.append(NextEntry(node: node, record: record, pending: pending, peak: peak, pb: -.infinity, pnb: -.infinity))
+        slotOf[Int(node)] = Int32(next.count - 1)
+        return next.count - 1
+    }
+
+    private mutating func step(_ lp: UnsafeBufferPointer<Double>) {
+        next.removeAll(keepingCapacity: true)
+        let blankLP = lp[vocabulary.blank]
+        if let threshold = configuration.blankSkipThreshold, exp(blankLP) > threshold {
+            candidates.removeAll(keepingCapacity: true)
+        } else {
+            selectCandidates(lp)
+        }
+        for e in beam {
+            let total = logAddExp(e.pb, e.pnb)
+            let last = nodes[Int(e.node)].token
+            let toBlank = total + blankLP
+            // Continuation of the prefix itself: blank, or repeating its last token (collapsed).
+            let s = slot(for: e.node, record: e.record, pending: false, peak: 0)
+            next[s].record = e.record
+            next[s].pending = false
+            next[s].pb = logAddExp(next[s].pb, toBlank)
+            if last >= 0 {
+                let stay = e.pnb + lp[Int(last)]
+                next[s].pnb = logAddExp(next[s].pnb, stay)
+                // The last character lasts while staying in it beats moving on to a blank.
+                if stay > toBlank, e.record >= 0 {
+                    records[Int(e.record)].end = Int32(frame)
+                    records[Int(e.record)].peak = max(records[Int(e.record)].peak, exp(lp[Int(last)]))
+                }
+            }
+            for c in candidates {
+                let child = childOf(e.node, token: c)
+                // After the same token only a blank-ending path may emit it again.
+                let add = Int32(c) == last ? e.pb + lp[c] : total + lp[c]
+                let cs = slot(for: child, record: e.record, pending: true, peak: exp(lp[c]))
+                next[cs].pnb = logAddExp(next[cs].pnb, add)
+            }
+        }
+        // Keep the best `beamWidth`; ties broken by node id so the result never depends on chunking.
+        order.removeAll(keepingCapacity: true)
+        scores.removeAll(keepingCapacity: true)
+        for i in next.indices {
+            scores.append(score(next[i]))
+            // A repeat from a prefix with no blank-ending path is impossible; don't let it take a slot.
+            if scores[i] > -.infinity { order.append(i) }
+        }
+        if order.count > configuration.beamWidth {
+            order.sort { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && next[$0].node < next[$1].node) }
+            order.removeLast(order.count - configuration.beamWidth)
+        }
+        beam.removeAll(keepingCapacity: true)
+        for i in order {
+            let n = next[i]
+            var record = n.record
+            if n.pending {
+                records.append(Record(parent: n.record, token: nodes[Int(n.node)].token, start: Int32(frame), end: Int32(frame), peak: n.peak))
+                record = Int32(records.count - 1)
+            }
+            beam.append(Entry(node: n.node, record: record, pb: n.pb, pnb: n.pnb))
+        }
+        for n in next { slotOf[Int(n.node)] = -1 }
+    }
+
+    @inline(__always)
+    private func score(_ n: NextEntry) -> Double {
+        let node = nodes[Int(n.node)]
+        return logAddExp(n.pb, n.pnb) + node.fixedScore + node.partialBonus
+    }
+
+    // MARK: - Prefix tree and word scores
+
+    private mutating func childOf(_ parent: Int32, token: Int) -> Int32 {
+        let key = UInt64(UInt32(parent)) << 16 | UInt64(token)
+        if let c = children[key] { return c }
+        let p = nodes[Int(parent)]
+        let index = Int32(nodes.count)
+        var n = Node(parent: parent, token: Int32(token), wordStart: -1, lastWord: p.lastWord, previousWord: -1,
+                     wordID: -1, fixedScore: p.fixedScore, partialBonus: 0, hotwordState: 0)
+        if token == vocabulary.space {
+            if p.wordStart >= 0 {
+                let word = spelling(from: p.wordStart, to: parent)
+                let (id, delta) = completeWord(word, lastWord: p.lastWord)
+                n.wordID = id
+                n.previousWord = p.lastWord
+                n.lastWord = index
+                n.fixedScore = p.fixedScore + delta
+            }
+        } else {
+            n.wordStart = p.wordStart >= 0 ? p.wordStart : index
+            let from: Int32 = p.wordStart >= 0 ? p.hotwordState : 0
+            if from >= 0, let s = hotwordTrie[UInt64(UInt32(from)) << 32 | UInt64(token)] {
+                n.hotwordState = s
+                n.partialBonus = configuration.hotwordPrefixBonus * Double(hotwordDepth[Int(s)])
+            } else {
+                n.hotwordState = -1
+            }
+        }
+        nodes.append(n)
+        slotOf.append(-1)
+        children[key] = index
+        return index
+    }
+
+    /// The text spelled by nodes `first`...`last` (one word).
+    private func spelling(from first: Int32, to last: Int32) -> String {
+        var tokens: [Int32] = []
+        var i = last
+        while true {
+            tokens.append(nodes[Int(i)].token)
+            if i == first || i <= 0 { break }
+            i = nodes[Int(i)].parent
+        }
+        return tokens.reversed().map { vocabulary.tokens[Int($0)] }.joined()
+    }
+
+    private mutating func intern(_ word: String) -> Int32 {
+        if let id = wordIDs[word] { return id }
+        let id = Int32(wordStrings.count)
+        wordStrings.append(word)
+        wordIDs[word] = id
+        lmIDs.append(languageModel?.wordID(word) ?? -1)
+        return id
+    }
+
+    /// LM history (oldest first, at most order-1 words) ending with the word at `lastWord`, then
+    /// `extra` if given; `<s>` starts it when the utterance start is within reach.
+    private func lmHistory(lastWord: Int32, appending extra: Int32?, lm: NGramLanguageModel) -> [Int32] {
+        let room = lm.order - 1
+        var reversed: [Int32] = []
+        if let extra, room > 0 { reversed.append(lmOrUnknown(extra, lm)) }
+        var w = lastWord
+        while reversed.count < room && w >= 0 {
+            reversed.append(lmOrUnknown(nodes[Int(w)].wordID, lm))
+            w = nodes[Int(w)].previousWord
+        }
+        if reversed.count < room && w < 0, let bos = lm.sentenceStartID { reversed.append(bos) }
+        // An unknown word without <unk> in the model cuts the history there.
+        if let cut = reversed.firstIndex(of: -1) { reversed.removeLast(reversed.count - cut) }
+        return reversed.reversed()
+    }
+
+    private func lmOrUnknown(_ word: Int32, _ lm: NGramLanguageModel) -> Int32 {
+        let id = lmIDs[Int(word)]
+        return id >= 0 ? id : (lm.unknownID ?? -1)
+    }
+
+    /// Word id and score change for completing `word` after the words ending at `lastWord`.
+    private mutating func completeWord(_ word: String, lastWord: Int32) -> (Int32, Double) {
+        let id = intern(word)
+        var delta = configuration.wordInsertionBonus
+        if let lm = languageModel {
+            let history = lmHistory(lastWord: lastWord, appending: nil, lm: lm)
+            let lmID = lmIDs[Int(id)]
+            if lmID >= 0 {
+                delta += configuration.lmWeight * lm.logProbability(of: lmID, history: history)
+            } else {
+                if let unk = lm.unknownID {
+                    delta += configuration.lmWeight * lm.logProbability(of: unk, history: history)
+                }
+                delta += configuration.unknownWordPenalty
+            }
+        }
+        if let phrases = phrasesByLastWord[id] {
+            for phrase in phrases where matches(phrase.words, lastWord: lastWord) {
+                delta += phrase.weight
+            }
+        }
+        return (id, delta)
+    }
+
+    /// Whether the words before the last of `phrase` are the most recent completed words.
+    private func matches(_ phrase: [Int32], lastWord: Int32) -> Bool {
+        var w = lastWord
+        for k in stride(from: phrase.count - 2, through: 0, by: -1) {
+            guard w >= 0, nodes[Int(w)].wordID == phrase[k] else { return false }
+            w = nodes[Int(w)].previousWord
+        }
+        return true
+    }
+
+    // MARK: - Results
+
+    private func tokens(of node: Int32) -> [Int] {
+        var out: [Int] = []
+        var i = node
+        while i > 0 {
+            out.append(Int(nodes[Int(i)].token))
+            i = nodes[Int(i)].parent
+        }
+        return out.reversed()
+    }
+
+    private func transcript(record: Int32) -> Transcript {
+        var emitted: [EmittedToken] = []
+        var r = record
+        while r >= 0 {
+            let rec = records[Int(r)]
+            emitted.append(EmittedToken(token: Int(rec.token), startFrame: Int(rec.start), endFrame: Int(rec.end), peakPosterior: rec.peak))
+            r = rec.parent
+        }
+        return assembleTranscript(emitted.reversed(), vocabulary: vocabulary, frameDuration: frameDuration)
+    }
+
+    private func hypothesis(_ e: Entry, score: Double) -> BeamHypothesis {
+        let t = tokens(of: e.node)
+        return BeamHypothesis(tokens: t, text: t.map { vocabulary.tokens[$0] }.joined(),
+                              acousticLogProbability: logAddExp(e.pb, e.pnb), score: score)
+    }
+
+    private func currentScore(_ e: Entry) -> Double {
+        let n = nodes[Int(e.node)]
+        return logAddExp(e.pb, e.pnb) + n.fixedScore + n.partialBonus
+    }
+
+    /// The beam now, best first, scored without end-of-utterance terms.
+    public func hypotheses() -> [BeamHypothesis] {
+        beam.map { hypothesis($0, score: currentScore($0)) }.sorted { $0.score > $1.score }
+    }
+
+    /// Score with the pending word completed and the end-of-sentence LM term.
+    private mutating func finalScore(_ e: Entry) -> Double {
+        let n = nodes[Int(e.node)]
+        var s = logAddExp(e.pb, e.pnb) + n.fixedScore
+        let lastWord = n.lastWord
+        var pending: Int32? = nil
+        if n.wordStart >= 0 {
+            let (id, delta) = completeWord(spelling(from: n.wordStart, to: e.node), lastWord: n.lastWord)
+            s += delta
+            pending = id
+        }
+        if let lm = languageModel, let eos = lm.sentenceEndID {
+            let history = lmHistory(lastWord: lastWord, appending: pending, lm: lm)
+            s += configuration.lmWeight * lm.logProbability(of: eos, history: history)
+        }
+        return s
+    }
+
+    /// The beam as it would be finalised now, best first (the n-best list).
+    public mutating func finalHypotheses() -> [BeamHypothesis] {
+        let entries = beam
+        var scored: [(Entry, Double)] = []
+        for e in entries { scored.append((e, finalScore(e))) }
+        scored.sort { $0.1 > $1.1 || ($0.1 == $1.1 && $0.0.node < $1.0.node) }
+        return scored.map { hypothesis($0.0, score: $0.1) }
+    }
+
+    public func partial() -> Transcript {
+        var best: Entry? = nil
+        var bestScore = -Double.infinity
+        for e in beam {
+            let s = currentScore(e)
+            if best == nil || s > bestScore || (s == bestScore && e.node < best!.node) { best = e; bestScore = s }
+        }
+        guard let best else { return .empty }
+        return transcript(record: best.record)
+    }
+
+    public mutating func finalize() -> Transcript {
+        var best: Entry? = nil
+        var bestScore = -Double.infinity
+        for e in beam {
+            let s = finalScore(e)
+            if best == nil || s > bestScore || (s == bestScore && e.node < best!.node) { best = e; bestScore = s }
+        }
+        let result = best.map { transcript(record: $0.record) } ?? .empty
+        reset()
+        return result
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

@@ -1,1 +1,0 @@
-// The Decoding stage; see docs/architecture.md.

@@ -1,0 +1,175 @@
+import Foundation
+
+/// Why a language model could not be read or written; each case names the file.
+public enum LanguageModelError: Error, CustomStringConvertible, Equatable {
+    case unreadable(file: String, reason: String)
+    case malformed(file: String, line: Int, reason: String)
+    case missingSection(file: String, section: String)
+    case countMismatch(file: String, order: Int, declared: Int, found: Int)
+    case unwritable(file: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .unreadable(file, reason):
+            return "cannot read language model \(file): \(reason)"
+        case let .malformed(file, line, reason):
+            return "\(file):\(line): malformed ARPA line: \(reason)"
+        case let .missingSection(file, section):
+            return "language model \(file) has no \(section) section; is it an ARPA file?"
+        case let .countMismatch(file, order, declared, found):
+            return "language model \(file): \\data\\ declares \(declared) \(order)-grams but the \\\(order)-grams: section has \(found)"
+        case let .unwritable(file, reason):
+            return "cannot write language model \(file): \(reason)"
+        }
+    }
+}
+
+/// A word n-gram language model with ARPA (Katz back-off) semantics.
+///
+/// Owns the word list (ids are positions in it), and per order a table of n-grams: each n-gram is
+/// stored as (index of its (n-1)-gram prefix, last word id), hashed into one `UInt64` key, so looking
+/// up an n-gram costs n-1 hash probes and no string work. Probabilities and back-offs are kept as the
+/// log10 values of the ARPA file (exactly what was read or will be written); queries return natural
+/// logs.
+public struct NGramLanguageModel: Sendable {
+    public static let sentenceStart = "<s>"
+    public static let sentenceEnd = "</s>"
+    public static let unknown = "<unk>"
+
+    /// Highest n-gram order.
+    public internal(set) var order: Int
+    /// Words of the model; a word's id is its index.
+    public internal(set) var words: [String] = []
+    var wordIDs: [String: Int32] = [:]
+    /// tables[n-1] holds the n-grams.
+    var tables: [NGramTable]
+
+    public var sentenceStartID: Int32? { wordIDs[Self.sentenceStart] }
+    public var sentenceEndID: Int32? { wordIDs[Self.sentenceEnd] }
+    public var unknownID: Int32? { wordIDs[Self.unknown] }
+
+    init(order: Int) {
+        precondition(order >= 1, "n-gram order must be at least 1")
+        self.order = order
+        self.tables = (0..<order).map { _ in NGramTable() }
+    }
+
+    /// Number of n-grams of order `n` (1-based) that carry a probability.
+    public func count(order n: Int) -> Int { tables[n - 1].logProb.indices.filter { tables[n - 1].present[$0] }.count }
+
+    public func wordID(_ word: String) -> Int32? { wordIDs[word] }
+
+    mutating func addWord(_ word: String) -> Int32 {
+        if let id = wordIDs[word] { return id }
+        let id = Int32(words.count)
+        words.append(word)
+        wordIDs[word] = id
+        return id
+    }
+
+    /// Natural-log probability of `word` after `history` (oldest first; only the last `order - 1` words
+    /// count). Ids must come from this model. Follows ARPA back-off: use the longest stored n-gram
+    /// ending in `word`, adding the back-off weight of every longer context that was not stored with
+    /// `word`.
+    public func logProbability(of word: Int32, history: [Int32]) -> Double {
+        history.withUnsafeBufferPointer { logProbability(of: word, history: $0) }
+    }
+
+    func logProbability(of word: Int32, history: UnsafeBufferPointer<Int32>) -> Double {
+        let maxContext = min(history.count, order - 1)
+        var backoff: Float = 0
+        var k = maxContext
+        while k >= 1 {
+            if let context = index(of: history, last: k) {
+                if let i = tables[k].find(context: context, word: word), tables[k].present[Int(i)] {
+                    return (Double(tables[k].logProb[Int(i)]) + Double(backoff)) * ln10
+                }
+                backoff += tables[k - 1].backoff[Int(context)]
+            }
+            k -= 1
+        }
+        let p = tables[0].logProb[Int(word)]
+        return (Double(p) + Double(backoff)) * ln10
+    }
+
+    /// Convenience for strings: unknown words are scored as `<unk>`, or get `-infinity` when the model
+    /// has no `<unk>`. Unknown history words break the context there (as `<unk>` if present).
+    public func logProbability(_ word: String, history: [String]) -> Double {
+        guard let w = wordIDs[word] ?? unknownID else { return -.infinity }
+        var ids: [Int32] = []
+        for h in history {
+            if let id = wordIDs[h] ?? unknownID { ids.append(id) } else { ids.removeAll() }
+        }
+        return logProbability(of: w, history: ids)
+    }
+
+    /// Index in tables[k-1] of the k-gram made of the last k words of `history`.
+    @inline(__always)
+    func index(of history: UnsafeBufferPointer<Int32>, last k: Int) -> Int32? {
+        var idx = history[history.count - k]
+        var n = 1
+        while n < k {
+            guard let next = tables[n].find(context: idx, word: history[history.count - k + n]) else { return nil }
+            idx = next
+            n += 1
+        }
+        return idx
+    }
+
+    /// The words of n-gram `i` of order `n`.
+    func ngramWords(order n: Int, index i: Int32) -> [Int32] {
+        var out: [Int32] = []
+        var idx = i
+        var m = n
+        while m > 1 {
+            out.append(tables[m - 1].word[Int(idx)])
+            idx = tables[m - 1].context[Int(idx)]
+            m -= 1
+        }
+        out.append(idx)
+        return out.reversed()
+    }
+}
+
+let ln10 = 2.302585092994046
+
+/// The n-grams of one order. Unigrams are indexed by word id (no hash); higher orders by
+/// `context index << 32 | word id`.
+struct NGramTable: Sendable {
+    var index: [UInt64: Int32] = [:]
+    var context: [Int32] = []
+    var word: [Int32] = []
+    /// log10 probability (ARPA value).
+    var logProb: [Float] = []
+    /// log10 back-off weight; 0 when absent.
+    var backoff: [Float] = []
+    /// false for placeholder entries created only because a longer n-gram needs them as a context
+    /// (ARPA files should list every prefix, but not all tools do).
+    var present: [Bool] = []
+
+    var count: Int { logProb.count }
+
+    @inline(__always)
+    static func key(_ context: Int32, _ word: Int32) -> UInt64 {
+        UInt64(UInt32(bitPattern: context)) << 32 | UInt64(UInt32(bitPattern: word))
+    }
+
+    @inline(__always)
+    func find(context: Int32, word: Int32) -> Int32? {
+        index[Self.key(context, word)]
+    }
+
+    /// Appends an entry (higher orders) and returns its index, or the existing index.
+    mutating func insert(context: Int32, word w: Int32, logProb p: Float, backoff b: Float, present isPresent: Bool) -> (Int32, inserted: Bool) {
+        let k = Self.key(context, w)
+        if let existing = index[k] { return (existing, false) }
+        let i = Int32(logProb.count)
+        index[k] = i
+        self.context.append(context)
+        word.append(w)
+        logProb.append(p)
+        backoff.append(b)
+        present.append(isPresent)
+        return (i, true)
+    }
+}

@@ -1,0 +1,198 @@
+import Foundation
+import Testing
+import Tensors
+@testable import Decoding
+
+@Suite struct BeamSearchDecoderTests {
+    let vocab = Vocabulary.earshot
+
+    /// Brute force: P(labelling) = sum over all V^T frame paths that collapse to it.
+    func bruteForce(_ m: Matrix, blank: Int) -> [[Int]: Double] {
+        var sums: [[Int]: Double] = [:]
+        let v = m.cols
+        // Log posteriors in Double, the decoder's own precision.
+        var lp = [[Double]](repeating: [], count: m.rows)
+        for t in 0..<m.rows {
+            let row = m.row(t).map(Double.init)
+            let mx = row.max()!
+            let lse = mx + log(row.reduce(0) { $0 + exp($1 - mx) })
+            lp[t] = row.map { $0 - lse }
+        }
+        var path = [Int](repeating: 0, count: m.rows)
+        func visit(_ t: Int) {
+            if t == m.rows {
+                var label: [Int] = []
+                var prev = -1
+                for c in path {
+                    if c != blank && c != prev { label.append(c) }
+                    prev = c
+                }
+                var logp = 0.0
+                for (tt, c) in path.enumerated() { logp += lp[tt][c] }
+                sums[label, default: 0] += exp(logp)
+                return
+            }
+            for c in 0..<v { path[t] = c; visit(t + 1) }
+        }
+        visit(0)
+        return sums
+    }
+
+    @Test func topPrefixMatchesBruteForceOnTinyRandomCases() throws {
+        var rng = SplitMix64(seed: 42)
+        let tiny = Vocabulary(tokens: ["-", "a", "b"], blank: 0, space: nil)
+        for caseIndex in 0..<40 {
+            let t = 1 + caseIndex % 5
+            let v = 2 + caseIndex % 2
+            let voc = Vocabulary(tokens: Array(tiny.tokens.prefix(v)), blank: 0, space: nil)
+            let m = randomLogits(rows: t, cols: v, scale: 3, using: &rng)
+            let exact = bruteForce(m, blank: 0)
+            let best = exact.max { $0.value < $1.value || ($0.value == $1.value && $0.key.lexicographicallyPrecedes($1.key)) }!
+            // At most sum_{k<=5} 2^k = 63 labellings, so width 64 keeps everything: exact search.
+            for width in [1, 2, 3, 5, 8, 64] {
+                var d = BeamSearchDecoder(vocabulary: voc, configuration: BeamSearchConfiguration(beamWidth: width))
+                d.accept(m)
+                let hyps = d.hypotheses()
+                let top = try #require(hyps.first)
+                // A pruned beam can only lose alignments, never invent probability.
+                for h in hyps {
+                    let truth = try #require(exact[h.tokens])
+                    #expect(h.acousticLogProbability <= log(truth) + 1e-9)
+                }
+                if width == 64 {
+                    #expect(abs(exp(top.acousticLogProbability) - best.value) < 1e-5, "T=\(t) V=\(v)")
+                    #expect(abs(top.acousticLogProbability - log(exact[top.tokens]!)) < 1e-5)
+                    // Every prefix in an unpruned beam carries its exact probability.
+                    for h in hyps { #expect(abs(exp(h.acousticLogProbability) - exact[h.tokens]!) < 1e-5) }
+                    if abs(best.value - (exact.values.filter { $0 != best.value }.max() ?? 0)) > 1e-9 {
+                        #expect(top.tokens == best.key)
+                    }
+                }
+            }
+        }
+    }
+
+    /// "the bat" vs "the cat": the c/b frame is slightly in favour of b.
+    func ambiguousCatBat() -> Matrix {
+        var frames = spelledFrames("the ")
+        let b = vocab.tokenize("b")![0], c = vocab.tokenize("c")![0]
+        frames.append([b: 0.5, c: 0.45])
+        frames.append([vocab.blank: 0.95])
+        frames += spelledFrames("at").dropFirst()
+        return logits(frames)
+    }
+
+    @Test func languageModelFlipsAnAcousticallyCloseDecision() {
+        let m = ambiguousCatBat()
+        var plain = BeamSearchDecoder(configuration: BeamSearchConfiguration(beamWidth: 8))
+        #expect(plain.decode(m).text == "the bat")
+        let lm = NGramLanguageModel.train(sentences: ["the cat sat", "the cat ran", "a cat", "the dog ate the cat"], order: 3)
+        var fused = BeamSearchDecoder(configuration: BeamSearchConfiguration(beamWidth: 8, lmWeight: 0.5), languageModel: lm)
+        #expect(fused.decode(m).text == "the cat")
+        // With alpha = 0 the LM has no say.
+        var muted = BeamSearchDecoder(configuration: BeamSearchConfiguration(beamWidth: 8, lmWeight: 0, unknownWordPenalty: 0), languageModel: lm)
+        #expect(muted.decode(m).text == "the bat")
+    }
+
+    @Test func wreckANiceBeachBecomesRecogniseSpeechWithTheLM() {
+        // Spaces are the acoustically unsure part: each word boundary has a space at 0.5 vs blank.
+        let s = vocab.space!, blank = vocab.blank
+        var frames: [[Int: Double]] = [[blank: 0.95]]
+        let plan = "wreck a nice beach"
+        for ch in plan {
+            if ch == " " {
+                frames.append([s: 0.55, blank: 0.44])
+            } else {
+                frames.append([vocab.tokenize(String(ch))![0]: 0.95])
+                frames.append([blank: 0.95])
+            }
+        }
+        let m = logits(frames)
+        var plain = BeamSearchDecoder(configuration: BeamSearchConfiguration(beamWidth: 16))
+        #expect(plain.decode(m).text == "wreck a nice beach")
+        let lm = NGramLanguageModel.train(sentences: ["wreckanice beach", "wreckanice day", "we wreckanice beach"], order: 2)
+        var fused = BeamSearchDecoder(configuration: BeamSearchConfiguration(beamWidth: 16, lmWeight: 1, unknownWordPenalty: -5), languageModel: lm)
+        #expect(fused.decode(m).text == "wreckanice beach")
+    }
+
+    @Test func hotwordBoostFlipsADecision() {
+        let m = ambiguousCatBat()
+        var boosted = BeamSearchDecoder(configuration: BeamSearchConfiguration(beamWidth: 8, hotwords: [Hotword("cat", weight: 1)]))
+        #expect(boosted.decode(m).text == "the cat")
+        // A phrase only fires after its earlier words.
+        var wrongPhrase = BeamSearchDecoder(configuration: BeamSearchConfiguration(beamWidth: 8, hotwords: [Hotword("a cat", weight: 1)]))
+        #expect(wrongPhrase.decode(m).text == "the bat")
+        var rightPhrase = BeamSearchDecoder(configuration: BeamSearchConfiguration(beamWidth: 8, hotwords: [Hotword("the cat", weight: 1)]))
+        #expect(rightPhrase.decode(m).text == "the cat")
+    }
+
+    @Test func hotwordPrefixBonusKeepsAPartialHotwordInANarrowBeam() {
+        // "zo" is likelier than "zu" at the second letter, but "zulu" is a hotword; with beam 1 only
+        // the prefix bonus can keep "zu" alive until the word is complete.
+        let z = vocab.tokenize("z")![0], u = vocab.tokenize("u")![0], o = vocab.tokenize("o")![0], l = vocab.tokenize("l")![0]
+        let blank = vocab.blank
+        let m = logits([[z: 0.9], [blank: 0.9], [o: 0.5, u: 0.45], [blank: 0.9], [l: 0.9], [blank: 0.9], [u: 0.9], [blank: 0.9]])
+        let hot = [Hotword("zulu", weight: 2)]
+        var noPrefix = BeamSearchDecoder(configuration: BeamSearchConfiguration(beamWidth: 1, hotwords: hot))
+        #expect(noPrefix.decode(m).text == "zolu")
+        var withPrefix = BeamSearchDecoder(configuration: BeamSearchConfiguration(beamWidth: 1, hotwords: hot, hotwordPrefixBonus: 0.2))
+        #expect(withPrefix.decode(m).text == "zulu")
+    }
+
+    @Test func wordTimesAndConfidencesMatchTheGreedyPathOnPeakyInput() {
+        let b = vocab.blank, s = vocab.space!
+        let h = vocab.tokenize("h")![0], i = vocab.tokenize("i")![0], y = vocab.tokenize("y")![0], o = vocab.tokenize("o")![0]
+        let frames: [[Int: Double]] = [[b: 0.9], [h: 0.8], [h: 0.6], [i: 0.9], [b: 0.9], [s: 0.9],
+                                       [y: 0.5], [o: 0.7], [o: 0.6], [b: 0.9]]
+        var d = BeamSearchDecoder(configuration: BeamSearchConfiguration(beamWidth: 8))
+        let t = d.decode(logits(frames))
+        #expect(t.text == "hi yo")
+        #expect(t.words.count == 2)
+        guard t.words.count == 2 else { return }
+        // Same definition as the greedy decoder (see Word): start of first frame, end of last frame.
+        #expect(abs(t.words[0].start - 0.04) < 1e-12 && abs(t.words[0].end - 0.16) < 1e-12)
+        #expect(abs(t.words[1].start - 0.24) < 1e-12 && abs(t.words[1].end - 0.36) < 1e-12)
+        #expect(abs(t.words[0].confidence - sqrt(0.8 * 0.9)) < 1e-6)
+        #expect(abs(t.words[1].confidence - sqrt(0.5 * 0.7)) < 1e-6)
+    }
+
+    @Test func streamingEqualsOfflineForRandomChunkings() {
+        var rng = SplitMix64(seed: 99)
+        let lm = NGramLanguageModel.train(sentences: ["a b c", "the cat sat on the mat", "hello world", "a cat"], order: 3)
+        let configs = [
+            BeamSearchConfiguration(beamWidth: 4),
+            BeamSearchConfiguration(beamWidth: 8, tokenTopK: 5, tokenCumulativeProbability: 0.95, blankSkipThreshold: 0.9,
+                                    lmWeight: 0.7, wordInsertionBonus: 0.5, hotwords: [Hotword("cat", weight: 2)], hotwordPrefixBonus: 0.3),
+        ]
+        for config in configs {
+            for _ in 0..<6 {
+                // Peaky random frames: a dominant blank or space now and then make words.
+                var m = randomLogits(rows: 60, cols: vocab.count, scale: 3, using: &rng)
+                for r in 0..<m.rows where r % 3 == 0 { m[r, vocab.blank] += 5 }
+                for r in 0..<m.rows where r % 7 == 0 { m[r, vocab.space!] += 6 }
+                var offline = BeamSearchDecoder(configuration: config, languageModel: lm)
+                let expected = offline.decode(m)
+                var streaming = BeamSearchDecoder(configuration: config, languageModel: lm)
+                for chunk in randomChunks(m, using: &rng) {
+                    streaming.accept(chunk)
+                    _ = streaming.partial()
+                }
+                #expect(streaming.finalize() == expected)
+                #expect(!expected.text.isEmpty)
+            }
+        }
+    }
+
+    @Test func partialDoesNotChangeTheDecoderAndFinalizeResets() {
+        let m = logits(spelledFrames("go home"))
+        var d = BeamSearchDecoder()
+        d.accept(m.rows(0..<5))
+        let p1 = d.partial()
+        #expect(d.partial() == p1)
+        d.accept(m.rows(5..<m.rows))
+        #expect(d.partial().text == "go home")
+        #expect(d.finalize().text == "go home")
+        #expect(d.partial() == .empty)
+        #expect(d.finalize() == .empty)
+    }
+}
