@@ -1,0 +1,96 @@
+import ArgumentParser
+import Audio
+import Foundation
+import Recognizer
+import Scoring
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure recognition speed per stage and peak memory on one core.",
+        discussion: """
+        Reads the audio first (decoding and resampling are timed as their own stage), then
+        recognises every file on ONE thread with one BLAS thread, and prints for each stage
+        (audio decoding, frontend, encoder, decoder) and end to end: the real-time factor (CPU
+        seconds per audio second) and its inverse, audio seconds per CPU second. CPU time is the
+        thread's own, so other load on the machine inflates it less than wall time. Peak RSS is
+        the process's high-water mark.
+        """)
+
+    @OptionGroup var recognition: RecognitionOptions
+
+    @Option(name: .customLong("audio"), help: "Audio files, folders of them, or manifests (.tsv). Repeatable.")
+    var inputs: [String]
+
+    @Option(help: "Repeat the whole set this many times (longer runs give steadier figures).")
+    var repeats: Int = 1
+
+    func run() throws {
+        let paths = try Self.expand(inputs)
+        guard !paths.isEmpty else { throw CLIError("no audio files found in \(inputs.joined(separator: ", "))") }
+        let (recognizer, modelPath) = try recognition.makeRecognizer()
+
+        var decodeCPU = 0.0
+        var clips: [[Float]] = []
+        for path in paths {
+            let t0 = cpuNow()
+            do { clips.append(try AudioFile.read(path: path, targetSampleRate: recognizer.sampleRate).samples) } catch {
+                throw CLIError("\(error)")
+            }
+            decodeCPU += cpuNow() - t0
+        }
+        var timings = StageTimings()
+        let wall0 = Date()
+        for _ in 0..<max(1, repeats) {
+            for clip in clips { timings += recognizer.recognize(clip).timings }
+        }
+        let wall = Date().timeIntervalSince(wall0)
+        let audio = timings.audioSeconds
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+
+        print("model:       \(modelPath) (\(recognizer.model.parameterCount) parameters)")
+        print("decoding:    \(recognition.beam == 1 && recognition.lm == nil ? "greedy" : "beam search")")
+        print(String(format: "audio:       %d files, %.1f s x %d", clips.count, audio / Double(max(1, repeats)), max(1, repeats)))
+        print("stage        RTF (cpu s / audio s)   speed (audio s / cpu s)")
+        func row(_ name: String, _ cpu: Double, _ seconds: Double) {
+            let rtf = cpu / seconds
+            print(String(format: "%-12@ %-22.5f  %.0fx real time", name as NSString, rtf, rtf > 0 ? 1 / rtf : .infinity))
+        }
+        row("read+resample", decodeCPU, audio / Double(max(1, repeats)))
+        row("frontend", timings.frontend, audio)
+        row("encoder", timings.encoder, audio)
+        row("decoder", timings.decoder, audio)
+        row("recognition", timings.total, audio)
+        row("end to end", timings.total + decodeCPU * Double(max(1, repeats)), audio)
+        print(String(format: "wall clock:  %.2f s for recognition (%.0fx real time)", wall, audio / wall))
+        print(String(format: "peak RSS:    %.1f MB", Double(usage.ru_maxrss) / 1024))
+    }
+
+    static func expand(_ inputs: [String]) throws -> [String] {
+        var out: [String] = []
+        let fm = FileManager.default
+        for input in inputs {
+            var isDir: ObjCBool = false
+            guard fm.fileExists(atPath: input, isDirectory: &isDir) else { throw CLIError("'\(input)': no such file or folder") }
+            if isDir.boolValue {
+                let names = try fm.contentsOfDirectory(atPath: input).sorted()
+                out += names.filter { AudioFileFormat(path: $0) != nil || $0.hasSuffix(".wav") }
+                    .map { URL(fileURLWithPath: input).appendingPathComponent($0).path }
+            } else if input.hasSuffix(".tsv") {
+                do {
+                    let m = try Manifest.read(from: URL(fileURLWithPath: input))
+                    out += m.entries.map { m.url(of: $0).path }
+                } catch { throw CLIError("\(error)") }
+            } else {
+                out.append(input)
+            }
+        }
+        return out
+    }
+}
+
+func cpuNow() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}

@@ -1,0 +1,85 @@
+import ArgumentParser
+import Audio
+import Foundation
+import Recognizer
+import Scoring
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Word and character error rates of a model on a test set.",
+        discussion: """
+        MANIFEST is a TSV file: audio path (relative to the manifest's folder), TAB, reference text;
+        '#' lines and blank lines are ignored. Texts are lowercased and punctuation other than
+        apostrophes removed before scoring. WER = (substitutions + deletions + insertions) /
+        reference words over the whole set, aligned as NIST sclite aligns them (the test suite
+        checks the two agree). --hyps writes the hypotheses in the same two-column form.
+        """)
+
+    @Argument(help: "Manifest: audio-path<TAB>reference text per line.")
+    var manifest: String
+
+    @OptionGroup var recognition: RecognitionOptions
+
+    @Option(help: "Write hypotheses here (audio-path<TAB>text, same order as the manifest).")
+    var hyps: String?
+
+    @Option(help: "Files recognised in parallel (default: number of cores).")
+    var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    func run() throws {
+        let list: Manifest
+        do { list = try Manifest.read(from: URL(fileURLWithPath: manifest)) } catch { throw CLIError("\(error)") }
+        guard !list.entries.isEmpty else { throw CLIError("\(manifest): no utterances in the manifest") }
+        let (recognizer, modelPath) = try recognition.makeRecognizer()
+        let results = ResultSlots<(hypothesis: String, audioSeconds: Double, cpu: Double)>(count: list.entries.count)
+        let progress = ProgressReporter(total: list.entries.count, label: "evaluating")
+        let failures = ResultSlots<String>(count: list.entries.count)
+        forEachConcurrently(list.entries.count, jobs: max(1, jobs)) { i in
+            let entry = list.entries[i]
+            let path = list.url(of: entry).path
+            do {
+                let audio = try AudioFile.read(path: path, targetSampleRate: recognizer.sampleRate)
+                let (t, timings) = recognizer.recognize(audio.samples)
+                results.set(i, (t.text, audio.duration, timings.total))
+            } catch {
+                failures.set(i, "\(error)")
+                results.set(i, ("", 0, 0))
+            }
+            progress.advance(entry.path)
+        }
+        progress.finish()
+        let failed = failures.values.compactMap { $0 }
+        for f in failed { FileHandle.standardError.write(Data("earshot: \(f) (scored as an empty hypothesis)\n".utf8)) }
+
+        let all = results.values.map { $0! }
+        let score = CorpusScore(pairs: zip(list.entries, all).map { ($0.text, $1.hypothesis) })
+        if let hyps {
+            let out = Manifest(entries: zip(list.entries, all).map { .init(path: $0.path, text: $1.hypothesis) },
+                               baseDirectory: list.baseDirectory)
+            do { try out.write(to: URL(fileURLWithPath: hyps)) } catch { throw CLIError("\(error)") }
+        }
+        let audio = all.reduce(0) { $0 + $1.audioSeconds }, cpu = all.reduce(0) { $0 + $1.cpu }
+        print("model:      \(modelPath)")
+        print("utterances: \(score.utterances) (\(String(format: "%.1f", audio / 60)) min of audio)")
+        print(String(format: "WER:        %.2f%%  (%d sub, %d del, %d ins / %d words)", score.wordErrorRatePercent,
+                     score.words.substitutions, score.words.deletions, score.words.insertions, score.words.referenceLength))
+        print(String(format: "CER:        %.2f%%  (%d sub, %d del, %d ins / %d characters)", score.characterErrorRatePercent,
+                     score.characters.substitutions, score.characters.deletions, score.characters.insertions,
+                     score.characters.referenceLength))
+        print(String(format: "SER:        %.2f%%  (%d of %d utterances with a word error)",
+                     100 * Double(score.utterancesWithErrors) / Double(max(1, score.utterances)),
+                     score.utterancesWithErrors, score.utterances))
+        if cpu > 0 { print(String(format: "speed:      %.0fx real time per core (recognition only)", audio / cpu)) }
+        if !failed.isEmpty { throw CLIError("\(failed.count) of \(list.entries.count) audio files could not be read") }
+    }
+}
+
+/// Fixed slots filled from several threads.
+final class ResultSlots<T>: @unchecked Sendable {
+    // `slots` behind `lock`.
+    private let lock = NSLock()
+    private var slots: [T?]
+    init(count: Int) { slots = [T?](repeating: nil, count: count) }
+    func set(_ i: Int, _ value: T) { lock.lock(); slots[i] = value; lock.unlock() }
+    var values: [T?] { lock.lock(); defer { lock.unlock() }; return slots }
+}

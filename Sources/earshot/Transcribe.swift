@@ -1,0 +1,151 @@
+import ArgumentParser
+import Audio
+import Decoding
+import Dispatch
+import Foundation
+import Recognizer
+
+struct Transcribe: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Transcribe audio files (any format and sample rate libsndfile reads).",
+        discussion: """
+        With one file and no --output-dir the transcript goes to stdout. With several files, text
+        output prints 'FILE<TAB>TEXT' lines and json prints one JSON object per line; with
+        --output-dir each file gets FILE-NAME.<txt|json|srt|vtt> there (written atomically).
+        A file that cannot be read is reported on stderr by name and reason; the others are still
+        transcribed, and the exit status is 1 if any failed.
+        """)
+
+    @Argument(help: "Audio files: WAV, FLAC, OGG/Vorbis, AIFF, MP3, ... at any sample rate and channel count.")
+    var files: [String]
+
+    @OptionGroup var recognition: RecognitionOptions
+
+    @Option(help: "Output format: text, json (words with times and confidences), srt or vtt (subtitles).")
+    var format: FormatArgument = .text
+
+    @Option(help: "Files transcribed in parallel (default: number of cores).")
+    var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Option(help: "Write one output file per input into this folder instead of stdout.")
+    var outputDir: String?
+
+    func validate() throws {
+        guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
+        if files.count > 1 && outputDir == nil && (format.value == .srt || format.value == .vtt) {
+            throw ValidationError("subtitles for several files need --output-dir (one .\(format.value.fileExtension) per file)")
+        }
+    }
+
+    func run() throws {
+        let (recognizer, _) = try recognition.makeRecognizer()
+        if let outputDir {
+            try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true)
+        }
+        let progress = files.count > 1 ? ProgressReporter(total: files.count, label: "transcribing") : nil
+        let printer = OrderedPrinter(count: files.count)
+        let format = format.value
+        let several = files.count > 1
+        let outputDir = outputDir
+        let files = files
+
+        forEachConcurrently(files.count, jobs: jobs) { i in
+            let path = files[i]
+            var output: String?
+            var failure: String?
+            do {
+                let audio = try AudioFile.read(path: path, targetSampleRate: recognizer.sampleRate)
+                let (transcript, _) = recognizer.recognize(audio.samples)
+                let rendered = Self.render(transcript, format: format, path: path, duration: audio.duration, several: several)
+                if let outputDir {
+                    let name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent + "." + format.fileExtension
+                    let out = URL(fileURLWithPath: outputDir).appendingPathComponent(name)
+                    do { try Data(rendered.utf8).write(to: out, options: .atomic) } catch {
+                        failure = "cannot write '\(out.path)': \(error.localizedDescription)"
+                    }
+                } else {
+                    output = rendered
+                }
+            } catch {
+                failure = "\(error)"
+            }
+            printer.deliver(i, output: output, failure: failure)
+            progress?.advance(path)
+        }
+        progress?.finish()
+        if printer.failures > 0 {
+            FileHandle.standardError.write(Data("earshot: \(printer.failures) of \(files.count) files failed\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+
+    static func render(_ t: Transcript, format: TranscriptFormat, path: String, duration: Double, several: Bool) -> String {
+        switch (format, several) {
+        case (.text, true): return "\(path)\t\(t.text)\n"
+        case (.json, true):
+            // One compact object per line (JSON Lines) when several files share stdout.
+            return format.render(t, source: path, duration: duration)
+                .split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ") + "\n"
+        default: return format.render(t, source: path, duration: duration)
+        }
+    }
+}
+
+struct FormatArgument: ExpressibleByArgument {
+    var value: TranscriptFormat
+    init(_ value: TranscriptFormat) { self.value = value }
+    init?(argument: String) {
+        guard let v = TranscriptFormat(rawValue: argument) else { return nil }
+        value = v
+    }
+    static var allValueStrings: [String] { TranscriptFormat.allCases.map(\.rawValue) }
+    static let text = FormatArgument(.text)
+    var defaultValueDescription: String { value.rawValue }
+}
+
+/// Prints results in input order as soon as every earlier one is done, so output order does not
+/// depend on which worker finishes first; failures go to stderr at once.
+final class OrderedPrinter: @unchecked Sendable {
+    // All state behind `lock`: workers deliver from several threads.
+    private let lock = NSLock()
+    private var pending: [Int: String] = [:]
+    private var next = 0
+    private var done: [Bool]
+    private(set) var failures = 0
+
+    init(count: Int) { done = [Bool](repeating: false, count: count) }
+
+    func deliver(_ index: Int, output: String?, failure: String?) {
+        lock.lock(); defer { lock.unlock() }
+        if let failure {
+            failures += 1
+            FileHandle.standardError.write(Data("earshot: \(failure)\n".utf8))
+        }
+        done[index] = true
+        if let output { pending[index] = output }
+        while next < done.count && done[next] {
+            if let text = pending.removeValue(forKey: next) { FileHandle.standardOutput.write(Data(text.utf8)) }
+            next += 1
+        }
+    }
+}
+
+/// Runs `body(i)` for i in 0..<count on `jobs` threads, handing out indexes in order.
+func forEachConcurrently(_ count: Int, jobs: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    let counter = IndexCounter()
+    DispatchQueue.concurrentPerform(iterations: min(jobs, max(count, 1))) { _ in
+        while let i = counter.next(below: count) { body(i) }
+    }
+}
+
+final class IndexCounter: @unchecked Sendable {
+    // `value` behind `lock`.
+    private let lock = NSLock()
+    private var value = 0
+    func next(below limit: Int) -> Int? {
+        lock.lock(); defer { lock.unlock() }
+        guard value < limit else { return nil }
+        value += 1
+        return value - 1
+    }
+}
