@@ -12,6 +12,8 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable, Sendable {
     case inputShape(expectedChannels: Int, found: Int)
     /// Optimiser state from a checkpoint does not fit the parameters being trained.
     case optimizerState(String)
+    /// The model's layers could not be built from the parameters (Model's error, in words).
+    case model(String)
     /// The random generator state tensor is malformed.
     case generatorState(String)
 
@@ -29,6 +31,8 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable, Sendable {
             return "input frames have \(found) channels, the first layer expects \(expected); check the feature configuration"
         case let .optimizerState(reason):
             return "optimizer state cannot be restored: \(reason)"
+        case let .model(reason):
+            return reason
         case let .generatorState(reason):
             return "random generator state cannot be restored: \(reason)"
         }
