@@ -1,1 +1,0 @@
-// The Audio stage; see docs/architecture.md.

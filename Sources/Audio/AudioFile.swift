@@ -1,0 +1,168 @@
+import CSndFile
+
+/// A decoded file: mono samples (the source channels averaged) at `sampleRate`, plus what the source was.
+public struct DecodedAudio: Sendable, Equatable {
+    /// Mono, time-ordered, nominally in [-1, 1].
+    public var samples: [Float]
+    public var sampleRate: Int
+    public var sourceSampleRate: Int
+    public var sourceChannels: Int
+    /// Frames decoded from the file, at `sourceSampleRate`.
+    public var sourceFrames: Int64
+
+    public init(samples: [Float], sampleRate: Int, sourceSampleRate: Int, sourceChannels: Int, sourceFrames: Int64) {
+        self.samples = samples
+        self.sampleRate = sampleRate
+        self.sourceSampleRate = sourceSampleRate
+        self.sourceChannels = sourceChannels
+        self.sourceFrames = sourceFrames
+    }
+
+    /// Seconds of audio; equals the source's duration to within one output sample.
+    public var duration: Double { Double(samples.count) / Double(sampleRate) }
+}
+
+/// What a file's header says, without decoding the audio.
+public struct AudioFileInfo: Sendable, Equatable {
+    public var path: String
+    /// libsndfile's name for the container, e.g. "WAV (Microsoft)", "FLAC (Free Lossless Audio Codec)".
+    public var format: String
+    /// libsndfile's name for the sample encoding, e.g. "Signed 16 bit PCM", "Vorbis".
+    public var encoding: String
+    public var sampleRate: Int
+    public var channels: Int
+    /// Frames per channel the header declares (0 for a header with no audio; for MP3 an estimate).
+    public var frames: Int64
+    public var duration: Double { sampleRate > 0 ? Double(frames) / Double(sampleRate) : 0 }
+}
+
+/// Reads audio files through libsndfile: every container and encoding the installed libsndfile decodes
+/// (WAV, FLAC, OGG/Vorbis, Opus, AIFF, CAF, AU, MP3 with libsndfile >= 1.1, ...), any rate, any channel
+/// count. Owns no state; each call opens, decodes and closes its file.
+public enum AudioFile {
+    /// Frames decoded per libsndfile call. Memory for decoding is this many frames times the channel count,
+    /// whatever the file's length, and 4096 frames keep the per-call overhead negligible.
+    static let blockFrames = 4096
+
+    /// Decodes the file at `path`, averages its channels to mono and resamples to `targetSampleRate`
+    /// (`quality`: see `ResamplingQuality`). Decoding, down-mixing and resampling run block by block, so
+    /// only the output array grows with the file's length.
+    public static func read(
+        path: String, targetSampleRate: Int = 16000, quality: ResamplingQuality = .medium
+    ) throws(AudioError) -> DecodedAudio {
+        let file = try SoundFileReader(path: path)
+        if let promised = file.headerPromisedFrames() {
+            throw .truncated(path: path, declaredFrames: promised, availableFrames: file.info.frames)
+        }
+        if file.declaredFrames == 0 {
+            throw .empty(path: path, byteCount: file.byteCount)
+        }
+        let channels = file.channels
+        let resampler: StreamingResampler
+        do {
+            resampler = try StreamingResampler(from: file.sampleRate, to: targetSampleRate, quality: quality)
+        } catch {
+            throw error.naming(path)
+        }
+
+        var output: [Float] = []
+        if let frames = file.declaredFrames {
+            output.reserveCapacity(StreamingResampler.outputCount(
+                forInput: frames, from: file.sampleRate, to: targetSampleRate))
+        }
+        // Interleaved frames as libsndfile delivers them (frame-major, channels adjacent), then their mono mix.
+        var interleaved = [Float](repeating: 0, count: blockFrames * channels)
+        var mono = [Float](repeating: 0, count: blockFrames)
+        var framesRead: Int64 = 0
+        while true {
+            let count = interleaved.withUnsafeMutableBufferPointer { buffer in
+                file.readFrames(into: buffer.baseAddress!, frames: blockFrames)
+            }
+            if count <= 0 { break }
+            framesRead += Int64(count)
+            interleaved.withUnsafeBufferPointer { source in
+                mono.withUnsafeMutableBufferPointer { target in
+                    downmix(source.baseAddress!, channels: channels, frames: count, into: target.baseAddress!)
+                }
+            }
+            do {
+                try resampler.push(mono[0..<count])
+            } catch {
+                throw error.naming(path)
+            }
+            resampler.pull(into: &output)
+        }
+
+        if let declared = file.declaredFrames, framesRead < declared, file.declaredFramesAreExact {
+            throw .truncated(path: path, declaredFrames: declared, availableFrames: framesRead)
+        }
+        if let problem = file.errorText {
+            throw .readFailed(path: path, libsndfile: problem)
+        }
+        if framesRead == 0 {
+            throw .empty(path: path, byteCount: file.byteCount)
+        }
+        do {
+            try resampler.finish()
+        } catch {
+            throw error.naming(path)
+        }
+        resampler.pull(into: &output)
+        return DecodedAudio(samples: output, sampleRate: targetSampleRate, sourceSampleRate: file.sampleRate,
+                            sourceChannels: channels, sourceFrames: framesRead)
+    }
+
+    /// The header's description of the file at `path`. Throws what `read` would throw before decoding
+    /// (missing, not a file, unreadable, 0 bytes, not audio, header promising more data than present);
+    /// a valid header with no audio gives `frames == 0` rather than an error.
+    public static func info(path: String) throws(AudioError) -> AudioFileInfo {
+        let file = try SoundFileReader(path: path)
+        if let promised = file.headerPromisedFrames() {
+            throw .truncated(path: path, declaredFrames: promised, availableFrames: file.info.frames)
+        }
+        return AudioFileInfo(path: path, format: file.majorFormatName, encoding: file.encodingName,
+                             sampleRate: file.sampleRate, channels: file.channels,
+                             frames: file.declaredFrames ?? 0)
+    }
+
+    /// The containers the installed libsndfile reads, by its names ("WAV (Microsoft)", "MPEG-1/2 Audio", ...).
+    public static var readableFormats: [String] { sndfileMajorFormats().map(\.name) }
+
+    /// Whether this libsndfile was built with MPEG (MP3) support, which arrived in libsndfile 1.1.
+    public static var canReadMP3: Bool {
+        sndfileMajorFormats().contains { $0.format == Int32(SF_FORMAT_MPEG) }
+    }
+
+    /// Averages `channels` interleaved channels into one. Separate loops for the common counts keep each a
+    /// plain strided loop the compiler vectorises.
+    static func downmix(
+        _ source: UnsafePointer<Float>, channels: Int, frames: Int, into target: UnsafeMutablePointer<Float>
+    ) {
+        switch channels {
+        case 1:
+            target.update(from: source, count: frames)
+        case 2:
+            for i in 0..<frames {
+                target[i] = 0.5 * (source[2 * i] + source[2 * i + 1])
+            }
+        default:
+            let scale = 1 / Float(channels)
+            for i in 0..<frames {
+                var sum: Float = 0
+                let frame = source + i * channels
+                for c in 0..<channels { sum += frame[c] }
+                target[i] = sum * scale
+            }
+        }
+    }
+}
+
+extension AudioError {
+    /// Resampler errors are raised without a file in hand; attach it when there is one.
+    func naming(_ path: String) -> AudioError {
+        if case .resamplingFailed(nil, let fromRate, let toRate, let reason) = self {
+            return .resamplingFailed(path: path, fromRate: fromRate, toRate: toRate, reason: reason)
+        }
+        return self
+    }
+}

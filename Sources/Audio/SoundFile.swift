@@ -1,0 +1,165 @@
+import CSndFile
+import Foundation
+
+/// libsndfile reports why `sf_open` failed through process-wide state (`sf_error(NULL)`,
+/// `sf_strerror(NULL)`), so two threads opening bad files at once could swap their messages. Opens are
+/// serialised behind this one lock (writers' opens too); using an opened file needs no lock (its errors live in its handle).
+let sndfileOpenLock = NSLock()
+
+/// An open libsndfile handle for reading; owns the `SNDFILE*` and closes it on deinit. C pointers stay
+/// inside this module.
+final class SoundFileReader {
+    let path: String
+    let handle: OpaquePointer
+    let info: SF_INFO
+    /// Size of the file on disk, for messages about empty files.
+    let byteCount: Int64
+
+    init(path: String) throws(AudioError) {
+        self.path = path
+        byteCount = try Self.checkReadableRegularFile(path)
+
+        var info = SF_INFO()
+        var failure: (code: Int32, systemError: Int32, text: String)?
+        let opened: OpaquePointer? = sndfileOpenLock.withLock {
+            let handle = sf_open(path, Int32(SFM_READ), &info)
+            if handle == nil {
+                failure = (sf_error(nil), errno, String(cString: sf_strerror(nil)))
+            }
+            return handle
+        }
+        guard let opened else {
+            // The file was readable a moment ago; a permission change in between is the one system error
+            // worth its own message.
+            if let failure, failure.code == Int32(SF_ERR_SYSTEM), failure.systemError == EACCES {
+                throw .permissionDenied(path: path)
+            }
+            throw .unsupportedFormat(path: path, libsndfile: failure?.text ?? "unknown error")
+        }
+        handle = opened
+        self.info = info
+    }
+
+    deinit { sf_close(handle) }
+
+    var sampleRate: Int { Int(info.samplerate) }
+    var channels: Int { Int(info.channels) }
+    /// Frames the header declares; nil where the container cannot know before decoding (libsndfile then
+    /// reports SF_COUNT_MAX).
+    var declaredFrames: Int64? { info.frames == Int64.max || info.frames < 0 ? nil : info.frames }
+
+    /// Whether `declaredFrames` is a promise rather than a guess. For MP3 without a Xing/Info header
+    /// mpg123 extrapolates the length from the file size and the first frame's bitrate, so a VBR file can
+    /// decode to fewer frames without anything being wrong.
+    var declaredFramesAreExact: Bool {
+        (info.format & Int32(SF_FORMAT_TYPEMASK)) != Int32(SF_FORMAT_MPEG)
+    }
+
+    /// libsndfile's parse log for this file: the chunk sizes it found and what it corrected.
+    var parseLog: String {
+        var buffer = [CChar](repeating: 0, count: 16384)
+        let count = buffer.withUnsafeMutableBufferPointer { raw in
+            sf_command(handle, Int32(SFC_GET_LOG_INFO), raw.baseAddress, Int32(raw.count))
+        }
+        guard count > 0 else { return "" }
+        return String(decoding: buffer.prefix(Int(count)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    var errorText: String? {
+        sf_error(handle) == 0 ? nil : String(cString: sf_strerror(handle))
+    }
+
+    func formatName(_ format: Int32) -> String {
+        var formatInfo = SF_FORMAT_INFO()
+        formatInfo.format = format
+        guard sf_command(nil, Int32(SFC_GET_FORMAT_INFO), &formatInfo, Int32(MemoryLayout<SF_FORMAT_INFO>.size)) == 0,
+              let name = formatInfo.name else { return "unknown" }
+        return String(cString: name)
+    }
+
+    var majorFormatName: String { formatName(info.format & Int32(SF_FORMAT_TYPEMASK)) }
+    var encodingName: String { formatName(info.format & Int32(SF_FORMAT_SUBMASK)) }
+
+    /// WAV and AIFF readers clamp a data chunk that runs past the end of the file and only say so in the
+    /// parse log ("data : 32000 (should be 15978)"); `info.frames` then already counts just what is there.
+    /// Returns the frame count the header promised when that happened.
+    func headerPromisedFrames() -> Int64? {
+        for line in parseLog.split(separator: "\n") {
+            let trimmed = line.drop(while: { $0 == " " })
+            guard trimmed.hasPrefix("data :") || trimmed.hasPrefix("SSND :"),
+                  let open = trimmed.range(of: "(should be ") else { continue }
+            let numbers = trimmed.split(whereSeparator: { !$0.isNumber }).compactMap { Int64($0) }
+            guard numbers.count >= 2, open.lowerBound > trimmed.startIndex else { continue }
+            // An AIFF SSND chunk starts with 8 bytes (offset, block size) before the samples.
+            let chunkOverhead: Int64 = trimmed.hasPrefix("SSND") ? 8 : 0
+            let declaredBytes = numbers[0] - chunkOverhead, presentBytes = numbers[1] - chunkOverhead
+            // 0x7FFFFFFF / 0xFFFFFFFF are the "length unknown" placeholders streaming writers (arecord,
+            // sox to a pipe) put in the header; such a file is not truncated.
+            guard declaredBytes > presentBytes, declaredBytes < 0x7FFF_FFFF else { return nil }
+            if let bytesPerFrame = bytesPerFrame {
+                return declaredBytes / Int64(bytesPerFrame)
+            }
+            guard presentBytes > 0 else { return nil }
+            return Int64((Double(info.frames) * Double(declaredBytes) / Double(presentBytes)).rounded())
+        }
+        return nil
+    }
+
+    /// Bytes per interleaved frame for fixed-size encodings; nil for compressed ones.
+    private var bytesPerFrame: Int? {
+        let bytesPerSample: Int
+        switch info.format & Int32(SF_FORMAT_SUBMASK) {
+        case Int32(SF_FORMAT_PCM_S8), Int32(SF_FORMAT_PCM_U8), Int32(SF_FORMAT_ULAW), Int32(SF_FORMAT_ALAW):
+            bytesPerSample = 1
+        case Int32(SF_FORMAT_PCM_16): bytesPerSample = 2
+        case Int32(SF_FORMAT_PCM_24): bytesPerSample = 3
+        case Int32(SF_FORMAT_PCM_32), Int32(SF_FORMAT_FLOAT): bytesPerSample = 4
+        case Int32(SF_FORMAT_DOUBLE): bytesPerSample = 8
+        default: return nil
+        }
+        return bytesPerSample * channels
+    }
+
+    /// Reads up to `frames` interleaved frames as floats in [-1, 1); returns how many it read.
+    func readFrames(into buffer: UnsafeMutablePointer<Float>, frames: Int) -> Int {
+        Int(sf_readf_float(handle, buffer, Int64(frames)))
+    }
+
+    /// Distinguishes "not there", "not a file", "not allowed" and "0 bytes" before libsndfile, whose own
+    /// message for all of them is a vague "system error" or "unknown format". Returns the file's size.
+    private static func checkReadableRegularFile(_ path: String) throws(AudioError) -> Int64 {
+        let fd = open(path, O_RDONLY)
+        if fd < 0 {
+            switch errno {
+            case ENOENT, ENOTDIR: throw .fileNotFound(path: path)
+            case EACCES, EPERM: throw .permissionDenied(path: path)
+            default: throw .readFailed(path: path, libsndfile: String(cString: strerror(errno)))
+            }
+        }
+        defer { close(fd) }
+        var status = stat()
+        guard fstat(fd, &status) == 0 else {
+            throw .readFailed(path: path, libsndfile: String(cString: strerror(errno)))
+        }
+        guard (status.st_mode & S_IFMT) == S_IFREG else { throw .notARegularFile(path: path) }
+        guard status.st_size > 0 else { throw .empty(path: path, byteCount: 0) }
+        return Int64(status.st_size)
+    }
+}
+
+/// The container formats the installed libsndfile can read, as it names them.
+func sndfileMajorFormats() -> [(format: Int32, name: String, fileExtension: String)] {
+    var count: Int32 = 0
+    sf_command(nil, Int32(SFC_GET_FORMAT_MAJOR_COUNT), &count, Int32(MemoryLayout<Int32>.size))
+    var formats: [(Int32, String, String)] = []
+    for index in 0..<count {
+        var formatInfo = SF_FORMAT_INFO()
+        formatInfo.format = index
+        guard sf_command(nil, Int32(SFC_GET_FORMAT_MAJOR), &formatInfo,
+                         Int32(MemoryLayout<SF_FORMAT_INFO>.size)) == 0 else { continue }
+        let name = formatInfo.name.map { String(cString: $0) } ?? "?"
+        let ext = formatInfo.extension.map { String(cString: $0) } ?? ""
+        formats.append((formatInfo.format, name, ext))
+    }
+    return formats
+}

@@ -1,0 +1,154 @@
+import Audio
+import Foundation
+import Testing
+
+/// Each broken input must give its own `AudioError` case, and the message must name the file.
+@Suite struct AudioErrorTests {
+    /// Reads `path`, expecting a failure; returns the error after checking its message names the file.
+    func readError(_ path: String, sourceLocation: SourceLocation = #_sourceLocation) -> AudioError? {
+        do {
+            let audio = try AudioFile.read(path: path)
+            Issue.record("read \(audio.samples.count) samples from \(path) instead of failing",
+                         sourceLocation: sourceLocation)
+            return nil
+        } catch {
+            #expect(error.description.contains("'\(path)'"), "message does not name the file: \(error)",
+                    sourceLocation: sourceLocation)
+            return error
+        }
+    }
+
+    func tone(frames: Int) -> [Float] { (0..<frames).map { Float(sin(Double($0) * 0.1)) * 0.5 } }
+
+    @Test func missingFileIsReportedAsNotFound() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("nope.wav")
+        #expect(readError(path) == .fileNotFound(path: path))
+        #expect(readError(directory.file("no-folder/nope.wav")) == .fileNotFound(path: directory.file("no-folder/nope.wav")))
+        #expect(throws: AudioError.fileNotFound(path: path)) { try AudioFile.info(path: path) }
+    }
+
+    @Test func zeroByteFileIsReportedAsEmpty() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("empty.wav")
+        FileManager.default.createFile(atPath: path, contents: Data())
+        let error = readError(path)
+        #expect(error == .empty(path: path, byteCount: 0))
+        #expect(error?.description == "cannot read '\(path)': the file is empty (0 bytes)")
+    }
+
+    @Test func headerWithoutFramesIsReportedAsEmpty() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("header-only.wav")
+        try AudioWriter.write([], sampleRate: 16000, to: path, format: .wav16)
+        let size = try #require(FileManager.default.attributesOfItem(atPath: path)[.size] as? Int)
+        #expect(size == 44)  // the canonical RIFF/fmt/data header, nothing after it
+        let error = readError(path)
+        #expect(error == .empty(path: path, byteCount: 44))
+        #expect(error?.description.contains("0 audio frames") == true)
+        // info describes such a file rather than failing: the header itself is fine.
+        #expect(try AudioFile.info(path: path).frames == 0)
+    }
+
+    @Test func wavCutInHalfIsReportedAsTruncated() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("cut.wav")
+        try AudioWriter.write(tone(frames: 16000), sampleRate: 16000, to: path, format: .wav16)
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        #expect(data.count == 44 + 32000)
+        try data.prefix(data.count / 2).write(to: URL(fileURLWithPath: path))
+        // Half of 32044 bytes leaves 15978 bytes of 16-bit samples after the 44-byte header.
+        let expected = AudioError.truncated(path: path, declaredFrames: 16000, availableFrames: 7989)
+        #expect(readError(path) == expected)
+        #expect(expected.description.contains("header promises 16000 audio frames but only 7989"))
+        #expect(throws: expected) { try AudioFile.info(path: path) }
+    }
+
+    @Test func aiffCutInHalfIsReportedAsTruncated() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("cut.aiff")
+        try AudioWriter.write(tone(frames: 16000), sampleRate: 16000, to: path, format: .aiff)
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        let header = data.count - 32000
+        try data.prefix(data.count / 2).write(to: URL(fileURLWithPath: path))
+        let available = Int64((data.count / 2 - header) / 2)
+        #expect(readError(path) == .truncated(path: path, declaredFrames: 16000, availableFrames: available))
+    }
+
+    @Test func flacCutShortIsReportedAsTruncated() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("cut.flac")
+        try AudioWriter.write(tone(frames: 32000), sampleRate: 16000, to: path, format: .flac)
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        try data.prefix(data.count / 2).write(to: URL(fileURLWithPath: path))
+        // FLAC's STREAMINFO holds the total; the decoder then runs out of data part-way.
+        guard case .truncated(path, 32000, let available) = readError(path) else {
+            Issue.record("expected .truncated for \(path)")
+            return
+        }
+        #expect(available > 0 && available < 32000)
+    }
+
+    @Test func randomBytesNamedWavAreReportedAsUnsupported() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("noise.wav")
+        var generator = SeededGenerator(seed: 42)
+        // Printable-range bytes so nothing can pass for an MPEG frame sync (0xFFE) or a known magic number.
+        let bytes = (0..<4096).map { _ in UInt8.random(in: 0x20...0x7E, using: &generator) }
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        guard case .unsupportedFormat(path, let libsndfile) = readError(path) else {
+            Issue.record("expected .unsupportedFormat")
+            return
+        }
+        #expect(!libsndfile.isEmpty)
+    }
+
+    @Test func textFileNamedFlacIsReportedAsUnsupported() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("notes.flac")
+        try "This is a shopping list, not audio.\nMilk\nEggs\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let error = readError(path)
+        guard case .unsupportedFormat(path, let libsndfile) = error else {
+            Issue.record("expected .unsupportedFormat, got \(String(describing: error))")
+            return
+        }
+        // libsndfile's own reason is part of the message.
+        #expect(error?.description.contains(libsndfile) == true)
+    }
+
+    @Test func directoryIsReportedAsNotAFile() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("looks-like.wav")
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+        #expect(readError(path) == .notARegularFile(path: path))
+    }
+
+    @Test(.enabled(if: geteuid() != 0, "root reads files whatever their mode"))
+    func unreadableFileIsReportedAsPermissionDenied() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("secret.wav")
+        try AudioWriter.write(tone(frames: 100), sampleRate: 16000, to: path)
+        chmod(path, 0)
+        #expect(readError(path) == .permissionDenied(path: path))
+    }
+
+    @Test func impossibleTargetRateIsAResamplingFailureNamingTheFile() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file("ok.wav")
+        try AudioWriter.write(tone(frames: 100), sampleRate: 16000, to: path)
+        guard case .resamplingFailed(path, 16000, 0, _) = readError(path, targetRate: 0) else {
+            Issue.record("expected .resamplingFailed naming the file")
+            return
+        }
+    }
+
+    func readError(_ path: String, targetRate: Int) -> AudioError? {
+        do {
+            _ = try AudioFile.read(path: path, targetSampleRate: targetRate)
+            return nil
+        } catch {
+            #expect(error.description.contains("'\(path)'"))
+            return error
+        }
+    }
+}
