@@ -1,3 +1,4 @@
+import Audio
 import Foundation
 import Tensors
 
@@ -80,41 +81,17 @@ public func mixNoise(into signal: inout [Float], noise: [Float], snrDB: Float,
 }
 
 /// Speed perturbation: plays `samples` `factor` times faster (0.9-1.1 typical), changing tempo and pitch
-/// together, by band-limited resampling to `count / factor` samples at the same rate.
+/// together, as Kaldi/ESPnet recipes do: the audio is treated as if recorded at `factor` times its rate and
+/// resampled back, giving `ceil(count / factor)` samples at the original rate.
 ///
-/// Windowed-sinc interpolation (Blackman window, 32 zero crossings each side, so the transition band is
-/// about 1.1 kHz wide at 16 kHz). The cut-off is 0.95 of the lower of the two Nyquist frequencies: when
-/// speeding up, content above the new Nyquist is filtered rather than aliased; when slowing down, the
-/// interpolation images are suppressed.
-/// This is a self-contained stand-in: the integrator may switch it to the Audio module's libsamplerate
-/// resampler once that exists.
-public func speedPerturb(_ samples: [Float], factor: Double) -> [Float] {
-    precondition(factor > 0, "speed factor must be positive, got \(factor)")
-    let n = samples.count
-    let outCount = Int((Double(n) / factor).rounded())
-    guard n > 0, outCount > 0 else { return [] }
-    if factor == 1 { return samples }
-    let zeroCrossings = 32.0
-    let cutoff = 0.95 * min(1, 1 / factor) // fraction of the input Nyquist frequency
-    let halfWidth = zeroCrossings / cutoff // filter half-length in input samples
-    var out = [Float](repeating: 0, count: outCount)
-    samples.withUnsafeBufferPointer { x in
-        for j in 0..<outCount {
-            let centre = Double(j) * factor
-            let lo = max(0, Int((centre - halfWidth).rounded(.up)))
-            let hi = min(n - 1, Int((centre + halfWidth).rounded(.down)))
-            guard lo <= hi else { continue }
-            var acc = 0.0
-            for i in lo...hi {
-                let d = Double(i) - centre
-                let arg = Double.pi * cutoff * d
-                let sinc = abs(arg) < 1e-9 ? 1 : sin(arg) / arg
-                let w = d / halfWidth // -1...1
-                let window = 0.42 + 0.5 * cos(Double.pi * w) + 0.08 * cos(2 * Double.pi * w)
-                acc += Double(x[i]) * cutoff * sinc * window
-            }
-            out[j] = Float(acc)
-        }
-    }
-    return out
+/// Uses the Audio module's libsamplerate converter (`.medium`: flat to 90 % of the lower Nyquist
+/// frequency, aliases rejected by ~97 dB), so speeding up filters out what would fold over the new Nyquist.
+/// Only the ratio matters to libsamplerate; the factor is resolved to 1/10000.
+public func speedPerturb(_ samples: [Float], factor: Double) throws(TrainingError) -> [Float] {
+    guard factor > 0, factor.isFinite else { throw .augmentation("speed factor must be a positive number, got \(factor)") }
+    let base = 10_000
+    let from = Int((factor * Double(base)).rounded())
+    if from == base { return samples }
+    do { return try Resampler.resample(samples, from: from, to: base) }
+    catch { throw .augmentation("speed perturbation by \(factor) failed: \(error)") }
 }

@@ -14,6 +14,8 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable, Sendable {
     case optimizerState(String)
     /// The model's layers could not be built from the parameters (Model's error, in words).
     case model(String)
+    /// An augmentation could not be applied (bad setting or the resampler failed).
+    case augmentation(String)
     /// The random generator state tensor is malformed.
     case generatorState(String)
 
@@ -32,6 +34,8 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable, Sendable {
         case let .optimizerState(reason):
             return "optimizer state cannot be restored: \(reason)"
         case let .model(reason):
+            return reason
+        case let .augmentation(reason):
             return reason
         case let .generatorState(reason):
             return "random generator state cannot be restored: \(reason)"
