@@ -22,7 +22,7 @@ public indirect enum LayerSpec: Sendable, Equatable, Codable {
     private enum Kind: String, Codable { case conv1d, dense, layerNorm = "layernorm", relu, residual }
     private enum Keys: String, CodingKey { case type, name, body }
 
-    public init(from decoder: Decoder) throws {
+    public init(from decoder: Swift.Decoder) throws {
         let c = try decoder.container(keyedBy: Keys.self)
         let typeName = try c.decode(String.self, forKey: .type)
         guard let kind = Kind(rawValue: typeName) else {
@@ -39,7 +39,7 @@ public indirect enum LayerSpec: Sendable, Equatable, Codable {
         }
     }
 
-    public func encode(to encoder: Encoder) throws {
+    public func encode(to encoder: Swift.Encoder) throws {
         var c = encoder.container(keyedBy: Keys.self)
         switch self {
         case .conv1d(let s): try c.encode(Kind.conv1d, forKey: .type); try s.encode(to: encoder)

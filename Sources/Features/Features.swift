@@ -1,1 +1,0 @@
-// The Features stage; see docs/architecture.md.

@@ -1,0 +1,166 @@
+/// The encoder's architecture as stored in the model file's "architecture" metadata: the layer list
+/// plus what is needed to interpret it in time (input features per frame, frame duration).
+///
+/// `subsampling` is derived from the layers' strides; it is stored so that a reader without the layer
+/// semantics can still time the outputs, and checked on load.
+public struct EncoderArchitecture: Codable, Sendable, Equatable {
+    public var layers: [LayerSpec]
+    /// Features per input frame (80 log-mel bins by default).
+    public var inputDim: Int
+    /// Input frames per output frame: the product of the conv strides.
+    public var subsampling: Int
+    /// Duration of one input frame (the frontend's hop), for reporting look-ahead in milliseconds.
+    public var frameDurationMs: Double
+
+    enum CodingKeys: String, CodingKey {
+        case layers, inputDim = "input_dim", subsampling, frameDurationMs = "frame_duration_ms"
+    }
+
+    public init(layers: [LayerSpec], inputDim: Int, frameDurationMs: Double = 10) {
+        self.layers = layers
+        self.inputDim = inputDim
+        self.subsampling = Self.context(of: layers).rate
+        self.frameDurationMs = frameDurationMs
+    }
+
+    public init(from decoder: Swift.Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        layers = try c.decode([LayerSpec].self, forKey: .layers)
+        inputDim = try c.decode(Int.self, forKey: .inputDim)
+        // Optional on input (derivable); `validate` rejects a stored value that disagrees.
+        subsampling = try c.decodeIfPresent(Int.self, forKey: .subsampling) ?? Self.context(of: layers).rate
+        frameDurationMs = try c.decodeIfPresent(Double.self, forKey: .frameDurationMs) ?? 10
+    }
+
+    /// Channels per output frame (the vocabulary size for a CTC model); `inputDim` for no layers.
+    public var outputDim: Int { Self.outputDim(layers, input: inputDim) }
+
+    /// Future input frames an output frame depends on beyond its own position `t * subsampling`:
+    /// the sum over convs of `rightContext x` the input frames per frame at that conv's input.
+    public var lookAheadFrames: Int { Self.context(of: layers).right }
+    public var lookAheadMs: Double { Double(lookAheadFrames) * frameDurationMs }
+    /// Past input frames an output frame depends on (the same sum over `leftContext`).
+    public var leftContextFrames: Int { Self.context(of: layers).left }
+    /// Input frames that influence one output frame: past context, the frame itself, look-ahead.
+    public var receptiveFieldFrames: Int { leftContextFrames + 1 + lookAheadFrames }
+
+    /// Every parameter the layers need, in layer order, with its shape (naming as in `LayerSpec`).
+    public var parameterShapes: [(name: String, shape: [Int])] { Self.parameterShapes(layers) }
+    /// Number of scalar parameters the layers need.
+    public var parameterCount: Int { parameterShapes.reduce(0) { $0 + $1.shape.reduce(1, *) } }
+
+    /// Checks that the layers chain: channel counts agree, residual bodies keep shape and frame rate,
+    /// groups is 1 or depthwise, contexts fit the kernel, names are unique, `subsampling` matches.
+    public func validate(file: String = "<memory>") throws(ModelError) {
+        func fail(_ reason: String) -> ModelError { .inconsistentArchitecture(file: file, reason: reason) }
+        guard inputDim > 0 else { throw fail("input_dim is \(inputDim); it must be positive") }
+        guard frameDurationMs > 0, frameDurationMs.isFinite else { throw fail("frame_duration_ms is \(frameDurationMs); it must be positive") }
+        guard !layers.isEmpty else { throw fail("the layer list is empty") }
+        var names = Set<String>()
+        func check(_ layers: [LayerSpec], input: Int, path: String) throws(ModelError) -> (channels: Int, rate: Int) {
+            var channels = input
+            var rate = 1
+            for (i, layer) in layers.enumerated() {
+                let at = "\(path)layer \(i)"
+                func claim(_ name: String) throws(ModelError) {
+                    guard !name.isEmpty else { throw fail("\(at) has an empty name") }
+                    guard names.insert(name).inserted else { throw fail("\(at): name '\(name)' is used twice, so their parameters would collide") }
+                }
+                switch layer {
+                case .conv1d(let s):
+                    try claim(s.name)
+                    guard s.inChannels == channels else { throw fail("\(at) conv1d '\(s.name)' takes \(s.inChannels) channels but receives \(channels)") }
+                    guard s.outChannels > 0 else { throw fail("\(at) conv1d '\(s.name)' has \(s.outChannels) output channels") }
+                    guard s.kernel >= 1, s.stride >= 1 else { throw fail("\(at) conv1d '\(s.name)' has kernel \(s.kernel), stride \(s.stride); both must be at least 1") }
+                    guard s.rightContext >= 0, s.rightContext < s.kernel else {
+                        throw fail("\(at) conv1d '\(s.name)' has rightContext \(s.rightContext); it must be in 0...\(s.kernel - 1) (kernel - 1)")
+                    }
+                    guard s.groups == 1 || (s.groups == s.inChannels && s.inChannels == s.outChannels) else {
+                        throw fail("\(at) conv1d '\(s.name)' has groups \(s.groups); only 1 or depthwise (groups == in == out channels) are supported")
+                    }
+                    channels = s.outChannels
+                    rate *= s.stride
+                case .dense(let s):
+                    try claim(s.name)
+                    guard s.inFeatures == channels else { throw fail("\(at) dense '\(s.name)' takes \(s.inFeatures) features but receives \(channels)") }
+                    guard s.outFeatures > 0 else { throw fail("\(at) dense '\(s.name)' has \(s.outFeatures) outputs") }
+                    channels = s.outFeatures
+                case .layerNorm(let s):
+                    try claim(s.name)
+                    guard s.dim == channels else { throw fail("\(at) layernorm '\(s.name)' has dim \(s.dim) but receives \(channels) channels") }
+                    guard s.epsilon > 0, s.epsilon.isFinite else { throw fail("\(at) layernorm '\(s.name)' has epsilon \(s.epsilon); it must be positive") }
+                case .relu:
+                    break
+                case .residual(let name, let body):
+                    try claim(name)
+                    let inner = try check(body, input: channels, path: "\(at) (residual '\(name)') ")
+                    guard inner.channels == channels else {
+                        throw fail("\(at) residual '\(name)' body turns \(channels) channels into \(inner.channels); it must keep them")
+                    }
+                    guard inner.rate == 1 else {
+                        throw fail("\(at) residual '\(name)' body subsamples by \(inner.rate); it must keep the frame rate")
+                    }
+                }
+            }
+            return (channels, rate)
+        }
+        let result = try check(layers, input: inputDim, path: "")
+        guard result.rate == subsampling else {
+            throw fail("subsampling is stored as \(subsampling) but the layer strides multiply to \(result.rate)")
+        }
+    }
+
+    static func outputDim(_ layers: [LayerSpec], input: Int) -> Int {
+        var channels = input
+        for layer in layers {
+            switch layer {
+            case .conv1d(let s): channels = s.outChannels
+            case .dense(let s): channels = s.outFeatures
+            case .layerNorm, .relu: break
+            case .residual(_, let body): channels = outputDim(body, input: channels)
+            }
+        }
+        return channels
+    }
+
+    /// Input frames per frame after `layers` (`rate`), and the look-back/look-ahead in input frames.
+    static func context(of layers: [LayerSpec], rate start: Int = 1) -> (rate: Int, left: Int, right: Int) {
+        var rate = start, left = 0, right = 0
+        for layer in layers {
+            switch layer {
+            case .conv1d(let s):
+                left += s.leftContext * rate
+                right += s.rightContext * rate
+                rate *= s.stride
+            case .residual(_, let body):
+                let inner = context(of: body, rate: rate)
+                left += inner.left; right += inner.right; rate = inner.rate
+            case .dense, .layerNorm, .relu:
+                break
+            }
+        }
+        return (rate, left, right)
+    }
+
+    static func parameterShapes(_ layers: [LayerSpec]) -> [(name: String, shape: [Int])] {
+        var out: [(name: String, shape: [Int])] = []
+        for layer in layers {
+            switch layer {
+            case .conv1d(let s):
+                out.append(("\(s.name).weight", [s.outChannels, s.inChannels / max(s.groups, 1), s.kernel]))
+                if s.bias { out.append(("\(s.name).bias", [s.outChannels])) }
+            case .dense(let s):
+                out.append(("\(s.name).weight", [s.outFeatures, s.inFeatures]))
+                if s.bias { out.append(("\(s.name).bias", [s.outFeatures])) }
+            case .layerNorm(let s):
+                out.append(("\(s.name).weight", [s.dim]))
+                out.append(("\(s.name).bias", [s.dim]))
+            case .relu:
+                break
+            case .residual(_, let body):
+                out.append(contentsOf: parameterShapes(body))
+            }
+        }
+        return out
+    }
+}
