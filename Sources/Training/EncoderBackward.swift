@@ -35,21 +35,35 @@ public struct UtteranceGradients: Sendable {
 public struct TrainableEncoder: Sendable {
     public let specs: [LayerSpec]
     public let layers: [Layer]
+    /// The model's CMVN, applied to the input before the first layer (not trained); nil when the input is
+    /// what the first layer sees.
+    public let normalization: FeatureNormalization?
     /// Names of the parameters that get gradients; nil means all.
     public let trainable: Set<String>?
     /// Index in `layers` of the lowest top-level layer with a trainable parameter (`layers.count` if none).
     public let lowestTrainableLayer: Int
 
+    /// Wraps a built encoder (input: raw frontend frames; its CMVN is applied first, as in inference).
+    public init(encoder: Encoder, trainable: Set<String>? = nil) {
+        self.init(specs: encoder.architecture.layers, layers: encoder.layers, normalization: encoder.normalization, trainable: trainable)
+    }
+
+    /// Builds Model's layers for `specs` from `parameters` (input: what the first layer sees, no CMVN).
     public init(specs: [LayerSpec], parameters: [String: Tensor], trainable: Set<String>? = nil) throws(TrainingError) {
         var built: [Layer] = []
         for spec in specs {
             do { built.append(try Layer(spec: spec, parameters: parameters)) }
             catch { throw .model(error.description) }
         }
+        self.init(specs: specs, layers: built, normalization: nil, trainable: trainable)
+    }
+
+    private init(specs: [LayerSpec], layers: [Layer], normalization: FeatureNormalization?, trainable: Set<String>?) {
         self.specs = specs
-        self.layers = built
+        self.layers = layers
+        self.normalization = normalization
         self.trainable = trainable
-        lowestTrainableLayer = built.firstIndex { TrainableEncoder.hasTrainable($0, trainable) } ?? built.count
+        lowestTrainableLayer = layers.firstIndex { TrainableEncoder.hasTrainable($0, trainable) } ?? layers.count
     }
 
     /// Every parameter name `specs` use, in the layouts of `LayerSpec`'s documentation.
@@ -86,7 +100,7 @@ public struct TrainableEncoder: Sendable {
     func isTrainable(_ name: String) -> Bool { trainable?.contains(name) ?? true }
 
     /// The plain forward pass (no tape).
-    public func forward(_ input: Matrix) -> Matrix { Layer.forward(layers, input) }
+    public func forward(_ input: Matrix) -> Matrix { Layer.forward(layers, normalization?.apply(input) ?? input) }
 
     /// Forward keeping the tape, the loss on the output, and backward to the lowest trainable layer.
     public func lossAndGradients(input: Matrix, loss: (Matrix) throws(TrainingError) -> OutputLoss) throws(TrainingError) -> UtteranceGradients {
@@ -94,7 +108,7 @@ public struct TrainableEncoder: Sendable {
             throw .inputShape(expectedChannels: expected, found: input.cols)
         }
         // Layers below the lowest trainable one run without a tape.
-        var x = input
+        var x = normalization?.apply(input) ?? input
         for l in layers[0..<lowestTrainableLayer] { x = l.forward(x) }
         var tape: [Tape] = []
         tape.reserveCapacity(layers.count - lowestTrainableLayer)
