@@ -1,5 +1,5 @@
-import CBLAS
 import Foundation
+import Model
 import Tensors
 
 /// One training example: encoder input frames and the label ids of its transcript.
@@ -36,8 +36,9 @@ public struct BatchGradients: Sendable {
     }
 }
 
-/// Adds `other` into `sum` element-wise (same names and shapes, or names absent from `sum`).
-func accumulate(_ sum: inout [String: Tensor], _ other: [String: Tensor]) {
+/// Adds `other` into `sum` element-wise (same names and shapes; names absent from `sum` are copied), e.g. to
+/// accumulate gradients over several batches before one optimiser step.
+public func accumulate(_ sum: inout [String: Tensor], _ other: [String: Tensor]) {
     for (name, t) in other {
         guard var s = sum[name] else { sum[name] = t; continue }
         precondition(s.shape == t.shape, "gradient '\(name)' changed shape within a batch")
@@ -82,10 +83,10 @@ extension TrainableEncoder {
         if workers == 1 {
             work(0)
         } else {
-            let previous = openblas_get_num_threads()
-            openblas_set_num_threads(1)
+            let previous = BLASThreads.current
+            BLASThreads.set(1)
             DispatchQueue.concurrentPerform(iterations: workers, execute: work)
-            openblas_set_num_threads(previous)
+            BLASThreads.set(previous)
         }
         let perWorker = results.values()
         var total = BatchGradients(lossSum: 0, gradients: [:], utterances: 0, impossible: [], outputFrames: 0)
