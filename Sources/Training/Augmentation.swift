@@ -1,0 +1,97 @@
+import Audio
+import Foundation
+import Tensors
+
+/// SpecAugment (Park et al., 2019) without time warping: frequency and time bands of a feature matrix
+/// (frames x mel bins) replaced by a constant. Owns only its configuration; randomness comes from the
+/// caller's generator so a checkpointed `SplitMix64` reproduces the masks exactly.
+public struct SpecAugment: Sendable, Equatable, Codable {
+    /// What masked cells are set to.
+    public enum Fill: Sendable, Equatable, Codable {
+        /// A fixed value (0 suits features normalised to zero mean).
+        case value(Float)
+        /// The mean of the whole feature matrix, so masking does not shift the level of un-normalised log-mels.
+        case utteranceMean
+    }
+
+    public var frequencyMasks: Int
+    /// Each frequency mask covers `0...maxFrequencyWidth` bins, uniformly.
+    public var maxFrequencyWidth: Int
+    public var timeMasks: Int
+    /// Each time mask covers `0...maxTimeWidth` frames, uniformly (capped as below).
+    public var maxTimeWidth: Int
+    /// Upper bound on the fraction of frames masked, summed over the time masks, so short utterances are
+    /// not wiped out (the paper's `p`). Widths are drawn first and then cut to the remaining budget.
+    public var maxTimeProportion: Float
+    public var fill: Fill
+
+    public init(frequencyMasks: Int = 2, maxFrequencyWidth: Int = 27, timeMasks: Int = 2, maxTimeWidth: Int = 40,
+                maxTimeProportion: Float = 0.2, fill: Fill = .utteranceMean) {
+        self.frequencyMasks = frequencyMasks; self.maxFrequencyWidth = maxFrequencyWidth
+        self.timeMasks = timeMasks; self.maxTimeWidth = maxTimeWidth
+        self.maxTimeProportion = maxTimeProportion; self.fill = fill
+    }
+
+    /// Masks `features` (frames x bins, row-major) in place.
+    public func apply(to features: inout Matrix, using rng: inout some RandomNumberGenerator) {
+        let T = features.rows, F = features.cols
+        guard T > 0 && F > 0 else { return }
+        let value: Float
+        switch fill {
+        case .value(let v): value = v
+        case .utteranceMean:
+            var sum = 0.0
+            for x in features.data { sum += Double(x) }
+            value = Float(sum / Double(features.data.count))
+        }
+        features.data.withUnsafeMutableBufferPointer { d in
+            for _ in 0..<frequencyMasks {
+                let width = Int.random(in: 0...min(maxFrequencyWidth, F), using: &rng)
+                let start = Int.random(in: 0...(F - width), using: &rng)
+                for t in 0..<T { for f in start..<(start + width) { d[t * F + f] = value } }
+            }
+            var budget = Int((maxTimeProportion * Float(T)).rounded(.down))
+            for _ in 0..<timeMasks {
+                let width = min(Int.random(in: 0...min(maxTimeWidth, T), using: &rng), budget)
+                budget -= width
+                let start = Int.random(in: 0...(T - width), using: &rng)
+                for i in (start * F)..<((start + width) * F) { d[i] = value }
+            }
+        }
+    }
+}
+
+/// Adds `noise` to `signal` scaled so that signal power / added-noise power is `snrDB` decibels.
+///
+/// The noise starts at a random offset and wraps around when shorter than the signal, so one long noise
+/// recording yields many different mixtures. Silent signals or noise are left unchanged (no SNR is defined).
+public func mixNoise(into signal: inout [Float], noise: [Float], snrDB: Float,
+                     using rng: inout some RandomNumberGenerator) {
+    guard !signal.isEmpty, !noise.isEmpty else { return }
+    let offset = Int.random(in: 0..<noise.count, using: &rng)
+    var signalPower = 0.0, noisePower = 0.0
+    for x in signal { signalPower += Double(x) * Double(x) }
+    for i in 0..<signal.count {
+        let n = Double(noise[(offset + i) % noise.count])
+        noisePower += n * n
+    }
+    guard signalPower > 0, noisePower > 0 else { return }
+    let gain = Float((signalPower / (noisePower * pow(10, Double(snrDB) / 10))).squareRoot())
+    for i in 0..<signal.count { signal[i] += gain * noise[(offset + i) % noise.count] }
+}
+
+/// Speed perturbation: plays `samples` `factor` times faster (0.9-1.1 typical), changing tempo and pitch
+/// together, as Kaldi/ESPnet recipes do: the audio is treated as if recorded at `factor` times its rate and
+/// resampled back, giving `ceil(count / factor)` samples at the original rate.
+///
+/// Uses the Audio module's libsamplerate converter (`.medium`: flat to 90 % of the lower Nyquist
+/// frequency, aliases rejected by ~97 dB), so speeding up filters out what would fold over the new Nyquist.
+/// Only the ratio matters to libsamplerate; the factor is resolved to 1/10000.
+public func speedPerturb(_ samples: [Float], factor: Double) throws(TrainingError) -> [Float] {
+    guard factor > 0, factor.isFinite else { throw .augmentation("speed factor must be a positive number, got \(factor)") }
+    let base = 10_000
+    let from = Int((factor * Double(base)).rounded())
+    if from == base { return samples }
+    do { return try Resampler.resample(samples, from: from, to: base) }
+    catch { throw .augmentation("speed perturbation by \(factor) failed: \(error)") }
+}

@@ -1,1 +1,0 @@
-// The Training stage; see docs/architecture.md.

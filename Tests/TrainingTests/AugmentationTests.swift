@@ -1,0 +1,107 @@
+import Foundation
+import Testing
+import Tensors
+@testable import Training
+
+@Suite struct AugmentationTests {
+    /// Features that are never equal to the fill value, so masked cells are recognisable.
+    func features(frames: Int, bins: Int) -> Matrix {
+        Matrix(rows: frames, cols: bins, data: (0..<(frames * bins)).map { Float($0 % 97) + 1 })
+    }
+
+    @Test func masksRespectWidthLimitsAndTimeBudget() {
+        let aug = SpecAugment(frequencyMasks: 2, maxFrequencyWidth: 5, timeMasks: 3, maxTimeWidth: 30,
+                              maxTimeProportion: 0.1, fill: .value(-100))
+        var rng = SplitMix64(seed: 1)
+        var sawMask = false
+        for _ in 0..<50 {
+            var m = features(frames: 200, bins: 40)
+            aug.apply(to: &m, using: &rng)
+            let maskedBins = (0..<40).filter { f in (0..<200).allSatisfy { m[$0, f] == -100 } }
+            let maskedFrames = (0..<200).filter { t in m.row(t).allSatisfy { $0 == -100 } }
+            #expect(maskedBins.count <= 10)
+            #expect(maskedFrames.count <= 20, "10% of 200 frames")
+            // Every masked cell lies in a fully masked row or column (masks are bands, nothing else changes).
+            for t in 0..<200 { for f in 0..<40 where m[t, f] == -100 {
+                #expect(maskedBins.contains(f) || maskedFrames.contains(t))
+            } }
+            sawMask = sawMask || (!maskedBins.isEmpty && !maskedFrames.isEmpty)
+        }
+        #expect(sawMask)
+    }
+
+    @Test func utteranceMeanFillUsesTheMatrixMean() {
+        var m = Matrix(rows: 4, cols: 3, data: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12])
+        var rng = SplitMix64(seed: 3)
+        SpecAugment(frequencyMasks: 1, maxFrequencyWidth: 3, timeMasks: 0, fill: .utteranceMean).apply(to: &m, using: &rng)
+        let changed = m.data.enumerated().filter { $0.element != Float($0.offset + 1) }
+        #expect(changed.allSatisfy { $0.element == 6.5 })
+    }
+
+    @Test func savedGeneratorStateReproducesTheSameMasks() throws {
+        let aug = SpecAugment(frequencyMasks: 2, maxFrequencyWidth: 8, timeMasks: 2, maxTimeWidth: 20, maxTimeProportion: 0.3)
+        var rng = SplitMix64(seed: 42)
+        var warm = features(frames: 100, bins: 20)
+        aug.apply(to: &warm, using: &rng)
+        let saved = rng.stateTensor
+        var a = features(frames: 100, bins: 20), b = a
+        aug.apply(to: &a, using: &rng)
+        var resumed = try SplitMix64(stateTensor: saved)
+        aug.apply(to: &b, using: &resumed)
+        #expect(a == b)
+        #expect(resumed == rng)
+        #expect(throws: TrainingError.self) { try SplitMix64(stateTensor: Tensor(shape: [4], data: [1, 2, 3, 70000])) }
+    }
+
+    @Test func splitMix64MatchesPublishedSequence() {
+        // First outputs for seed 1234567 from the reference C implementation (Vigna, prng.di.unimi.it).
+        var rng = SplitMix64(seed: 1_234_567)
+        #expect(rng.next() == 6_457_827_717_110_365_317)
+        #expect(rng.next() == 3_203_168_211_198_807_973)
+    }
+
+    @Test func noiseIsMixedAtTheTargetSNR() {
+        var rng = SplitMix64(seed: 9)
+        let clean = (0..<16000).map { Float(sin(Double($0) * 0.05)) * 0.3 }
+        let noise = (0..<5000).map { _ in Float.random(in: -1...1, using: &rng) }
+        for snr: Float in [0, 10, 25] {
+            var mixed = clean
+            mixNoise(into: &mixed, noise: noise, snrDB: snr, using: &rng)
+            var ps = 0.0, pn = 0.0
+            for i in 0..<clean.count {
+                ps += Double(clean[i]) * Double(clean[i])
+                let d = Double(mixed[i] - clean[i]); pn += d * d
+            }
+            // Float rounding of the mixture perturbs the recovered noise by ~1e-7 relative: 1e-3 dB is ample.
+            #expect(abs(10 * log10(ps / pn) - Double(snr)) < 1e-3)
+        }
+    }
+
+    @Test(arguments: [0.9, 1.1])
+    func speedPerturbationShiftsAToneByTheFactor(factor: Double) throws {
+        let rate = 16000.0, hz = 440.0
+        let x = (0..<8000).map { Float(sin(2 * Double.pi * hz * Double($0) / rate)) }
+        let y = try speedPerturb(x, factor: factor)
+        #expect(y.count == Int((8000 / factor).rounded(.up)))
+        // Away from the edges (where the sinc filter sees the zeros beyond the signal) the output is the tone
+        // at hz * factor. libsamplerate's passband ripple is ~1e-4 (medium quality); allow 2e-3.
+        var maxError = 0.0
+        for j in 100..<(y.count - 100) {
+            maxError = max(maxError, abs(Double(y[j]) - sin(2 * Double.pi * hz * factor * Double(j) / rate)))
+        }
+        #expect(maxError < 2e-3, "max error \(maxError)")
+    }
+
+    @Test func speedingUpFiltersContentAboveTheNewNyquist() throws {
+        // At factor 1.25 a 7 kHz tone would land at 8.75 kHz, above 8 kHz: it must be removed, not aliased.
+        let x = (0..<8000).map { Float(sin(2 * Double.pi * 7000 * Double($0) / 16000)) }
+        let y = try speedPerturb(x, factor: 1.25)
+        let rms = (y[100..<(y.count - 100)].map { Double($0) * Double($0) }.reduce(0, +) / Double(y.count - 200)).squareRoot()
+        #expect(rms < 0.01, "rms \(rms)")
+    }
+
+    @Test func invalidSpeedFactorIsReported() {
+        #expect(throws: TrainingError.self) { try speedPerturb([1, 2, 3], factor: 0) }
+        #expect(throws: TrainingError.self) { try speedPerturb([1, 2, 3], factor: .nan) }
+    }
+}
