@@ -11,6 +11,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // C libraries, each behind a module map and pkg-config; nothing else lives here.
@@ -31,6 +32,7 @@ let package = Package(
         .executableTarget(name: "earshot", dependencies: [
             "Tensors", "Audio", "Features", "Model", "Decoding", "Scoring", "Recognizer", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
 
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),

@@ -31,8 +31,8 @@ public struct InputNormalization: Sendable, Equatable {
         }
     }
 
-    static let meanName = "frontend.mean"
-    static let stdName = "frontend.std"
+    public static let meanName = "frontend.mean"
+    public static let stdName = "frontend.std"
 }
 
 /// The CTC encoder ready to run: the architecture, its layers with their parameters, and the optional

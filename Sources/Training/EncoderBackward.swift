@@ -37,7 +37,7 @@ public struct TrainableEncoder: Sendable {
     public let layers: [Layer]
     /// The model's CMVN, applied to the input before the first layer (not trained); nil when the input is
     /// what the first layer sees.
-    public let normalization: FeatureNormalization?
+    public let normalization: InputNormalization?
     /// Names of the parameters that get gradients; nil means all.
     public let trainable: Set<String>?
     /// Index in `layers` of the lowest top-level layer with a trainable parameter (`layers.count` if none).
@@ -58,7 +58,7 @@ public struct TrainableEncoder: Sendable {
         self.init(specs: specs, layers: built, normalization: nil, trainable: trainable)
     }
 
-    private init(specs: [LayerSpec], layers: [Layer], normalization: FeatureNormalization?, trainable: Set<String>?) {
+    private init(specs: [LayerSpec], layers: [Layer], normalization: InputNormalization?, trainable: Set<String>?) {
         self.specs = specs
         self.layers = layers
         self.normalization = normalization

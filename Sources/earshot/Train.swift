@@ -1,12 +1,126 @@
 import ArgumentParser
+import Dispatch
+import Foundation
+import TOMLKit
+import Training
 
 struct Train: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Train an acoustic model (see docs/training.md).")
+    static let configuration = CommandConfiguration(
+        abstract: "Train an acoustic model from manifests (see docs/training.md).",
+        discussion: """
+        The configuration is TOML with the sections [data], [model], [optimizer], [augment] and
+        [run]; every key has a default (docs/training.md lists them), and an unknown key is an
+        error. The run folder (run.output) receives checkpoint.safetensors (every
+        run.checkpoint_minutes, and when interrupted with Ctrl-C or SIGTERM), last.safetensors and
+        best.safetensors (best validation WER), and train.log. Running the same command again
+        resumes exactly where the checkpoint left off.
+        """)
 
     @Option(help: "Training configuration (TOML).")
     var config: String
 
+    @Option(help: "Override run.output (the run folder).")
+    var output: String?
+
+    @Option(help: "Override optimizer.total_steps.")
+    var steps: Int?
+
     func run() throws {
-        throw CLIError("train: not wired up yet")
+        var cfg = try Self.load(config)
+        if let output { cfg.run.output = output }
+        if let steps { cfg.optimizer.totalSteps = steps }
+        try FileManager.default.createDirectory(atPath: cfg.run.output, withIntermediateDirectories: true)
+        let logURL = URL(fileURLWithPath: cfg.run.output).appendingPathComponent("train.log")
+        if !FileManager.default.fileExists(atPath: logURL.path) { FileManager.default.createFile(atPath: logURL.path, contents: nil) }
+        guard let logFile = try? FileHandle(forWritingTo: logURL) else { throw CLIError("cannot write \(logURL.path)") }
+        logFile.seekToEndOfFile()
+        let terminal = isatty(STDERR_FILENO) == 1
+        let stop = StopFlag()
+        let log: (String) -> Void = { line in
+            let stamped = "\(ISO8601DateFormatter().string(from: Date())) \(line)\n"
+            logFile.write(Data(stamped.utf8))
+            FileHandle.standardError.write(Data(((terminal ? "\r\u{1B}[K" : "") + line + "\n").utf8))
+        }
+        log("earshot train --config \(config)")
+        let trainer: Trainer
+        do { trainer = try Trainer(config: cfg, log: log) } catch { throw CLIError("\(error)") }
+
+        // Ctrl-C / SIGTERM: finish the current step, write a checkpoint, exit. A second one aborts.
+        let sources = [SIGINT, SIGTERM].map { (sig: Int32) -> DispatchSourceSignal in
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler {
+                if stop.isSet { FileHandle.standardError.write(Data("\nearshot train: aborted\n".utf8)); Foundation.exit(130) }
+                stop.set()
+                FileHandle.standardError.write(Data("\nearshot train: stopping after this step and saving a checkpoint...\n".utf8))
+            }
+            source.resume()
+            return source
+        }
+        defer { sources.forEach { $0.cancel() } }
+
+        let start = Date()
+        do {
+            try trainer.run(shouldStop: { stop.isSet }) { p in
+                guard terminal else { return }
+                let done = Double(p.step) / Double(p.totalSteps)
+                let width = 24, filled = Int(done * Double(width))
+                let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+                let elapsed = Date().timeIntervalSince(start)
+                let line = String(format: "[%@] step %d/%d  epoch %d  loss %.3f  %.0fx real time  %@ elapsed",
+                                  bar, p.step, p.totalSteps, p.epoch, p.loss, p.speed, ProgressReporter.duration(elapsed))
+                FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
+            }
+        } catch {
+            throw CLIError("\(error)")
+        }
+        if terminal { FileHandle.standardError.write(Data("\n".utf8)) }
+        log(stop.isSet ? "stopped at step \(trainer.step); run the same command to resume" : "finished at step \(trainer.step)")
     }
+
+    /// Reads the TOML file into a `TrainConfig`, with snake_case keys and unknown keys rejected by name.
+    static func load(_ path: String) throws -> TrainConfig {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw CLIError("cannot read \(path): \(error.localizedDescription)")
+        }
+        let table: TOMLTable
+        do { table = try TOMLTable(string: text) } catch let e as TOMLParseError {
+            throw CLIError("\(path):\(e.source.begin.line): \(e.description)")
+        } catch {
+            throw CLIError("\(path): \(error)")
+        }
+        let json = table.convert(to: .json)
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        let cfg: TrainConfig
+        do { cfg = try decoder.decode(TrainConfig.self, from: Data(json.utf8)) } catch let DecodingError.typeMismatch(type, ctx) {
+            throw CLIError("\(path): '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' should be \(type)")
+        } catch {
+            throw CLIError("\(path): \(error)")
+        }
+        // Reject keys the configuration does not know (a typo would otherwise be silently ignored).
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        let known = try JSONSerialization.jsonObject(with: encoder.encode(cfg)) as? [String: Any] ?? [:]
+        let given = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] ?? [:]
+        for (section, value) in given {
+            guard let knownSection = known[section] as? [String: Any] else {
+                throw CLIError("\(path): unknown section [\(section)] (known: \(known.keys.sorted().joined(separator: ", ")))")
+            }
+            for key in (value as? [String: Any] ?? [:]).keys where knownSection[key] == nil {
+                throw CLIError("\(path): unknown key '\(key)' in [\(section)] (known: \(knownSection.keys.sorted().joined(separator: ", ")))")
+            }
+        }
+        return cfg
+    }
+}
+
+/// Set once from a signal handler, read by the training loop between steps.
+final class StopFlag: @unchecked Sendable {
+    // `value` behind `lock`.
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+    func set() { lock.lock(); value = true; lock.unlock() }
 }

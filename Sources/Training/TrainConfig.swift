@@ -1,0 +1,154 @@
+import Foundation
+
+/// Everything `earshot train` needs, read from a TOML file (see docs/training.md); every key has a
+/// default so a config can be as short as the two manifest paths.
+public struct TrainConfig: Codable, Sendable, Equatable {
+    public var data = DataConfig()
+    public var model = ModelConfig()
+    public var optimizer = OptimizerConfig()
+    public var augment = AugmentConfig()
+    public var run = RunConfig()
+
+    public init() {}
+
+    /// Manifests in Earshot's TSV form (audio path relative to the manifest's folder, TAB, text).
+    public struct DataConfig: Codable, Sendable, Equatable {
+        public var train = ""
+        public var valid = ""
+        /// Utterances longer than this are skipped (memory and CTC cost grow with length).
+        public var maxSeconds = 16.0
+        public var minSeconds = 0.2
+        /// At most this many validation utterances are decoded at each validation (0 = all).
+        public var validLimit = 400
+        /// Utterances used to estimate the global feature mean and deviation.
+        public var statisticsUtterances = 500
+        public init() {}
+    }
+
+    /// The encoder to build (ignored when `init` names a model to continue from).
+    public struct ModelConfig: Codable, Sendable, Equatable {
+        public var channels = 256
+        public var blocks = 10
+        public var kernel = 9
+        public var hidden = 512
+        /// Start from this model's weights instead of random ones.
+        public var initFrom = ""
+        public init() {}
+    }
+
+    public struct OptimizerConfig: Codable, Sendable, Equatable {
+        public var learningRate: Float = 2e-3
+        public var warmupSteps = 500
+        public var totalSteps = 20_000
+        /// "cosine" or "constant" after warm-up.
+        public var decay = "cosine"
+        public var minLearningRateFraction: Float = 0.05
+        public var weightDecay: Float = 1e-3
+        public var maxGradNorm: Float = 5
+        /// Audio seconds per optimisation step.
+        public var batchSeconds = 120.0
+        public init() {}
+    }
+
+    public struct AugmentConfig: Codable, Sendable, Equatable {
+        public var frequencyMasks = 2
+        public var maxFrequencyWidth = 15
+        public var timeMasks = 4
+        public var maxTimeWidth = 25
+        public var maxTimeProportion: Float = 0.2
+        /// Share of utterances whose speed is changed by a factor drawn from `speedRange`.
+        public var speedProbability = 0.3
+        public var speedRange = [0.9, 1.1]
+        /// Share of utterances mixed with generated noise at an SNR drawn from `snrRange` (dB).
+        public var noiseProbability = 0.3
+        public var snrRange = [5.0, 30.0]
+        public init() {}
+    }
+
+    public struct RunConfig: Codable, Sendable, Equatable {
+        /// Folder for checkpoints, logs and the exported models.
+        public var output = "runs/base"
+        public var checkpointMinutes = 10.0
+        public var validEverySteps = 1000
+        public var logEverySteps = 20
+        public var threads = 2
+        public var seed: UInt64 = 1
+        public init() {}
+    }
+}
+
+// Missing keys take the defaults above; Swift's synthesised decoding would reject them.
+extension TrainConfig.DataConfig {
+    public init(from decoder: Decoder) throws {
+        let d = Self(), c = try decoder.container(keyedBy: CodingKeys.self)
+        train = try c.decodeIfPresent(String.self, forKey: .train) ?? d.train
+        valid = try c.decodeIfPresent(String.self, forKey: .valid) ?? d.valid
+        maxSeconds = try c.decodeIfPresent(Double.self, forKey: .maxSeconds) ?? d.maxSeconds
+        minSeconds = try c.decodeIfPresent(Double.self, forKey: .minSeconds) ?? d.minSeconds
+        validLimit = try c.decodeIfPresent(Int.self, forKey: .validLimit) ?? d.validLimit
+        statisticsUtterances = try c.decodeIfPresent(Int.self, forKey: .statisticsUtterances) ?? d.statisticsUtterances
+    }
+}
+
+extension TrainConfig {
+    public init(from decoder: Decoder) throws {
+        let d = Self(), c = try decoder.container(keyedBy: CodingKeys.self)
+        data = try c.decodeIfPresent(DataConfig.self, forKey: .data) ?? d.data
+        model = try c.decodeIfPresent(ModelConfig.self, forKey: .model) ?? d.model
+        optimizer = try c.decodeIfPresent(OptimizerConfig.self, forKey: .optimizer) ?? d.optimizer
+        augment = try c.decodeIfPresent(AugmentConfig.self, forKey: .augment) ?? d.augment
+        run = try c.decodeIfPresent(RunConfig.self, forKey: .run) ?? d.run
+    }
+}
+
+extension TrainConfig.ModelConfig {
+    public init(from decoder: Decoder) throws {
+        let d = Self(), c = try decoder.container(keyedBy: CodingKeys.self)
+        channels = try c.decodeIfPresent(Int.self, forKey: .channels) ?? d.channels
+        blocks = try c.decodeIfPresent(Int.self, forKey: .blocks) ?? d.blocks
+        kernel = try c.decodeIfPresent(Int.self, forKey: .kernel) ?? d.kernel
+        hidden = try c.decodeIfPresent(Int.self, forKey: .hidden) ?? d.hidden
+        initFrom = try c.decodeIfPresent(String.self, forKey: .initFrom) ?? d.initFrom
+    }
+}
+
+extension TrainConfig.OptimizerConfig {
+    public init(from decoder: Decoder) throws {
+        let d = Self(), c = try decoder.container(keyedBy: CodingKeys.self)
+        learningRate = try c.decodeIfPresent(Float.self, forKey: .learningRate) ?? d.learningRate
+        warmupSteps = try c.decodeIfPresent(Int.self, forKey: .warmupSteps) ?? d.warmupSteps
+        totalSteps = try c.decodeIfPresent(Int.self, forKey: .totalSteps) ?? d.totalSteps
+        decay = try c.decodeIfPresent(String.self, forKey: .decay) ?? d.decay
+        minLearningRateFraction = try c.decodeIfPresent(Float.self, forKey: .minLearningRateFraction) ?? d.minLearningRateFraction
+        weightDecay = try c.decodeIfPresent(Float.self, forKey: .weightDecay) ?? d.weightDecay
+        maxGradNorm = try c.decodeIfPresent(Float.self, forKey: .maxGradNorm) ?? d.maxGradNorm
+        batchSeconds = try c.decodeIfPresent(Double.self, forKey: .batchSeconds) ?? d.batchSeconds
+    }
+}
+
+extension TrainConfig.AugmentConfig {
+    public init(from decoder: Decoder) throws {
+        let d = Self(), c = try decoder.container(keyedBy: CodingKeys.self)
+        frequencyMasks = try c.decodeIfPresent(Int.self, forKey: .frequencyMasks) ?? d.frequencyMasks
+        maxFrequencyWidth = try c.decodeIfPresent(Int.self, forKey: .maxFrequencyWidth) ?? d.maxFrequencyWidth
+        timeMasks = try c.decodeIfPresent(Int.self, forKey: .timeMasks) ?? d.timeMasks
+        maxTimeWidth = try c.decodeIfPresent(Int.self, forKey: .maxTimeWidth) ?? d.maxTimeWidth
+        maxTimeProportion = try c.decodeIfPresent(Float.self, forKey: .maxTimeProportion) ?? d.maxTimeProportion
+        speedProbability = try c.decodeIfPresent(Double.self, forKey: .speedProbability) ?? d.speedProbability
+        speedRange = try c.decodeIfPresent([Double].self, forKey: .speedRange) ?? d.speedRange
+        noiseProbability = try c.decodeIfPresent(Double.self, forKey: .noiseProbability) ?? d.noiseProbability
+        snrRange = try c.decodeIfPresent([Double].self, forKey: .snrRange) ?? d.snrRange
+    }
+}
+
+extension TrainConfig.RunConfig {
+    public init(from decoder: Decoder) throws {
+        let d = Self(), c = try decoder.container(keyedBy: CodingKeys.self)
+        output = try c.decodeIfPresent(String.self, forKey: .output) ?? d.output
+        checkpointMinutes = try c.decodeIfPresent(Double.self, forKey: .checkpointMinutes) ?? d.checkpointMinutes
+        validEverySteps = try c.decodeIfPresent(Int.self, forKey: .validEverySteps) ?? d.validEverySteps
+        logEverySteps = try c.decodeIfPresent(Int.self, forKey: .logEverySteps) ?? d.logEverySteps
+        threads = try c.decodeIfPresent(Int.self, forKey: .threads) ?? d.threads
+        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed
+    }
+}

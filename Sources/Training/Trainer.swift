@@ -1,0 +1,463 @@
+import Audio
+import Decoding
+import Features
+import Foundation
+import Model
+import Scoring
+import Tensors
+
+/// Why training could not start or go on; each case names the file or setting and what to do.
+public enum TrainerError: Error, CustomStringConvertible {
+    case config(String)
+    case data(String)
+    case checkpoint(path: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .config(let s): return "training configuration: \(s)"
+        case .data(let s): return "training data: \(s)"
+        case let .checkpoint(path, reason): return "checkpoint \(path): \(reason)"
+        }
+    }
+}
+
+/// One utterance of a manifest, ready for batching: where its audio is, its labels, its length.
+struct Utterance: Sendable {
+    var path: String
+    var text: String
+    var labels: [Int]
+    var seconds: Double
+}
+
+/// What the trainer reports as it goes (for a progress display and logs).
+public struct TrainProgress: Sendable {
+    public var step: Int
+    public var totalSteps: Int
+    public var epoch: Int
+    public var loss: Double
+    public var learningRate: Float
+    public var gradNorm: Float
+    /// Audio seconds trained per wall-clock second since the last report.
+    public var speed: Double
+}
+
+/// The checkpointed position of a run: enough, with parameters and optimiser state, to resume exactly.
+struct TrainerState: Codable, Equatable {
+    var step = 0
+    var epoch = 0
+    /// Next index into the epoch's shuffled order.
+    var position = 0
+    var bestValidWER: Double?
+    var audioSecondsTrained = 0.0
+    var wallSecondsTrained = 0.0
+}
+
+/// Trains a CTC encoder from manifests: builds or loads the model, estimates feature statistics,
+/// then loops over shuffled batches (augmented on the fly: speed, noise, SpecAugment) with AdamW,
+/// validates, exports the best and last models, and checkpoints every few minutes and when stopped.
+///
+/// Exact resume: the batch order is a function of (seed, epoch), each utterance's augmentation of
+/// (seed, epoch, utterance index), gradients are summed in a fixed order, and the checkpoint holds
+/// the parameters, AdamW's moments and the position, so an interrupted run continues bit-for-bit.
+public final class Trainer {
+    public let config: TrainConfig
+    let outputDir: URL
+    let vocabulary = Vocabulary.earshot
+    let log: (String) -> Void
+    var frontendConfig = FrontendConfig()
+    var architecture: EncoderArchitecture
+    /// Layer parameters only (no statistics): what the optimiser updates.
+    var parameters: [String: Tensor] = [:]
+    var normalization: InputNormalization
+    var optimizer: AdamW
+    var state = TrainerState()
+    var train: [Utterance] = []
+    var valid: [Utterance] = []
+    var provenance: [String: JSONValue] = [:]
+
+    public var checkpointURL: URL { outputDir.appendingPathComponent("checkpoint.safetensors") }
+    public var lastModelURL: URL { outputDir.appendingPathComponent("last.safetensors") }
+    public var bestModelURL: URL { outputDir.appendingPathComponent("best.safetensors") }
+    public var step: Int { state.step }
+
+    public init(config: TrainConfig, log: @escaping (String) -> Void) throws {
+        self.config = config
+        self.log = log
+        outputDir = URL(fileURLWithPath: config.run.output)
+        guard config.optimizer.totalSteps > 0 else { throw TrainerError.config("optimizer.total_steps must be positive") }
+        guard config.optimizer.batchSeconds > 0 else { throw TrainerError.config("optimizer.batch_seconds must be positive") }
+        guard config.augment.speedRange.count == 2, config.augment.snrRange.count == 2 else {
+            throw TrainerError.config("augment.speed_range and augment.snr_range take two numbers [low, high]")
+        }
+        let decay: LRSchedule.Decay
+        switch config.optimizer.decay {
+        case "cosine":
+            decay = .cosine(totalSteps: config.optimizer.totalSteps,
+                            floor: config.optimizer.learningRate * config.optimizer.minLearningRateFraction)
+        case "constant": decay = .constant
+        case "inverse_sqrt": decay = .inverseSqrt
+        default: throw TrainerError.config("optimizer.decay must be cosine, constant or inverse_sqrt (got '\(config.optimizer.decay)')")
+        }
+        let adamConfig = AdamWConfig(schedule: LRSchedule(peak: config.optimizer.learningRate,
+                                                           warmupSteps: config.optimizer.warmupSteps, decay: decay),
+                                     weightDecay: config.optimizer.weightDecay, maxGradNorm: config.optimizer.maxGradNorm)
+        optimizer = AdamW(config: adamConfig)
+        architecture = BaseArchitecture.architecture(inputDim: frontendConfig.melBins, channels: config.model.channels,
+                                                     blocks: config.model.blocks, kernel: config.model.kernel,
+                                                     hidden: config.model.hidden, vocabularySize: vocabulary.count)
+        normalization = InputNormalization(mean: [Float](repeating: 0, count: frontendConfig.melBins),
+                                             std: [Float](repeating: 1, count: frontendConfig.melBins))
+
+        try FileManager.default.createDirectory(at: outputDir, withIntermediateDirectories: true)
+        train = try loadManifest(config.data.train, role: "train")
+        if !config.data.valid.isEmpty { valid = try loadManifest(config.data.valid, role: "valid") }
+        guard !train.isEmpty else { throw TrainerError.data("\(config.data.train): no usable utterances") }
+
+        if FileManager.default.fileExists(atPath: checkpointURL.path) {
+            try resume(from: checkpointURL, adam: adamConfig)
+        } else if !config.model.initFrom.isEmpty {
+            try initialise(from: config.model.initFrom)
+        } else {
+            initialiseRandomly()
+            try estimateStatistics()
+        }
+        provenance["trainer"] = .string("earshot train")
+        provenance["train_manifest"] = .string(config.data.train)
+        provenance["train_utterances"] = .string("\(train.count)")
+        provenance["train_hours"] = .string(String(format: "%.2f", train.reduce(0) { $0 + $1.seconds } / 3600))
+    }
+
+    // MARK: data
+
+    func loadManifest(_ path: String, role: String) throws -> [Utterance] {
+        let manifest: Manifest
+        do { manifest = try Manifest.read(from: URL(fileURLWithPath: path)) } catch {
+            throw TrainerError.data("\(error)")
+        }
+        let normalizer = TextNormalizer()
+        var out: [Utterance] = []
+        var skipped: [String: Int] = [:]
+        for entry in manifest.entries {
+            let url = manifest.url(of: entry)
+            let text = normalizer.normalize(entry.text)
+            guard !text.isEmpty, let labels = vocabulary.tokenize(text) else { skipped["text outside a-z, space and apostrophe", default: 0] += 1; continue }
+            guard let info = try? AudioFile.info(path: url.path) else { skipped["unreadable audio", default: 0] += 1; continue }
+            let seconds = info.duration
+            guard seconds >= config.data.minSeconds, seconds <= config.data.maxSeconds else {
+                skipped["shorter than \(config.data.minSeconds) s or longer than \(config.data.maxSeconds) s", default: 0] += 1; continue
+            }
+            // 40 ms encoder frames: CTC needs at least one frame per label (two across a repeat).
+            guard Double(labels.count) * 0.04 * 1.1 < seconds else { skipped["too short for its text", default: 0] += 1; continue }
+            out.append(Utterance(path: url.path, text: text, labels: labels, seconds: seconds))
+        }
+        let hours = out.reduce(0) { $0 + $1.seconds } / 3600
+        log(String(format: "%@: %d utterances, %.2f hours (%@)", role, out.count, hours, path))
+        for (reason, n) in skipped.sorted(by: { $0.key < $1.key }) { log("\(role): skipped \(n) utterances: \(reason)") }
+        return out
+    }
+
+    // MARK: model initialisation
+
+    func initialiseRandomly() {
+        var rng = SplitMix64(seed: config.run.seed &* 0x9E37_79B9_7F4A_7C15 &+ 17)
+        parameters = initialParameters(architecture.layers, using: &rng)
+        provenance["initialisation"] = .string("random, seed \(config.run.seed)")
+    }
+
+    func initialise(from path: String) throws {
+        let model: ModelFile
+        do { model = try ModelFile.load(path: path) } catch { throw TrainerError.config("model.init_from: \(error)") }
+        architecture = model.description.architecture
+        frontendConfig = try model.description.frontendConfig(file: path)
+        for (name, _) in architecture.parameterShapes { parameters[name] = model.parameters[name] }
+        if let mean = model.parameters[InputNormalization.meanName], let std = model.parameters[InputNormalization.stdName] {
+            normalization = InputNormalization(mean: mean.data, std: std.data)
+        } else {
+            try estimateStatistics()
+        }
+        provenance["initialisation"] = .string("from \(path) (sha256 \(model.sha256 ?? "?"))")
+    }
+
+    /// Global mean and deviation of the log-mel features over a sample of the training set.
+    func estimateStatistics() throws {
+        let n = min(config.data.statisticsUtterances, train.count)
+        var order = Array(train.indices)
+        var rng = SplitMix64(seed: config.run.seed &+ 99)
+        order.shuffle(using: &rng)
+        let dim = frontendConfig.melBins
+        var sum = [Double](repeating: 0, count: dim), sumSq = [Double](repeating: 0, count: dim)
+        var frames = 0
+        let frontend = try LogMelFrontend(config: frontendConfig, mode: .offline)
+        for i in order.prefix(n) {
+            let audio = try AudioFile.read(path: train[i].path, targetSampleRate: frontendConfig.sampleRate)
+            let f = frontend.compute(audio.samples)
+            for t in 0..<f.rows {
+                for c in 0..<dim { let x = Double(f.data[t * dim + c]); sum[c] += x; sumSq[c] += x * x }
+            }
+            frames += f.rows
+        }
+        guard frames > 0 else { throw TrainerError.data("no feature frames in the first \(n) training utterances") }
+        let mean = sum.map { $0 / Double(frames) }
+        let std = zip(sumSq, mean).map { max(1e-3, ($0 / Double(frames) - $1 * $1).squareRoot()) }
+        normalization = InputNormalization(mean: mean.map(Float.init), std: std.map(Float.init))
+        log("feature statistics from \(n) utterances (\(frames) frames)")
+    }
+
+    // MARK: checkpoints
+
+    func modelFile(includeOptimizer: Bool) -> ModelFile {
+        var tensors = parameters
+        tensors[InputNormalization.meanName] = Tensor(shape: [normalization.mean.count], data: normalization.mean)
+        tensors[InputNormalization.stdName] = Tensor(shape: [normalization.std.count], data: normalization.std)
+        var prov = provenance
+        prov["steps"] = .string("\(state.step)")
+        prov["audio_hours_trained"] = .string(String(format: "%.2f", state.audioSecondsTrained / 3600))
+        prov["date"] = .string(ISO8601DateFormatter().string(from: Date()))
+        if let best = state.bestValidWER { prov["best_valid_wer"] = .string(String(format: "%.2f", best)) }
+        if includeOptimizer {
+            for (k, v) in optimizer.state(parameters: parameters) { tensors[k] = v }
+            let json = try! JSONEncoder().encode(state)
+            prov["trainer_state"] = .string(String(decoding: json, as: UTF8.self))
+        }
+        let description = ModelDescription(architecture: architecture, frontend: frontendConfig,
+                                           vocabulary: vocabulary.tokens, provenance: prov)
+        return ModelFile(description: description, parameters: tensors)
+    }
+
+    public func saveCheckpoint() throws {
+        do { try modelFile(includeOptimizer: true).save(path: checkpointURL.path) } catch {
+            throw TrainerError.checkpoint(path: checkpointURL.path, reason: "\(error)")
+        }
+        do { try modelFile(includeOptimizer: false).save(path: lastModelURL.path) } catch {
+            throw TrainerError.checkpoint(path: lastModelURL.path, reason: "\(error)")
+        }
+    }
+
+    func resume(from url: URL, adam: AdamWConfig) throws {
+        let model: ModelFile
+        do { model = try ModelFile.load(path: url.path) } catch { throw TrainerError.checkpoint(path: url.path, reason: "\(error)") }
+        guard case .string(let stateJSON)? = model.description.provenance["trainer_state"],
+              let s = try? JSONDecoder().decode(TrainerState.self, from: Data(stateJSON.utf8)) else {
+            throw TrainerError.checkpoint(path: url.path, reason: "no trainer state in it (is it a plain model? pass it as model.init_from instead)")
+        }
+        architecture = model.description.architecture
+        frontendConfig = try model.description.frontendConfig(file: url.path)
+        for (name, _) in architecture.parameterShapes { parameters[name] = model.parameters[name] }
+        guard let mean = model.parameters[InputNormalization.meanName], let std = model.parameters[InputNormalization.stdName] else {
+            throw TrainerError.checkpoint(path: url.path, reason: "feature statistics are missing")
+        }
+        normalization = InputNormalization(mean: mean.data, std: std.data)
+        do { optimizer = try AdamW(config: adam, state: model.parameters) } catch {
+            throw TrainerError.checkpoint(path: url.path, reason: "\(error)")
+        }
+        provenance = model.description.provenance
+        provenance["trainer_state"] = nil
+        state = s
+        log("resumed from \(url.path) at step \(s.step) (epoch \(s.epoch + 1))")
+    }
+
+    // MARK: batches
+
+    /// The shuffled utterance order of an epoch, a pure function of (seed, epoch).
+    func order(epoch: Int) -> [Int] {
+        var idx = Array(train.indices)
+        var rng = SplitMix64(seed: config.run.seed &* 1_000_003 &+ UInt64(epoch))
+        idx.shuffle(using: &rng)
+        return idx
+    }
+
+    /// The next batch from `state`'s position (wrapping into the next epoch), and the position after it.
+    func nextBatch(from s: TrainerState) -> (indices: [Int], epoch: Int, next: Int) {
+        var epoch = s.epoch, pos = s.position
+        var ord = order(epoch: epoch)
+        if pos >= ord.count { epoch += 1; pos = 0; ord = order(epoch: epoch) }
+        var batch: [Int] = [], seconds = 0.0
+        while pos < ord.count {
+            let u = train[ord[pos]]
+            if !batch.isEmpty && seconds + u.seconds > config.optimizer.batchSeconds { break }
+            batch.append(ord[pos]); seconds += u.seconds; pos += 1
+        }
+        return (batch, epoch, pos)
+    }
+
+    func examples(_ indices: [Int], epoch: Int) throws -> [TrainingExample] {
+        let slots = ExampleSlots(count: indices.count)
+        let workers = max(1, min(config.run.threads, indices.count))
+        let maker = ExampleMaker(utterances: train, frontendConfig: frontendConfig, normalization: normalization,
+                                 augment: config.augment, seed: config.run.seed)
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            let frontend: LogMelFrontend
+            do { frontend = try LogMelFrontend(config: maker.frontendConfig, mode: .offline) } catch { slots.fail(error); return }
+            for k in stride(from: w, to: indices.count, by: workers) {
+                do { slots.set(k, try maker.example(indices[k], epoch: epoch, frontend: frontend, augment: true)) } catch {
+                    slots.fail(error); return
+                }
+            }
+        }
+        return try slots.collect()
+    }
+
+    // MARK: the loop
+
+    /// Trains until `optimizer.total_steps` or until `shouldStop()` says so (checked between steps);
+    /// either way a checkpoint is written before it returns.
+    public func run(shouldStop: () -> Bool, progress: (TrainProgress) -> Void) throws {
+        var lastCheckpoint = Date()
+        var windowLoss = 0.0, windowSteps = 0, windowAudio = 0.0, windowStart = Date()
+        let trainable = Set(parameters.keys)
+        while state.step < config.optimizer.totalSteps && !shouldStop() {
+            let stepStart = Date()
+            let (indices, epoch, next) = nextBatch(from: state)
+            let batch = try examples(indices, epoch: epoch)
+            let encoder = try TrainableEncoder(specs: architecture.layers, parameters: parameters, trainable: trainable)
+            let result = try encoder.batchLossAndGradients(batch, blank: vocabulary.blank, threads: config.run.threads)
+            let report = try optimizer.update(parameters: &parameters, gradients: result.meanGradients(), trainable: trainable)
+            let audio = indices.reduce(0) { $0 + train[$1].seconds }
+            if epoch != state.epoch { log("epoch \(epoch + 1) begins") }
+            state.step += 1
+            state.epoch = epoch
+            state.position = next
+            state.audioSecondsTrained += audio
+            state.wallSecondsTrained += Date().timeIntervalSince(stepStart)
+            windowLoss += result.meanLoss; windowSteps += 1; windowAudio += audio
+            if state.step % config.run.logEverySteps == 0 || state.step == config.optimizer.totalSteps {
+                let elapsed = Date().timeIntervalSince(windowStart)
+                let p = TrainProgress(step: state.step, totalSteps: config.optimizer.totalSteps, epoch: epoch + 1,
+                                      loss: windowLoss / Double(windowSteps), learningRate: report.learningRate,
+                                      gradNorm: report.gradNorm, speed: windowAudio / max(elapsed, 1e-9))
+                progress(p)
+                log(String(format: "step %d epoch %d loss %.4f lr %.2e grad-norm %.2f speed %.1fx real time%@",
+                           p.step, p.epoch, p.loss, p.learningRate, p.gradNorm, p.speed,
+                           result.impossible.isEmpty ? "" : " (\(result.impossible.count) impossible utterances skipped)"))
+                windowLoss = 0; windowSteps = 0; windowAudio = 0; windowStart = Date()
+            }
+            if !valid.isEmpty && state.step % config.run.validEverySteps == 0 {
+                try validate()
+            }
+            if Date().timeIntervalSince(lastCheckpoint) >= config.run.checkpointMinutes * 60 {
+                try saveCheckpoint()
+                lastCheckpoint = Date()
+                log("checkpoint at step \(state.step): \(checkpointURL.path)")
+            }
+        }
+        try saveCheckpoint()
+        log("checkpoint at step \(state.step): \(checkpointURL.path)")
+    }
+
+    /// Greedy WER/CER on (a prefix of) the validation set; exports best.safetensors on a new best.
+    @discardableResult
+    public func validate() throws -> CorpusScore {
+        let model = modelFile(includeOptimizer: false)
+        let encoder: Encoder
+        do { encoder = try Encoder(model: model) } catch { throw TrainerError.config("\(error)") }
+        let items = config.data.validLimit > 0 ? Array(valid.prefix(config.data.validLimit)) : valid
+        let hyps = HypothesisSlots(count: items.count)
+        let fc = frontendConfig, vocab = vocabulary
+        let workers = max(1, min(config.run.threads, items.count))
+        let frameDuration = Double(fc.hopLength) / Double(fc.sampleRate) * Double(encoder.subsampling)
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            guard let frontend = try? LogMelFrontend(config: fc, mode: .offline) else { return }
+            for k in stride(from: w, to: items.count, by: workers) {
+                guard let audio = try? AudioFile.read(path: items[k].path, targetSampleRate: fc.sampleRate) else { continue }
+                var decoder = GreedyDecoder(vocabulary: vocab, frameDuration: frameDuration)
+                hyps.set(k, decoder.decode(encoder.forward(frontend.compute(audio.samples))).text)
+            }
+        }
+        let score = CorpusScore(pairs: zip(items, hyps.values).map { ($0.text, $1 ?? "") })
+        log(String(format: "validation at step %d: WER %.2f%% CER %.2f%% (%d utterances)", state.step,
+                   score.wordErrorRatePercent, score.characterErrorRatePercent, score.utterances))
+        if state.bestValidWER.map({ score.wordErrorRatePercent < $0 }) ?? true {
+            state.bestValidWER = score.wordErrorRatePercent
+            do { try modelFile(includeOptimizer: false).save(path: bestModelURL.path) } catch {
+                throw TrainerError.checkpoint(path: bestModelURL.path, reason: "\(error)")
+            }
+            log("new best model: \(bestModelURL.path)")
+        }
+        return score
+    }
+
+    /// The current parameters, for tests.
+    public var currentParameters: [String: Tensor] { parameters }
+}
+
+/// Turns a training utterance into features and labels, augmented deterministically from
+/// (seed, epoch, utterance index) so that a resumed run sees exactly the same inputs.
+struct ExampleMaker: Sendable {
+    let utterances: [Utterance]
+    let frontendConfig: FrontendConfig
+    let normalization: InputNormalization
+    let augment: TrainConfig.AugmentConfig
+    let seed: UInt64
+
+    func example(_ index: Int, epoch: Int, frontend: LogMelFrontend, augment doAugment: Bool) throws -> TrainingExample {
+        let u = utterances[index]
+        var rng = SplitMix64(seed: (seed &* 0x2545_F491_4F6C_DD1D) ^ (UInt64(epoch) << 40) ^ UInt64(index))
+        var samples = try AudioFile.read(path: u.path, targetSampleRate: frontendConfig.sampleRate).samples
+        let a = augment
+        if doAugment && Double.random(in: 0..<1, using: &rng) < a.speedProbability {
+            let factor = Double.random(in: a.speedRange[0]...a.speedRange[1], using: &rng)
+            samples = try speedPerturb(samples, factor: factor)
+        }
+        if doAugment && Double.random(in: 0..<1, using: &rng) < a.noiseProbability {
+            let noise = Self.coloredNoise(count: samples.count, color: Int.random(in: 0..<3, using: &rng), using: &rng)
+            let snr = Float(Double.random(in: a.snrRange[0]...a.snrRange[1], using: &rng))
+            mixNoise(into: &samples, noise: noise, snrDB: snr, using: &rng)
+        }
+        var features = normalization.apply(frontend.compute(samples))
+        if doAugment {
+            let spec = SpecAugment(frequencyMasks: a.frequencyMasks, maxFrequencyWidth: a.maxFrequencyWidth,
+                                   timeMasks: a.timeMasks, maxTimeWidth: a.maxTimeWidth,
+                                   maxTimeProportion: a.maxTimeProportion, fill: .value(0))
+            spec.apply(to: &features, using: &rng)
+        }
+        return TrainingExample(features: features, labels: u.labels)
+    }
+
+    /// White (0), pink (1) or brown (2) noise; `mixNoise` rescales it to the wanted SNR.
+    static func coloredNoise(count: Int, color: Int, using rng: inout SplitMix64) -> [Float] {
+        var out = [Float](repeating: 0, count: count)
+        var b0: Float = 0, b1: Float = 0, b2: Float = 0, brown: Float = 0
+        for i in 0..<count {
+            let w = Float.random(in: -1...1, using: &rng)
+            switch color {
+            case 1:
+                // Paul Kellet's economical pink filter.
+                b0 = 0.99765 * b0 + w * 0.0990460
+                b1 = 0.96300 * b1 + w * 0.2965164
+                b2 = 0.57000 * b2 + w * 1.0526913
+                out[i] = b0 + b1 + b2 + w * 0.1848
+            case 2:
+                brown = 0.995 * brown + 0.1 * w
+                out[i] = brown
+            default:
+                out[i] = w
+            }
+        }
+        return out
+    }
+}
+
+/// Fixed result slots written by worker threads; the first error wins.
+final class ExampleSlots: @unchecked Sendable {
+    // All state behind `lock`.
+    private let lock = NSLock()
+    private var slots: [TrainingExample?]
+    private var error: Error?
+    init(count: Int) { slots = [TrainingExample?](repeating: nil, count: count) }
+    func set(_ i: Int, _ e: TrainingExample) { lock.lock(); slots[i] = e; lock.unlock() }
+    func fail(_ e: Error) { lock.lock(); if error == nil { error = e }; lock.unlock() }
+    func collect() throws -> [TrainingExample] {
+        lock.lock(); defer { lock.unlock() }
+        if let error { throw error }
+        return slots.map { $0! }
+    }
+}
+
+final class HypothesisSlots: @unchecked Sendable {
+    // `slots` behind `lock`.
+    private let lock = NSLock()
+    private var slots: [String?]
+    init(count: Int) { slots = [String?](repeating: nil, count: count) }
+    func set(_ i: Int, _ s: String) { lock.lock(); slots[i] = s; lock.unlock() }
+    var values: [String?] { lock.lock(); defer { lock.unlock() }; return slots }
+}
