@@ -51,10 +51,11 @@ struct Bench: ParsableCommand {
         print("model:       \(modelPath) (\(recognizer.model.parameterCount) parameters)")
         print("decoding:    \(recognition.beam == 1 && recognition.lm == nil ? "greedy" : "beam search")")
         print(String(format: "audio:       %d files, %.1f s x %d", clips.count, audio / Double(max(1, repeats)), max(1, repeats)))
-        print("stage        RTF (cpu s / audio s)   speed (audio s / cpu s)")
+        print("stage         RTF (cpu s / audio s)     speed (audio s / cpu s)")
         func row(_ name: String, _ cpu: Double, _ seconds: Double) {
             let rtf = cpu / seconds
-            print(String(format: "%-12@ %-22.5f  %.0fx real time", name as NSString, rtf, rtf > 0 ? 1 / rtf : .infinity))
+            let label = name.padding(toLength: 14, withPad: " ", startingAt: 0)
+            print(label + String(format: "%-24.5f  %.0fx real time", rtf, rtf > 0 ? 1 / rtf : .infinity))
         }
         row("read+resample", decodeCPU, audio / Double(max(1, repeats)))
         row("frontend", timings.frontend, audio)
