@@ -217,21 +217,22 @@ final class ALSACaptureDevice: CaptureDevice {
     func wait(wakeDescriptor: Int32, timeoutMilliseconds: Int32) -> CaptureWait {
         guard let pcm, pcmDescriptorCount > 0 else { return .ready }
         let count = pcmDescriptorCount
-        let (polled, woken, revents): (Int32, Bool, UInt16) = pollDescriptors.withUnsafeMutableBufferPointer { fds in
-            // ALSA's descriptors have their events set by snd_pcm_poll_descriptors; only revents change.
+        let (polled, woken): (Int32, Bool) = pollDescriptors.withUnsafeMutableBufferPointer { fds in
+            // ALSA's descriptors keep the events snd_pcm_poll_descriptors set; only revents change.
             for i in 0..<count { fds[i].revents = 0 }
             fds[count] = pollfd(fd: wakeDescriptor, events: Int16(POLLIN), revents: 0)
             let result = poll(fds.baseAddress, nfds_t(count + 1), timeoutMilliseconds)
-            guard result > 0 else { return (result, false, 0) }
+            guard result > 0 else { return (result, false) }
+            // Called for its side effect: plugins whose descriptor is an internal pipe or timer (dsnoop,
+            // ioplug, pulse) acknowledge the wake-up here. What it reports - POLLIN for audio, POLLERR for an
+            // xrun or a vanished device - the next read reports too, so the loop just reads.
             var revents: UInt16 = 0
-            snd_pcm_poll_descriptors_revents(pcm, fds.baseAddress, UInt32(count), &revents)
-            return (result, fds[count].revents & Int16(POLLIN) != 0, revents)
+            _ = snd_pcm_poll_descriptors_revents(pcm, fds.baseAddress, UInt32(count), &revents)
+            return (result, fds[count].revents & Int16(POLLIN) != 0)
         }
         if woken { return .woken }
         if polled == 0 { return .timedOut }
-        // POLLIN means audio; POLLERR means an xrun or a lost device, which the next read reports; poll's
-        // own failure is EINTR in practice. All are handled by reading again.
-        _ = revents
+        // Audio, an error for the next read to report, or poll's own EINTR: all handled by reading again.
         return .ready
     }
 
