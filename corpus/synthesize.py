@@ -52,6 +52,8 @@ def parse_args(argv=None):
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--seed", type=int, default=1, help="random seed: same seed, same corpus")
     p.add_argument("--format", choices=["flac", "wav"], default="flac", help="audio format (default flac)")
+    p.add_argument("--report", action="store_true",
+                   help="print the summary of what DIR holds so far (safe while a run is going) and exit")
     return p.parse_args(argv)
 
 
@@ -344,7 +346,11 @@ def main(argv=None):
     args = parse_args(argv)
     args.out = os.path.abspath(args.out)
     os.makedirs(args.out, exist_ok=True)
-    for tool in ("espeak-ng", "flite", "text2wave", "sox"):
+    if args.report:
+        records = {split: load_records(args.out, split) for split in SPLITS}
+        print(summary_text(summarise(records, 0.0)), end="")
+        return
+    for tool in ("espeak-ng", "flite", "festival", "sox"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed: run scripts/setup.sh")
     voices.check_disjoint()
