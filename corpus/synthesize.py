@@ -354,6 +354,7 @@ def main(argv=None):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed: run scripts/setup.sh")
     voices.check_disjoint()
+    voices.check_installed()
     lock = open(os.path.join(args.out, ".lock"), "w")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

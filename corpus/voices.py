@@ -61,6 +61,21 @@ def check_disjoint():
                     raise AssertionError(f"voice {engine}:{v} is in both train and {split}")
 
 
+FESTIVAL_PACKAGES = {"kal_diphone": "festvox-kallpc16k", "ked_diphone": "festvox-kdlpc16k",
+                     "cmu_us_slt_arctic_hts": "festvox-us-slt-hts"}
+
+
+def check_installed():
+    """Raises SystemExit naming the Debian package when a festival voice is missing: festival would
+    otherwise fall back to its default voice silently and mislabel the utterance's voice."""
+    import glob
+    for split in ("train", "valid", "test"):
+        for voice in FESTIVAL_VOICES[split]:
+            if not glob.glob(f"/usr/share/festival/voices/*/{voice}"):
+                raise SystemExit(f"festival voice {voice} is not installed: run scripts/setup.sh "
+                                 f"(Debian package {FESTIVAL_PACKAGES.get(voice, '?')})")
+
+
 def choose_params(engine, rng):
     """Per-utterance voice parameters: speaking rate and pitch within the engine's natural range."""
     if engine == "espeak":
