@@ -1,0 +1,170 @@
+"""Tests of the corpus recipe (standard library only):
+  python3 corpus/tests/test_corpus.py        (prints 'corpus: N passed, N failed')
+  python3 -m unittest discover -s corpus/tests
+The smoke test runs `synthesize.py --small` (about 15-30 s) and checks what it wrote."""
+
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import unittest
+import wave
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CORPUS = os.path.dirname(HERE)
+sys.path.insert(0, CORPUS)
+
+import textnorm  # noqa: E402
+import texts  # noqa: E402
+import voices  # noqa: E402
+
+LABEL_RE = re.compile(r"^[a-z']+( [a-z']+)*$")
+
+
+class NumberWords(unittest.TestCase):
+    def test_cardinals_spell_out_as_people_say_them(self):
+        cases = {0: "zero", 13: "thirteen", 40: "forty", 99: "ninety nine", 100: "one hundred",
+                 412: "four hundred and twelve", 1005: "one thousand and five",
+                 21000: "twenty one thousand", 1000001: "one million and one",
+                 7654321: "seven million six hundred and fifty four thousand three hundred and twenty one"}
+        for n, words in cases.items():
+            self.assertEqual(textnorm.number_to_words(n), words)
+        self.assertEqual(textnorm.number_to_words(412, british_and=False), "four hundred twelve")
+
+    def test_ordinals_years_and_digits(self):
+        self.assertEqual(textnorm.ordinal_words(1), "first")
+        self.assertEqual(textnorm.ordinal_words(22), "twenty second")
+        self.assertEqual(textnorm.ordinal_words(40), "fortieth")
+        self.assertEqual(textnorm.year_words(1984), "nineteen eighty four")
+        self.assertEqual(textnorm.year_words(1905), "nineteen oh five")
+        self.assertEqual(textnorm.year_words(2007), "two thousand and seven")
+        self.assertEqual(textnorm.digits_words("4075"), "four zero seven five")
+
+
+class Normalisation(unittest.TestCase):
+    def test_output_is_lowercase_letters_apostrophes_and_spaces(self):
+        self.assertEqual(textnorm.normalise("In 1984, 35% of us won 3.5 points!"),
+                         "in nineteen eighty four thirty five percent of us won three point five points")
+        self.assertEqual(textnorm.normalise("Don't panic -- it's the 2nd time."),
+                         "don't panic it's the second time")
+
+    def test_text_an_engine_would_read_differently_is_dropped(self):
+        for text in ["Dr. Who arrives", "Chapter IV", "It costs $5", "see /usr/bin", "Mr. Smith"]:
+            self.assertIsNone(textnorm.normalise(text), text)
+
+    def test_generated_numbers_and_commands_are_valid_labels(self):
+        for sentence in texts.number_sentences(2000, 3) + texts.command_sentences(500, 3):
+            self.assertRegex(sentence, LABEL_RE)
+
+
+class TrigramReader(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        from lm_sampler import TrigramLM
+        if not os.path.exists(texts.LM_PATH):
+            raise unittest.SkipTest  # replaced below by a failing test
+        cls.lm = TrigramLM(texts.LM_PATH)
+
+    def test_unigram_probabilities_sum_to_one(self):
+        # The model's unigram distribution is normalised (ARPA sums to 1 within rounding of 4 decimals
+        # on 72k entries); a misread offset or log base would be far off.
+        self.assertAlmostEqual(sum(self.lm.uni_prob), 1.0, delta=1e-3)
+
+    def test_english_order_is_more_probable_than_its_reverse(self):
+        forward = "the president said on tuesday that he would".split()
+        self.assertGreater(self.lm.log10_prob(forward), self.lm.log10_prob(forward[::-1]) + 5.0)
+
+    def test_samples_have_4_to_16_allowed_words(self):
+        rng = random.Random(5)
+        word_re = re.compile(r"^[a-z]+('[a-z]+)?$")
+        for _ in range(30):
+            words = self.lm.sample_sentence(rng, lambda w: bool(word_re.match(w)))
+            self.assertIsNotNone(words)
+            self.assertTrue(4 <= len(words) <= 16, words)
+            self.assertTrue(all(word_re.match(w) for w in words), words)
+
+
+class LanguageModelPresent(unittest.TestCase):
+    def test_pocketsphinx_model_is_installed(self):
+        self.assertTrue(os.path.exists(texts.LM_PATH),
+                        f"{texts.LM_PATH} missing: run scripts/setup.sh (package pocketsphinx-en-us)")
+
+
+class VoiceSplit(unittest.TestCase):
+    def test_no_eval_voice_is_a_training_voice(self):
+        voices.check_disjoint()
+        train = {(e, v) for e, vs in voices.voices_for("train").items() for v in vs}
+        for split in ("valid", "test"):
+            held = {(e, v) for e, vs in voices.voices_for(split).items() for v in vs}
+            self.assertFalse(held & train)
+            self.assertGreaterEqual(len({e for e, _ in held}), 2, f"{split} uses one engine only")
+
+
+class SmallRun(unittest.TestCase):
+    """Runs the whole recipe in --small mode and checks its outputs."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        cls.out = cls.tmp.name
+        cls.proc = subprocess.run([sys.executable, os.path.join(CORPUS, "synthesize.py"), "--small",
+                                   "--out", cls.out], capture_output=True, text=True, timeout=300)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.cleanup()
+
+    def manifest(self, split):
+        with open(os.path.join(self.out, f"{split}.tsv")) as fh:
+            return [line.rstrip("\n").split("\t") for line in fh]
+
+    def test_run_succeeds_and_writes_manifests_of_the_small_sizes(self):
+        self.assertEqual(self.proc.returncode, 0, self.proc.stdout[-2000:] + self.proc.stderr[-2000:])
+        sizes = {split: len(self.manifest(split)) for split in ("train", "valid", "test")}
+        self.assertEqual(sizes, {"train": 40, "valid": 10, "test": 10})
+
+    def test_audio_is_16k_mono_16bit_between_1_and_15_s_with_valid_labels(self):
+        for split in ("train", "valid", "test"):
+            for path, text in self.manifest(split):
+                self.assertRegex(text, LABEL_RE)
+                full = os.path.join(self.out, path)
+                info = subprocess.run(["soxi", full], capture_output=True, text=True, check=True).stdout
+                self.assertIn("Sample Rate    : 16000", info)
+                self.assertIn("Channels       : 1", info)
+                self.assertIn("16-bit", info)
+                seconds = float(subprocess.run(["soxi", "-D", full], capture_output=True, text=True).stdout)
+                self.assertTrue(1.0 <= seconds <= 15.0, f"{path}: {seconds} s")
+
+    def test_eval_texts_and_voices_are_unseen_in_training(self):
+        with open(os.path.join(self.out, "voices.tsv")) as fh:
+            rows = [line.rstrip("\n").split("\t") for line in fh][1:]
+        train_voices = {(r[2], r[3]) for r in rows if r[1] == "train"}
+        train_texts = {t for _, t in self.manifest("train")}
+        with open(os.path.join(self.out, "text", "pools.json")) as fh:
+            pools = json.load(fh)["pools"]
+        train_pool = {s for src in pools.values() for s in src["train"]}
+        for split in ("valid", "test"):
+            for r in rows:
+                if r[1] == split:
+                    self.assertNotIn((r[2], r[3]), train_voices)
+            for _, text in self.manifest(split):
+                self.assertNotIn(text, train_texts)
+                self.assertNotIn(text, train_pool)
+
+    def test_second_run_resumes_without_redoing_anything(self):
+        self.assertEqual(self.proc.returncode, 0)
+        again = subprocess.run([sys.executable, os.path.join(CORPUS, "synthesize.py"), "--small",
+                                "--out", self.out], capture_output=True, text=True, timeout=120)
+        self.assertEqual(again.returncode, 0, again.stderr[-2000:])
+        self.assertIn("train: 40 utterances (", again.stdout)
+        self.assertNotIn("rejected:", again.stdout)
+
+
+if __name__ == "__main__":
+    result = unittest.main(exit=False, verbosity=2).result
+    failed = len(result.failures) + len(result.errors)
+    print(f"corpus: {result.testsRun - failed - len(result.skipped)} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
