@@ -83,7 +83,7 @@ public final class Trainer {
     public init(config: TrainConfig, log: @escaping (String) -> Void) throws {
         self.config = config
         self.log = log
-        outputDir = URL(fileURLWithPath: config.run.output)
+        outputDir = URL(fileURLWithPath: expandTilde(config.run.output))
         guard config.optimizer.totalSteps > 0 else { throw TrainerError.config("optimizer.total_steps must be positive") }
         guard config.optimizer.batchSeconds > 0 else { throw TrainerError.config("optimizer.batch_seconds must be positive") }
         guard config.augment.speedRange.count == 2, config.augment.snrRange.count == 2 else {
@@ -116,7 +116,7 @@ public final class Trainer {
         if FileManager.default.fileExists(atPath: checkpointURL.path) {
             try resume(from: checkpointURL, adam: adamConfig)
         } else if !config.model.initFrom.isEmpty {
-            try initialise(from: config.model.initFrom)
+            try initialise(from: expandTilde(config.model.initFrom))
         } else {
             initialiseRandomly()
             try estimateStatistics()
@@ -131,7 +131,7 @@ public final class Trainer {
 
     func loadManifest(_ path: String, role: String) throws -> [Utterance] {
         let manifest: Manifest
-        do { manifest = try Manifest.read(from: URL(fileURLWithPath: path)) } catch {
+        do { manifest = try Manifest.read(from: URL(fileURLWithPath: expandTilde(path))) } catch {
             throw TrainerError.data("\(error)")
         }
         let normalizer = TextNormalizer()
@@ -461,3 +461,6 @@ final class HypothesisSlots: @unchecked Sendable {
     func set(_ i: Int, _ s: String) { lock.lock(); slots[i] = s; lock.unlock() }
     var values: [String?] { lock.lock(); defer { lock.unlock() }; return slots }
 }
+
+/// `~/x` -> `$HOME/x`, so configuration files can name per-user folders portably.
+func expandTilde(_ path: String) -> String { (path as NSString).expandingTildeInPath }
