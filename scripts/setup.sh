@@ -11,9 +11,9 @@ PACKAGES=(
   # build: the C libraries the pipeline stages link against
   pkg-config libasound2-dev libsndfile1-dev libopenblas-dev libfftw3-dev libsamplerate0-dev
   # tests and benchmarks: ALSA tools, sclite (sctk), sox, the reference recogniser pocketsphinx
-  alsa-utils sctk sox pocketsphinx pocketsphinx-en-us sphinxbase-utils
+  alsa-utils sctk sox pocketsphinx pocketsphinx-en-us pocketsphinx-testdata sphinxbase-utils
   # corpus synthesis: the text-to-speech engines and their voices
-  espeak-ng flite festival festvox-kallpc16k
+  espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts fortunes fortunes-min
   python3-venv
 )
 missing=()
