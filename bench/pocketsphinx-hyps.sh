@@ -14,7 +14,8 @@ while IFS=$'\t' read -r path text; do
   case "$path" in ''|'#'*) continue;; esac
   n=$((n + 1))
   # pocketsphinx's model wants 16 kHz 16-bit mono; sox converts any input (8 kHz FSDD included).
-  sox "$base/$path" -r 16000 -c 1 -b 16 -e signed -t raw "$work/$n.raw"
+  case "$path" in /*) audio=$path;; *) audio=$base/$path;; esac
+  sox "$audio" -r 16000 -c 1 -b 16 -e signed -t raw "$work/$n.raw"
   printf '%s\t%s\n' "$n" "$path" >> "$work/map"
   echo "$n" >> "$work/ids"
 done < "$manifest"

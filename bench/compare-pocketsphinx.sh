@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Earshot and Pocketsphinx side by side on the same audio, both scored by NIST sclite.
+# Usage: bench/compare-pocketsphinx.sh [--model PATH] [MANIFEST...]
+#   (default manifests: bench/make-test-sets.sh's fsdd-test, ps-librivox, ps-cards)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+model_args=()
+if [ "${1:-}" = "--model" ]; then model_args=(--model "$2"); shift 2; fi
+sets=("$@")
+if [ ${#sets[@]} -eq 0 ]; then
+  dir=$HOME/.cache/earshot/testsets
+  "$here/bench/make-test-sets.sh" "$dir" 2>/dev/null
+  sets=("$dir/fsdd-test.tsv" "$dir/ps-librivox.tsv" "$dir/ps-cards.tsv")
+fi
+earshot=${EARSHOT:-$here/.build/release/earshot}
+sclite=$(command -v sclite || echo /usr/lib/sctk/bin/sclite)
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+
+# Scores a hypotheses TSV against its manifest with sclite; prints WER%.
+score() {
+  local ref=$1 hyp=$2 n=0
+  : > "$work/ref.trn"; : > "$work/hyp.trn"
+  paste "$ref" "$hyp" | while IFS=$'\t' read -r _ rtext _ htext; do
+    n=$((n + 1))
+    norm() { echo "$1" | tr 'A-Z' 'a-z' | sed -E "s/[^a-z0-9' ]+/ /g; s/ +/ /g; s/^ //; s/ $//"; }
+    printf '%s (utt%05d)\n' "$(norm "$rtext")" "$n" >> "$work/ref.trn"
+    printf '%s (utt%05d)\n' "$(norm "$htext")" "$n" >> "$work/hyp.trn"
+  done
+  "$sclite" -r "$work/ref.trn" trn -h "$work/hyp.trn" trn -i spu_id -o sum stdout 2>/dev/null |
+    awk '/Sum\/Avg/ { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) v[++k] = $i; print v[k - 1]; exit }'
+}
+
+printf '%-16s %6s  %12s  %12s\n' "test set" "utts" "Earshot WER" "Pocketsphinx"
+for m in "${sets[@]}"; do
+  name=$(basename "$m" .tsv)
+  "$earshot" eval "$m" "${model_args[@]}" --hyps "$work/$name.earshot.tsv" > "$work/$name.eval" 2>/dev/null || true
+  "$here/bench/pocketsphinx-hyps.sh" "$m" "$work/$name.ps.tsv" 2>/dev/null
+  printf '%-16s %6d  %11s%%  %11s%%\n' "$name" "$(grep -cv '^#' "$m")" \
+    "$(score "$m" "$work/$name.earshot.tsv")" "$(score "$m" "$work/$name.ps.tsv")"
+done

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds Earshot manifests for the real-speech test sets available offline:
+#   fsdd-test.tsv      ../shared/data/fsdd indexes 0-4 of each digit and speaker (200 files, 8 kHz)
+#   fsdd-train.tsv     indexes 5-49 (1800 files), the adaptation split
+#   ps-librivox.tsv    Debian pocketsphinx-testdata: 5 LibriVox read-speech utterances
+#   ps-cards.tsv       Debian pocketsphinx-testdata: 5 card names ("four queen of clubs")
+# Usage: bench/make-test-sets.sh [OUTDIR]   (default: ~/.cache/earshot/testsets)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:-$HOME/.cache/earshot/testsets}
+mkdir -p "$out"
+fsdd=${FSDD:-$here/../shared/data/fsdd/recordings}
+[ -d "$fsdd" ] || { echo "make-test-sets: FSDD not found at $fsdd (set FSDD=...)" >&2; exit 1; }
+fsdd=$(cd "$fsdd" && pwd)
+words=(zero one two three four five six seven eight nine)
+: > "$out/fsdd-test.tsv"; : > "$out/fsdd-train.tsv"
+for f in $(ls "$fsdd" | sort); do
+  base=${f%.wav}; digit=${base%%_*}; index=${base##*_}
+  if [ "$index" -le 4 ]; then list=fsdd-test; else list=fsdd-train; fi
+  printf '%s\t%s\n' "$fsdd/$f" "${words[$digit]}" >> "$out/$list.tsv"
+done
+ps=/usr/share/pocketsphinx/test/data
+[ -d "$ps" ] || { echo "make-test-sets: $ps missing (apt-get install pocketsphinx-testdata)" >&2; exit 1; }
+for set in librivox cards; do
+  : > "$out/ps-$set.tsv"
+  trans=$ps/$set/$set.transcription; [ -f "$trans" ] || trans=$ps/$set/transcription
+  sed -E 's#^<s> (.*) </s> \((.*)\)$#\2\t\1#; s/ +\t/\t/; s/\t(.*) +$/\t\1/' "$trans" | while IFS=$'\t' read -r id text; do
+    printf '%s\t%s\n' "$ps/$set/$id.wav" "$(echo "$text" | sed -E 's/ +/ /g; s/ $//')" >> "$out/ps-$set.tsv"
+  done
+done
+wc -l "$out"/*.tsv >&2
