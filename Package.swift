@@ -8,10 +8,13 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "earshot", targets: ["earshot"]),
+        .executable(name: "earshotd", targets: ["earshotd"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.70.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.5.0"),
     ],
     targets: [
         // C libraries, each behind a module map and pkg-config; nothing else lives here.
@@ -29,8 +32,22 @@ let package = Package(
         .target(name: "Scoring", dependencies: []),
         .target(name: "Recognizer", dependencies: ["Tensors", "Audio", "Features", "Model", "Decoding"]),
         .target(name: "Training", dependencies: ["Tensors", "Audio", "Features", "Model", "Decoding", "Scoring", "CBLAS"]),
+        .target(name: "Server", dependencies: [
+            "Tensors", "Audio", "Recognizer", "Decoding",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "earshotd", dependencies: [
+            "Server", "Audio", "Recognizer", "Model",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "TOMLKit", package: "TOMLKit"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
         .executableTarget(name: "earshot", dependencies: [
-            "Tensors", "Audio", "Features", "Model", "Decoding", "Scoring", "Recognizer", "Training",
+            "Tensors", "Audio", "Features", "Model", "Decoding", "Scoring", "Recognizer", "Training", "Server",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
@@ -42,6 +59,13 @@ let package = Package(
         .testTarget(name: "DecodingTests", dependencies: ["Decoding", "Tensors"]),
         .testTarget(name: "ScoringTests", dependencies: ["Scoring"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Features", "Decoding", "Tensors"]),
+        .testTarget(name: "RecognizerTests", dependencies: ["Recognizer", "Training", "Audio", "Model", "Decoding", "Tensors"]),
+        .testTarget(name: "ServerTests", dependencies: [
+            "Server", "Recognizer", "Audio",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+        .testTarget(name: "DaemonTests", dependencies: ["Server", "Audio", "Recognizer", "Training", "Model"]),
         .testTarget(name: "EndToEndTests", dependencies: ["Recognizer", "Training", "Audio", "Model", "Scoring"]),
     ]
 )
