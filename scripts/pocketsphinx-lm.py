@@ -17,7 +17,7 @@ What comes out:
   * Words: Earshot's alphabet is a-z and the apostrophe. Words with other characters (hyphenated
     compounds such as "e-mail", spelled letters "a.", "b.'s") are dropped together with every n-gram
     that contains them; 279 of 72,547 words, 0.05% of the unigram mass.
-  * <s>, </s> kept as stored; <unk> is added (the model has none) with the unigram mass of all dropped
+  * <s>, </s> kept as stored; <unk> is added (en-us.lm.bin has none) with the unigram mass of all dropped
     words, so the unigram distribution still sums to one. Nothing is renormalised above unigrams: an
     n-gram query whose words are all kept gives exactly the original model's value (every n-gram and
     back-off weight it consults is kept), but after a history h the kept words' probabilities sum to
@@ -31,6 +31,8 @@ What comes out:
   * A trigram whose two-word prefix is not stored as a bigram (none in en-us.lm.bin; ARPA requires the
     prefix) gets that bigram added with the back-off estimate sphinxbase itself would use,
     P(h1 | h2) = backoff(h2) * P(h1), and back-off 1, so no score changes.
+For en-us.lm.bin: a 112 MB ARPA with 72,269 / 2,045,800 / 1,667,818 1/2/3-grams in about 10 s of
+CPU (300 MB peak memory); Earshot loads it in about 2 s of CPU into 215 MB.
 The output is written to a temporary file beside OUTPUT and renamed into place, so a reader never sees
 half a file and an interrupted run leaves the old one.
 """
