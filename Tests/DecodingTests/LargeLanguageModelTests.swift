@@ -50,9 +50,4 @@ import Testing
             #expect(abs(got - log10p * log(10.0)) < 1e-5, "\(gram)")
         }
     }
-
-    /// Pocketsphinx's general English trigram, converted at test time. Debian's sphinxbase-utils
-    /// (0.8+5prealpha) aborts converting this model (its header declares 6 more bigrams than the trie
-    /// holds; upstream cmusphinx/pocketsphinx#502), so the load is a known issue until a fixed converter
-    /// is installed; the conversion attempt itself must still run.
 }
