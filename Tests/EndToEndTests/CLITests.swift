@@ -176,6 +176,18 @@ import Testing
                 let parsed = try cues(text, vtt: true)
                 #expect(parsed.map(\.text).joined(separator: " ") == (try f.expected(file)).transcript.text)
             }
+
+            // Two inputs with the same base name would write the same output file: refused up front.
+            let other = f.dir.appendingPathComponent("other")
+            try FileManager.default.createDirectory(at: other, withIntermediateDirectories: true)
+            let twin = other.appendingPathComponent(files[0].lastPathComponent)
+            try FileManager.default.copyItem(at: files[1], to: twin)
+            let out2 = f.dir.appendingPathComponent("subs2")
+            let clash = try f.run(["transcribe", "--model", f.model.path, "--output-dir", out2.path, files[0].path, twin.path])
+            #expect(clash.status != 0)
+            #expect(clash.stderrLines.count == 1 && clash.stderr.contains(files[0].path) && clash.stderr.contains(twin.path),
+                    "expected one line naming both inputs:\n\(clash.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: out2.path), "nothing should be written")
         }
     }
 
