@@ -227,15 +227,18 @@ import Testing
 
     @Test func evalWERAgreesWithSclite() throws {
         try withFixture { f in
-            // Held-out renderings of known words, words the model never heard, and two-word phrases,
-            // so the model makes substitutions, deletions and insertions.
+            // Held-out renderings of known words, words the model never heard, and sentences, so the
+            // alignment has substitutions, deletions and insertions to count.
             var entries: [(file: URL, text: String)] = []
             for (url, word) in zip(try f.speak(TinyModel.words, voice: "en-029", pitch: 70), TinyModel.words) { entries.append((url, word)) }
             for (url, word) in zip(try f.speak(["stop", "go", "seven", "zebra"], voice: "en"), ["stop", "go", "seven", "zebra"]) {
                 entries.append((url, word))
             }
             entries.append((try f.sentence(["up", "up", "down"], gap: 0.4, name: "three.wav"), "up up down"))
-            entries.append((try f.sentence(["right", "no"], gap: 0.1, name: "two.wav"), "right no"))
+            // References that do not match the audio, for insertions (two words said, one expected) and
+            // deletions (one word said, three expected).
+            entries.append((try f.sentence(["right", "no"], gap: 0.5, name: "two.wav"), "right"))
+            entries.append((try f.speak(["left"], voice: "en-gb-scotland", pitch: 70)[0], "yes left down"))
             let manifest = f.dir.appendingPathComponent("test.tsv"), hypsURL = f.dir.appendingPathComponent("hyps.tsv")
             try writeManifest(entries, to: manifest)
 
@@ -255,6 +258,7 @@ import Testing
             try Data(trn(entries.map(\.text)).utf8).write(to: ref)
             try Data(trn(hyps.entries.map(\.text)).utf8).write(to: hyp)
             let truth = try sclite(ref: ref, hyp: hyp, scratch: f.dir)
+            print("earshot eval: \(werLine); sclite: \(truth.counts), \(truth.percent)%")
 
             #expect(n == [truth.counts.substitutions, truth.counts.deletions, truth.counts.insertions, truth.counts.referenceLength],
                     "earshot: \(werLine); sclite: \(truth.counts)")
