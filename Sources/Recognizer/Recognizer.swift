@@ -114,8 +114,11 @@ enum AnyDecoder {
 
 /// One audio stream through the whole pipeline: its own frontend, streaming encoder state and decoder
 /// beams. Push any number of samples; `partial()` gives the current best; `finish()` ends the
-/// utterance and gives its final transcript, equal to what offline recognition of the same samples
-/// gives (each stage is exact under any chunking). Not thread-safe: one owner at a time.
+/// utterance and gives its final transcript: the same words and word times as offline recognition of
+/// the same samples, with confidences equal to float32 rounding (about 1e-8 here). Every stage computes
+/// the same values under any chunking, but the encoder's matrix products are blocked by the rows each
+/// call gets (and by OpenBLAS's thread count), so logits differ in their last bits; see
+/// EndToEndTests' `confidenceTolerance`. Not thread-safe: one owner at a time.
 public final class RecognitionStream {
     public let recognizer: Recognizer
     private let frontend: LogMelFrontend
