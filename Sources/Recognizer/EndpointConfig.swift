@@ -10,7 +10,7 @@ public struct EndpointConfig: Sendable, Equatable, Codable {
     public var maxUtterance: Double = 20
     /// A burst whose speech (first to last speech frame) is shorter than this is not an utterance: it
     /// is dropped without a partial or a final.
-    public var minSpeech: Double = 0.25
+    public var minSpeech: Double = 0.08
     /// While in an utterance, a partial result is emitted at least this often (in audio time).
     public var partialInterval: Double = 0.2
     /// An encoder frame is speech when its posterior mass on tokens other than blank and the word
@@ -26,7 +26,7 @@ public struct EndpointConfig: Sendable, Equatable, Codable {
 
     public init() {}
 
-    public init(trailingSilence: Double = 0.6, maxUtterance: Double = 20, minSpeech: Double = 0.25,
+    public init(trailingSilence: Double = 0.6, maxUtterance: Double = 20, minSpeech: Double = 0.08,
                 partialInterval: Double = 0.2, speechThreshold: Double = 0.5, silenceLevel: Double = -65,
                 maxLeadingSilence: Double = 4) {
         self.trailingSilence = trailingSilence
