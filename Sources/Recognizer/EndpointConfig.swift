@@ -22,13 +22,13 @@ public struct EndpointConfig: Sendable, Equatable, Codable {
     public var silenceLevel: Double = -65
     /// While nobody speaks, the recognition stream is restarted after this much non-speech, so a
     /// segment never carries more leading silence than this (and no stage state grows).
-    public var maxLeadingSilence: Double = 4
+    public var maxLeadingSilence: Double = 6
 
     public init() {}
 
     public init(trailingSilence: Double = 0.6, maxUtterance: Double = 20, minSpeech: Double = 0.08,
                 partialInterval: Double = 0.2, speechThreshold: Double = 0.5, silenceLevel: Double = -65,
-                maxLeadingSilence: Double = 4) {
+                maxLeadingSilence: Double = 6) {
         self.trailingSilence = trailingSilence
         self.maxUtterance = maxUtterance
         self.minSpeech = minSpeech

@@ -169,7 +169,8 @@ public final class StreamingSession {
         } else {
             handle(pushRing(from: start, to: processed))
         }
-        if let utterance, processed - lastPartial >= partialSamples {
+        // The cadence in whole blocks, rounded down so a partial comes at least every partialInterval.
+        if let utterance, processed - lastPartial >= max(1, partialSamples / frameSamples) * frameSamples {
             emitPartial(utterance)
         }
         if active, speechStart == nil, quietRun >= gateHoldSamples {
@@ -199,7 +200,10 @@ public final class StreamingSession {
                 } else {
                     stream.reset()  // a burst shorter than minSpeech: dropped
                 }
-                logits = begin(at: end); r = 0
+                // The next segment starts inside the decided silence, with some of it as leading context
+                // (the model marks speech a frame or two after its acoustic onset), but in its second
+                // half: the previous word may sound on a little after its last speech frame.
+                logits = begin(at: max(end - prerollSamples, speechEnd + (end - speechEnd) / 2)); r = 0
             } else if let s = speechStart, utterance != nil, end - s >= maxUtteranceSamples {
                 let transcript = stream.finish()
                 emitFinal(utterance: utterance!, transcript: transcript, speechStart: s, reason: .maxLength, at: processed)
@@ -207,7 +211,7 @@ public final class StreamingSession {
                 logits = begin(at: processed); r = 0
             } else if speechStart == nil, end - segmentStart >= maxLeadingSamples {
                 stream.reset()
-                logits = begin(at: end); r = 0
+                logits = begin(at: end - prerollSamples); r = 0
             }
         }
     }
@@ -273,7 +277,7 @@ public final class StreamingSession {
         let window = frontend.center ? frontend.fftSize / 2 : frontend.windowLength
         let lookAhead = recognizer.encoder.lookAheadFrames * frontend.hopLength + window + 2 * frameSamples
         gateHoldSamples = max(Int(0.5 * rate), lookAhead)
-        let capacity = max(lookAhead, prerollSamples + frameSamples) + 2 * frameSamples
+        let capacity = lookAhead + prerollSamples + 2 * frameSamples
         if capacity > ring.count {
             // Keep what the old ring held (a replacement recogniser may need a longer history).
             var bigger = [Float](repeating: 0, count: capacity)
