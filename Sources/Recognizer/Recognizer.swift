@@ -104,6 +104,13 @@ enum AnyDecoder {
         }
     }
 
+    mutating func reset() {
+        switch self {
+        case .greedy(var d): d.reset(); self = .greedy(d)
+        case .beam(var d): d.reset(); self = .beam(d)
+        }
+    }
+
     mutating func finalize() -> Transcript {
         switch self {
         case .greedy(var d): let t = d.finalize(); self = .greedy(d); return t
@@ -137,6 +144,13 @@ public final class RecognitionStream {
 
     /// Pushes samples at the recogniser's sample rate.
     public func accept(_ samples: [Float]) {
+        pushSamples(samples)
+    }
+
+    /// `accept`, also handing back the encoder logits (frames x vocabulary) the samples completed:
+    /// endpointing (`StreamingSession`) reads the CTC posteriors of the very stream it decodes.
+    @discardableResult
+    func pushSamples(_ samples: [Float]) -> Matrix {
         timings.audioSeconds += Double(samples.count) / Double(recognizer.sampleRate)
         var t = threadCPUTime()
         frontend.accept(samples)
@@ -146,6 +160,15 @@ public final class RecognitionStream {
         now = threadCPUTime(); timings.encoder += now - t; t = now
         decoder.accept(logits)
         timings.decoder += threadCPUTime() - t
+        return logits
+    }
+
+    /// Forgets the utterance in flight without flushing or decoding it (cheaper than `finish` when the
+    /// audio is to be discarded, as endpointing does with non-speech).
+    func reset() {
+        frontend.reset()
+        encoderState.reset()
+        decoder.reset()
     }
 
     /// The current best transcript of the utterance so far.
@@ -154,6 +177,11 @@ public final class RecognitionStream {
     /// Ends the utterance: flushes every stage and returns the final transcript. The stream is then
     /// ready for the next utterance (times restart at zero).
     public func finish() -> Transcript {
+        finishReturningLogits().transcript
+    }
+
+    /// `finish`, also handing back the logits of the flushed tail frames.
+    func finishReturningLogits() -> (transcript: Transcript, logits: Matrix) {
         var t = threadCPUTime()
         frontend.finish()
         let frames = frontend.pullFrames()
@@ -165,7 +193,7 @@ public final class RecognitionStream {
         let transcript = decoder.finalize()
         timings.decoder += threadCPUTime() - t
         frontend.reset()
-        return transcript
+        return (transcript, logits)
     }
 }
 
