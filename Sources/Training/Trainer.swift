@@ -110,7 +110,16 @@ public final class Trainer {
 
         try FileManager.default.createDirectory(at: outputDir, withIntermediateDirectories: true)
         train = try loadManifest(config.data.train, role: "train")
-        if !config.data.valid.isEmpty { valid = try loadManifest(config.data.valid, role: "valid") }
+        if !config.data.valid.isEmpty {
+            valid = try loadManifest(config.data.valid, role: "valid")
+            // Validate on an even spread of the set, not its first lines: manifests may be ordered by
+            // voice or source, and the limit should not pick one of them.
+            if config.data.validLimit > 0 && valid.count > config.data.validLimit {
+                var rng = SplitMix64(seed: 0x5EED)
+                valid.shuffle(using: &rng)
+                valid = Array(valid.prefix(config.data.validLimit))
+            }
+        }
         guard !train.isEmpty else { throw TrainerError.data("\(config.data.train): no usable utterances") }
 
         if FileManager.default.fileExists(atPath: checkpointURL.path) {
@@ -352,7 +361,7 @@ public final class Trainer {
         let model = modelFile(includeOptimizer: false)
         let encoder: Encoder
         do { encoder = try Encoder(model: model) } catch { throw TrainerError.config("\(error)") }
-        let items = config.data.validLimit > 0 ? Array(valid.prefix(config.data.validLimit)) : valid
+        let items = valid
         let hyps = HypothesisSlots(count: items.count)
         let fc = frontendConfig, vocab = vocabulary
         let workers = max(1, min(config.run.threads, items.count))
