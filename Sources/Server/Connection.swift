@@ -152,7 +152,10 @@ final class ConnectionHandler: ChannelInboundHandler {
         let engine = server.engine
         let loop = context!.eventLoop
         let me = NIOLoopBound(self, eventLoop: loop)
+        let server = self.server
+        server.pendingWork.enter()
         runner.queue.async {
+            defer { server.pendingWork.leave() }
             if let problem = runner.begin(engine: engine, format: format) {
                 loop.execute { me.value.sessionFailed(sessionID, problem) }
             }
@@ -178,11 +181,13 @@ final class ConnectionHandler: ChannelInboundHandler {
         let loop = context!.eventLoop
         let me = NIOLoopBound(self, eventLoop: loop)
         let server = self.server
-        let sessionID = session.id
+        let partials = session.partials
+        server.pendingWork.enter()
         runner.queue.async {
+            defer { server.pendingWork.leave() }
             let step = runner.accept(payload)
             server.addProcessing(audioSeconds: step.audioSeconds, cpuSeconds: step.cpuSeconds)
-            loop.execute { me.value.sessionStep(sessionID, step, consumed: payload.count) }
+            loop.execute { me.value.sessionStep(step, partials: partials, consumed: payload.count) }
         }
     }
 
@@ -196,7 +201,9 @@ final class ConnectionHandler: ChannelInboundHandler {
         let loop = context!.eventLoop
         let me = NIOLoopBound(self, eventLoop: loop)
         let server = self.server
+        server.pendingWork.enter()
         runner.queue.async {
+            defer { server.pendingWork.leave() }
             let (step, total) = runner.finish()
             server.addProcessing(audioSeconds: step.audioSeconds, cpuSeconds: step.cpuSeconds)
             loop.execute { me.value.sessionStopped(session.id, session.partials, step, total: total, id: id) }
@@ -212,7 +219,9 @@ final class ConnectionHandler: ChannelInboundHandler {
         let me = NIOLoopBound(self, eventLoop: loop)
         let server = self.server
         // Loading a model takes seconds: off the event loop.
+        server.pendingWork.enter()
         DispatchQueue.global(qos: .utility).async {
+            defer { server.pendingWork.leave() }
             let reply: ServerMessage
             do {
                 let engine = try hook(path)
@@ -235,7 +244,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         flushIfNeeded()
     }
 
-    private func sessionStep(_ sessionID: Int, _ step: SessionRunner.Step, consumed: Int) {
+    private func sessionStep(_ step: SessionRunner.Step, partials: Bool, consumed: Int) {
         backlogBytes -= consumed
         if readingPaused && backlogBytes <= server.configuration.sessionBacklogBytes / 2 {
             readingPaused = false
@@ -246,7 +255,6 @@ final class ConnectionHandler: ChannelInboundHandler {
         if let error = step.error {
             send(.error(code: .internalError, message: "audio conversion failed: \(error)"))
         }
-        let partials = session?.id == sessionID ? session!.partials : true
         sendSessionEvents(step.events, partials: partials)
         flushIfNeeded()
     }
@@ -362,7 +370,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     private func disconnectTooSlow() {
         guard !closing else { return }
         server.countSlowDisconnect()
-        let dropped = outbound.items.filter(\.droppable).count
+        let dropped = outbound.droppableCount
         if dropped > 0 { server.countDropped(dropped) }
         outbound.removeAll()
         server.logger.info("disconnecting a client too slow to read its events", metadata: ["connection": "\(id)"])

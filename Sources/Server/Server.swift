@@ -108,6 +108,9 @@ public final class EarshotServer: Sendable {
     let group: MultiThreadedEventLoopGroup
     let state: Locked<ServerState>
     let startTime = DispatchTime.now()
+    /// Work on session queues and reload handlers that will still hop back to an event loop; shutdown
+    /// waits for it before stopping the loops.
+    let pendingWork = DispatchGroup()
 
     public init(engine: any TranscriptionEngine, configuration: ServerConfiguration = .init(),
                 hooks: ServerHooks = .init(), logger: Logger = Logger(label: "earshot.server")) {
@@ -283,6 +286,10 @@ public final class EarshotServer: Sendable {
             closed.append(connection.eventLoop.flatSubmit { handler.value.shutdown(flushing: flushingSessions) })
         }
         for future in closed { try? await future.get() }
+        let work = pendingWork
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            work.notify(queue: .global()) { done.resume() }
+        }
         try? await group.shutdownGracefully()
         logger.info("server stopped")
     }
