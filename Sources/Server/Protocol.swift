@@ -294,7 +294,7 @@ extension EventSource {
         switch event {
         case .partial(let utterance, let text, let start):
             return .partial(source: self, utterance: utterance, text: text, start: start)
-        case .final(let utterance, let transcript, let start, let end):
+        case .final(let utterance, let transcript, let start, let end, _):
             return .final(source: self, utterance: utterance, transcript: transcript, start: start, end: end)
         case .endpoint(let utterance, let reason, let at):
             return .endpoint(source: self, utterance: utterance, reason: reason.wireName, at: at)

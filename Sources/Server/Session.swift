@@ -10,7 +10,8 @@ final class SessionRunner: @unchecked Sendable {
     private var converter: AudioConverter?
     /// Converted samples for the frame in hand; reused across frames.
     private var samples: [Float] = []
-    private var audioSeconds = 0.0
+    /// Samples given to the session (at the engine's rate); seconds derive from it so they do not drift.
+    private var sampleCount = 0
     private var outputRate = 16000
 
     init(label: String) {
@@ -36,7 +37,7 @@ final class SessionRunner: @unchecked Sendable {
         }
         session = engine.makeSession()
         outputRate = engine.sampleRate
-        audioSeconds = 0
+        sampleCount = 0
         return nil
     }
 
@@ -55,7 +56,7 @@ final class SessionRunner: @unchecked Sendable {
         step.events = session.accept(samples)
         step.audioSeconds = Double(samples.count) / Double(outputRate)
         step.cpuSeconds = threadCPUSeconds() - t0
-        audioSeconds += step.audioSeconds
+        sampleCount += samples.count
         return step
     }
 
@@ -75,8 +76,8 @@ final class SessionRunner: @unchecked Sendable {
         step.events += session.finish()
         step.audioSeconds = Double(samples.count) / Double(outputRate)
         step.cpuSeconds = threadCPUSeconds() - t0
-        audioSeconds += step.audioSeconds
-        let total = audioSeconds
+        sampleCount += samples.count
+        let total = Double(sampleCount) / Double(outputRate)
         cancel()
         return (step, total)
     }

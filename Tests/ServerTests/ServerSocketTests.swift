@@ -128,7 +128,7 @@ func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async -> Bool {
         let t0 = DispatchTime.now().uptimeNanoseconds
         for u in 0..<finalsCount {
             var batch: [RecognitionEvent] = (1...4).map { .partial(utterance: u, text: String(repeating: "partial ", count: $0 * 4), start: Double(u)) }
-            batch.append(.final(utterance: u, transcript: Transcript(words: words), start: Double(u), end: Double(u) + 3))
+            batch.append(.final(utterance: u, transcript: Transcript(words: words), start: Double(u), end: Double(u) + 3, segment: 0..<1))
             let s = DispatchTime.now().uptimeNanoseconds
             server.broadcast(batch)
             durations.append(Double(DispatchTime.now().uptimeNanoseconds - s) / 1e6)
@@ -286,7 +286,7 @@ func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async -> Bool {
         try quiet.send(.subscribe(partials: false))
         _ = try receive(quiet, until: { $0 == .subscribed(partials: false) })
         server.broadcast([.partial(utterance: 0, text: "he", start: 1),
-                          .final(utterance: 0, transcript: Transcript(text: "hello", words: []), start: 1, end: 2),
+                          .final(utterance: 0, transcript: Transcript(text: "hello", words: []), start: 1, end: 2, segment: 0..<1),
                           .endpoint(utterance: 0, reason: .silence, at: 2.6)])
         let a = try receive(all, until: { if case .endpoint = $0 { return true }; return false })
         #expect(a.map(\.type) == ["partial", "final", "endpoint"])
@@ -297,7 +297,7 @@ func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async -> Bool {
         #expect(try none.receive(timeout: 5)?.message == .pong)  // nothing broadcast arrived before it
         try all.send(.unsubscribe)
         _ = try receive(all, until: { $0 == .unsubscribed })
-        server.broadcast([.final(utterance: 1, transcript: .empty, start: 3, end: 4)])
+        server.broadcast([.final(utterance: 1, transcript: .empty, start: 3, end: 4, segment: 0..<1)])
         try all.send(.ping)
         #expect(try all.receive(timeout: 5)?.message == .pong)
     }

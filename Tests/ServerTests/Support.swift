@@ -66,7 +66,8 @@ final class FakeSession: TranscriptionSession {
         let end = seconds(position - zeroRun)
         let word = Word(text: "n\(speechSamples)", start: seconds(start), end: end, confidence: 0.9)
         let events: [RecognitionEvent] = [
-            .final(utterance: utterance, transcript: Transcript(words: [word]), start: seconds(start), end: end),
+            .final(utterance: utterance, transcript: Transcript(words: [word]), start: seconds(start), end: end,
+                   segment: start..<position),
             .endpoint(utterance: utterance, reason: reason, at: seconds(position)),
         ]
         inSpeech = false
