@@ -176,6 +176,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         backlogBytes += payload.count
         if backlogBytes > server.configuration.sessionBacklogBytes && !readingPaused {
             readingPaused = true
+            server.countReadPause()
             context?.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
         }
         let loop = context!.eventLoop

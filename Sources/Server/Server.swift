@@ -333,6 +333,8 @@ public final class EarshotServer: Sendable {
     }
 
     func countDropped(_ n: Int) { state.withLock { $0.stats.droppedEvents += n } }
+    func countReadPause() { state.withLock { $0.stats.readPauses += 1 } }
+    var statistics: ServerStats { state.withLock { $0.stats } }
     func countSlowDisconnect() { state.withLock { $0.stats.slowClientsDisconnected += 1 } }
 
     func hello() -> Hello {
@@ -366,6 +368,8 @@ struct ServerStats {
     var sessionsTotal = 0
     var droppedEvents = 0
     var slowClientsDisconnected = 0
+    /// Times a session's backlog paused reading from its client (for tests and debugging).
+    var readPauses = 0
 }
 
 /// The server's shared mutable state, behind `EarshotServer.state`'s lock.

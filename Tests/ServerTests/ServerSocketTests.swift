@@ -1,7 +1,7 @@
 import Decoding
 import Dispatch
 import Foundation
-import Server
+@testable import Server
 import Testing
 
 #if canImport(Glibc)
@@ -245,6 +245,24 @@ func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async -> Bool {
         try sendAudio(next, utteranceBytes(speech: 777, silence: 8000))
         try next.send(.stop)
         #expect(finals(try receive(next, until: isStopped)) == ["n777"])
+    }
+
+    @Test func aClientSendingFasterThanRecognitionIsPausedNotBufferedAndLosesNothing() async throws {
+        var config = ServerConfiguration()
+        config.sessionBacklogBytes = 32 * 1024
+        let (server, path) = try await startServer(engine: SlowEngine(microsecondsPerCall: 2000), configuration: config)
+        defer { Task { await server.shutdown() } }
+        let client = try connect(path)
+        try client.send(.start(AudioFormat(sampleRate: 16000), partials: false))
+        // 400 frames of 1600 bytes arrive far faster than 2 ms each can be recognised; reading pauses
+        // whenever 32 KiB wait, and resumes as recognition catches up.
+        var bytes: [UInt8] = []
+        for k in 0..<4 { bytes += utteranceBytes(speech: 60_000 + k, silence: 20_000) }
+        try sendAudio(client, bytes, chunk: 1600)
+        try client.send(.stop)
+        let messages = try receive(client, until: isStopped, timeout: 30)
+        #expect(finals(messages) == ["n60000", "n60001", "n60002", "n60003"])
+        #expect(server.statistics.readPauses > 0)
     }
 
     @Test func resampledStereoFloatSessionGetsItsFinalsAndAudioSeconds() async throws {

@@ -158,3 +158,21 @@ struct SeededGenerator: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+/// A fake engine that takes its time, so audio piles up on the server faster than it is recognised.
+final class SlowEngine: TranscriptionEngine {
+    let inner = FakeEngine()
+    let delay: UInt32
+    init(microsecondsPerCall: UInt32) { delay = microsecondsPerCall }
+    var sampleRate: Int { inner.sampleRate }
+    var summary: ModelSummary { inner.summary }
+    func makeSession() -> any TranscriptionSession { SlowSession(inner.makeSession(), delay: delay) }
+}
+
+final class SlowSession: TranscriptionSession {
+    let inner: any TranscriptionSession
+    let delay: UInt32
+    init(_ inner: any TranscriptionSession, delay: UInt32) { self.inner = inner; self.delay = delay }
+    func accept(_ samples: [Float]) -> [RecognitionEvent] { usleep(delay); return inner.accept(samples) }
+    func finish() -> [RecognitionEvent] { inner.finish() }
+}
