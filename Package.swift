@@ -66,6 +66,6 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "DaemonTests", dependencies: ["Server", "Audio", "Recognizer", "Training", "Model"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["Recognizer", "Training", "Audio", "Model", "Scoring"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["Recognizer", "Training", "Audio", "Model", "Scoring", "Decoding", "Tensors"]),
     ]
 )

@@ -3,7 +3,8 @@ word sequences from it with Katz backoff.
 
 Why a reader of our own: Debian's `sphinx_lm_convert -i en-us.lm.bin -o x.arpa` aborts on this file
 (assertion `raw_ngram_idx == base->n_counts[i - 1]` in ngram_model_trie_write_arpa, because the trie
-holds fewer bigrams than its header counts), so no ARPA text can be had from the packaged tools.
+holds fewer bigrams than its header counts), so no ARPA text can be had from the packaged tools
+(scripts/pocketsphinx-lm.py writes one with this reader).
 The layout read here follows sphinxbase's lm_trie.c / lm_trie_quant.c (little-endian):
   "Trie Language Model", uint8 order, uint32 counts[order], int32 quant type,
   float32 quantisation tables ((order-2) x (prob[65536], backoff[65536]) + prob[65536]),
@@ -31,7 +32,10 @@ def _required_bits(max_value):
 class TrigramLM:
     """A forward-indexed trigram built from the reversed trie, for sampling sentences."""
 
-    def __init__(self, path):
+    def __init__(self, path, select=None):
+        """Reads the model at `path`. `select(words, unigram log probs)`, when given, returns a keep flag
+        per word id: n-grams with a word not kept are skipped while decoding (ids stay those of the
+        file), which makes reading a small sub-model cheap."""
         with open(path, "rb") as fh:
             data = fh.read()
         if not data.startswith(HEADER):
@@ -42,6 +46,8 @@ class TrigramLM:
         if order != 3:
             raise ValueError(f"{path}: expected a trigram model, found order {order}")
         counts = struct.unpack_from("<3I", data, offset)
+        # What the header declares; the trie itself may hold fewer (en-us.lm.bin: 6 bigrams fewer).
+        self.header_counts = counts
         offset += 12 + 4  # counts, then the unused quantisation-type word
         table_size = 65536 * 4
         tables = struct.unpack_from(f"<{3 * 65536}f", data, offset)
@@ -69,8 +75,13 @@ class TrigramLM:
             raise ValueError(f"{path}: {len(self.words)} word strings for {n_uni} unigrams")
         self.index = {w: i for i, w in enumerate(self.words)}
         self.vocab = n_uni
-        self.uni_prob = [LOG_BASE ** p for p, _, _ in unigrams[:-1]]
-        self.uni_bo = [LOG_BASE ** b for _, b, _ in unigrams[:-1]]
+        # Log values exactly as stored (base 1.0001), for writers that must not round-trip through pow.
+        self.uni_log = [p for p, _, _ in unigrams[:-1]]
+        self.uni_bo_log = [b for _, b, _ in unigrams[:-1]]
+        self.uni_prob = [LOG_BASE ** p for p in self.uni_log]
+        self.uni_bo = [LOG_BASE ** b for b in self.uni_bo_log]
+        keep = select(self.words, self.uni_log) if select is not None else None
+        self.kept = keep
 
         word_mask = (1 << word_bits) - 1
         next_mask = (1 << next_bits) - 1
@@ -78,12 +89,14 @@ class TrigramLM:
         bigrams = []  # packed (h1 * V + w) << 32 | prob code << 16 | backoff code
         trigrams = []  # packed ((h2 * V + h1) * V + w) << 16 | prob code
         mid_from = mid.__getitem__
-        for w in range(n_uni):
+        for w in (range(n_uni) if keep is None else [i for i in range(n_uni) if keep[i]]):
             begin, end = unigrams[w][2], unigrams[w + 1][2]
             for j in range(begin, end):
                 bit = j * mid_total
                 raw = int.from_bytes(mid_from(slice(bit >> 3, (bit >> 3) + 8)), "little") >> (bit & 7)
                 h1 = raw & word_mask
+                if keep is not None and not keep[h1]:
+                    continue
                 quant = (raw >> word_bits) & 0xFFFFFFFF
                 bigrams.append(((h1 * V + w) << 32) | quant)
                 nbit = bit + word_bits + 32
@@ -95,6 +108,8 @@ class TrigramLM:
                     tbit = k * long_total
                     traw = int.from_bytes(longest[tbit >> 3:(tbit >> 3) + 8], "little") >> (tbit & 7)
                     h2 = traw & word_mask
+                    if keep is not None and not keep[h2]:
+                        continue
                     code = (traw >> word_bits) & 0xFFFF
                     trigrams.append((((h2 * V) * V + base) << 16) | code)
         bigrams.sort()
@@ -102,6 +117,51 @@ class TrigramLM:
         self._bigrams = bigrams
         self._trigrams = trigrams
         self._cache = {}
+
+    # -- the stored n-grams, in ARPA (forward, sorted) order -----------------------------------------
+
+    def bigram_entries(self):
+        """Yields (h1, w, log prob, log backoff of "h1 w") for every stored bigram, sorted by (h1, w);
+        logs in base 1.0001 exactly as dequantised."""
+        V = self.vocab
+        probs, bos = self.bigram_prob_table, self.bigram_bo_table
+        for e in self._bigrams:
+            h1, w = divmod(e >> 32, V)
+            yield h1, w, probs[(e >> 16) & 0xFFFF], bos[e & 0xFFFF]
+
+    def ngram_counts(self):
+        """Numbers of unigrams, bigrams and trigrams decoded (kept ones only when `select` was given)."""
+        unigrams = self.vocab if self.kept is None else sum(self.kept)
+        return unigrams, len(self._bigrams), len(self._trigrams)
+
+    def missing_trigram_prefixes(self):
+        """(h2, h1) of every stored trigram 'h2 h1 w' whose prefix bigram 'h2 h1' is not stored (ARPA
+        requires it; sphinxbase then backs off from h2 to the unigram h1)."""
+        V = self.vocab
+        bigram_keys = self._bigrams
+        missing = []
+        j = 0
+        last = -1
+        for e in self._trigrams:
+            prefix = (e >> 16) // V
+            if prefix == last:
+                continue
+            last = prefix
+            # Both lists are sorted, so the bigram cursor only moves forward.
+            while j < len(bigram_keys) and (bigram_keys[j] >> 32) < prefix:
+                j += 1
+            if j == len(bigram_keys) or (bigram_keys[j] >> 32) != prefix:
+                missing.append(divmod(prefix, V))
+        return missing
+
+    def trigram_entries(self):
+        """Yields (h2, h1, w, log prob) for every stored trigram, sorted by (h2, h1, w); base 1.0001."""
+        V = self.vocab
+        probs = self.trigram_prob_table
+        for e in self._trigrams:
+            rest, w = divmod(e >> 16, V)
+            h2, h1 = divmod(rest, V)
+            yield h2, h1, w, probs[e & 0xFFFF]
 
     # -- probabilities ------------------------------------------------------------------------------
 
@@ -144,6 +204,12 @@ class TrigramLM:
         if i < len(self._bigrams) and (self._bigrams[i] >> 32) == h2 * V + h1:
             return LOG_BASE ** self.bigram_bo_table[self._bigrams[i] & 0xFFFF]
         return 1.0
+
+    def has_bigram(self, h1, w):
+        """Whether the bigram 'h1 w' is stored."""
+        V = self.vocab
+        i = bisect.bisect_left(self._bigrams, (h1 * V + w) << 32)
+        return i < len(self._bigrams) and (self._bigrams[i] >> 32) == h1 * V + w
 
     def _unigram_cumulative(self):
         if not hasattr(self, "_uni_cum"):

@@ -34,5 +34,15 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q --disable-pip-version-check -r scripts/test-requirements.txt
 
+# The general English trigram as ARPA for the beam search (--lm): converted from pocketsphinx-en-us's
+# binary, which Debian's sphinx_lm_convert cannot convert. 112 MB, about 15 s; kept in the user cache
+# beside the corpus (derived, regenerable, shared by every checkout, never committed).
+LM_BIN=/usr/share/pocketsphinx/model/en-us/en-us.lm.bin
+LM_ARPA=${EARSHOT_LM_DIR:-$HOME/.cache/earshot/lm}/en-us.arpa
+if [ ! -s "$LM_ARPA" ] || [ "$LM_BIN" -nt "$LM_ARPA" ]; then
+  echo "setup: converting $LM_BIN to $LM_ARPA"
+  "$PY" scripts/pocketsphinx-lm.py "$LM_BIN" "$LM_ARPA"
+fi
+
 swift build -c release
 echo "setup: done; run scripts/test.sh to run the test suite"

@@ -104,6 +104,13 @@ enum AnyDecoder {
         }
     }
 
+    mutating func reset() {
+        switch self {
+        case .greedy(var d): d.reset(); self = .greedy(d)
+        case .beam(var d): d.reset(); self = .beam(d)
+        }
+    }
+
     mutating func finalize() -> Transcript {
         switch self {
         case .greedy(var d): let t = d.finalize(); self = .greedy(d); return t
@@ -114,8 +121,11 @@ enum AnyDecoder {
 
 /// One audio stream through the whole pipeline: its own frontend, streaming encoder state and decoder
 /// beams. Push any number of samples; `partial()` gives the current best; `finish()` ends the
-/// utterance and gives its final transcript, equal to what offline recognition of the same samples
-/// gives (each stage is exact under any chunking). Not thread-safe: one owner at a time.
+/// utterance and gives its final transcript: the same words and word times as offline recognition of
+/// the same samples, with confidences equal to float32 rounding (about 1e-8 here). Every stage computes
+/// the same values under any chunking, but the encoder's matrix products are blocked by the rows each
+/// call gets (and by OpenBLAS's thread count), so logits differ in their last bits; see
+/// EndToEndTests' `confidenceTolerance`. Not thread-safe: one owner at a time.
 public final class RecognitionStream {
     public let recognizer: Recognizer
     private let frontend: LogMelFrontend
@@ -134,6 +144,13 @@ public final class RecognitionStream {
 
     /// Pushes samples at the recogniser's sample rate.
     public func accept(_ samples: [Float]) {
+        pushSamples(samples)
+    }
+
+    /// `accept`, also handing back the encoder logits (frames x vocabulary) the samples completed:
+    /// endpointing (`StreamingSession`) reads the CTC posteriors of the very stream it decodes.
+    @discardableResult
+    func pushSamples(_ samples: [Float]) -> Matrix {
         timings.audioSeconds += Double(samples.count) / Double(recognizer.sampleRate)
         var t = threadCPUTime()
         frontend.accept(samples)
@@ -143,6 +160,15 @@ public final class RecognitionStream {
         now = threadCPUTime(); timings.encoder += now - t; t = now
         decoder.accept(logits)
         timings.decoder += threadCPUTime() - t
+        return logits
+    }
+
+    /// Forgets the utterance in flight without flushing or decoding it (cheaper than `finish` when the
+    /// audio is to be discarded, as endpointing does with non-speech).
+    func reset() {
+        frontend.reset()
+        encoderState.reset()
+        decoder.reset()
     }
 
     /// The current best transcript of the utterance so far.
@@ -151,6 +177,11 @@ public final class RecognitionStream {
     /// Ends the utterance: flushes every stage and returns the final transcript. The stream is then
     /// ready for the next utterance (times restart at zero).
     public func finish() -> Transcript {
+        finishReturningLogits().transcript
+    }
+
+    /// `finish`, also handing back the logits of the flushed tail frames.
+    func finishReturningLogits() -> (transcript: Transcript, logits: Matrix) {
         var t = threadCPUTime()
         frontend.finish()
         let frames = frontend.pullFrames()
@@ -162,7 +193,7 @@ public final class RecognitionStream {
         let transcript = decoder.finalize()
         timings.decoder += threadCPUTime() - t
         frontend.reset()
-        return transcript
+        return (transcript, logits)
     }
 }
 

@@ -58,9 +58,11 @@ extension TrainableEncoder {
     /// accumulators are summed in worker order. The result therefore does not depend on thread timing (it
     /// does depend on `threads`, since Float addition is not associative).
     ///
-    /// OpenBLAS is set to one thread while the workers run, so the workers do not oversubscribe the cores
-    /// with BLAS threads of their own; the previous setting is restored afterwards. That setting is
-    /// process-wide (OpenBLAS has no per-call control), so run batches from one place at a time.
+    /// The caller should run OpenBLAS with one thread (`BLASThreads.set(1)`, as `Trainer` does once at
+    /// start-up): the workers are the parallelism, BLAS threads of their own would oversubscribe the cores,
+    /// and the last bits of a product depend on OpenBLAS's thread count. The setting is process-wide, so it
+    /// is set once rather than toggled around each batch (toggling would let concurrent callers disturb
+    /// each other's results).
     public func batchLossAndGradients(_ batch: [TrainingExample], blank: Int = 0, threads: Int = 2) throws(TrainingError) -> BatchGradients {
         let workers = max(1, min(threads, batch.count))
         let results = WorkerSlots<Result<BatchGradients, TrainingError>>(count: workers)
@@ -83,10 +85,7 @@ extension TrainableEncoder {
         if workers == 1 {
             work(0)
         } else {
-            let previous = BLASThreads.current
-            BLASThreads.set(1)
             DispatchQueue.concurrentPerform(iterations: workers, execute: work)
-            BLASThreads.set(previous)
         }
         let perWorker = results.values()
         var total = BatchGradients(lossSum: 0, gradients: [:], utterances: 0, impossible: [], outputFrames: 0)

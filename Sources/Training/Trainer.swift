@@ -302,6 +302,8 @@ public final class Trainer {
     /// Trains until `optimizer.total_steps` or until `shouldStop()` says so (checked between steps);
     /// either way a checkpoint is written before it returns.
     public func run(shouldStop: () -> Bool, progress: (TrainProgress) -> Void) throws {
+        // Worker threads are the parallelism; see `batchLossAndGradients`.
+        BLASThreads.set(1)
         var lastCheckpoint = Date()
         var windowLoss = 0.0, windowSteps = 0, windowAudio = 0.0, windowStart = Date()
         let trainable = Set(parameters.keys)

@@ -38,13 +38,25 @@ struct Transcribe: ParsableCommand {
     }
 
     func run() throws {
+        let format = format.value
+        if outputDir != nil {
+            // Two inputs with the same base name (a/x.wav, b/x.wav, or x.wav and x.flac) would write the
+            // same output file, the later silently replacing the earlier: refuse before doing any work.
+            var firstInput: [String: String] = [:]
+            for path in files {
+                let name = Self.outputName(path, format: format)
+                if let other = firstInput[name] {
+                    throw CLIError("'\(other)' and '\(path)' would both be written to \(name) in --output-dir; rename one or transcribe them in separate runs")
+                }
+                firstInput[name] = path
+            }
+        }
         let (recognizer, _) = try recognition.makeRecognizer()
         if let outputDir {
             try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true)
         }
         let progress = files.count > 1 ? ProgressReporter(total: files.count, label: "transcribing") : nil
         let printer = OrderedPrinter(count: files.count)
-        let format = format.value
         let several = files.count > 1
         let outputDir = outputDir
         let files = files
@@ -58,8 +70,7 @@ struct Transcribe: ParsableCommand {
                 let (transcript, _) = recognizer.recognize(audio.samples)
                 let rendered = Self.render(transcript, format: format, path: path, duration: audio.duration, several: several)
                 if let outputDir {
-                    let name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent + "." + format.fileExtension
-                    let out = URL(fileURLWithPath: outputDir).appendingPathComponent(name)
+                    let out = URL(fileURLWithPath: outputDir).appendingPathComponent(Self.outputName(path, format: format))
                     do { try Data(rendered.utf8).write(to: out, options: .atomic) } catch {
                         failure = "cannot write '\(out.path)': \(error.localizedDescription)"
                     }
@@ -77,6 +88,11 @@ struct Transcribe: ParsableCommand {
             FileHandle.standardError.write(Data("earshot: \(printer.failures) of \(files.count) files failed\n".utf8))
             throw ExitCode(1)
         }
+    }
+
+    /// The file `--output-dir` gets for an input: its base name with the format's extension.
+    static func outputName(_ path: String, format: TranscriptFormat) -> String {
+        URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent + "." + format.fileExtension
     }
 
     static func render(_ t: Transcript, format: TranscriptFormat, path: String, duration: Double, several: Bool) -> String {

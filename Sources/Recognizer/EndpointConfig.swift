@@ -1,0 +1,114 @@
+import Decoding
+
+/// When a `StreamingSession` decides that an utterance starts and ends (see docs/endpointing.md for
+/// the rules). All durations are seconds of audio; every key may be left out when decoding, and then
+/// takes the default below.
+public struct EndpointConfig: Sendable, Equatable, Codable {
+    /// Non-speech after an utterance's last speech frame that ends the utterance.
+    public var trailingSilence: Double = 0.6
+    /// An utterance is cut (reason `.maxLength`) once this much audio has passed since its speech start.
+    public var maxUtterance: Double = 20
+    /// A burst whose speech (first to last speech frame) is shorter than this is not an utterance: it
+    /// is dropped without a partial or a final.
+    public var minSpeech: Double = 0.08
+    /// While in an utterance, a partial result is emitted at least this often (in audio time).
+    public var partialInterval: Double = 0.2
+    /// An encoder frame is speech when its posterior mass on tokens other than blank and the word
+    /// separator exceeds this.
+    public var speechThreshold: Double = 0.5
+    /// Audio quieter than this (RMS over one encoder frame, dB relative to full scale 1.0) is silence
+    /// without consulting the model; after a run of it the model stops running until sound returns.
+    /// Digital silence (zeros) is always below it.
+    public var silenceLevel: Double = -65
+    /// While nobody speaks, the recognition stream is restarted after this much non-speech, so a
+    /// segment never carries more leading silence than this (and no stage state grows).
+    public var maxLeadingSilence: Double = 6
+
+    public init() {}
+
+    public init(trailingSilence: Double = 0.6, maxUtterance: Double = 20, minSpeech: Double = 0.08,
+                partialInterval: Double = 0.2, speechThreshold: Double = 0.5, silenceLevel: Double = -65,
+                maxLeadingSilence: Double = 6) {
+        self.trailingSilence = trailingSilence
+        self.maxUtterance = maxUtterance
+        self.minSpeech = minSpeech
+        self.partialInterval = partialInterval
+        self.speechThreshold = speechThreshold
+        self.silenceLevel = silenceLevel
+        self.maxLeadingSilence = maxLeadingSilence
+    }
+
+    // Missing keys take the defaults; Swift's synthesised decoding would reject them.
+    public init(from decoder: Decoder) throws {
+        let d = Self(), c = try decoder.container(keyedBy: CodingKeys.self)
+        trailingSilence = try c.decodeIfPresent(Double.self, forKey: .trailingSilence) ?? d.trailingSilence
+        maxUtterance = try c.decodeIfPresent(Double.self, forKey: .maxUtterance) ?? d.maxUtterance
+        minSpeech = try c.decodeIfPresent(Double.self, forKey: .minSpeech) ?? d.minSpeech
+        partialInterval = try c.decodeIfPresent(Double.self, forKey: .partialInterval) ?? d.partialInterval
+        speechThreshold = try c.decodeIfPresent(Double.self, forKey: .speechThreshold) ?? d.speechThreshold
+        silenceLevel = try c.decodeIfPresent(Double.self, forKey: .silenceLevel) ?? d.silenceLevel
+        maxLeadingSilence = try c.decodeIfPresent(Double.self, forKey: .maxLeadingSilence) ?? d.maxLeadingSilence
+    }
+
+    /// Checks every field; a `StreamingSession` refuses (traps on) a configuration that fails this,
+    /// so call it where the configuration is read.
+    public func validate() throws(EndpointConfigError) {
+        func positive(_ value: Double, _ name: String) throws(EndpointConfigError) {
+            guard value.isFinite, value > 0 else { throw .invalidField(name, value: value, reason: "must be a positive number of seconds") }
+        }
+        try positive(trailingSilence, "trailingSilence")
+        try positive(maxUtterance, "maxUtterance")
+        try positive(partialInterval, "partialInterval")
+        try positive(maxLeadingSilence, "maxLeadingSilence")
+        guard minSpeech.isFinite, minSpeech >= 0 else {
+            throw .invalidField("minSpeech", value: minSpeech, reason: "must be zero or a positive number of seconds")
+        }
+        guard minSpeech < maxUtterance else {
+            throw .invalidField("minSpeech", value: minSpeech, reason: "must be shorter than maxUtterance (\(maxUtterance) s), or no utterance could ever start")
+        }
+        guard speechThreshold.isFinite, speechThreshold > 0, speechThreshold < 1 else {
+            throw .invalidField("speechThreshold", value: speechThreshold, reason: "is a probability and must lie strictly between 0 and 1")
+        }
+        guard silenceLevel.isFinite, silenceLevel <= 0 else {
+            throw .invalidField("silenceLevel", value: silenceLevel, reason: "is in dB below full scale and must be 0 or negative (e.g. -65)")
+        }
+    }
+}
+
+/// A bad `EndpointConfig` field, named with its value and what is expected.
+public enum EndpointConfigError: Error, CustomStringConvertible, Equatable {
+    case invalidField(String, value: Double, reason: String)
+
+    public var description: String {
+        switch self {
+        case .invalidField(let name, let value, let reason): "endpoint setting \(name) = \(value) \(reason)"
+        }
+    }
+}
+
+/// Why an utterance ended.
+public enum EndpointReason: String, Sendable, Equatable, Codable {
+    /// `trailingSilence` of non-speech followed its speech.
+    case silence
+    /// It reached `maxUtterance`.
+    case maxLength
+    /// `finish()` was called with the utterance in flight.
+    case endOfStream
+}
+
+/// What a `StreamingSession` reports. Times are seconds from the session's start (the first sample
+/// after `init` or the last `finish()`); utterances are numbered 0, 1, 2, ... in that time.
+public enum RecognitionEvent: Sendable, Equatable {
+    /// The current best text of utterance `utterance`, whose speech started at `start`.
+    case partial(utterance: Int, text: String, start: Double)
+    /// The utterance's final result. `start` and `end` bound its speech (first and last speech frame);
+    /// word times are session times. `segment` is the span of session samples (at the recogniser's
+    /// sample rate) that was recognised: `transcript.text` is exactly what
+    /// `recognizer.recognize(Array(samples[segment])).transcript.text` gives, and the words are that
+    /// transcript's words shifted by `segment.lowerBound / sampleRate` seconds. The segment may start
+    /// before `start` (leading context) and ends after `end` (the trailing silence that ended it).
+    case final(utterance: Int, transcript: Transcript, start: Double, end: Double, segment: Range<Int>)
+    /// The utterance ended; `at` is how much audio had been accepted when that was decided.
+    /// Always follows the utterance's `final` in the same batch of events.
+    case endpoint(utterance: Int, reason: EndpointReason, at: Double)
+}

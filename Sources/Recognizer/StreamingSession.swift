@@ -1,0 +1,362 @@
+import Decoding
+import Foundation
+import Tensors
+
+/// Continuous recognition of an endless audio stream, split into utterances by endpointing.
+///
+/// Owns one `RecognitionStream` (restarted at every utterance boundary), a fixed-size history of the
+/// most recent samples (enough to re-feed the look-ahead region into a restarted stream and to give
+/// an utterance some leading context when the model wakes up after silence), and the endpointing
+/// state. See docs/endpointing.md for the rules.
+///
+/// Audio is handed to the stream in blocks of one encoder frame (hop x subsampling samples, 40 ms for
+/// Earshot models) and every decision is taken after a block, so the events depend only on the audio,
+/// never on how it was chunked into `accept` calls. Every utterance is recognised by a stream started
+/// afresh at its segment's first sample and finished (zero-padded flush) at its last, so its final
+/// text equals offline recognition of that segment.
+///
+/// Not thread-safe and not Sendable: one owner at a time.
+public final class StreamingSession {
+    public let config: EndpointConfig
+    /// The recogniser in use now (a replacement takes over at the next utterance boundary).
+    public private(set) var recognizer: Recognizer
+    /// Samples per second of the audio `accept` expects.
+    public let sampleRate: Int
+
+    private var pendingRecognizer: Recognizer?
+    private var stream: RecognitionStream
+    /// Whether `stream` is running; false while the audio is below `silenceLevel` (the gate is shut).
+    private var active = false
+    private var retiredTimings = StageTimings()
+    private var totalSamples = 0
+
+    // Positions are session sample indices.
+    /// Samples accepted since the session started.
+    private var received = 0
+    /// Samples handed on (to the gate, and to the stream while active): whole blocks.
+    private var processed = 0
+    /// First sample of the running stream's segment.
+    private var segmentStart = 0
+    /// Start of the first encoder frame not yet classified (segmentStart + frames x frameSamples).
+    private var decided = 0
+
+    // The utterance being tracked in the running segment.
+    private var speechStart: Int?
+    private var speechEnd = 0
+    private var utterance: Int?
+    private var nextUtterance = 0
+    private var lastPartial = 0
+    /// Consecutive samples (whole blocks) below `silenceLevel`.
+    private var quietRun = 0
+
+    // Sizes in samples, derived from the recogniser and the configuration.
+    private var frameSamples = 0
+    private var prerollSamples = 0
+    private var gateHoldSamples = 0
+    private let trailingSamples: Int
+    private let maxUtteranceSamples: Int
+    private let minSpeechSamples: Int
+    private let partialSamples: Int
+    private let maxLeadingSamples: Int
+    private let silencePower: Float
+    private let speechThreshold: Float
+
+    /// The most recent samples: session sample `p` is at `ring[p % ring.count]` while
+    /// `p >= received - ring.count`. Sized once (per recogniser) for look-ahead, preroll and a block.
+    private var ring: [Float] = []
+    /// One block (or a re-fed span) copied out of the ring for the stream; keeps its capacity.
+    private var feed: [Float] = []
+    private var events: [RecognitionEvent] = []
+
+    /// A session recognising with `recognizer`; `config` must pass `validate()`.
+    public init(recognizer: Recognizer, config: EndpointConfig = .init()) {
+        do { try config.validate() } catch { preconditionFailure("\(error)") }
+        self.config = config
+        self.recognizer = recognizer
+        self.sampleRate = recognizer.sampleRate
+        self.stream = recognizer.makeStream()
+        let rate = Double(recognizer.sampleRate)
+        trailingSamples = Int((config.trailingSilence * rate).rounded())
+        maxUtteranceSamples = Int((config.maxUtterance * rate).rounded())
+        minSpeechSamples = Int((config.minSpeech * rate).rounded())
+        partialSamples = Int((config.partialInterval * rate).rounded())
+        maxLeadingSamples = Int((config.maxLeadingSilence * rate).rounded())
+        silencePower = Float(pow(10, config.silenceLevel / 10))
+        speechThreshold = Float(config.speechThreshold)
+        configureSizes()
+    }
+
+    /// Seconds of audio accepted since the session started (or since the last `finish()`).
+    public var audioSeconds: Double { Double(received) / Double(sampleRate) }
+
+    /// CPU time per stage over the session's life, every stream included; `audioSeconds` is the audio
+    /// accepted (re-fed look-ahead is counted once), so `total / audioSeconds` is the real-time factor.
+    public var timings: StageTimings {
+        var t = retiredTimings
+        t += stream.timings
+        t.audioSeconds = Double(totalSamples) / Double(sampleRate)
+        return t
+    }
+
+    /// Pushes samples (at `sampleRate`, any count) and returns what they decided, in order.
+    public func accept(_ samples: [Float]) -> [RecognitionEvent] {
+        events.removeAll(keepingCapacity: true)
+        totalSamples += samples.count
+        samples.withUnsafeBufferPointer { input in
+            var i = 0
+            while true {
+                while received - processed >= frameSamples { processBlock() }
+                if i == input.count { break }
+                let take = min(input.count - i, frameSamples - (received - processed))
+                store(UnsafeBufferPointer(rebasing: input[i..<(i + take)]))
+                i += take
+            }
+        }
+        return events
+    }
+
+    /// Ends the stream: the utterance in flight (if any) gets its final and an `.endOfStream` endpoint.
+    /// The session then starts over (times and utterance numbers from zero; a pending recogniser
+    /// replacement takes effect).
+    public func finish() -> [RecognitionEvent] {
+        events.removeAll(keepingCapacity: true)
+        if active {
+            // The tail shorter than a block goes into the stream; its frames are decided as usual.
+            let start = processed
+            processed = received
+            if processed > start { handle(pushRing(from: start, to: processed)) }
+            let (transcript, logits) = stream.finishReturningLogits()
+            // The flushed frames can still start or extend speech, but no longer end anything.
+            for r in 0..<logits.rows {
+                let a = decided
+                decided += frameSamples
+                if isSpeech(logits, row: r) { noteSpeech(frameStart: a, emitPartial: false) }
+            }
+            if let utterance, let speechStart {
+                emitFinal(utterance: utterance, transcript: transcript, speechStart: speechStart, reason: .endOfStream,
+                          at: received)
+            }
+        } else {
+            stream.reset()
+        }
+        let out = events
+        startOver()
+        return out
+    }
+
+    /// Makes `recognizer` the one used from the next utterance boundary on (an utterance in flight
+    /// finishes with the old one). Its sample rate must be the session's, since audio arrives at it.
+    public func replaceRecognizer(_ recognizer: Recognizer) throws(StreamingSessionError) {
+        guard recognizer.sampleRate == sampleRate else {
+            throw .sampleRateMismatch(session: sampleRate, recognizer: recognizer.sampleRate)
+        }
+        pendingRecognizer = recognizer
+        if !active { adoptPendingRecognizer() }
+    }
+
+    // MARK: - Blocks
+
+    private func processBlock() {
+        let start = processed
+        processed += frameSamples
+        let quiet = power(from: start, to: processed) < silencePower
+        quietRun = quiet ? quietRun + frameSamples : 0
+        if !active {
+            guard !quiet else { return }
+            // Sound after gated silence: wake the model with some leading context from the history.
+            let from = max(0, start - prerollSamples, received - ring.count)
+            handle(begin(at: from))
+        } else {
+            handle(pushRing(from: start, to: processed))
+        }
+        // The cadence in whole blocks, rounded down so a partial comes at least every partialInterval.
+        if let utterance, processed - lastPartial >= max(1, partialSamples / frameSamples) * frameSamples {
+            emitPartial(utterance)
+        }
+        if active, speechStart == nil, quietRun >= gateHoldSamples {
+            // Every frame still undecided lies in the quiet run (gateHold >= look-ahead), so nothing is lost.
+            stream.reset()
+            active = false
+            adoptPendingRecognizer()
+        }
+    }
+
+    /// Classifies the new frames in order and acts on them; a restart re-feeds the look-ahead region
+    /// into the new stream, whose frames are then classified in turn.
+    private func handle(_ first: Matrix) {
+        var logits = first
+        var r = 0
+        while r < logits.rows {
+            let a = decided
+            decided += frameSamples
+            let speech = isSpeech(logits, row: r)
+            r += 1
+            let end = a + frameSamples
+            if speech { noteSpeech(frameStart: a, emitPartial: true) }
+            if let s = speechStart, !speech, end - speechEnd >= trailingSamples {
+                if let utterance {
+                    let transcript = stream.finish()
+                    emitFinal(utterance: utterance, transcript: transcript, speechStart: s, reason: .silence, at: processed)
+                } else {
+                    stream.reset()  // a burst shorter than minSpeech: dropped
+                }
+                // The next segment starts inside the decided silence, with some of it as leading context
+                // (the model marks speech a frame or two after its acoustic onset), but in its second
+                // half: the previous word may sound on a little after its last speech frame.
+                logits = begin(at: max(end - prerollSamples, speechEnd + (end - speechEnd) / 2)); r = 0
+            } else if let s = speechStart, utterance != nil, end - s >= maxUtteranceSamples {
+                let transcript = stream.finish()
+                emitFinal(utterance: utterance!, transcript: transcript, speechStart: s, reason: .maxLength, at: processed)
+                // Speech goes on: the next segment takes over exactly where this one ends.
+                logits = begin(at: processed); r = 0
+            } else if speechStart == nil, end - segmentStart >= maxLeadingSamples {
+                stream.reset()
+                logits = begin(at: end - prerollSamples); r = 0
+            }
+        }
+    }
+
+    private func noteSpeech(frameStart a: Int, emitPartial: Bool) {
+        if speechStart == nil { speechStart = a }
+        speechEnd = a + frameSamples
+        if utterance == nil, speechEnd - speechStart! >= minSpeechSamples {
+            utterance = nextUtterance
+            nextUtterance += 1
+            if emitPartial { self.emitPartial(utterance!) }
+        }
+    }
+
+    private func emitPartial(_ utterance: Int) {
+        events.append(.partial(utterance: utterance, text: stream.partial().text, start: seconds(speechStart!)))
+        lastPartial = processed
+    }
+
+    private func emitFinal(utterance: Int, transcript: Transcript, speechStart: Int, reason: EndpointReason, at: Int) {
+        events.append(.final(utterance: utterance, transcript: transcript.shifted(by: seconds(segmentStart)),
+                             start: seconds(speechStart), end: seconds(speechEnd), segment: segmentStart..<at))
+        events.append(.endpoint(utterance: utterance, reason: reason, at: seconds(at)))
+    }
+
+    /// Starts a new segment at `start` (a stream that was reset or finished) and feeds it the history
+    /// from there up to what has been processed; returns the logits that gave.
+    private func begin(at start: Int) -> Matrix {
+        adoptPendingRecognizer()
+        active = true
+        segmentStart = start
+        decided = start
+        speechStart = nil
+        utterance = nil
+        return pushRing(from: start, to: processed)
+    }
+
+    private func adoptPendingRecognizer() {
+        guard let next = pendingRecognizer else { return }
+        pendingRecognizer = nil
+        retiredTimings += stream.timings
+        retiredTimings.audioSeconds = 0
+        recognizer = next
+        stream = next.makeStream()
+        configureSizes()
+    }
+
+    private func startOver() {
+        active = false
+        received = 0; processed = 0; segmentStart = 0; decided = 0
+        speechStart = nil; utterance = nil; nextUtterance = 0; lastPartial = 0; quietRun = 0
+        adoptPendingRecognizer()
+    }
+
+    /// Derives the block size and the history's capacity from the recogniser's geometry.
+    private func configureSizes() {
+        let frontend = recognizer.frontendConfig
+        frameSamples = frontend.hopLength * recognizer.encoder.subsampling
+        let rate = Double(sampleRate)
+        prerollSamples = Int((0.3 * rate / Double(frameSamples)).rounded(.up)) * frameSamples
+        // An encoder frame is released once the input frame `lookAheadFrames` beyond its own is complete,
+        // i.e. its window's last sample has arrived; blocks add at most one frame more.
+        let window = frontend.center ? frontend.fftSize / 2 : frontend.windowLength
+        let lookAhead = recognizer.encoder.lookAheadFrames * frontend.hopLength + window + 2 * frameSamples
+        gateHoldSamples = max(Int(0.5 * rate), lookAhead)
+        let capacity = lookAhead + prerollSamples + 2 * frameSamples
+        if capacity > ring.count {
+            // Keep what the old ring held (a replacement recogniser may need a longer history).
+            var bigger = [Float](repeating: 0, count: capacity)
+            for p in max(0, received - ring.count)..<received { bigger[p % capacity] = ring[p % ring.count] }
+            ring = bigger
+        }
+        feed.reserveCapacity(capacity)
+    }
+
+    // MARK: - History
+
+    private func store(_ samples: UnsafeBufferPointer<Float>) {
+        let n = ring.count
+        var p = received
+        for x in samples { ring[p % n] = x; p += 1 }
+        received = p
+    }
+
+    /// Feeds history samples `from ..< to` to the stream and returns the logits they completed.
+    private func pushRing(from: Int, to: Int) -> Matrix {
+        precondition(from >= received - ring.count, "endpointing history too short: needs sample \(from), holds from \(received - ring.count)")
+        feed.removeAll(keepingCapacity: true)
+        let n = ring.count
+        var p = from
+        while p < to {
+            let i = p % n, run = min(to - p, n - i)
+            feed.append(contentsOf: ring[i..<(i + run)])
+            p += run
+        }
+        return stream.pushSamples(feed)
+    }
+
+    /// Mean square of history samples `from ..< to`.
+    private func power(from: Int, to: Int) -> Float {
+        let n = ring.count
+        var sum: Float = 0
+        ring.withUnsafeBufferPointer { r in
+            for p in from..<to { let x = r[p % n]; sum += x * x }
+        }
+        return sum / Float(max(1, to - from))
+    }
+
+    private func seconds(_ sample: Int) -> Double { Double(sample) / Double(sampleRate) }
+
+    /// Speech when the posterior mass outside blank and the word separator exceeds the threshold.
+    private func isSpeech(_ logits: Matrix, row r: Int) -> Bool {
+        let v = logits.cols
+        let blank = recognizer.vocabulary.blank, space = recognizer.vocabulary.space ?? -1
+        return logits.data.withUnsafeBufferPointer { all in
+            let row = all.baseAddress! + r * v
+            var m = row[0]
+            for i in 1..<v { m = max(m, row[i]) }
+            var total: Float = 0, other: Float = 0
+            for i in 0..<v {
+                let e = expf(row[i] - m)
+                total += e
+                if i != blank && i != space { other += e }
+            }
+            return other > speechThreshold * total
+        }
+    }
+
+    // MARK: - Inspection (tests)
+
+    /// Samples held by the session itself (the fixed history), and the samples fed to the running
+    /// stream since its segment started: both must stay bounded on an endless stream.
+    var heldSamples: Int { ring.count + feed.capacity }
+    var runningSegmentSamples: Int { active ? processed - segmentStart : 0 }
+    var isModelRunning: Bool { active }
+}
+
+/// Why a `StreamingSession` refused a request.
+public enum StreamingSessionError: Error, CustomStringConvertible, Equatable {
+    case sampleRateMismatch(session: Int, recognizer: Int)
+
+    public var description: String {
+        switch self {
+        case .sampleRateMismatch(let session, let recognizer):
+            "the replacement model expects \(recognizer) Hz audio but this session receives \(session) Hz; load a \(session) Hz model or start a new session at \(recognizer) Hz"
+        }
+    }
+}

@@ -1,0 +1,87 @@
+import Foundation
+import Model
+import Testing
+import Training
+
+@Suite struct TrainingResumeTests {
+    /// A small run with every augmentation on: speed perturbation, noise and SpecAugment, each drawn
+    /// for about half the utterances, so the check covers their random streams.
+    static func config(manifest: URL, output: URL, steps: Int) -> TrainConfig {
+        var c = TrainConfig()
+        c.data.train = manifest.path
+        c.data.valid = ""
+        c.model.channels = 32
+        c.model.blocks = 1
+        c.model.kernel = 5
+        c.model.hidden = 32
+        c.optimizer.learningRate = 0.003
+        c.optimizer.warmupSteps = 2
+        c.optimizer.totalSteps = steps
+        c.optimizer.batchSeconds = 2.5
+        c.augment.speedProbability = 0.5
+        c.augment.speedRange = [0.85, 1.15]
+        c.augment.noiseProbability = 0.5
+        c.augment.snrRange = [5, 20]
+        c.augment.frequencyMasks = 2
+        c.augment.maxFrequencyWidth = 8
+        c.augment.timeMasks = 2
+        c.augment.maxTimeWidth = 5
+        c.run.output = output.path
+        c.run.seed = 5
+        c.run.checkpointMinutes = 1000
+        c.run.logEverySteps = 1000
+        c.run.threads = 2
+        return c
+    }
+
+    /// N steps straight equal N/2 steps, a stop (checkpoint), a new Trainer resuming from the run
+    /// folder, and N/2 more: bit for bit, which needs the batch order, every augmentation draw, the
+    /// optimiser moments and the schedule position to survive the checkpoint. The run spans several
+    /// epochs, and the stop falls mid-epoch.
+    @Test func trainingResumesExactly() throws {
+        trainingLock.lock()
+        defer { trainingLock.unlock() }
+        try withTemporaryDirectory { dir in
+            let words = ["yes", "no", "up", "down", "left", "right"]
+            let renderings = words.flatMap { w in ["en-us", "en-029"].map { Rendering(text: w, voice: $0, speed: 160) } }
+            let files = try synthesize(renderings, into: dir)
+            let manifest = dir.appendingPathComponent("train.tsv")
+            try writeManifest(zip(files, renderings).map { ($0, $1.text) }, to: manifest)
+            let steps = 10, half = steps / 2
+            var epochs = 0
+
+            let straight = try Trainer(config: Self.config(manifest: manifest, output: dir.appendingPathComponent("straight"), steps: steps),
+                                       log: { _ in })
+            let initial = straight.currentParameters
+            try straight.run(shouldStop: { false }, progress: { epochs = $0.epoch })
+            #expect(straight.step == steps)
+
+            let splitConfig = Self.config(manifest: manifest, output: dir.appendingPathComponent("split"), steps: steps)
+            let first = try Trainer(config: splitConfig, log: { _ in })
+            #expect(first.currentParameters == initial, "the same seed must give the same initial weights")
+            try first.run(shouldStop: { first.step >= half }, progress: { _ in })
+            #expect(first.step == half)
+            let halfway = first.currentParameters
+
+            var resumedLog: [String] = []
+            let second = try Trainer(config: splitConfig, log: { resumedLog.append($0) })
+            #expect(second.step == half, "a new Trainer in the same run folder must resume from its checkpoint")
+            #expect(resumedLog.contains { $0.contains("resumed") })
+            try second.run(shouldStop: { false }, progress: { _ in })
+            #expect(second.step == steps)
+
+            let a = straight.currentParameters, b = second.currentParameters
+            #expect(a.keys.sorted() == b.keys.sorted())
+            var differing: [String] = []
+            for (name, t) in a {
+                guard let u = b[name], u.shape == t.shape,
+                      zip(t.data, u.data).allSatisfy({ $0.bitPattern == $1.bitPattern }) else { differing.append(name); continue }
+            }
+            #expect(differing.isEmpty, "parameters differ after resuming: \(differing.sorted())")
+            // The comparison must have teeth: the second half changed every tensor, and the run saw epochs turn over.
+            let unchanged = halfway.filter { name, t in a[name]?.data == t.data }.keys
+            #expect(unchanged.isEmpty, "tensors the second half did not change: \(unchanged.sorted())")
+            #expect(epochs >= 3, "the run should span several epochs, saw \(epochs)")
+        }
+    }
+}

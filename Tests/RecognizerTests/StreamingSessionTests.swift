@@ -1,0 +1,364 @@
+import Decoding
+import Foundation
+import Model
+import Testing
+@testable import Recognizer
+
+/// The session on real recognition: a tiny model trained in-process on espeak-ng words, streams of
+/// those words with silences between them.
+@Suite struct StreamingSessionTests {
+    static let sampleRate = 16000.0
+    /// Encoder frame (= the session's block): 160-sample hop x 4 subsampling.
+    static let block = 640
+
+    /// Offline recognition of `final`'s segment must give its text exactly, and its words shifted to
+    /// session time. Times are compared to 1e-9 s (the shift is one addition in double precision);
+    /// confidences to 1e-6, though they come out equal here, in case BLAS blocks a one-frame product
+    /// differently from a whole-utterance one (float rounding, far below what changes a decision).
+    static func expectMatchesOffline(_ final: Final, _ samples: [Float], _ recognizer: Recognizer,
+                                     sourceLocation: SourceLocation = #_sourceLocation) {
+        let offline = recognizer.recognize(Array(samples[final.segment])).transcript
+        #expect(final.transcript.text == offline.text, "utterance \(final.utterance), segment \(final.segment)", sourceLocation: sourceLocation)
+        let shift = Double(final.segment.lowerBound) / sampleRate
+        #expect(final.transcript.words.count == offline.words.count, sourceLocation: sourceLocation)
+        for (w, o) in zip(final.transcript.words, offline.words) {
+            #expect(w.text == o.text && abs(w.start - (o.start + shift)) < 1e-9 && abs(w.end - (o.end + shift)) < 1e-9
+                    && abs(w.confidence - o.confidence) < 1e-6, "\(w) vs offline \(o) shifted by \(shift)", sourceLocation: sourceLocation)
+        }
+    }
+
+    /// Both ways silence reaches the model: digital zeros (the energy gate shuts, the model stops, the
+    /// next word wakes it with 0.3 s of history) and a faint hiss at -120 dBFS with the gate disabled
+    /// (the model runs throughout, segments restart at each endpoint with the look-ahead re-fed).
+    static let silences: [(name: String, noise: Float, config: EndpointConfig)] = [
+        ("gated zeros", 0, EndpointConfig()),
+        ("model on hiss", 1e-6, EndpointConfig(silenceLevel: -140)),
+    ]
+
+    @Test(arguments: [0, 1])
+    func threeWordsBetweenSilencesGiveThreeFinalsEqualToOfflineRecognition(variant: Int) throws {
+        let tiny = try TinyModel.shared()
+        let (name, noise, config) = Self.silences[variant]
+        let recognizer = try Recognizer(model: tiny.trained)
+        let scene = Scene([.silence(0.5), .word("left"), .silence(1), .word("down"), .silence(1), .word("right"), .silence(1)],
+                          model: tiny, noise: noise)
+        let session = StreamingSession(recognizer: recognizer, config: config)
+        var rng = SeededGenerator(state: 11)
+        let events = run(session, scene.samples, maxChunk: 1000, rng: &rng)
+        let finals = events.finals
+        try #require(finals.count == 3, "\(name): \(events.events)")
+        #expect(finals.map(\.transcript.text) == ["left", "down", "right"], "\(name)")
+        #expect(finals.map(\.utterance) == [0, 1, 2])
+        #expect(events.endpoints.map(\.reason) == [.silence, .silence, .silence])
+        // Each endpoint directly follows its final.
+        for (i, e) in events.enumerated() {
+            if case .final(let u, _, _, _, _) = e.event {
+                #expect(i + 1 < events.count && events[i + 1].event == .endpoint(utterance: u, reason: .silence, at: events.endpoints[u].at))
+            }
+        }
+        let lookAhead = Double(recognizer.encoder.lookAheadFrames * 160 + 400 - Self.block) / Self.sampleRate
+        for (final, word) in zip(finals, scene.words) {
+            Self.expectMatchesOffline(final, scene.samples, recognizer)
+            let wordStart = Double(word.span.lowerBound) / Self.sampleRate, wordEnd = Double(word.span.upperBound) / Self.sampleRate
+            // Speech is where the model emits letters: within the spoken word, give or take a little
+            // (the model may emit the last letter up to its 110 ms look-ahead late; 3 frames allowed).
+            #expect(final.start >= wordStart - 0.04 && final.start < final.end && final.end <= wordEnd + 0.12,
+                    "\(name): speech \(final.start)-\(final.end) for '\(word.text)' at \(wordStart)-\(wordEnd)")
+            #expect(final.segment.contains(word.span.lowerBound) && final.segment.contains(word.span.upperBound - 1))
+            // The endpoint fires trailingSilence after the last speech frame, plus the encoder's
+            // look-ahead and up to one block of rounding.
+            let at = events.endpoints[final.utterance].at
+            #expect(at == Double(final.segment.upperBound) / Self.sampleRate)
+            let latency = at - final.end
+            #expect(latency >= config.trailingSilence && latency <= config.trailingSilence + lookAhead + 0.04 + 1e-9,
+                    "\(name): endpoint \(latency) s after speech (look-ahead \(lookAhead) s)")
+            print("\(name): '\(final.transcript.text)' speech \(final.start)-\(final.end) s, segment \(final.segment), endpoint \(at) s: \(String(format: "%.3f", latency)) s after the speech")
+        }
+        // Utterances are disjoint in speech; segments overlap only in the silence between them: the
+        // look-ahead re-fed into the next segment and up to 0.32 s of leading context before it.
+        for (a, b) in zip(finals, finals.dropFirst()) {
+            #expect(b.segment.lowerBound >= a.segment.upperBound - Int(lookAhead * Self.sampleRate) - Self.block - 5120)
+            #expect(Double(b.segment.lowerBound) / Self.sampleRate > a.end)
+        }
+    }
+
+    /// A word that starts while the previous utterance's endpoint is still waiting for its look-ahead
+    /// is recognised whole: the next segment starts where the decided silence ends, not where the
+    /// audio fed so far ends. Which gaps put the onset inside the look-ahead depends on where the
+    /// model's letters fall, so a range of gaps is tried and at least one must do it.
+    @Test func wordStartingInsideTheLookAheadOfAnEndpointKeepsItsOnset() throws {
+        let tiny = try TinyModel.shared()
+        let recognizer = try Recognizer(model: tiny.trained)
+        let config = EndpointConfig(trailingSilence: 0.3, silenceLevel: -140)
+        var overran = 0
+        for gap in stride(from: 0.30, through: 0.46, by: 0.02) {
+            let scene = Scene([.silence(0.5), .word("left"), .silence(gap), .word("right"), .silence(1)], model: tiny, noise: 1e-6)
+            var rng = SeededGenerator(state: 5)
+            let events = run(StreamingSession(recognizer: recognizer, config: config), scene.samples, maxChunk: 700, rng: &rng)
+            let finals = events.finals
+            guard finals.count == 2 else { continue }  // too short a gap to end the utterance
+            for f in finals { Self.expectMatchesOffline(f, scene.samples, recognizer) }
+            #expect(finals[1].transcript.text == "right", "gap \(gap)")
+            #expect(finals[1].segment.lowerBound <= scene.words[1].span.lowerBound, "gap \(gap)")
+            if finals[0].segment.upperBound > scene.words[1].span.lowerBound {
+                overran += 1
+                // The first segment heard the onset too, and may end in a fragment of it (its text
+                // is still exactly offline recognition of its segment): see docs/endpointing.md.
+                #expect(finals[0].transcript.text.hasPrefix("left"), "gap \(gap)")
+                print("gap \(gap) s: 'right' starts at sample \(scene.words[1].span.lowerBound); first segment \(finals[0].segment) '\(finals[0].transcript.text)', second \(finals[1].segment) '\(finals[1].transcript.text)'")
+            } else {
+                #expect(finals[0].transcript.text == "left", "gap \(gap)")
+            }
+        }
+        #expect(overran > 0, "no gap put the next word inside the endpoint's look-ahead: the test does not test the overlap")
+    }
+
+    @Test func eventsDoNotDependOnChunking() throws {
+        let tiny = try TinyModel.shared()
+        let recognizer = try Recognizer(model: tiny.trained)
+        for (name, noise, config) in Self.silences {
+            let scene = Scene([.silence(0.3), .word("yes"), .silence(0.9), .word("no"), .word("up"), .silence(0.2), .word("down"), .silence(0.8)],
+                              model: tiny, noise: noise, seed: 3)
+            var reference: [RecognitionEvent]?
+            for (i, maxChunk) in [1, 7, 160, 641, 1000, 6000, scene.samples.count].enumerated() {
+                var rng = SeededGenerator(state: UInt64(100 + i))
+                let events = run(StreamingSession(recognizer: recognizer, config: config), scene.samples, maxChunk: maxChunk, rng: &rng).events
+                if let reference {
+                    #expect(events == reference, "\(name): chunks up to \(maxChunk) samples")
+                } else {
+                    reference = events
+                    #expect(events.count > 4, "\(name): \(events)")
+                }
+            }
+        }
+    }
+
+    /// While speaking, consecutive partials are at most `partialInterval` (+ the chunk in which they
+    /// came back) apart, and no closer than the interval minus that chunk: they come at the cadence,
+    /// changed or not. Greedy decoding never revises an emitted frame, so each is a prefix of the final.
+    @Test(arguments: [0.2, 0.5])
+    func partialsComeAtThePartialInterval(interval: Double) throws {
+        let tiny = try TinyModel.shared()
+        let recognizer = try Recognizer(model: tiny.trained)
+        let config = EndpointConfig(maxUtterance: 60, partialInterval: interval)
+        let scene = Scene([.silence(0.4), .word("left"), .silence(0.15), .word("right"), .silence(0.15), .word("down"), .silence(0.15),
+                           .word("yes"), .silence(1)], model: tiny)
+        let session = StreamingSession(recognizer: recognizer, config: config)
+        var rng = SeededGenerator(state: 17)
+        let maxChunk = 800
+        let events = run(session, scene.samples, maxChunk: maxChunk, rng: &rng)
+        let finals = events.finals
+        try #require(finals.count == 1, "\(events.events)")
+        let partials = events.partials
+        let finalAt = events.first { if case .final = $0.event { return true } else { return false } }!.received
+        #expect(partials.count >= 5)
+        let positions = partials.map(\.received) + [finalAt]
+        for (a, b) in zip(positions, positions.dropFirst()) {
+            let gap = Double(b - a) / Self.sampleRate
+            #expect(gap <= interval + Double(maxChunk) / Self.sampleRate + 1e-9, "partials \(gap) s apart")
+        }
+        for (a, b) in zip(partials, partials.dropFirst()) {
+            // The cadence is counted in whole 40 ms blocks, rounded down.
+            #expect(Double(b.received - a.received) / Self.sampleRate >= interval - 0.04 - Double(maxChunk) / Self.sampleRate - 1e-9)
+        }
+        for p in partials {
+            #expect(p.utterance == 0 && p.start == finals[0].start)
+            #expect(finals[0].transcript.text.hasPrefix(p.text), "partial '\(p.text)' vs final '\(finals[0].transcript.text)'")
+        }
+        #expect(partials.last!.text == finals[0].transcript.text)
+    }
+
+    @Test func maxUtteranceCutsContinuousSpeech() throws {
+        let tiny = try TinyModel.shared()
+        let recognizer = try Recognizer(model: tiny.trained)
+        let config = EndpointConfig(maxUtterance: 1.5)
+        var parts: [Scene.Part] = [.silence(0.3)]
+        for w in ["yes", "no", "up", "down", "left", "right", "yes", "no", "up", "down"] { parts += [.word(w), .silence(0.1)] }
+        parts.append(.silence(1))
+        let scene = Scene(parts, model: tiny)
+        let session = StreamingSession(recognizer: recognizer, config: config)
+        var rng = SeededGenerator(state: 23)
+        let events = run(session, scene.samples, maxChunk: 1200, rng: &rng)
+        let finals = events.finals, endpoints = events.endpoints
+        // 4.5 s of speech: two cuts at 1.5 s, then the rest ends in silence.
+        try #require(finals.count == 3, "\(events.events)")
+        #expect(endpoints.map(\.reason) == [.maxLength, .maxLength, .silence], "\(endpoints)")
+        for (f, e) in zip(finals, endpoints) {
+            Self.expectMatchesOffline(f, scene.samples, recognizer)
+            if e.reason == .maxLength {
+                // Cut as soon as a decided frame reaches maxUtterance after the speech start.
+                #expect(Double(f.segment.upperBound) / Self.sampleRate - f.start >= config.maxUtterance)
+                #expect(f.end - f.start <= config.maxUtterance + 0.04 + 1e-9)
+            }
+        }
+        // A forced cut leaves no gap and no overlap: the next segment starts where this one ends.
+        for (i, e) in endpoints.enumerated() where e.reason == .maxLength && i + 1 < finals.count {
+            #expect(finals[i + 1].segment.lowerBound == finals[i].segment.upperBound)
+        }
+        print("maxUtterance 1.5 s over \(Double(scene.samples.count) / Self.sampleRate) s of speech: " + finals.map { "'\($0.transcript.text)'" }.joined(separator: " | "))
+    }
+
+    /// "yes" gives 0.2 s of speech frames with this model: above a 0.1 s minimum it is an utterance,
+    /// below a 0.3 s one it is dropped without any event, and the session then carries on.
+    @Test func burstShorterThanMinSpeechGivesNoEvents() throws {
+        let tiny = try TinyModel.shared()
+        let recognizer = try Recognizer(model: tiny.trained)
+        let scene = Scene([.silence(0.5), .word("yes"), .silence(1)], model: tiny)
+        var rng = SeededGenerator(state: 29)
+        let kept = run(StreamingSession(recognizer: recognizer, config: EndpointConfig(minSpeech: 0.1)), scene.samples, maxChunk: 900, rng: &rng)
+        try #require(kept.finals.count == 1, "\(kept.events)")
+        let speech = kept.finals[0].end - kept.finals[0].start
+        #expect(speech > 0.1 && speech < 0.3, "the test needs 'yes' to give 0.1-0.3 s of speech, it gave \(speech) s")
+
+        for hiss in [false, true] {
+            let config = EndpointConfig(minSpeech: 0.3, silenceLevel: hiss ? -140 : -65)
+            let session = StreamingSession(recognizer: recognizer, config: config)
+            let dropped = run(session, Scene([.silence(0.5), .word("yes"), .silence(1)], model: tiny, noise: hiss ? 1e-6 : 0).samples,
+                              maxChunk: 900, rng: &rng, finish: false)
+            #expect(dropped.isEmpty, "\(dropped.events)")
+            // Still listening: a longer stretch of speech afterwards is an utterance, numbered 0.
+            var parts: [Scene.Part] = []
+            for w in ["left", "right", "down"] { parts += [.word(w), .silence(0.1)] }
+            let after = Scene(parts + [.silence(1)], model: tiny)
+            let events = run(session, after.samples, maxChunk: 900, rng: &rng)
+            #expect(events.finals.count == 1 && events.finals.first?.utterance == 0, "\(events.events)")
+        }
+    }
+
+    @Test func finishMidUtteranceGivesAnEndOfStreamFinal() throws {
+        let tiny = try TinyModel.shared()
+        let recognizer = try Recognizer(model: tiny.trained)
+        // 0.25 s after the word is less than trailingSilence: the utterance is still open at the end,
+        // and the stream's length is not a whole number of blocks (the tail must be recognised too).
+        let scene = Scene([.silence(0.5), .word("left"), .silence(0.25)], model: tiny)
+        #expect(scene.samples.count % Self.block != 0)
+        let session = StreamingSession(recognizer: recognizer)
+        var rng = SeededGenerator(state: 31)
+        var first: [RecognitionEvent]?
+        for _ in 0..<2 {
+            let events = run(session, scene.samples, maxChunk: 1000, rng: &rng)
+            try #require(events.finals.count == 1, "\(events.events)")
+            let final = events.finals[0]
+            #expect(final.transcript.text == "left")
+            #expect(final.segment.upperBound == scene.samples.count)
+            #expect(events.endpoints.map(\.reason) == [.endOfStream])
+            #expect(events.endpoints[0].at == Double(scene.samples.count) / Self.sampleRate)
+            Self.expectMatchesOffline(final, scene.samples, recognizer)
+            // finish() starts the session over: the same audio again gives the same events.
+            if let first { #expect(events.events == first) } else { first = events.events }
+            #expect(session.audioSeconds == 0)
+        }
+        // Nothing in flight: finish() says nothing.
+        #expect(session.finish().isEmpty)
+    }
+
+    @Test func endlessSilenceKeepsMemoryBounded() throws {
+        let tiny = try TinyModel.shared()
+        let recognizer = try Recognizer(model: tiny.trained)
+        let chunk = 1600  // 100 ms
+
+        // Ten minutes of digital silence: the gate never opens, the model never runs.
+        let gated = StreamingSession(recognizer: recognizer)
+        let zeros = [Float](repeating: 0, count: chunk)
+        _ = gated.accept(zeros)
+        let held = gated.heldSamples
+        for _ in 0..<(10 * 600 - 1) {
+            #expect(gated.accept(zeros).isEmpty)
+        }
+        #expect(gated.heldSamples == held)
+        #expect(!gated.isModelRunning)
+        #expect(gated.timings.total == 0 && gated.timings.audioSeconds == 600)
+
+        // Two minutes of hiss the model has to listen to: segments restart every maxLeadingSilence.
+        let config = EndpointConfig(silenceLevel: -140, maxLeadingSilence: 2)
+        let session = StreamingSession(recognizer: recognizer, config: config)
+        var rng = SeededGenerator(state: 37)
+        var hiss = [Float](repeating: 0, count: chunk)
+        var longest = 0, maxHeld = 0
+        for _ in 0..<1200 {
+            for i in 0..<chunk { hiss[i] = 1e-6 * rng.gaussian() }
+            #expect(session.accept(hiss).isEmpty)
+            longest = max(longest, session.runningSegmentSamples)
+            maxHeld = max(maxHeld, session.heldSamples)
+        }
+        #expect(session.isModelRunning)
+        // A restart comes within one block of the limit; the re-fed look-ahead starts the next segment.
+        #expect(longest <= Int(config.maxLeadingSilence * Self.sampleRate) + 2 * Self.block + 4000, "segment grew to \(longest) samples")
+        #expect(maxHeld <= held, "history grew from \(held) to \(maxHeld) samples")
+        // And it still hears the next word.
+        let scene = Scene([.word("left"), .silence(1)], model: tiny, noise: 1e-6, seed: 41)
+        let events = session.accept(scene.samples) + session.finish()
+        #expect(events.compactMap { if case .final(_, let t, _, _, _) = $0 { t.text } else { nil } } == ["left"], "\(events)")
+    }
+
+    /// The replacement spells every letter one further along the alphabet (same weights, so the same
+    /// speech decisions): which model wrote a final is visible in its text.
+    @Test func replacedRecognizerTakesOverAtTheNextUtteranceBoundary() throws {
+        let tiny = try TinyModel.shared()
+        let first = try Recognizer(model: tiny.trained)
+        var shifted = tiny.trained
+        shifted.description.vocabulary = shifted.description.vocabulary.map { t in
+            t.count == 1 && ("a"..."y").contains(t) ? String(UnicodeScalar(t.unicodeScalars.first!.value + 1)!) : t
+        }
+        let second = try Recognizer(model: shifted)
+        let scene = Scene([.silence(0.5), .word("left"), .silence(1), .word("down"), .silence(1)], model: tiny)
+        let session = StreamingSession(recognizer: first)
+        var events: [Timed] = []
+        var at = 0
+        // Up to the first partial: utterance 0 is in flight when the replacement arrives.
+        while events.partials.isEmpty && at < scene.samples.count {
+            let end = min(at + 500, scene.samples.count)
+            events += session.accept(Array(scene.samples[at..<end])).map { Timed(event: $0, received: end) }
+            at = end
+        }
+        try #require(!events.partials.isEmpty)
+        try session.replaceRecognizer(second)
+        #expect(session.recognizer === first)
+        events += session.accept(Array(scene.samples[at...])).map { Timed(event: $0, received: scene.samples.count) }
+        events += session.finish().map { Timed(event: $0, received: scene.samples.count) }
+        let finals = events.finals
+        try #require(finals.count == 2, "\(events.events)")
+        #expect(finals[0].transcript.text == "left")
+        #expect(finals[1].transcript.text == "epxo")
+        Self.expectMatchesOffline(finals[0], scene.samples, first)
+        Self.expectMatchesOffline(finals[1], scene.samples, second)
+        #expect(events.partials.filter { $0.utterance == 0 }.allSatisfy { "left".hasPrefix($0.text) })
+        #expect(session.recognizer === second)
+
+        // A model for another sample rate is refused: the audio keeps arriving at the session's rate.
+        var rate = first.frontendConfig
+        rate.sampleRate = 8000
+        var other = tiny.trained
+        other.description = ModelDescription(architecture: other.description.architecture, frontend: rate,
+                                             vocabulary: other.description.vocabulary)
+        #expect(throws: StreamingSessionError.sampleRateMismatch(session: 16000, recognizer: 8000)) {
+            try session.replaceRecognizer(try Recognizer(model: other))
+        }
+    }
+}
+
+@Suite struct EndpointConfigTests {
+    @Test func missingKeysTakeTheDefaults() throws {
+        let config = try JSONDecoder().decode(EndpointConfig.self, from: Data(#"{"trailingSilence": 0.8}"#.utf8))
+        var expected = EndpointConfig()
+        expected.trailingSilence = 0.8
+        #expect(config == expected)
+        let roundTrip = try JSONDecoder().decode(EndpointConfig.self, from: try JSONEncoder().encode(expected))
+        #expect(roundTrip == expected)
+    }
+
+    @Test func validationNamesTheBadField() {
+        #expect(throws: Never.self) { try EndpointConfig().validate() }
+        var c = EndpointConfig()
+        c.trailingSilence = 0
+        #expect(throws: EndpointConfigError.self) { try c.validate() }
+        c = EndpointConfig(); c.speechThreshold = 1
+        #expect((try? c.validate()) == nil)
+        c = EndpointConfig(); c.minSpeech = 30
+        do { try c.validate(); Issue.record("minSpeech longer than maxUtterance accepted") } catch {
+            #expect(error.description.contains("minSpeech") && error.description.contains("maxUtterance"))
+        }
+        c = EndpointConfig(); c.silenceLevel = 3
+        #expect((try? c.validate()) == nil)
+    }
+}
