@@ -1,5 +1,6 @@
 import Dispatch
 import NIOCore
+import Recognizer
 
 /// One client connection, on its channel's event loop: cuts the byte stream into frames, answers
 /// requests, hands audio to its `SessionRunner`, and writes everything outbound through a bounded

@@ -1,4 +1,5 @@
 import Decoding
+import Recognizer
 
 /// What the server needs from a recogniser: fresh sessions at a known sample rate, and a summary for
 /// `hello`/`status`. The daemon passes `RecognizerEngine` (the real `Recognizer`); tests pass fakes so

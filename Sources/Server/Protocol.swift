@@ -1,5 +1,6 @@
 import Audio
 import Decoding
+import Recognizer
 
 // The wire protocol's vocabulary: what a client may ask and what the server answers. Encoding and
 // decoding live in MessageCodec.swift, byte framing in FrameCodec.swift; docs/protocol.md is the

@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Recognizer
 
 /// A connection's recognition work, run on its own serial queue so the event loop never recognises. Owns
 /// the current session (engine session + audio converter) and the sample buffer; all of it is touched

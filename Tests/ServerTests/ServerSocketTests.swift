@@ -1,6 +1,7 @@
 import Decoding
 import Dispatch
 import Foundation
+import Recognizer
 @testable import Server
 import Testing
 

@@ -1,5 +1,6 @@
 import Decoding
 import Foundation
+import Recognizer
 import Server
 
 #if canImport(Glibc)
