@@ -17,5 +17,5 @@ struct Earshot: ParsableCommand {
         The model defaults to earshot-base-en.safetensors (see `earshot transcribe --help` for
         where it is looked for); EARSHOT_MODEL overrides it.
         """,
-        subcommands: [Transcribe.self, Eval.self, Bench.self, ModelCommand.self, Train.self])
+        subcommands: [Transcribe.self, Eval.self, Bench.self, ModelCommand.self, Train.self, Listen.self, StreamCommand.self])
 }

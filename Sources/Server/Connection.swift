@@ -1,0 +1,396 @@
+import Dispatch
+import NIOCore
+import Recognizer
+
+/// One client connection, on its channel's event loop: cuts the byte stream into frames, answers
+/// requests, hands audio to its `SessionRunner`, and writes everything outbound through a bounded
+/// `OutboundQueue` so a client that stops reading costs bounded memory and never blocks anyone else.
+final class ConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let server: EarshotServer
+    private let id: Int
+    private var context: ChannelHandlerContext?
+    private var decoder: FrameDecoder
+    private var outbound: OutboundQueue
+    private var needsFlush = false
+    /// Set once the connection is being closed; everything after is ignored.
+    private var closing = false
+    private var registered = false
+
+    private var subscribed = false
+    private var subscribedPartials = true
+
+    /// The running session, if any; `runner` outlives sessions so they stay in order on one queue.
+    private var runner: SessionRunner?
+    private var session: (id: Int, format: AudioFormat, partials: Bool)?
+    /// Audio bytes handed to the runner and not yet processed; above the backlog limit reading pauses.
+    private var backlogBytes = 0
+    private var readingPaused = false
+    /// Sessions whose `stop` is being processed (their `stopped` not yet sent).
+    private var stopsInFlight = 0
+    private var shutdownPromise: EventLoopPromise<Void>?
+
+    init(server: EarshotServer) {
+        self.server = server
+        self.id = server.nextConnectionID()
+        self.decoder = FrameDecoder(maxLineBytes: server.configuration.maxLineBytes,
+                                    maxFrameBytes: server.configuration.maxFrameBytes)
+        self.outbound = OutboundQueue(maxCount: server.configuration.clientQueueEvents,
+                                      maxBytes: server.configuration.clientQueueBytes)
+    }
+
+    // MARK: channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let ref = ConnectionRef(id: id, eventLoop: context.eventLoop,
+                                handler: NIOLoopBound(self, eventLoop: context.eventLoop))
+        guard server.register(ref) else {
+            sendFinal(.error(code: .shuttingDown, message: "the server is shutting down"))
+            return
+        }
+        registered = true
+        send(.hello(server.hello()))
+        flushIfNeeded()
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closing = true
+        if registered { server.unregister(id) }
+        registered = false
+        if session != nil {
+            session = nil
+            server.sessionEnded()
+        }
+        if let runner { runner.queue.async { runner.cancel() } }
+        outbound.removeAll()
+        shutdownPromise?.succeed(())
+        shutdownPromise = nil
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
+        let buffer = unwrapInboundIn(data)
+        decoder.append(buffer.readableBytesView)
+        while !closing {
+            let frame: Frame?
+            do {
+                frame = try decoder.next()
+            } catch {
+                server.logger.debug("framing error", metadata: ["connection": "\(id)", "error": "\(error)"])
+                sendFinal(.error(code: error.code, message: error.description))
+                break
+            }
+            guard let frame else { break }
+            handle(frame)
+        }
+        flushIfNeeded()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        drain()
+        context.fireChannelWritabilityChanged()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // Socket errors (a reset from a client that vanished mid-frame) end only this connection.
+        server.logger.debug("connection error", metadata: ["connection": "\(id)", "error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    // MARK: requests
+
+    private func handle(_ frame: Frame) {
+        let request: ClientRequest
+        do {
+            request = try MessageCodec.decodeClient(frame)
+        } catch {
+            send(.error(code: error.code, message: error.message), id: error.id)
+            return
+        }
+        let id = request.id
+        switch request.message {
+        case .ping:
+            send(.pong, id: id)
+        case .subscribe(let partials):
+            subscribed = true
+            subscribedPartials = partials
+            server.setSubscription(self.id, subscribed: true)
+            send(.subscribed(partials: partials), id: id)
+        case .unsubscribe:
+            subscribed = false
+            server.setSubscription(self.id, subscribed: false)
+            send(.unsubscribed, id: id)
+        case .status:
+            send(.status(server.status()), id: id)
+        case .reload(let path):
+            reload(path: path, id: id)
+        case .start(let format, let partials):
+            start(format: format, partials: partials, id: id)
+        case .audio(let payload):
+            audio(payload)
+        case .stop:
+            stop(id: id)
+        }
+    }
+
+    private func start(format: AudioFormat, partials: Bool, id: RequestID?) {
+        guard session == nil else {
+            send(.error(code: .sessionActive, message: "a session is already running on this connection; send stop first"), id: id)
+            return
+        }
+        let runner = self.runner ?? SessionRunner(label: "earshot.session.\(self.id)")
+        self.runner = runner
+        let sessionID = server.sessionStarted()
+        session = (sessionID, format, partials)
+        let engine = server.engine
+        let loop = context!.eventLoop
+        let me = NIOLoopBound(self, eventLoop: loop)
+        let server = self.server
+        server.pendingWork.enter()
+        runner.queue.async {
+            defer { server.pendingWork.leave() }
+            if let problem = runner.begin(engine: engine, format: format) {
+                loop.execute { me.value.sessionFailed(sessionID, problem) }
+            }
+        }
+        send(.started(session: sessionID, format: format), id: id)
+    }
+
+    private func audio(_ payload: [UInt8]) {
+        guard let session, let runner else {
+            send(.error(code: .noSession, message: "audio frame without a session: send start first"))
+            return
+        }
+        guard payload.count % session.format.bytesPerFrame == 0 else {
+            send(.error(code: .misalignedAudio, message: "an audio frame of \(payload.count) bytes is not a whole number of \(session.format.bytesPerFrame)-byte sample frames (\(session.format.encoding.rawValue), \(session.format.channels) channel(s)); the frame was ignored"))
+            return
+        }
+        guard !payload.isEmpty else { return }
+        backlogBytes += payload.count
+        if backlogBytes > server.configuration.sessionBacklogBytes && !readingPaused {
+            readingPaused = true
+            server.countReadPause()
+            context?.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+        }
+        let loop = context!.eventLoop
+        let me = NIOLoopBound(self, eventLoop: loop)
+        let server = self.server
+        let partials = session.partials
+        server.pendingWork.enter()
+        runner.queue.async {
+            defer { server.pendingWork.leave() }
+            let step = runner.accept(payload)
+            server.addProcessing(audioSeconds: step.audioSeconds, cpuSeconds: step.cpuSeconds)
+            loop.execute { me.value.sessionStep(step, partials: partials, consumed: payload.count) }
+        }
+    }
+
+    private func stop(id: RequestID?) {
+        guard let session, let runner else {
+            send(.error(code: .noSession, message: "stop without a session: send start first"), id: id)
+            return
+        }
+        self.session = nil
+        stopsInFlight += 1
+        let loop = context!.eventLoop
+        let me = NIOLoopBound(self, eventLoop: loop)
+        let server = self.server
+        server.pendingWork.enter()
+        runner.queue.async {
+            defer { server.pendingWork.leave() }
+            let (step, total) = runner.finish()
+            server.addProcessing(audioSeconds: step.audioSeconds, cpuSeconds: step.cpuSeconds)
+            loop.execute { me.value.sessionStopped(session.id, session.partials, step, total: total, id: id) }
+        }
+    }
+
+    private func reload(path: String?, id: RequestID?) {
+        guard let hook = server.hooks.reload else {
+            send(.error(code: .reloadUnavailable, message: "this server was started without a reload handler"), id: id)
+            return
+        }
+        let loop = context!.eventLoop
+        let me = NIOLoopBound(self, eventLoop: loop)
+        let server = self.server
+        // Loading a model takes seconds: off the event loop.
+        server.pendingWork.enter()
+        DispatchQueue.global(qos: .utility).async {
+            defer { server.pendingWork.leave() }
+            let reply: ServerMessage
+            do {
+                let engine = try hook(path)
+                server.replaceEngine(engine)
+                reply = .reloaded(engine.summary)
+            } catch {
+                reply = .error(code: .reloadFailed, message: "\(error)")
+            }
+            loop.execute { me.value.sendNow(reply, id: id) }
+        }
+    }
+
+    // MARK: results from the session queue (on the event loop)
+
+    private func sessionFailed(_ sessionID: Int, _ problem: String) {
+        guard !closing, session?.id == sessionID else { return }
+        session = nil
+        server.sessionEnded()
+        send(.error(code: .unsupportedSampleRate, message: "cannot convert this audio: \(problem)"))
+        flushIfNeeded()
+    }
+
+    private func sessionStep(_ step: SessionRunner.Step, partials: Bool, consumed: Int) {
+        backlogBytes -= consumed
+        if readingPaused && backlogBytes <= server.configuration.sessionBacklogBytes / 2 {
+            readingPaused = false
+            context?.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+            context?.read()
+        }
+        guard !closing else { return }
+        if let error = step.error {
+            send(.error(code: .internalError, message: "audio conversion failed: \(error)"))
+        }
+        sendSessionEvents(step.events, partials: partials)
+        flushIfNeeded()
+    }
+
+    private func sessionStopped(_ sessionID: Int, _ partials: Bool, _ step: SessionRunner.Step, total: Double,
+                                id: RequestID?) {
+        stopsInFlight -= 1
+        server.sessionEnded()
+        guard !closing || shutdownPromise != nil else { return }
+        sendSessionEvents(step.events, partials: partials)
+        send(.stopped(session: sessionID, audioSeconds: total), id: id)
+        flushIfNeeded()
+        if shutdownPromise != nil && stopsInFlight == 0 { finishShutdown() }
+    }
+
+    private func sendSessionEvents(_ events: [RecognitionEvent], partials: Bool) {
+        for event in events {
+            if case .partial = event {
+                guard partials else { continue }
+                enqueue(ByteBuffer(string: MessageCodec.encodeLine(ServerReply(EventSource.session.message(for: event)))),
+                        droppable: true)
+            } else {
+                send(EventSource.session.message(for: event))
+            }
+        }
+    }
+
+    private func sendNow(_ message: ServerMessage, id: RequestID?) {
+        send(message, id: id)
+        flushIfNeeded()
+    }
+
+    // MARK: microphone events (on the event loop)
+
+    func deliverBroadcast(_ events: [EncodedEvent]) {
+        guard subscribed, !closing else { return }
+        for event in events {
+            if event.isPartial && !subscribedPartials { continue }
+            enqueue(event.bytes, droppable: event.isPartial)
+            if closing { return }
+        }
+        flushIfNeeded()
+    }
+
+    // MARK: shutdown (on the event loop)
+
+    func shutdown(flushing: Bool) -> EventLoopFuture<Void> {
+        guard let context else { return server.group.next().makeSucceededVoidFuture() }
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        if closing && !context.channel.isActive { promise.succeed(()); return promise.futureResult }
+        shutdownPromise = promise
+        subscribed = false
+        if flushing && session != nil { stop(id: nil) }
+        else if session != nil {
+            session = nil
+            server.sessionEnded()
+            if let runner { runner.queue.async { runner.cancel() } }
+        }
+        closing = true
+        if stopsInFlight == 0 { finishShutdown() }
+        return promise.futureResult
+    }
+
+    private func finishShutdown() {
+        sendFinal(.error(code: .shuttingDown, message: "the server is shutting down"))
+    }
+
+    // MARK: output
+
+    private func send(_ message: ServerMessage, id: RequestID? = nil) {
+        enqueue(ByteBuffer(string: MessageCodec.encodeLine(ServerReply(message, id: id))), droppable: false)
+    }
+
+    private func enqueue(_ bytes: ByteBuffer, droppable: Bool) {
+        guard let context, !closing || shutdownPromise != nil else { return }
+        if outbound.isEmpty && context.channel.isWritable {
+            context.write(wrapOutboundOut(bytes), promise: nil)
+            needsFlush = true
+            return
+        }
+        switch outbound.push(.init(bytes: bytes, droppable: droppable)) {
+        case .queued(let dropped):
+            if dropped > 0 { server.countDropped(dropped) }
+        case .dropped:
+            server.countDropped(1)
+        case .overflow:
+            disconnectTooSlow()
+        }
+    }
+
+    private func drain() {
+        guard let context else { return }
+        while context.channel.isWritable, let item = outbound.pop() {
+            context.write(wrapOutboundOut(item.bytes), promise: nil)
+            needsFlush = true
+        }
+        flushIfNeeded()
+    }
+
+    private func flushIfNeeded() {
+        guard needsFlush, let context else { return }
+        needsFlush = false
+        context.flush()
+    }
+
+    private func writeQueuedIgnoringWritability() {
+        guard let context else { return }
+        while let item = outbound.pop() {
+            context.write(wrapOutboundOut(item.bytes), promise: nil)
+        }
+    }
+
+    private func disconnectTooSlow() {
+        guard !closing else { return }
+        server.countSlowDisconnect()
+        let dropped = outbound.droppableCount
+        if dropped > 0 { server.countDropped(dropped) }
+        outbound.removeAll()
+        server.logger.info("disconnecting a client too slow to read its events", metadata: ["connection": "\(id)"])
+        sendFinal(.error(code: .clientTooSlow,
+                         message: "client too slow: more than \(server.configuration.clientQueueEvents) events or \(server.configuration.clientQueueBytes) bytes waiting"))
+    }
+
+    /// Writes whatever is queued, then `message`, and closes once that is written, or after the grace
+    /// period if the client does not read.
+    private func sendFinal(_ message: ServerMessage) {
+        guard let context else { return }
+        closing = true
+        writeQueuedIgnoringWritability()
+        if registered { server.unregister(id); registered = false }
+        let bytes = ByteBuffer(string: MessageCodec.encodeLine(ServerReply(message)))
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(bytes)).whenComplete { _ in channel.close(promise: nil) }
+        let grace = TimeAmount.nanoseconds(Int64(server.configuration.closeGraceSeconds * 1e9))
+        context.eventLoop.scheduleTask(in: grace) { channel.close(promise: nil) }
+    }
+}

@@ -1,0 +1,99 @@
+import Dispatch
+import Foundation
+import Recognizer
+
+/// A connection's recognition work, run on its own serial queue so the event loop never recognises. Owns
+/// the current session (engine session + audio converter) and the sample buffer; all of it is touched
+/// only on `queue`, which also keeps one connection's successive sessions in order.
+final class SessionRunner: @unchecked Sendable {
+    let queue: DispatchQueue
+    private var session: (any TranscriptionSession)?
+    private var converter: AudioConverter?
+    /// Converted samples for the frame in hand; reused across frames.
+    private var samples: [Float] = []
+    /// Samples given to the session (at the engine's rate); seconds derive from it so they do not drift.
+    private var sampleCount = 0
+    private var outputRate = 16000
+
+    init(label: String) {
+        queue = DispatchQueue(label: label, qos: .userInitiated)
+    }
+
+    /// Result of one step: the events produced and the counters to add to the server's statistics.
+    struct Step {
+        var events: [RecognitionEvent] = []
+        var audioSeconds = 0.0
+        var cpuSeconds = 0.0
+        var error: String?
+    }
+
+    // The methods below run on `queue`.
+
+    func begin(engine: any TranscriptionEngine, format: AudioFormat) -> String? {
+        dispatchPrecondition(condition: .onQueue(queue))
+        do {
+            converter = try AudioConverter(format: format, outputRate: engine.sampleRate)
+        } catch {
+            return "\(error)"
+        }
+        session = engine.makeSession()
+        outputRate = engine.sampleRate
+        sampleCount = 0
+        return nil
+    }
+
+    func accept(_ payload: [UInt8]) -> Step {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard let session, let converter else { return Step() }
+        let t0 = threadCPUSeconds()
+        samples.removeAll(keepingCapacity: true)
+        var step = Step()
+        do {
+            try converter.convert(payload, into: &samples)
+        } catch {
+            step.error = "\(error)"
+            return step
+        }
+        step.events = session.accept(samples)
+        step.audioSeconds = Double(samples.count) / Double(outputRate)
+        step.cpuSeconds = threadCPUSeconds() - t0
+        sampleCount += samples.count
+        return step
+    }
+
+    /// Flushes the converter and the session; returns the last events and the session's audio length.
+    func finish() -> (Step, Double) {
+        dispatchPrecondition(condition: .onQueue(queue))
+        guard let session, let converter else { return (Step(), 0) }
+        let t0 = threadCPUSeconds()
+        samples.removeAll(keepingCapacity: true)
+        var step = Step()
+        do {
+            try converter.finish(into: &samples)
+        } catch {
+            step.error = "\(error)"
+        }
+        if !samples.isEmpty { step.events = session.accept(samples) }
+        step.events += session.finish()
+        step.audioSeconds = Double(samples.count) / Double(outputRate)
+        step.cpuSeconds = threadCPUSeconds() - t0
+        sampleCount += samples.count
+        let total = Double(sampleCount) / Double(outputRate)
+        cancel()
+        return (step, total)
+    }
+
+    /// Drops the session without finishing it (the client went away).
+    func cancel() {
+        session = nil
+        converter = nil
+        samples = []
+    }
+}
+
+/// CPU time of the calling thread: recognition cost independent of other load on the machine.
+func threadCPUSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}

@@ -1,0 +1,148 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Server
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The daemon socket flag shared by `listen` and `stream`.
+struct SocketOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("earshotd's Unix socket.",
+                               discussion: "Default: $EARSHOT_SOCKET, else \(SocketOptions.defaultPath)."))
+    var socket: String?
+
+    static let defaultPath = "/run/earshot/earshotd.sock"
+
+    var path: String {
+        if let socket { return socket }
+        if let env = ProcessInfo.processInfo.environment["EARSHOT_SOCKET"], !env.isEmpty { return env }
+        return Self.defaultPath
+    }
+
+    /// Connects and reads the server's `hello`, checking that it speaks this client's protocol.
+    func connect() throws -> (SocketClient, Hello) {
+        let path = self.path
+        do {
+            let client = try SocketClient(path: path)
+            guard let reply = try client.receive(timeout: 10) else {
+                throw CLIError("\(path): the server closed the connection before saying hello")
+            }
+            guard case .hello(let hello) = reply.message else {
+                if case .error(_, let message) = reply.message { throw CLIError("\(path): \(message)") }
+                throw CLIError("\(path): expected hello, got \(reply.message.type) - is this an earshotd socket?")
+            }
+            guard hello.protocolVersion == ProtocolInfo.version else {
+                throw CLIError("\(path): the server speaks protocol \(hello.protocolVersion), this earshot speaks \(ProtocolInfo.version); update the older one")
+            }
+            return (client, hello)
+        } catch let error as ClientError {
+            throw CLIError(error.description)
+        }
+    }
+}
+
+/// Writes to stdout without buffering surprises (partials are rewritten in place).
+func writeOut(_ text: String) {
+    FileHandle.standardOutput.write(Data(text.utf8))
+}
+
+func writeErr(_ text: String) {
+    FileHandle.standardError.write(Data(("earshot: " + text + "\n").utf8))
+}
+
+struct Listen: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print live transcripts of earshotd's microphone.",
+        discussion: """
+        On a terminal the current partial result rewrites one line and each final result is printed on \
+        its own line. Piped, only final results are printed, one per line. --json prints every event \
+        exactly as the server sends it (one JSON object per line, see docs/protocol.md). \
+        Stops on Ctrl-C or when the server closes the connection.
+
+        Examples:
+          earshot listen
+          earshot listen --json --no-partials | jq -r .text
+        """)
+
+    @OptionGroup var socketOptions: SocketOptions
+
+    @Flag(help: "Print the server's events as JSON lines.")
+    var json = false
+
+    @Flag(name: .customLong("no-partials"), help: "Ask for final results only.")
+    var noPartials = false
+
+    func run() throws {
+        let (client, _) = try socketOptions.connect()
+        let path = socketOptions.path
+        let terminal = isatty(STDOUT_FILENO) == 1 && !json
+        let partialShown = Locked(false)
+
+        // Ctrl-C: end the rewritten line so the shell prompt starts clean, then leave.
+        signal(SIGINT, SIG_IGN)
+        let interrupt = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        interrupt.setEventHandler {
+            if partialShown.withLock({ $0 }) { writeOut("\n") }
+            Glibc.exit(0)
+        }
+        interrupt.resume()
+
+        do {
+            try client.send(.subscribe(partials: !noPartials && (json || terminal)))
+            while let line = try client.receiveLine() {
+                let reply: ServerReply
+                do {
+                    reply = try MessageCodec.decodeServer(line: line)
+                } catch {
+                    writeErr("\(path) sent an unreadable message (\(error)); ignored")
+                    continue
+                }
+                if json {
+                    writeOut(String(decoding: line, as: UTF8.self) + "\n")
+                    if case .error(let code, let message) = reply.message, code.closesConnection {
+                        writeErr("\(path): \(message)")
+                    }
+                    continue
+                }
+                switch reply.message {
+                case .partial(_, _, let text, _) where terminal:
+                    writeOut("\r\u{1B}[K" + Self.fit(text))
+                    partialShown.withLock { $0 = true }
+                case .final(_, _, let transcript, _, _):
+                    guard !transcript.text.isEmpty || terminal else { continue }
+                    writeOut((terminal ? "\r\u{1B}[K" : "") + transcript.text + (transcript.text.isEmpty ? "" : "\n"))
+                    partialShown.withLock { $0 = false }
+                case .error(let code, let message):
+                    if partialShown.withLock({ $0 }) { writeOut("\n"); partialShown.withLock { $0 = false } }
+                    writeErr("\(path): \(message)")
+                    if code.closesConnection && code != .shuttingDown { throw ExitCode(1) }
+                default:
+                    break
+                }
+            }
+        } catch let error as ClientError {
+            throw CLIError(error.description)
+        }
+        if partialShown.withLock({ $0 }) { writeOut("\n") }
+    }
+
+    /// The end of `text` that fits the terminal's width, so a long partial rewrites one line instead of
+    /// scrolling (the newest words are the interesting ones).
+    static func fit(_ text: String) -> String {
+        var size = winsize()
+        guard ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 4 else { return text }
+        let width = Int(size.ws_col) - 1
+        guard text.count > width else { return text }
+        return "…" + text.suffix(width - 1)
+    }
+}
+
+/// A value behind a lock, for the few flags the CLI shares between threads.
+final class Locked<Value>: @unchecked Sendable {
+    private var value: Value
+    private let lock = NSLock()
+    init(_ value: Value) { self.value = value }
+    func withLock<T>(_ body: (inout Value) -> T) -> T { lock.lock(); defer { lock.unlock() }; return body(&value) }
+}

@@ -1,0 +1,114 @@
+import ArgumentParser
+import Audio
+import Dispatch
+import Foundation
+import Server
+
+struct StreamCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stream",
+        abstract: "Send an audio file to earshotd as a live stream and print its transcript.",
+        discussion: """
+        The file (any format and rate libsndfile reads) is converted to mono 16-bit PCM at the server's \
+        model rate and sent in 100 ms frames; each final result is printed on its own line as the \
+        server's endpointing cuts utterances. --json prints every event as a JSON line instead (see \
+        docs/protocol.md). --realtime sends no faster than the audio plays, as a live source would.
+
+        Examples:
+          earshot stream meeting.flac
+          earshot stream --json --realtime call.wav
+        """)
+
+    @OptionGroup var socketOptions: SocketOptions
+
+    @Argument(help: "Audio file to stream.")
+    var file: String
+
+    @Flag(help: "Print the server's events as JSON lines (partials included).")
+    var json = false
+
+    @Flag(help: "Pace sending at real time.")
+    var realtime = false
+
+    func run() throws {
+        let (client, hello) = try socketOptions.connect()
+        let path = socketOptions.path
+        let audio: DecodedAudio
+        do {
+            audio = try AudioFile.read(path: file, targetSampleRate: hello.sampleRate)
+        } catch {
+            throw CLIError("\(error)")
+        }
+        let rate = audio.sampleRate
+        let json = self.json
+
+        // Events are read on their own thread while audio is sent: a client that only reads after sending
+        // a long file would fall behind and be disconnected as too slow.
+        let outcome = Locked<Result<Void, CLIError>?>(nil)
+        let finished = DispatchSemaphore(value: 0)
+        let reader = Thread {
+            defer { finished.signal() }
+            do {
+                while let line = try client.receiveLine() {
+                    guard let reply = try? MessageCodec.decodeServer(line: line) else {
+                        writeErr("\(path) sent an unreadable message; ignored")
+                        continue
+                    }
+                    if json { writeOut(String(decoding: line, as: UTF8.self) + "\n") }
+                    switch reply.message {
+                    case .final(_, _, let transcript, _, _) where !json:
+                        if !transcript.text.isEmpty { writeOut(transcript.text + "\n") }
+                    case .stopped:
+                        outcome.withLock { $0 = .success(()) }
+                        return
+                    case .error(let code, let message):
+                        if !json || code.closesConnection { writeErr("\(path): \(message)") }
+                        if code.closesConnection {
+                            outcome.withLock { $0 = .failure(CLIError("\(path) closed the stream: \(message)")) }
+                            return
+                        }
+                    default:
+                        break
+                    }
+                }
+                outcome.withLock { $0 = .failure(CLIError("\(path) closed the connection before the stream was finished")) }
+            } catch {
+                outcome.withLock { $0 = .failure(CLIError("\(error)")) }
+            }
+        }
+        reader.start()
+
+        do {
+            try client.send(.start(AudioFormat(sampleRate: rate, encoding: .s16le, channels: 1), partials: json))
+            let frame = rate / 10
+            var bytes = [UInt8](repeating: 0, count: frame * 2)
+            let start = DispatchTime.now().uptimeNanoseconds
+            var offset = 0
+            while offset < audio.samples.count, outcome.withLock({ $0 == nil }) {
+                let end = min(offset + frame, audio.samples.count)
+                let count = end - offset
+                for i in 0..<count {
+                    let v = Int16(max(-32768, min(32767, (audio.samples[offset + i] * 32768).rounded())))
+                    let u = UInt16(bitPattern: v)
+                    bytes[2 * i] = UInt8(u & 0xFF)
+                    bytes[2 * i + 1] = UInt8(u >> 8)
+                }
+                try client.send(.audio(Array(bytes[0..<(2 * count)])))
+                offset = end
+                if realtime {
+                    let due = start + UInt64(Double(offset) / Double(rate) * 1e9)
+                    let now = DispatchTime.now().uptimeNanoseconds
+                    if due > now { usleep(UInt32(min(1_000_000, (due - now) / 1000))) }
+                }
+            }
+            if outcome.withLock({ $0 == nil }) { try client.send(.stop) }
+        } catch {
+            // The reader usually knows better why the server went away.
+            finished.wait()
+            if case .failure(let failure)? = outcome.withLock({ $0 }) { throw failure }
+            throw CLIError(error.description)
+        }
+        finished.wait()
+        if case .failure(let failure)? = outcome.withLock({ $0 }) { throw failure }
+    }
+}
