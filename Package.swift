@@ -61,7 +61,7 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Features", "Decoding", "Tensors"]),
         .testTarget(name: "RecognizerTests", dependencies: ["Recognizer", "Training", "Audio", "Model", "Decoding", "Tensors"]),
         .testTarget(name: "ServerTests", dependencies: [
-            "Server", "Recognizer", "Audio",
+            "Server", "Recognizer", "Audio", "Model", "Tensors", "Decoding",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
