@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
 # Earshot and Pocketsphinx side by side on the same audio, both scored by NIST sclite.
-# Usage: bench/compare-pocketsphinx.sh [--model PATH] [MANIFEST...]
-#   (default manifests: bench/make-test-sets.sh's fsdd-test, ps-librivox, ps-cards)
+# Usage: bench/compare-pocketsphinx.sh [--model PATH] [--lm ARPA] [MANIFEST...]
+#   (default manifests: the synthetic corpus's test.tsv if present, then bench/make-test-sets.sh's
+#    fsdd-test, ps-librivox, ps-cards; default LM: ~/.cache/earshot/lm/en-us.arpa, made by setup)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 model_args=()
-if [ "${1:-}" = "--model" ]; then model_args=(--model "$2"); shift 2; fi
+lm=$HOME/.cache/earshot/lm/en-us.arpa
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --model) model_args=(--model "$2"); shift 2;;
+    --lm) lm=$2; shift 2;;
+    *) break;;
+  esac
+done
 sets=("$@")
 if [ ${#sets[@]} -eq 0 ]; then
   dir=$HOME/.cache/earshot/testsets
   "$here/bench/make-test-sets.sh" "$dir" 2>/dev/null
-  sets=("$dir/fsdd-test.tsv" "$dir/ps-librivox.tsv" "$dir/ps-cards.tsv")
+  [ -f "$HOME/.cache/earshot/corpus/test.tsv" ] && sets+=("$HOME/.cache/earshot/corpus/test.tsv")
+  sets+=("$dir/fsdd-test.tsv" "$dir/ps-librivox.tsv" "$dir/ps-cards.tsv")
 fi
 earshot=${EARSHOT:-$here/.build/release/earshot}
 sclite=$(command -v sclite || echo /usr/lib/sctk/bin/sclite)
@@ -30,11 +39,17 @@ score() {
     awk '/Sum\/Avg/ { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) v[++k] = $i; print v[k - 1]; exit }'
 }
 
-printf '%-16s %6s  %12s  %12s\n' "test set" "utts" "Earshot WER" "Pocketsphinx"
+echo "WER (%) scored by sclite; Earshot greedy (no LM), Earshot beam 16 + general LM ($(basename "$lm")), Pocketsphinx (general LM)"
+printf '%-18s %6s  %10s  %10s  %12s\n' "test set" "utts" "greedy" "beam+LM" "Pocketsphinx"
 for m in "${sets[@]}"; do
-  name=$(basename "$m" .tsv)
+  name=$(basename "$(dirname "$m")")-$(basename "$m" .tsv)
   "$earshot" eval "$m" "${model_args[@]}" --hyps "$work/$name.earshot.tsv" > "$work/$name.eval" 2>/dev/null || true
+  lmwer="-"
+  if [ -f "$lm" ]; then
+    "$earshot" eval "$m" "${model_args[@]}" --lm "$lm" --beam 16 --hyps "$work/$name.lm.tsv" > "$work/$name.lm.eval" 2>/dev/null || true
+    lmwer=$(score "$m" "$work/$name.lm.tsv")
+  fi
   "$here/bench/pocketsphinx-hyps.sh" "$m" "$work/$name.ps.tsv" 2>/dev/null
-  printf '%-16s %6d  %11s%%  %11s%%\n' "$name" "$(grep -cv '^#' "$m")" \
-    "$(score "$m" "$work/$name.earshot.tsv")" "$(score "$m" "$work/$name.ps.tsv")"
+  printf '%-18s %6d  %10s  %10s  %12s\n' "$name" "$(grep -cv '^#' "$m")" \
+    "$(score "$m" "$work/$name.earshot.tsv")" "$lmwer" "$(score "$m" "$work/$name.ps.tsv")"
 done
