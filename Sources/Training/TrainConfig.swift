@@ -149,7 +149,15 @@ extension TrainConfig.RunConfig {
         validEverySteps = try c.decodeIfPresent(Int.self, forKey: .validEverySteps) ?? d.validEverySteps
         logEverySteps = try c.decodeIfPresent(Int.self, forKey: .logEverySteps) ?? d.logEverySteps
         threads = try c.decodeIfPresent(Int.self, forKey: .threads) ?? d.threads
-        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed
+        // TOML integers are signed 64-bit; decoding a negative one as UInt64 fails without naming the key.
+        if let signed = try c.decodeIfPresent(Int64.self, forKey: .seed) {
+            guard signed >= 0 else {
+                throw DecodingError.dataCorruptedError(forKey: .seed, in: c, debugDescription: "must be zero or a positive integer, not \(signed)")
+            }
+            seed = UInt64(signed)
+        } else {
+            seed = d.seed
+        }
     }
 }
 

@@ -493,5 +493,12 @@ struct ExampleMaker: Sendable {
     }
 }
 
-/// `~/x` -> `$HOME/x`, so configuration files can name per-user folders portably.
-public func expandTilde(_ path: String) -> String { (path as NSString).expandingTildeInPath }
+/// `~/x` -> `$HOME/x` (`~user/x` -> that user's home), so configuration files can name per-user
+/// folders portably. $HOME comes first, as in a shell: Foundation's expansion reads the password
+/// database only, which differs from $HOME under sudo, in containers and in tests.
+public func expandTilde(_ path: String) -> String {
+    if path == "~" || path.hasPrefix("~/"), let home = ProcessInfo.processInfo.environment["HOME"], !home.isEmpty {
+        return home + path.dropFirst()
+    }
+    return (path as NSString).expandingTildeInPath
+}
