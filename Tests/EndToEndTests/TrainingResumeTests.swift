@@ -123,4 +123,31 @@ import Training
             }
         }
     }
+
+    /// Validation audio that cannot be read (gone since the run started) still counts as an empty
+    /// hypothesis, so WERs stay comparable, but the log says how many and which.
+    @Test func validationLogsUtterancesItCannotRead() throws {
+        try withTemporaryDirectory { dir in
+            let words = ["yes", "no", "up", "down", "left"]
+            let renderings = words.map { Rendering(text: $0, voice: "en-us", speed: 160) }
+            let files = try synthesize(renderings, into: dir)
+            let manifest = dir.appendingPathComponent("train.tsv")
+            try writeManifest(zip(files, renderings).map { ($0, $1.text) }, to: manifest)
+            var config = Self.config(manifest: manifest, output: dir.appendingPathComponent("run"), steps: 1)
+            config.data.valid = manifest.path
+            config.model.channels = 8
+            config.model.hidden = 8
+            let log = Locked<[String]>([])
+            let trainer = try Trainer(config: config, log: { line in log.withLock { $0.append(line) } })
+            for gone in [files[1], files[3]] { try FileManager.default.removeItem(at: gone) }
+            let score = try trainer.validate()
+            #expect(score.utterances == words.count, "unreadable utterances still count")
+            let lines = log.withLock { $0 }.filter { $0.contains("could not be read") }
+            #expect(lines.count == 1, "\(log.withLock { $0 })")
+            if let line = lines.first {
+                #expect(line.contains("2 of 5"), "\(line)")
+                #expect(line.contains(files[1].lastPathComponent) && line.contains(files[3].lastPathComponent), "\(line)")
+            }
+        }
+    }
 }
