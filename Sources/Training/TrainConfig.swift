@@ -40,7 +40,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         public var learningRate: Float = 2e-3
         public var warmupSteps = 500
         public var totalSteps = 20_000
-        /// "cosine" or "constant" after warm-up.
+        /// "cosine", "constant" or "inverse_sqrt" after warm-up.
         public var decay = "cosine"
         public var minLearningRateFraction: Float = 0.05
         public var weightDecay: Float = 1e-3
