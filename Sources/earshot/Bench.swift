@@ -8,11 +8,11 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure recognition speed per stage and peak memory on one core.",
         discussion: """
-        Reads the audio first (decoding and resampling are timed as their own stage), then
-        recognises every file on ONE thread with one BLAS thread, and prints for each stage
-        (audio decoding, frontend, encoder, decoder) and end to end: the real-time factor (CPU
-        seconds per audio second) and its inverse, audio seconds per CPU second. CPU time is the
-        thread's own, so other load on the machine inflates it less than wall time. Peak RSS is
+        Reads the audio first (decoding and resampling are timed as their own stage), then \
+        recognises every file on ONE thread with one BLAS thread, and prints for each stage \
+        (audio decoding, frontend, encoder, decoder) and end to end: the real-time factor (CPU \
+        seconds per audio second) and its inverse, audio seconds per CPU second. CPU time is the \
+        thread's own, so other load on the machine inflates it less than wall time. Peak RSS is \
         the process's high-water mark.
         """)
 

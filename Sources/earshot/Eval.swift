@@ -9,10 +9,10 @@ struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Word and character error rates of a model on a test set.",
         discussion: """
-        MANIFEST is a TSV file: audio path (relative to the manifest's folder), TAB, reference text;
-        '#' lines and blank lines are ignored. Texts are lowercased and punctuation other than
-        apostrophes removed before scoring. WER = (substitutions + deletions + insertions) /
-        reference words over the whole set, aligned as NIST sclite aligns them (the test suite
+        MANIFEST is a TSV file: audio path (relative to the manifest's folder), TAB, reference text; \
+        '#' lines and blank lines are ignored. Texts are lowercased and punctuation other than \
+        apostrophes removed before scoring. WER = (substitutions + deletions + insertions) / \
+        reference words over the whole set, aligned as NIST sclite aligns them (the test suite \
         checks the two agree). --hyps writes the hypotheses in the same two-column form.
         """)
 

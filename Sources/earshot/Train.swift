@@ -8,11 +8,12 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train an acoustic model from manifests (see docs/training.md).",
         discussion: """
-        The configuration is TOML with the sections [data], [model], [optimizer], [augment] and
-        [run]; every key has a default (docs/training.md lists them), and an unknown key is an
-        error. The run folder (run.output) receives checkpoint.safetensors (every
-        run.checkpoint_minutes, and when interrupted with Ctrl-C or SIGTERM), last.safetensors and
-        best.safetensors (best validation WER), and train.log. Running the same command again
+        The configuration is TOML with the sections [data], [model], [optimizer], [augment] and \
+        [run]; every key has a default (docs/training.md lists them and their ranges), and an unknown \
+        key or a value out of its range is an error naming the key. A leading ~/ in paths is $HOME. \
+        The run folder (run.output) receives checkpoint.safetensors (every \
+        run.checkpoint_minutes, and when interrupted with Ctrl-C or SIGTERM), last.safetensors and \
+        best.safetensors (best validation WER), and train.log. Running the same command again \
         resumes exactly where the checkpoint left off.
         """)
 

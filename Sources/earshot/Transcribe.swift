@@ -10,10 +10,10 @@ struct Transcribe: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Transcribe audio files (any format and sample rate libsndfile reads).",
         discussion: """
-        With one file and no --output-dir the transcript goes to stdout. With several files, text
-        output prints 'FILE<TAB>TEXT' lines and json prints one JSON object per line; with
-        --output-dir each file gets FILE-NAME.<txt|json|srt|vtt> there (written atomically).
-        A file that cannot be read is reported on stderr by name and reason; the others are still
+        With one file and no --output-dir the transcript goes to stdout. With several files, text \
+        output prints 'FILE<TAB>TEXT' lines and json prints one JSON object per line; with \
+        --output-dir each file gets FILE-NAME.<txt|json|srt|vtt> there (written atomically). \
+        A file that cannot be read is reported on stderr by name and reason; the others are still \
         transcribed, and the exit status is 1 if any failed.
         """)
 
