@@ -21,8 +21,16 @@ public struct EndpointConfig: Sendable, Equatable, Codable {
     /// Digital silence (zeros) is always below it.
     public var silenceLevel: Double = -65
     /// While nobody speaks, the recognition stream is restarted after this much non-speech, so a
-    /// segment never carries more leading silence than this (and no stage state grows).
+    /// segment never carries more leading silence than this (and no stage state grows). At least
+    /// `minimumLeadingSilence`: a restart keeps `leadingContext` of the silence and must move forward.
     public var maxLeadingSilence: Double = 6
+
+    /// Seconds of audio before speech (after gated silence or a restart) that a segment keeps as
+    /// leading context, rounded up to whole encoder frames (0.32 s for 40 ms frames).
+    public static let leadingContext = 0.3
+    /// The smallest `maxLeadingSilence` accepted: the leading context rounded up to whole frames plus
+    /// one block, for encoder frames up to 100 ms.
+    public static let minimumLeadingSilence = 0.5
 
     public init() {}
 
@@ -60,6 +68,10 @@ public struct EndpointConfig: Sendable, Equatable, Codable {
         try positive(maxUtterance, "maxUtterance")
         try positive(partialInterval, "partialInterval")
         try positive(maxLeadingSilence, "maxLeadingSilence")
+        guard maxLeadingSilence >= Self.minimumLeadingSilence else {
+            throw .invalidField("maxLeadingSilence", value: maxLeadingSilence,
+                                reason: "must be at least \(Self.minimumLeadingSilence) s: a restart keeps \(Self.leadingContext) s (rounded up to whole encoder frames) of the silence as leading context and must still move on by a block")
+        }
         guard minSpeech.isFinite, minSpeech >= 0 else {
             throw .invalidField("minSpeech", value: minSpeech, reason: "must be zero or a positive number of seconds")
         }

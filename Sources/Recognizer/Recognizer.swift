@@ -45,17 +45,39 @@ public final class Recognizer: Sendable {
     /// Seconds of audio per encoder output frame (frontend hop x subsampling).
     public let frameDuration: Double
 
+    /// Refuses (with `ModelError.malformedMetadata` naming the file and the `frontend` key) a model
+    /// whose frontend normalises each utterance over its whole length (`perFeature`): every path
+    /// through a `Recognizer` streams, and such a model can only run offline.
     public init(model: ModelFile, options: DecodingOptions = .greedy, file: String = "<memory>") throws(ModelError) {
         var config = try model.description.frontendConfig(file: file)
         // Global CMVN is applied by the encoder from the model's statistics tensors.
         if config.normalization == .global { config.normalization = .none }
+        if config.normalization == .perFeature {
+            throw .malformedMetadata(file: file, key: "frontend", reason: Self.perFeatureRefusal)
+        }
+        // Anything else the streaming frontend refuses is refused here, so `makeStream` cannot fail.
+        do { try config.validate(streaming: true) } catch {
+            throw .malformedMetadata(file: file, key: "frontend", reason: error.description)
+        }
         self.model = model
         self.frontendConfig = config
         self.encoder = try Encoder(model: model, file: file)
-        let tokens = model.description.vocabulary
-        self.vocabulary = Vocabulary(tokens: tokens, blank: 0, space: tokens.firstIndex(of: " "))
+        self.vocabulary = Self.vocabulary(of: model)
         self.options = options
-        self.frameDuration = Double(config.hopLength) / Double(config.sampleRate) * Double(encoder.subsampling)
+        self.frameDuration = Self.encoderFrameDuration(frontend: config, subsampling: encoder.subsampling)
+    }
+
+    /// The model's output tokens as a decoding vocabulary: blank at 0, the word separator where " " is.
+    public static func vocabulary(of model: ModelFile) -> Vocabulary {
+        let tokens = model.description.vocabulary
+        return Vocabulary(tokens: tokens, blank: 0, space: tokens.firstIndex(of: " "))
+    }
+
+    static let perFeatureRefusal = "normalization is perFeature: per-utterance normalisation is offline-only; Earshot recognises in streaming mode, so re-export the model with global statistics (frontend.mean/frontend.std tensors)"
+
+    /// Seconds of audio per encoder output frame: the frontend's hop times the encoder's subsampling.
+    public static func encoderFrameDuration(frontend: FrontendConfig, subsampling: Int) -> Double {
+        Double(frontend.hopLength) / Double(frontend.sampleRate) * Double(subsampling)
     }
 
     /// Loads a model file and builds a recogniser for it.
@@ -68,12 +90,28 @@ public final class Recognizer: Sendable {
     /// A fresh stream: push samples (at `sampleRate`), read partial results, finish for the final one.
     public func makeStream() -> RecognitionStream { RecognitionStream(recognizer: self) }
 
-    /// Recognises one whole utterance (samples at `sampleRate`).
+    /// Recognises one whole utterance (samples at `sampleRate`). The audio goes into a stream in
+    /// blocks of `recognizeBlockSeconds`, so the working memory of every stage is bounded by a block
+    /// whatever the length of the file; the result is what any chunking gives (see `RecognitionStream`).
     public func recognize(_ samples: [Float]) -> (transcript: Transcript, timings: StageTimings) {
-        let stream = makeStream()
-        stream.accept(samples)
-        let transcript = stream.finish()
+        let (transcript, stream) = recognizeReturningStream(samples)
         return (transcript, stream.timings)
+    }
+
+    /// Seconds of audio `recognize` pushes into its stream at a time: long enough that per-call
+    /// overheads vanish, short enough that the encoder's buffers (frames x channels per layer) stay small.
+    public static let recognizeBlockSeconds = 4.0
+
+    func recognizeReturningStream(_ samples: [Float]) -> (Transcript, RecognitionStream) {
+        let stream = makeStream()
+        let block = max(1, Int(Self.recognizeBlockSeconds * Double(sampleRate)))
+        var start = 0
+        while start < samples.count {
+            let end = min(samples.count, start + block)
+            stream.accept(Array(samples[start..<end]))
+            start = end
+        }
+        return (stream.finish(), stream)
     }
 
     func makeDecoder() -> AnyDecoder {
@@ -133,10 +171,12 @@ public final class RecognitionStream {
     private var decoder: AnyDecoder
     /// CPU time per stage since the stream was made.
     public private(set) var timings = StageTimings()
+    /// The most samples one `accept` handed on (tests check that `recognize` keeps it to a block).
+    private(set) var largestPush = 0
 
     init(recognizer: Recognizer) {
         self.recognizer = recognizer
-        // The configuration was validated when the recogniser was built, so this cannot fail.
+        // `Recognizer.init` validated the configuration for streaming, so this cannot fail.
         self.frontend = try! LogMelFrontend(config: recognizer.frontendConfig, mode: .streaming)
         self.encoderState = recognizer.encoder.makeStream()
         self.decoder = recognizer.makeDecoder()
@@ -152,6 +192,7 @@ public final class RecognitionStream {
     @discardableResult
     func pushSamples(_ samples: [Float]) -> Matrix {
         timings.audioSeconds += Double(samples.count) / Double(recognizer.sampleRate)
+        largestPush = max(largestPush, samples.count)
         var t = threadCPUTime()
         frontend.accept(samples)
         let frames = frontend.pullFrames()
@@ -197,8 +238,9 @@ public final class RecognitionStream {
     }
 }
 
-/// CPU time of the calling thread, in seconds.
-func threadCPUTime() -> Double {
+/// CPU time of the calling thread, in seconds (CLOCK_THREAD_CPUTIME_ID: other load on the machine
+/// does not count, which is what per-stage timings and benchmarks want).
+public func threadCPUTime() -> Double {
     var ts = timespec()
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9

@@ -211,7 +211,10 @@ public final class StreamingSession {
                 logits = begin(at: processed); r = 0
             } else if speechStart == nil, end - segmentStart >= maxLeadingSamples {
                 stream.reset()
-                logits = begin(at: end - prerollSamples); r = 0
+                // Keep the preroll as leading context, but always move forward: with frames so long that
+                // preroll + a frame exceeds maxLeadingSilence, `end - preroll` would restart at or before
+                // the old start (an endless restart loop, or a start the history no longer holds).
+                logits = begin(at: max(end - prerollSamples, segmentStart + frameSamples)); r = 0
             }
         }
     }
@@ -271,7 +274,7 @@ public final class StreamingSession {
         let frontend = recognizer.frontendConfig
         frameSamples = frontend.hopLength * recognizer.encoder.subsampling
         let rate = Double(sampleRate)
-        prerollSamples = Int((0.3 * rate / Double(frameSamples)).rounded(.up)) * frameSamples
+        prerollSamples = Int((EndpointConfig.leadingContext * rate / Double(frameSamples)).rounded(.up)) * frameSamples
         // An encoder frame is released once the input frame `lookAheadFrames` beyond its own is complete,
         // i.e. its window's last sample has arrived; blocks add at most one frame more.
         let window = frontend.center ? frontend.fftSize / 2 : frontend.windowLength

@@ -9,12 +9,14 @@ public enum TranscriptFormat: String, CaseIterable, Sendable {
     public var fileExtension: String { rawValue == "text" ? "txt" : rawValue }
 
     /// Renders one file's transcript. `source` is the audio file it came from (recorded in JSON).
-    public func render(_ transcript: Transcript, source: String, duration: Double) -> String {
+    /// `compact` puts a JSON document on one line (JSON Lines, for several files sharing one stream);
+    /// the other formats ignore it.
+    public func render(_ transcript: Transcript, source: String, duration: Double, compact: Bool = false) -> String {
         switch self {
         case .text:
             return transcript.text + "\n"
         case .json:
-            return Self.json(transcript, source: source, duration: duration)
+            return Self.json(transcript, source: source, duration: duration, compact: compact)
         case .srt:
             return Self.cues(transcript).enumerated().map { i, cue in
                 "\(i + 1)\n\(Self.timestamp(cue.start, separator: ",")) --> \(Self.timestamp(cue.end, separator: ","))\n\(cue.text)\n"
@@ -60,7 +62,7 @@ public enum TranscriptFormat: String, CaseIterable, Sendable {
         return String(format: "%02d:%02d:%02d%@%03d", h, m, s, separator, f)
     }
 
-    static func json(_ transcript: Transcript, source: String, duration: Double) -> String {
+    static func json(_ transcript: Transcript, source: String, duration: Double, compact: Bool) -> String {
         struct Document: Encodable {
             var file: String
             var duration: Double
@@ -68,7 +70,7 @@ public enum TranscriptFormat: String, CaseIterable, Sendable {
             var words: [Word]
         }
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.outputFormatting = compact ? [.sortedKeys, .withoutEscapingSlashes] : [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         let doc = Document(file: source, duration: duration, text: transcript.text, words: transcript.words)
         // Encoding plain strings and doubles cannot fail.
         return String(decoding: try! encoder.encode(doc), as: UTF8.self) + "\n"

@@ -123,6 +123,9 @@ public struct AdamW: Sendable {
             guard let p = parameters[name] else { throw .missingParameter(name) }
             let g = gradients[name]!
             guard p.shape == g.shape else { throw .parameterShape(name: name, expected: p.shape, found: g.shape) }
+            // The update loop below indexes the moments unchecked: a restored moment of another size
+            // would be read and written past its end.
+            if let mm = m[name], mm.count != g.count { throw Self.sizeMismatch(name, moments: mm.count, parameter: p) }
         }
         var sumSquares = 0.0
         for name in names { for x in gradients[name]!.data { sumSquares += Double(x) * Double(x) } }
@@ -180,6 +183,21 @@ public struct AdamW: Sendable {
     /// The optimiser state, shaped like `parameters`.
     public func state(parameters: [String: Tensor]) -> [String: Tensor] {
         state(shapes: parameters.mapValues(\.shape))
+    }
+
+    /// Checks restored moments against the parameters they belong to: every moment names a parameter
+    /// and holds exactly its number of elements. Call it after `init(config:state:)` on a checkpoint.
+    public func validateState(for parameters: [String: Tensor]) throws(TrainingError) {
+        for name in m.keys.sorted() {
+            guard let p = parameters[name] else {
+                throw .optimizerState("'adamw.m.\(name)' and 'adamw.v.\(name)' belong to no parameter of the model")
+            }
+            if m[name]!.count != p.data.count { throw Self.sizeMismatch(name, moments: m[name]!.count, parameter: p) }
+        }
+    }
+
+    static func sizeMismatch(_ name: String, moments: Int, parameter p: Tensor) -> TrainingError {
+        .optimizerState("moments of '\(name)' hold \(moments) values but the parameter has \(p.data.count) (shape \(p.shape)); the checkpoint does not belong to this model")
     }
 
     /// Restores `state(...)` output exactly. Tensors whose names do not start with "adamw." are ignored, so a

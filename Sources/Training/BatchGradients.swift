@@ -65,7 +65,7 @@ extension TrainableEncoder {
     /// each other's results).
     public func batchLossAndGradients(_ batch: [TrainingExample], blank: Int = 0, threads: Int = 2) throws(TrainingError) -> BatchGradients {
         let workers = max(1, min(threads, batch.count))
-        let results = WorkerSlots<Result<BatchGradients, TrainingError>>(count: workers)
+        let results = Locked<[Result<BatchGradients, TrainingError>?]>(slots: workers)
         let work: @Sendable (Int) -> Void = { w in
             var acc = BatchGradients(lossSum: 0, gradients: [:], utterances: 0, impossible: [], outputFrames: 0)
             do throws(TrainingError) {
@@ -87,7 +87,7 @@ extension TrainableEncoder {
         } else {
             DispatchQueue.concurrentPerform(iterations: workers, execute: work)
         }
-        let perWorker = results.values()
+        let perWorker = results.current
         var total = BatchGradients(lossSum: 0, gradients: [:], utterances: 0, impossible: [], outputFrames: 0)
         for r in perWorker {
             switch r! {
@@ -103,17 +103,4 @@ extension TrainableEncoder {
         total.impossible.sort()
         return total
     }
-}
-
-/// One result slot per worker behind a lock. (`Synchronization.Mutex` would do, but needs macOS 15 and the
-/// package declares macOS 13.)
-private final class WorkerSlots<Value: Sendable>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var slots: [Value?]
-
-    init(count: Int) { slots = Array(repeating: nil, count: count) }
-
-    func set(_ index: Int, _ value: Value) { lock.lock(); slots[index] = value; lock.unlock() }
-
-    func values() -> [Value?] { lock.lock(); defer { lock.unlock() }; return slots }
 }

@@ -149,6 +149,85 @@ extension TrainConfig.RunConfig {
         validEverySteps = try c.decodeIfPresent(Int.self, forKey: .validEverySteps) ?? d.validEverySteps
         logEverySteps = try c.decodeIfPresent(Int.self, forKey: .logEverySteps) ?? d.logEverySteps
         threads = try c.decodeIfPresent(Int.self, forKey: .threads) ?? d.threads
-        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed
+        // TOML integers are signed 64-bit; decoding a negative one as UInt64 fails without naming the key.
+        if let signed = try c.decodeIfPresent(Int64.self, forKey: .seed) {
+            guard signed >= 0 else {
+                throw DecodingError.dataCorruptedError(forKey: .seed, in: c, debugDescription: "must be zero or a positive integer, not \(signed)")
+            }
+            seed = UInt64(signed)
+        } else {
+            seed = d.seed
+        }
+    }
+}
+
+extension TrainConfig {
+    /// Checks every key the way a user wrote it (snake_case, `section.key`), so a value that would trap
+    /// or silently misbehave deep in training (a zero interval, a reversed range, a kernel without
+    /// look-ahead room) is refused before anything is created. `Trainer.init` calls it.
+    public func validate() throws(TrainerError) {
+        func fail(_ key: String, _ value: Any, _ reason: String) -> TrainerError {
+            .config("\(key) = \(value) \(reason)")
+        }
+        func atLeast(_ key: String, _ value: Int, _ minimum: Int) throws(TrainerError) {
+            guard value >= minimum else { throw fail(key, value, "must be at least \(minimum)") }
+        }
+        func positive(_ key: String, _ value: Double) throws(TrainerError) {
+            guard value.isFinite, value > 0 else { throw fail(key, value, "must be a positive number") }
+        }
+        func nonNegative(_ key: String, _ value: Double) throws(TrainerError) {
+            guard value.isFinite, value >= 0 else { throw fail(key, value, "must be zero or a positive number") }
+        }
+        func fraction(_ key: String, _ value: Double) throws(TrainerError) {
+            guard value.isFinite, (0...1).contains(value) else { throw fail(key, value, "must lie between 0 and 1") }
+        }
+        func range(_ key: String, _ value: [Double], positive: Bool) throws(TrainerError) {
+            guard value.count == 2 else { throw fail(key, value, "takes two numbers [low, high]") }
+            guard value.allSatisfy({ $0.isFinite && (!positive || $0 > 0) }) else {
+                throw fail(key, value, positive ? "must hold two positive numbers" : "must hold two finite numbers")
+            }
+            guard value[0] <= value[1] else { throw fail(key, value, "is reversed: the low end comes first") }
+        }
+
+        guard !data.train.isEmpty else { throw .config("data.train is missing: name the training manifest") }
+        try nonNegative("data.min_seconds", data.minSeconds)
+        try positive("data.max_seconds", data.maxSeconds)
+        guard data.minSeconds < data.maxSeconds else {
+            throw fail("data.max_seconds", data.maxSeconds, "must be above data.min_seconds (\(data.minSeconds))")
+        }
+        try atLeast("data.valid_limit", data.validLimit, 0)
+        try atLeast("data.statistics_utterances", data.statisticsUtterances, 1)
+
+        try atLeast("model.channels", model.channels, 1)
+        try atLeast("model.blocks", model.blocks, 0)
+        try atLeast("model.kernel", model.kernel, 2)
+        try atLeast("model.hidden", model.hidden, 1)
+
+        try positive("optimizer.learning_rate", Double(optimizer.learningRate))
+        try atLeast("optimizer.warmup_steps", optimizer.warmupSteps, 0)
+        try atLeast("optimizer.total_steps", optimizer.totalSteps, 1)
+        guard ["cosine", "constant", "inverse_sqrt"].contains(optimizer.decay) else {
+            throw fail("optimizer.decay", "'\(optimizer.decay)'", "must be cosine, constant or inverse_sqrt")
+        }
+        try fraction("optimizer.min_learning_rate_fraction", Double(optimizer.minLearningRateFraction))
+        try nonNegative("optimizer.weight_decay", Double(optimizer.weightDecay))
+        try positive("optimizer.max_grad_norm", Double(optimizer.maxGradNorm))
+        try positive("optimizer.batch_seconds", optimizer.batchSeconds)
+
+        try atLeast("augment.frequency_masks", augment.frequencyMasks, 0)
+        try atLeast("augment.max_frequency_width", augment.maxFrequencyWidth, 0)
+        try atLeast("augment.time_masks", augment.timeMasks, 0)
+        try atLeast("augment.max_time_width", augment.maxTimeWidth, 0)
+        try fraction("augment.max_time_proportion", Double(augment.maxTimeProportion))
+        try fraction("augment.speed_probability", augment.speedProbability)
+        try range("augment.speed_range", augment.speedRange, positive: true)
+        try fraction("augment.noise_probability", augment.noiseProbability)
+        try range("augment.snr_range", augment.snrRange, positive: false)
+
+        guard !run.output.isEmpty else { throw .config("run.output is empty: name the run folder") }
+        try positive("run.checkpoint_minutes", run.checkpointMinutes)
+        try atLeast("run.valid_every_steps", run.validEverySteps, 1)
+        try atLeast("run.log_every_steps", run.logEverySteps, 1)
+        try atLeast("run.threads", run.threads, 1)
     }
 }

@@ -84,11 +84,8 @@ public final class Trainer {
         self.config = config
         self.log = log
         outputDir = URL(fileURLWithPath: expandTilde(config.run.output))
-        guard config.optimizer.totalSteps > 0 else { throw TrainerError.config("optimizer.total_steps must be positive") }
-        guard config.optimizer.batchSeconds > 0 else { throw TrainerError.config("optimizer.batch_seconds must be positive") }
-        guard config.augment.speedRange.count == 2, config.augment.snrRange.count == 2 else {
-            throw TrainerError.config("augment.speed_range and augment.snr_range take two numbers [low, high]")
-        }
+        // Before anything is created: a bad value must not leave a run folder behind.
+        try config.validate()
         let decay: LRSchedule.Decay
         switch config.optimizer.decay {
         case "cosine":
@@ -109,6 +106,18 @@ public final class Trainer {
                                              std: [Float](repeating: 1, count: frontendConfig.melBins))
 
         try FileManager.default.createDirectory(at: outputDir, withIntermediateDirectories: true)
+        // The model (and so its frame rate) is settled before the manifests are read: which utterances
+        // are too short for their text depends on it.
+        let resuming = FileManager.default.fileExists(atPath: checkpointURL.path)
+        var needsStatistics = false
+        if resuming {
+            try resume(from: checkpointURL, adam: adamConfig)
+        } else if !config.model.initFrom.isEmpty {
+            needsStatistics = try initialise(from: expandTilde(config.model.initFrom))
+        } else {
+            initialiseRandomly()
+            needsStatistics = true
+        }
         train = try loadManifest(config.data.train, role: "train")
         if !config.data.valid.isEmpty {
             valid = try loadManifest(config.data.valid, role: "valid")
@@ -121,15 +130,7 @@ public final class Trainer {
             }
         }
         guard !train.isEmpty else { throw TrainerError.data("\(config.data.train): no usable utterances") }
-
-        if FileManager.default.fileExists(atPath: checkpointURL.path) {
-            try resume(from: checkpointURL, adam: adamConfig)
-        } else if !config.model.initFrom.isEmpty {
-            try initialise(from: expandTilde(config.model.initFrom))
-        } else {
-            initialiseRandomly()
-            try estimateStatistics()
-        }
+        if needsStatistics { try estimateStatistics() }
         provenance["trainer"] = .string("earshot train")
         provenance["train_manifest"] = .string(config.data.train)
         provenance["train_utterances"] = .string("\(train.count)")
@@ -155,8 +156,8 @@ public final class Trainer {
             guard seconds >= config.data.minSeconds, seconds <= config.data.maxSeconds else {
                 skipped["shorter than \(config.data.minSeconds) s or longer than \(config.data.maxSeconds) s", default: 0] += 1; continue
             }
-            // 40 ms encoder frames: CTC needs at least one frame per label (two across a repeat).
-            guard Double(labels.count) * 0.04 * 1.1 < seconds else { skipped["too short for its text", default: 0] += 1; continue }
+            // CTC needs at least one encoder frame per label (two across a repeat).
+            guard Double(labels.count) * encoderFrameDuration * 1.1 < seconds else { skipped["too short for its text", default: 0] += 1; continue }
             out.append(Utterance(path: url.path, text: text, labels: labels, seconds: seconds))
         }
         let hours = out.reduce(0) { $0 + $1.seconds } / 3600
@@ -173,18 +174,25 @@ public final class Trainer {
         provenance["initialisation"] = .string("random, seed \(config.run.seed)")
     }
 
-    func initialise(from path: String) throws {
+    /// Seconds of audio per encoder output frame (the model's frontend hop times its subsampling;
+    /// the same formula as `Recognizer.encoderFrameDuration`, which Training cannot import).
+    var encoderFrameDuration: Double {
+        Double(frontendConfig.hopLength) / Double(frontendConfig.sampleRate) * Double(architecture.subsampling)
+    }
+
+    /// Loads weights (and statistics when present) from a model; returns whether statistics are missing.
+    func initialise(from path: String) throws -> Bool {
         let model: ModelFile
         do { model = try ModelFile.load(path: path) } catch { throw TrainerError.config("model.init_from: \(error)") }
         architecture = model.description.architecture
         frontendConfig = try model.description.frontendConfig(file: path)
         for (name, _) in architecture.parameterShapes { parameters[name] = model.parameters[name] }
+        provenance["initialisation"] = .string("from \(path) (sha256 \(model.sha256 ?? "?"))")
         if let mean = model.parameters[InputNormalization.meanName], let std = model.parameters[InputNormalization.stdName] {
             normalization = InputNormalization(mean: mean.data, std: std.data)
-        } else {
-            try estimateStatistics()
+            return false
         }
-        provenance["initialisation"] = .string("from \(path) (sha256 \(model.sha256 ?? "?"))")
+        return true
     }
 
     /// Global mean and deviation of the log-mel features over a sample of the training set.
@@ -205,7 +213,9 @@ public final class Trainer {
             }
             frames += f.rows
         }
-        guard frames > 0 else { throw TrainerError.data("no feature frames in the first \(n) training utterances") }
+        guard frames > 0 else {
+            throw TrainerError.data("the \(n) training utterances sampled for feature statistics (data.statistics_utterances) gave no feature frames; are they all shorter than one analysis window?")
+        }
         let mean = sum.map { $0 / Double(frames) }
         let std = zip(sumSq, mean).map { max(1e-3, ($0 / Double(frames) - $1 * $1).squareRoot()) }
         normalization = InputNormalization(mean: mean.map(Float.init), std: std.map(Float.init))
@@ -251,12 +261,21 @@ public final class Trainer {
         }
         architecture = model.description.architecture
         frontendConfig = try model.description.frontendConfig(file: url.path)
-        for (name, _) in architecture.parameterShapes { parameters[name] = model.parameters[name] }
+        for (name, shape) in architecture.parameterShapes {
+            guard let p = model.parameters[name], p.shape == shape else {
+                throw TrainerError.checkpoint(path: url.path, reason: "parameter '\(name)' is missing or not shaped \(shape)")
+            }
+            parameters[name] = p
+        }
         guard let mean = model.parameters[InputNormalization.meanName], let std = model.parameters[InputNormalization.stdName] else {
             throw TrainerError.checkpoint(path: url.path, reason: "feature statistics are missing")
         }
         normalization = InputNormalization(mean: mean.data, std: std.data)
-        do { optimizer = try AdamW(config: adam, state: model.parameters) } catch {
+        do {
+            optimizer = try AdamW(config: adam, state: model.parameters)
+            // Moments of another size would be read and written past their ends by the update loop.
+            try optimizer.validateState(for: parameters)
+        } catch {
             throw TrainerError.checkpoint(path: url.path, reason: "\(error)")
         }
         provenance = model.description.provenance
@@ -290,20 +309,27 @@ public final class Trainer {
     }
 
     func examples(_ indices: [Int], epoch: Int) throws -> [TrainingExample] {
-        let slots = ExampleSlots(count: indices.count)
+        let slots = Locked<[Result<TrainingExample, any Error>?]>(slots: indices.count)
         let workers = max(1, min(config.run.threads, indices.count))
         let maker = ExampleMaker(utterances: train, frontendConfig: frontendConfig, normalization: normalization,
                                  augment: config.augment, seed: config.run.seed)
         DispatchQueue.concurrentPerform(iterations: workers) { w in
             let frontend: LogMelFrontend
-            do { frontend = try LogMelFrontend(config: maker.frontendConfig, mode: .offline) } catch { slots.fail(error); return }
-            for k in stride(from: w, to: indices.count, by: workers) {
-                do { slots.set(k, try maker.example(indices[k], epoch: epoch, frontend: frontend, augment: true)) } catch {
-                    slots.fail(error); return
+            let mine = stride(from: w, to: indices.count, by: workers)
+            do { frontend = try LogMelFrontend(config: maker.frontendConfig, mode: .offline) } catch {
+                for k in mine { slots.set(k, .failure(error)) }
+                return
+            }
+            for k in mine {
+                do { slots.set(k, .success(try maker.example(indices[k], epoch: epoch, frontend: frontend, augment: true))) } catch {
+                    // The rest of this worker's share is abandoned: the batch fails anyway.
+                    for rest in stride(from: k, to: indices.count, by: workers) { slots.set(rest, .failure(error)) }
+                    return
                 }
             }
         }
-        return try slots.collect()
+        // The first failure in batch order, so the error reported does not depend on thread timing.
+        return try slots.current.map { try $0!.get() }
     }
 
     // MARK: the loop
@@ -362,19 +388,38 @@ public final class Trainer {
         let encoder: Encoder
         do { encoder = try Encoder(model: model) } catch { throw TrainerError.config("\(error)") }
         let items = valid
-        let hyps = HypothesisSlots(count: items.count)
+        // Per utterance: the hypothesis, or why its audio could not be read.
+        let hyps = Locked<[Result<String, any Error>?]>(slots: items.count)
         let fc = frontendConfig, vocab = vocabulary
         let workers = max(1, min(config.run.threads, items.count))
-        let frameDuration = Double(fc.hopLength) / Double(fc.sampleRate) * Double(encoder.subsampling)
+        let frameDuration = encoderFrameDuration
         DispatchQueue.concurrentPerform(iterations: workers) { w in
-            guard let frontend = try? LogMelFrontend(config: fc, mode: .offline) else { return }
+            let frontend: LogMelFrontend
+            do { frontend = try LogMelFrontend(config: fc, mode: .offline) } catch {
+                for k in stride(from: w, to: items.count, by: workers) { hyps.set(k, .failure(error)) }
+                return
+            }
             for k in stride(from: w, to: items.count, by: workers) {
-                guard let audio = try? AudioFile.read(path: items[k].path, targetSampleRate: fc.sampleRate) else { continue }
-                var decoder = GreedyDecoder(vocabulary: vocab, frameDuration: frameDuration)
-                hyps.set(k, decoder.decode(encoder.forward(frontend.compute(audio.samples))).text)
+                do {
+                    let audio = try AudioFile.read(path: items[k].path, targetSampleRate: fc.sampleRate)
+                    var decoder = GreedyDecoder(vocabulary: vocab, frameDuration: frameDuration)
+                    hyps.set(k, .success(decoder.decode(encoder.forward(frontend.compute(audio.samples))).text))
+                } catch {
+                    hyps.set(k, .failure(error))
+                }
             }
         }
-        let score = CorpusScore(pairs: zip(items, hyps.values).map { ($0.text, $1 ?? "") })
+        let results = hyps.current
+        let failed = zip(items, results).compactMap { item, r -> String? in
+            if case .failure(let error)? = r { return "\(item.path) (\(error))" }
+            return r == nil ? item.path : nil
+        }
+        if !failed.isEmpty {
+            // Scored as empty hypotheses (so WERs stay comparable across validations), but said out loud.
+            log("validation: \(failed.count) of \(items.count) utterances could not be read and count as empty hypotheses: "
+                + failed.prefix(3).joined(separator: "; ") + (failed.count > 3 ? "; ..." : ""))
+        }
+        let score = CorpusScore(pairs: zip(items, results).map { item, r in (item.text, (try? r?.get()) ?? "") })
         log(String(format: "validation at step %d: WER %.2f%% CER %.2f%% (%d utterances)", state.step,
                    score.wordErrorRatePercent, score.characterErrorRatePercent, score.utterances))
         if state.bestValidWER.map({ score.wordErrorRatePercent < $0 }) ?? true {
@@ -448,30 +493,12 @@ struct ExampleMaker: Sendable {
     }
 }
 
-/// Fixed result slots written by worker threads; the first error wins.
-final class ExampleSlots: @unchecked Sendable {
-    // All state behind `lock`.
-    private let lock = NSLock()
-    private var slots: [TrainingExample?]
-    private var error: Error?
-    init(count: Int) { slots = [TrainingExample?](repeating: nil, count: count) }
-    func set(_ i: Int, _ e: TrainingExample) { lock.lock(); slots[i] = e; lock.unlock() }
-    func fail(_ e: Error) { lock.lock(); if error == nil { error = e }; lock.unlock() }
-    func collect() throws -> [TrainingExample] {
-        lock.lock(); defer { lock.unlock() }
-        if let error { throw error }
-        return slots.map { $0! }
+/// `~/x` -> `$HOME/x` (`~user/x` -> that user's home), so configuration files can name per-user
+/// folders portably. $HOME comes first, as in a shell: Foundation's expansion reads the password
+/// database only, which differs from $HOME under sudo, in containers and in tests.
+public func expandTilde(_ path: String) -> String {
+    if path == "~" || path.hasPrefix("~/"), let home = ProcessInfo.processInfo.environment["HOME"], !home.isEmpty {
+        return home + path.dropFirst()
     }
+    return (path as NSString).expandingTildeInPath
 }
-
-final class HypothesisSlots: @unchecked Sendable {
-    // `slots` behind `lock`.
-    private let lock = NSLock()
-    private var slots: [String?]
-    init(count: Int) { slots = [String?](repeating: nil, count: count) }
-    func set(_ i: Int, _ s: String) { lock.lock(); slots[i] = s; lock.unlock() }
-    var values: [String?] { lock.lock(); defer { lock.unlock() }; return slots }
-}
-
-/// `~/x` -> `$HOME/x`, so configuration files can name per-user folders portably.
-func expandTilde(_ path: String) -> String { (path as NSString).expandingTildeInPath }

@@ -8,11 +8,11 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure recognition speed per stage and peak memory on one core.",
         discussion: """
-        Reads the audio first (decoding and resampling are timed as their own stage), then
-        recognises every file on ONE thread with one BLAS thread, and prints for each stage
-        (audio decoding, frontend, encoder, decoder) and end to end: the real-time factor (CPU
-        seconds per audio second) and its inverse, audio seconds per CPU second. CPU time is the
-        thread's own, so other load on the machine inflates it less than wall time. Peak RSS is
+        Reads the audio first (decoding and resampling are timed as their own stage), then \
+        recognises every file on ONE thread with one BLAS thread, and prints for each stage \
+        (audio decoding, frontend, encoder, decoder) and end to end: the real-time factor (CPU \
+        seconds per audio second) and its inverse, audio seconds per CPU second. CPU time is the \
+        thread's own, so other load on the machine inflates it less than wall time. Peak RSS is \
         the process's high-water mark.
         """)
 
@@ -25,6 +25,7 @@ struct Bench: ParsableCommand {
     var repeats: Int = 1
 
     func run() throws {
+        guard repeats >= 1 else { throw CLIError("--repeats \(repeats): must be at least 1") }
         let paths = try Self.expand(inputs)
         guard !paths.isEmpty else { throw CLIError("no audio files found in \(inputs.joined(separator: ", "))") }
         let (recognizer, modelPath) = try recognition.makeRecognizer()
@@ -32,15 +33,15 @@ struct Bench: ParsableCommand {
         var decodeCPU = 0.0
         var clips: [[Float]] = []
         for path in paths {
-            let t0 = cpuNow()
+            let t0 = threadCPUTime()
             do { clips.append(try AudioFile.read(path: path, targetSampleRate: recognizer.sampleRate).samples) } catch {
                 throw CLIError("\(error)")
             }
-            decodeCPU += cpuNow() - t0
+            decodeCPU += threadCPUTime() - t0
         }
         var timings = StageTimings()
         let wall0 = Date()
-        for _ in 0..<max(1, repeats) {
+        for _ in 0..<repeats {
             for clip in clips { timings += recognizer.recognize(clip).timings }
         }
         let wall = Date().timeIntervalSince(wall0)
@@ -49,22 +50,31 @@ struct Bench: ParsableCommand {
         getrusage(RUSAGE_SELF.rawValue, &usage)
 
         print("model:       \(modelPath) (\(recognizer.model.parameterCount) parameters)")
-        print("decoding:    \(recognition.beam == 1 && recognition.lm == nil ? "greedy" : "beam search")")
-        print(String(format: "audio:       %d files, %.1f s x %d", clips.count, audio / Double(max(1, repeats)), max(1, repeats)))
+        print("decoding:    \(Self.describe(recognizer.options))")
+        print(String(format: "audio:       %d files, %.1f s x %d", clips.count, audio / Double(repeats), repeats))
         print("stage         RTF (cpu s / audio s)     speed (audio s / cpu s)")
         func row(_ name: String, _ cpu: Double, _ seconds: Double) {
             let rtf = cpu / seconds
             let label = name.padding(toLength: 14, withPad: " ", startingAt: 0)
             print(label + String(format: "%-24.5f  %.0fx real time", rtf, rtf > 0 ? 1 / rtf : .infinity))
         }
-        row("read+resample", decodeCPU, audio / Double(max(1, repeats)))
+        row("read+resample", decodeCPU, audio / Double(repeats))
         row("frontend", timings.frontend, audio)
         row("encoder", timings.encoder, audio)
         row("decoder", timings.decoder, audio)
         row("recognition", timings.total, audio)
-        row("end to end", timings.total + decodeCPU * Double(max(1, repeats)), audio)
+        row("end to end", timings.total + decodeCPU * Double(repeats), audio)
         print(String(format: "wall clock:  %.2f s for recognition (%.0fx real time)", wall, audio / wall))
         print(String(format: "peak RSS:    %.1f MB", Double(usage.ru_maxrss) / 1024))
+    }
+
+    /// What the recogniser really does (hotwords alone switch to beam search, so the flags do not say).
+    static func describe(_ options: DecodingOptions) -> String {
+        guard let beam = options.beam else { return "greedy" }
+        var extras: [String] = []
+        if options.languageModel != nil { extras.append("language model") }
+        if !beam.hotwords.isEmpty { extras.append("\(beam.hotwords.count) hotword\(beam.hotwords.count == 1 ? "" : "s")") }
+        return "beam search, width \(beam.beamWidth)" + (extras.isEmpty ? "" : " (" + extras.joined(separator: ", ") + ")")
     }
 
     static func expand(_ inputs: [String]) throws -> [String] {
@@ -74,7 +84,10 @@ struct Bench: ParsableCommand {
             var isDir: ObjCBool = false
             guard fm.fileExists(atPath: input, isDirectory: &isDir) else { throw CLIError("'\(input)': no such file or folder") }
             if isDir.boolValue {
-                let names = try fm.contentsOfDirectory(atPath: input).sorted()
+                let names: [String]
+                do { names = try fm.contentsOfDirectory(atPath: input).sorted() } catch {
+                    throw CLIError("'\(input)': cannot list the folder: \(error.localizedDescription)")
+                }
                 out += names.filter { AudioFileFormat(path: $0) != nil || $0.hasSuffix(".wav") }
                     .map { URL(fileURLWithPath: input).appendingPathComponent($0).path }
             } else if input.hasSuffix(".tsv") {
@@ -88,10 +101,4 @@ struct Bench: ParsableCommand {
         }
         return out
     }
-}
-
-func cpuNow() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }

@@ -17,22 +17,32 @@ struct RecognitionOptions: ParsableArguments {
         discussion: "Default: $EARSHOT_MODEL, else earshot-base-en.safetensors from the models/ folder next to the build, or /usr/local/share/earshot/models, or /usr/share/earshot/models."))
     var model: String?
 
-    @Option(help: "Beam width for CTC prefix beam search; 1 means greedy best-path decoding (fastest).")
-    var beam: Int = 1
+    @Option(help: ArgumentHelp(
+        "Beam width of CTC prefix beam search (at least 1).",
+        discussion: "Default: 1, greedy best-path decoding (the fastest), without --lm and --hotword; 16 with either. --lm and --hotword need beam search, so they refuse an explicit --beam 1."))
+    var beam: Int?
 
-    @Option(help: "Word n-gram language model in ARPA format, fused during beam search (implies --beam 16 unless given).")
+    @Option(help: "Word n-gram language model in ARPA format, fused during beam search.")
     var lm: String?
 
-    @Option(help: "Weight of the language model's log-probability (alpha).")
-    var lmWeight: Double = 0.5
+    @Option(help: ArgumentHelp("Weight of the language model's log-probability (alpha); only with --lm.",
+                               discussion: "Default: \(RecognitionOptions.defaultLMWeight)."))
+    var lmWeight: Double?
 
-    @Option(help: "Score added per word (beta); raise it if words go missing with an LM.")
-    var wordBonus: Double = 1.0
+    @Option(help: ArgumentHelp("Score added per recognised word (beta), offsetting the language model's per-word cost; only with --lm. Raise it if words go missing.",
+                               discussion: "Default: \(RecognitionOptions.defaultWordBonus)."))
+    var wordBonus: Double?
 
     @Option(name: .customLong("hotword"), help: ArgumentHelp(
         "A word or phrase to favour, optionally with a weight: 'earshot' or 'open terminal:4'. Repeatable.",
+        discussion: "The phrase may only use the model's characters (letters a-z, apostrophe, spaces; upper case is lowered). The weight is a natural-log bonus per occurrence, default \(RecognitionOptions.defaultHotwordWeight); a negative one discourages the phrase. Hotwords switch decoding to beam search.",
         valueName: "phrase[:weight]"))
     var hotwords: [String] = []
+
+    static let defaultLMWeight = 0.5
+    static let defaultWordBonus = 1.0
+    static let defaultHotwordWeight = 3.0
+    static let defaultSearchBeam = 16
 
     func resolvedModelPath() throws -> String {
         if let model {
@@ -58,38 +68,80 @@ struct RecognitionOptions: ParsableArguments {
         ]
     }
 
-    func decodingOptions() throws -> DecodingOptions {
-        guard beam >= 1 else { throw CLIError("--beam must be at least 1 (got \(beam))") }
-        var parsedHotwords: [Hotword] = []
-        for spec in hotwords {
-            var phrase = spec, weight = 3.0
-            if let colon = spec.lastIndex(of: ":"), let w = Double(spec[spec.index(after: colon)...]) {
-                phrase = String(spec[..<colon]); weight = w
+    /// Checks the decoding flags without reading anything: one-line errors naming the flag and value.
+    func checkFlags() throws {
+        if let beam {
+            guard beam >= 1 else { throw CLIError("--beam \(beam): the beam width must be at least 1") }
+            if beam == 1 && (lm != nil || !hotwords.isEmpty) {
+                throw CLIError("--beam 1 is greedy decoding, which cannot use \(lm != nil ? "--lm" : "--hotword"); give a width of 2 or more, or leave --beam out (\(Self.defaultSearchBeam))")
             }
-            phrase = phrase.lowercased().split(separator: " ").joined(separator: " ")
-            guard !phrase.isEmpty else { throw CLIError("--hotword '\(spec)' has no words") }
-            parsedHotwords.append(Hotword(phrase, weight: weight))
+        }
+        for (flag, value) in [("--lm-weight", lmWeight), ("--word-bonus", wordBonus)] {
+            guard let value else { continue }
+            guard value.isFinite else { throw CLIError("\(flag) \(value): must be a finite number") }
+            guard lm != nil else { throw CLIError("\(flag) \(value) only applies with --lm (it weighs the language model's scores)") }
+        }
+        for spec in hotwords { _ = try Self.parseHotword(spec) }
+    }
+
+    /// 'phrase[:weight]': the text after the last ':' must be a finite number; the phrase is lowered and
+    /// its spaces collapsed.
+    static func parseHotword(_ spec: String) throws -> Hotword {
+        var phrase = Substring(spec), weight = defaultHotwordWeight
+        if let colon = spec.lastIndex(of: ":") {
+            let text = spec[spec.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            guard let w = Double(text), w.isFinite else {
+                throw CLIError("--hotword '\(spec)': the weight after ':' must be a finite number, not '\(text)'")
+            }
+            phrase = spec[..<colon]
+            weight = w
+        }
+        let words = phrase.lowercased().split(separator: " ")
+        guard !words.isEmpty else { throw CLIError("--hotword '\(spec)' has no words") }
+        return Hotword(words.joined(separator: " "), weight: weight)
+    }
+
+    /// The decoding the flags ask for, with hotwords spelled in `vocabulary` (a character the model
+    /// cannot emit would make the hotword unreachable, so it is refused rather than skipped).
+    func decodingOptions(vocabulary: Vocabulary) throws -> DecodingOptions {
+        try checkFlags()
+        let parsedHotwords = try hotwords.map { spec in
+            let hotword = try Self.parseHotword(spec)
+            for ch in hotword.phrase where ch != " " && vocabulary.tokenize(String(ch)) == nil {
+                let letters = vocabulary.tokens.enumerated().filter { $0.offset != vocabulary.blank && $0.offset != vocabulary.space }
+                    .map(\.element).joined()
+                throw CLIError("--hotword '\(spec)': '\(ch)' is not in the model's vocabulary (\(letters))")
+            }
+            return hotword
         }
         var languageModel: NGramLanguageModel?
         if let lm {
-            do { languageModel = try NGramLanguageModel(arpaFile: URL(fileURLWithPath: lm)) } catch {
-                throw CLIError("cannot use the language model: \(error)")
+            do { languageModel = try NGramLanguageModel(arpaFile: URL(fileURLWithPath: lm)) } catch let error as LanguageModelError {
+                throw CLIError("--lm: \(error)")
+            } catch {
+                throw CLIError("--lm \(lm): \(error)")
             }
         }
-        let width = (languageModel != nil || !parsedHotwords.isEmpty) && beam == 1 ? 16 : beam
+        let searching = languageModel != nil || !parsedHotwords.isEmpty
+        let width = beam ?? (searching ? Self.defaultSearchBeam : 1)
         if width == 1 { return .greedy }
         let config = BeamSearchConfiguration(beamWidth: width, tokenTopK: 8, blankSkipThreshold: 0.999,
-                                             lmWeight: lmWeight, wordInsertionBonus: languageModel == nil ? 0 : wordBonus,
+                                             lmWeight: lmWeight ?? Self.defaultLMWeight,
+                                             wordInsertionBonus: languageModel == nil ? 0 : wordBonus ?? Self.defaultWordBonus,
                                              hotwords: parsedHotwords, hotwordPrefixBonus: parsedHotwords.isEmpty ? 0 : 0.5)
         return DecodingOptions(beam: config, languageModel: languageModel)
     }
 
     func makeRecognizer() throws -> (Recognizer, String) {
+        // Flag mistakes first: they cost nothing to find, a model or an LM may take seconds to read.
+        try checkFlags()
         let path = try resolvedModelPath()
         // Recognition is measured and deployed one core per stream; BLAS threads would only contend.
         BLASThreads.set(1)
         do {
-            return (try Recognizer(modelPath: path, options: try decodingOptions()), path)
+            let model = try ModelFile.load(path: path)
+            let options = try decodingOptions(vocabulary: Recognizer.vocabulary(of: model))
+            return (try Recognizer(model: model, options: options, file: path), path)
         } catch let error as ModelError {
             throw CLIError(error.description)
         }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct Earshot: ParsableCommand {
@@ -18,4 +19,19 @@ struct Earshot: ParsableCommand {
         where it is looked for); EARSHOT_MODEL overrides it.
         """,
         subcommands: [Transcribe.self, Eval.self, Bench.self, ModelCommand.self, Train.self, Listen.self, StreamCommand.self])
+
+    /// ArgumentParser's `main`, except that a `CLIError` (a failure the user can act on, already in
+    /// words) is printed as one `earshot: ...` line, like the per-file failures, and exits with 1.
+    /// Usage mistakes ArgumentParser detects itself still get its message and usage.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let error as CLIError {
+            FileHandle.standardError.write(Data("earshot: \(error.description)\n".utf8))
+            Foundation.exit(1)
+        } catch {
+            exit(withError: error)
+        }
+    }
 }

@@ -3,15 +3,16 @@ import Audio
 import Foundation
 import Recognizer
 import Scoring
+import Training
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Word and character error rates of a model on a test set.",
         discussion: """
-        MANIFEST is a TSV file: audio path (relative to the manifest's folder), TAB, reference text;
-        '#' lines and blank lines are ignored. Texts are lowercased and punctuation other than
-        apostrophes removed before scoring. WER = (substitutions + deletions + insertions) /
-        reference words over the whole set, aligned as NIST sclite aligns them (the test suite
+        MANIFEST is a TSV file: audio path (relative to the manifest's folder), TAB, reference text; \
+        '#' lines and blank lines are ignored. Texts are lowercased and punctuation other than \
+        apostrophes removed before scoring. WER = (substitutions + deletions + insertions) / \
+        reference words over the whole set, aligned as NIST sclite aligns them (the test suite \
         checks the two agree). --hyps writes the hypotheses in the same two-column form.
         """)
 
@@ -27,14 +28,15 @@ struct Eval: ParsableCommand {
     var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
 
     func run() throws {
+        guard jobs >= 1 else { throw CLIError("--jobs \(jobs): must be at least 1") }
         let list: Manifest
         do { list = try Manifest.read(from: URL(fileURLWithPath: manifest)) } catch { throw CLIError("\(error)") }
         guard !list.entries.isEmpty else { throw CLIError("\(manifest): no utterances in the manifest") }
         let (recognizer, modelPath) = try recognition.makeRecognizer()
-        let results = ResultSlots<(hypothesis: String, audioSeconds: Double, cpu: Double)>(count: list.entries.count)
+        let results = Locked<[(hypothesis: String, audioSeconds: Double, cpu: Double)?]>(slots: list.entries.count)
         let progress = ProgressReporter(total: list.entries.count, label: "evaluating")
-        let failures = ResultSlots<String>(count: list.entries.count)
-        forEachConcurrently(list.entries.count, jobs: max(1, jobs)) { i in
+        let failures = Locked<[String?]>(slots: list.entries.count)
+        forEachConcurrently(list.entries.count, jobs: jobs) { i in
             let entry = list.entries[i]
             let path = list.url(of: entry).path
             do {
@@ -48,10 +50,10 @@ struct Eval: ParsableCommand {
             progress.advance(entry.path)
         }
         progress.finish()
-        let failed = failures.values.compactMap { $0 }
+        let failed = failures.current.compactMap { $0 }
         for f in failed { FileHandle.standardError.write(Data("earshot: \(f) (scored as an empty hypothesis)\n".utf8)) }
 
-        let all = results.values.map { $0! }
+        let all = results.current.map { $0! }
         let score = CorpusScore(pairs: zip(list.entries, all).map { ($0.text, $1.hypothesis) })
         if let hyps {
             let out = Manifest(entries: zip(list.entries, all).map { .init(path: $0.path, text: $1.hypothesis) },
@@ -72,14 +74,4 @@ struct Eval: ParsableCommand {
         if cpu > 0 { print(String(format: "speed:      %.0fx real time per core (recognition only)", audio / cpu)) }
         if !failed.isEmpty { throw CLIError("\(failed.count) of \(list.entries.count) audio files could not be read") }
     }
-}
-
-/// Fixed slots filled from several threads.
-final class ResultSlots<T>: @unchecked Sendable {
-    // `slots` behind `lock`.
-    private let lock = NSLock()
-    private var slots: [T?]
-    init(count: Int) { slots = [T?](repeating: nil, count: count) }
-    func set(_ i: Int, _ value: T) { lock.lock(); slots[i] = value; lock.unlock() }
-    var values: [T?] { lock.lock(); defer { lock.unlock() }; return slots }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import Server
+import Training
 
 #if canImport(Glibc)
 import Glibc
@@ -137,12 +138,4 @@ struct Listen: ParsableCommand {
         guard text.count > width else { return text }
         return "…" + text.suffix(width - 1)
     }
-}
-
-/// A value behind a lock, for the few flags the CLI shares between threads.
-final class Locked<Value>: @unchecked Sendable {
-    private var value: Value
-    private let lock = NSLock()
-    init(_ value: Value) { self.value = value }
-    func withLock<T>(_ body: (inout Value) -> T) -> T { lock.lock(); defer { lock.unlock() }; return body(&value) }
 }

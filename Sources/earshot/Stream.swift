@@ -3,6 +3,7 @@ import Audio
 import Dispatch
 import Foundation
 import Server
+import Training
 
 struct StreamCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -8,11 +8,12 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train an acoustic model from manifests (see docs/training.md).",
         discussion: """
-        The configuration is TOML with the sections [data], [model], [optimizer], [augment] and
-        [run]; every key has a default (docs/training.md lists them), and an unknown key is an
-        error. The run folder (run.output) receives checkpoint.safetensors (every
-        run.checkpoint_minutes, and when interrupted with Ctrl-C or SIGTERM), last.safetensors and
-        best.safetensors (best validation WER), and train.log. Running the same command again
+        The configuration is TOML with the sections [data], [model], [optimizer], [augment] and \
+        [run]; every key has a default (docs/training.md lists them and their ranges), and an unknown \
+        key or a value out of its range is an error naming the key. A leading ~/ in paths is $HOME. \
+        The run folder (run.output) receives checkpoint.safetensors (every \
+        run.checkpoint_minutes, and when interrupted with Ctrl-C or SIGTERM), last.safetensors and \
+        best.safetensors (best validation WER), and train.log. Running the same command again \
         resumes exactly where the checkpoint left off.
         """)
 
@@ -29,13 +30,20 @@ struct Train: ParsableCommand {
         var cfg = try Self.load(config)
         if let output { cfg.run.output = output }
         if let steps { cfg.optimizer.totalSteps = steps }
-        try FileManager.default.createDirectory(atPath: cfg.run.output, withIntermediateDirectories: true)
+        // Expanded once, so the log below and the trainer's checkpoints land in the same folder.
+        cfg.run.output = expandTilde(cfg.run.output)
+        // A bad value is reported before the run folder is created.
+        do { try cfg.validate() } catch { throw Self.cliError(error, config: config) }
+        do { try FileManager.default.createDirectory(atPath: cfg.run.output, withIntermediateDirectories: true) } catch {
+            throw CLIError("run.output '\(cfg.run.output)': cannot create the run folder: \(error.localizedDescription)")
+        }
         let logURL = URL(fileURLWithPath: cfg.run.output).appendingPathComponent("train.log")
-        if !FileManager.default.fileExists(atPath: logURL.path) { FileManager.default.createFile(atPath: logURL.path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: logURL.path) { _ = FileManager.default.createFile(atPath: logURL.path, contents: nil) }
         guard let logFile = try? FileHandle(forWritingTo: logURL) else { throw CLIError("cannot write \(logURL.path)") }
         logFile.seekToEndOfFile()
         let terminal = isatty(STDERR_FILENO) == 1
-        let stop = StopFlag()
+        // Set once from a signal handler, read by the training loop between steps.
+        let stop = Locked(false)
         let log: (String) -> Void = { line in
             let stamped = "\(ISO8601DateFormatter().string(from: Date())) \(line)\n"
             logFile.write(Data(stamped.utf8))
@@ -43,15 +51,15 @@ struct Train: ParsableCommand {
         }
         log("earshot train --config \(config)")
         let trainer: Trainer
-        do { trainer = try Trainer(config: cfg, log: log) } catch { throw CLIError("\(error)") }
+        do { trainer = try Trainer(config: cfg, log: log) } catch { throw Self.cliError(error, config: config) }
 
         // Ctrl-C / SIGTERM: finish the current step, write a checkpoint, exit. A second one aborts.
         let sources = [SIGINT, SIGTERM].map { (sig: Int32) -> DispatchSourceSignal in
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             source.setEventHandler {
-                if stop.isSet { FileHandle.standardError.write(Data("\nearshot train: aborted\n".utf8)); Foundation.exit(130) }
-                stop.set()
+                if stop.withLock({ $0 }) { FileHandle.standardError.write(Data("\nearshot train: aborted\n".utf8)); Foundation.exit(130) }
+                stop.withLock { $0 = true }
                 FileHandle.standardError.write(Data("\nearshot train: stopping after this step and saving a checkpoint...\n".utf8))
             }
             source.resume()
@@ -61,7 +69,7 @@ struct Train: ParsableCommand {
 
         let start = Date()
         do {
-            try trainer.run(shouldStop: { stop.isSet }) { p in
+            try trainer.run(shouldStop: { stop.withLock { $0 } }) { p in
                 guard terminal else { return }
                 let done = Double(p.step) / Double(p.totalSteps)
                 let width = 24, filled = Int(done * Double(width))
@@ -72,10 +80,10 @@ struct Train: ParsableCommand {
                 FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
             }
         } catch {
-            throw CLIError("\(error)")
+            throw Self.cliError(error, config: config)
         }
         if terminal { FileHandle.standardError.write(Data("\n".utf8)) }
-        log(stop.isSet ? "stopped at step \(trainer.step); run the same command to resume" : "finished at step \(trainer.step)")
+        log(stop.withLock({ $0 }) ? "stopped at step \(trainer.step); run the same command to resume" : "finished at step \(trainer.step)")
     }
 
     /// Reads the TOML file into a `TrainConfig`, with snake_case keys and unknown keys rejected by name.
@@ -94,8 +102,8 @@ struct Train: ParsableCommand {
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
         let cfg: TrainConfig
-        do { cfg = try decoder.decode(TrainConfig.self, from: Data(json.utf8)) } catch let DecodingError.typeMismatch(type, ctx) {
-            throw CLIError("\(path): '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))' should be \(type)")
+        do { cfg = try decoder.decode(TrainConfig.self, from: Data(json.utf8)) } catch let error as DecodingError {
+            throw CLIError("\(path): " + Self.describe(error))
         } catch {
             throw CLIError("\(path): \(error)")
         }
@@ -114,13 +122,55 @@ struct Train: ParsableCommand {
         }
         return cfg
     }
-}
 
-/// Set once from a signal handler, read by the training loop between steps.
-final class StopFlag: @unchecked Sendable {
-    // `value` behind `lock`.
-    private let lock = NSLock()
-    private var value = false
-    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
-    func set() { lock.lock(); value = true; lock.unlock() }
+    /// A trainer failure on one line; a configuration error is prefixed with the configuration file.
+    static func cliError(_ error: any Error, config: String) -> CLIError {
+        if case TrainerError.config(let reason) = error { return CLIError("\(config): \(reason)") }
+        return CLIError("\(error)")
+    }
+
+    /// "'section.key' <reason>", with the key as written in TOML (snake_case), for any decoding failure.
+    static func describe(_ error: DecodingError) -> String {
+        func key(_ path: [any CodingKey]) -> String {
+            var out = ""
+            for k in path {
+                if let i = k.intValue { out += "[\(i)]"; continue }
+                if !out.isEmpty { out += "." }
+                out += snakeCase(k.stringValue)
+            }
+            return "'\(out)'"
+        }
+        func kind(_ type: Any.Type) -> String {
+            switch type {
+            case is Int.Type: return "an integer"
+            case is UInt64.Type: return "a non-negative integer"
+            case is Double.Type, is Float.Type: return "a number"
+            case is String.Type: return "a string in quotes"
+            case is [Double].Type: return "a list of numbers, e.g. [0.9, 1.1]"
+            default: return "a \(type)"
+            }
+        }
+        switch error {
+        case let .typeMismatch(type, ctx):
+            return "\(key(ctx.codingPath)) must be \(kind(type))"
+        case let .valueNotFound(type, ctx):
+            return "\(key(ctx.codingPath)) has no value; it must be \(kind(type))"
+        case let .keyNotFound(missing, ctx):
+            return "\(key(ctx.codingPath + [missing])) is missing"
+        case let .dataCorrupted(ctx):
+            let what = ctx.codingPath.isEmpty ? "a value" : key(ctx.codingPath)
+            return "\(what) is out of range or malformed: \(ctx.debugDescription)"
+        @unknown default:
+            return "\(error)"
+        }
+    }
+
+    /// `logEverySteps` -> `log_every_steps` (keys arrive as the Swift property names).
+    static func snakeCase(_ name: String) -> String {
+        var out = ""
+        for ch in name {
+            if ch.isUppercase { out += "_" + ch.lowercased() } else { out.append(ch) }
+        }
+        return out
+    }
 }

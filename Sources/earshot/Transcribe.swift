@@ -4,15 +4,16 @@ import Decoding
 import Dispatch
 import Foundation
 import Recognizer
+import Training
 
 struct Transcribe: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Transcribe audio files (any format and sample rate libsndfile reads).",
         discussion: """
-        With one file and no --output-dir the transcript goes to stdout. With several files, text
-        output prints 'FILE<TAB>TEXT' lines and json prints one JSON object per line; with
-        --output-dir each file gets FILE-NAME.<txt|json|srt|vtt> there (written atomically).
-        A file that cannot be read is reported on stderr by name and reason; the others are still
+        With one file and no --output-dir the transcript goes to stdout. With several files, text \
+        output prints 'FILE<TAB>TEXT' lines and json prints one JSON object per line; with \
+        --output-dir each file gets FILE-NAME.<txt|json|srt|vtt> there (written atomically). \
+        A file that cannot be read is reported on stderr by name and reason; the others are still \
         transcribed, and the exit status is 1 if any failed.
         """)
 
@@ -30,15 +31,18 @@ struct Transcribe: ParsableCommand {
     @Option(help: "Write one output file per input into this folder instead of stdout.")
     var outputDir: String?
 
-    func validate() throws {
-        guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
-        if files.count > 1 && outputDir == nil && (format.value == .srt || format.value == .vtt) {
-            throw ValidationError("subtitles for several files need --output-dir (one .\(format.value.fileExtension) per file)")
-        }
-    }
-
     func run() throws {
         let format = format.value
+        guard jobs >= 1 else { throw CLIError("--jobs \(jobs): must be at least 1") }
+        if files.count > 1 && outputDir == nil && (format == .srt || format == .vtt) {
+            throw CLIError("subtitles for several files need --output-dir (one .\(format.fileExtension) per file)")
+        }
+        for path in files {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+                throw CLIError("'\(path)' is a folder; pass the audio files in it (e.g. '\(path)'/*.wav)")
+            }
+        }
         if outputDir != nil {
             // Two inputs with the same base name (a/x.wav, b/x.wav, or x.wav and x.flac) would write the
             // same output file, the later silently replacing the earlier: refuse before doing any work.
@@ -53,7 +57,9 @@ struct Transcribe: ParsableCommand {
         }
         let (recognizer, _) = try recognition.makeRecognizer()
         if let outputDir {
-            try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true)
+            do { try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true) } catch {
+                throw CLIError("--output-dir '\(outputDir)': cannot create the folder: \(error.localizedDescription)")
+            }
         }
         let progress = files.count > 1 ? ProgressReporter(total: files.count, label: "transcribing") : nil
         let printer = OrderedPrinter(count: files.count)
@@ -100,8 +106,7 @@ struct Transcribe: ParsableCommand {
         case (.text, true): return "\(path)\t\(t.text)\n"
         case (.json, true):
             // One compact object per line (JSON Lines) when several files share stdout.
-            return format.render(t, source: path, duration: duration)
-                .split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ") + "\n"
+            return format.render(t, source: path, duration: duration, compact: true)
         default: return format.render(t, source: path, duration: duration)
         }
     }
@@ -121,47 +126,44 @@ struct FormatArgument: ExpressibleByArgument {
 
 /// Prints results in input order as soon as every earlier one is done, so output order does not
 /// depend on which worker finishes first; failures go to stderr at once.
-final class OrderedPrinter: @unchecked Sendable {
-    // All state behind `lock`: workers deliver from several threads.
-    private let lock = NSLock()
-    private var pending: [Int: String] = [:]
-    private var next = 0
-    private var done: [Bool]
-    private(set) var failures = 0
+struct OrderedPrinter: Sendable {
+    private struct State {
+        var pending: [Int: String] = [:]
+        var next = 0
+        var done: [Bool]
+        var failures = 0
+    }
+    // Workers deliver from several threads; printing happens under the lock so lines never interleave.
+    private let state: Locked<State>
 
-    init(count: Int) { done = [Bool](repeating: false, count: count) }
+    init(count: Int) { state = Locked(State(done: [Bool](repeating: false, count: count))) }
+
+    var failures: Int { state.withLock { $0.failures } }
 
     func deliver(_ index: Int, output: String?, failure: String?) {
-        lock.lock(); defer { lock.unlock() }
-        if let failure {
-            failures += 1
-            FileHandle.standardError.write(Data("earshot: \(failure)\n".utf8))
-        }
-        done[index] = true
-        if let output { pending[index] = output }
-        while next < done.count && done[next] {
-            if let text = pending.removeValue(forKey: next) { FileHandle.standardOutput.write(Data(text.utf8)) }
-            next += 1
+        state.withLock { s in
+            if let failure {
+                s.failures += 1
+                FileHandle.standardError.write(Data("earshot: \(failure)\n".utf8))
+            }
+            s.done[index] = true
+            if let output { s.pending[index] = output }
+            while s.next < s.done.count && s.done[s.next] {
+                if let text = s.pending.removeValue(forKey: s.next) { FileHandle.standardOutput.write(Data(text.utf8)) }
+                s.next += 1
+            }
         }
     }
 }
 
 /// Runs `body(i)` for i in 0..<count on `jobs` threads, handing out indexes in order.
 func forEachConcurrently(_ count: Int, jobs: Int, _ body: @escaping @Sendable (Int) -> Void) {
-    let counter = IndexCounter()
+    let counter = Locked(0)
     DispatchQueue.concurrentPerform(iterations: min(jobs, max(count, 1))) { _ in
-        while let i = counter.next(below: count) { body(i) }
-    }
-}
-
-final class IndexCounter: @unchecked Sendable {
-    // `value` behind `lock`.
-    private let lock = NSLock()
-    private var value = 0
-    func next(below limit: Int) -> Int? {
-        lock.lock(); defer { lock.unlock() }
-        guard value < limit else { return nil }
-        value += 1
-        return value - 1
+        while let i = counter.withLock({ n -> Int? in
+            guard n < count else { return nil }
+            n += 1
+            return n - 1
+        }) { body(i) }
     }
 }

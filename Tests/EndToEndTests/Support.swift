@@ -28,7 +28,7 @@ struct ProcessResult {
 /// Runs `executable` with `arguments` in `directory`. Output goes to files in `scratch` rather than
 /// pipes, so a child that fills one stream while we wait on the other cannot deadlock.
 func runProcess(_ executable: String, _ arguments: [String], scratch: URL,
-                directory: URL? = nil) throws -> ProcessResult {
+                directory: URL? = nil, environment overrides: [String: String] = [:]) throws -> ProcessResult {
     let tag = UUID().uuidString
     let outURL = scratch.appendingPathComponent(".stdout-\(tag)"), errURL = scratch.appendingPathComponent(".stderr-\(tag)")
     _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
@@ -44,6 +44,7 @@ func runProcess(_ executable: String, _ arguments: [String], scratch: URL,
     if let directory { process.currentDirectoryURL = directory }
     var environment = ProcessInfo.processInfo.environment
     environment["EARSHOT_MODEL"] = nil  // every test names its model; a user's default must not leak in
+    environment.merge(overrides) { $1 }
     process.environment = environment
     process.standardInput = FileHandle.nullDevice
     process.standardOutput = out

@@ -1,5 +1,6 @@
 import Foundation
 import Model
+import Tensors
 import Testing
 import Training
 
@@ -82,6 +83,71 @@ import Training
             let unchanged = halfway.filter { name, t in a[name]?.data == t.data }.keys
             #expect(unchanged.isEmpty, "tensors the second half did not change: \(unchanged.sorted())")
             #expect(epochs >= 3, "the run should span several epochs, saw \(epochs)")
+        }
+    }
+
+    /// A checkpoint whose AdamW moments do not fit its parameters (doctored here; in life, moments
+    /// copied from another model) is refused when the run resumes, naming the checkpoint and the
+    /// tensor, instead of the optimiser indexing past the moments' end at the first step.
+    @Test func resumeRefusesOptimizerMomentsThatDoNotFitTheParameters() throws {
+        trainingLock.lock()
+        defer { trainingLock.unlock() }
+        try withTemporaryDirectory { dir in
+            let renderings = ["yes", "no"].map { Rendering(text: $0, voice: "en-us", speed: 160) }
+            let files = try synthesize(renderings, into: dir)
+            let manifest = dir.appendingPathComponent("train.tsv")
+            try writeManifest(zip(files, renderings).map { ($0, $1.text) }, to: manifest)
+            var config = Self.config(manifest: manifest, output: dir.appendingPathComponent("run"), steps: 1)
+            config.model.channels = 8
+            config.model.hidden = 8
+            let trainer = try Trainer(config: config, log: { _ in })
+            try trainer.run(shouldStop: { false }, progress: { _ in })
+            let checkpoint = trainer.checkpointURL.path
+
+            // Intact, it resumes.
+            #expect(try Trainer(config: config, log: { _ in }).step == 1)
+
+            var model = try ModelFile.load(path: checkpoint)
+            let name = "head.output.weight"
+            let short = Tensor(shape: [3], data: [0, 0, 0])
+            try #require(model.parameters["adamw.m.\(name)"] != nil, "the checkpoint should hold AdamW moments")
+            model.parameters["adamw.m.\(name)"] = short
+            model.parameters["adamw.v.\(name)"] = short
+            try model.save(path: checkpoint)
+            do {
+                _ = try Trainer(config: config, log: { _ in })
+                Issue.record("a checkpoint with mis-sized moments was accepted")
+            } catch let TrainerError.checkpoint(path, reason) {
+                #expect(path == checkpoint)
+                #expect(reason.contains("'\(name)'"), "\(reason)")
+            }
+        }
+    }
+
+    /// Validation audio that cannot be read (gone since the run started) still counts as an empty
+    /// hypothesis, so WERs stay comparable, but the log says how many and which.
+    @Test func validationLogsUtterancesItCannotRead() throws {
+        try withTemporaryDirectory { dir in
+            let words = ["yes", "no", "up", "down", "left"]
+            let renderings = words.map { Rendering(text: $0, voice: "en-us", speed: 160) }
+            let files = try synthesize(renderings, into: dir)
+            let manifest = dir.appendingPathComponent("train.tsv")
+            try writeManifest(zip(files, renderings).map { ($0, $1.text) }, to: manifest)
+            var config = Self.config(manifest: manifest, output: dir.appendingPathComponent("run"), steps: 1)
+            config.data.valid = manifest.path
+            config.model.channels = 8
+            config.model.hidden = 8
+            let log = Locked<[String]>([])
+            let trainer = try Trainer(config: config, log: { line in log.withLock { $0.append(line) } })
+            for gone in [files[1], files[3]] { try FileManager.default.removeItem(at: gone) }
+            let score = try trainer.validate()
+            #expect(score.utterances == words.count, "unreadable utterances still count")
+            let lines = log.withLock { $0 }.filter { $0.contains("could not be read") }
+            #expect(lines.count == 1, "\(log.withLock { $0 })")
+            if let line = lines.first {
+                #expect(line.contains("2 of 5"), "\(line)")
+                #expect(line.contains(files[1].lastPathComponent) && line.contains(files[3].lastPathComponent), "\(line)")
+            }
         }
     }
 }

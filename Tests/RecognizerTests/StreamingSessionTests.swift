@@ -1,8 +1,10 @@
 import Decoding
+import Features
 import Foundation
 import Model
 import Testing
 @testable import Recognizer
+import Training
 
 /// The session on real recognition: a tiny model trained in-process on espeak-ng words, streams of
 /// those words with silences between them.
@@ -291,6 +293,59 @@ import Testing
         #expect(events.compactMap { if case .final(_, let t, _, _, _) = $0 { t.text } else { nil } } == ["left"], "\(events)")
     }
 
+    /// The smallest `maxLeadingSilence` allowed, on hiss the model must listen to: segments restart
+    /// every 0.5 s, each keeping 0.32 s of leading context, and never move backwards (which ran the
+    /// history dry and trapped), and the next word is still heard whole.
+    @Test func shortestLeadingSilenceRestartsForwardAndStillHearsTheNextWord() throws {
+        let tiny = try TinyModel.shared()
+        let recognizer = try Recognizer(model: tiny.trained)
+        let config = EndpointConfig(silenceLevel: -140, maxLeadingSilence: EndpointConfig.minimumLeadingSilence)
+        let session = StreamingSession(recognizer: recognizer, config: config)
+        let scene = Scene([.silence(8), .word("left"), .silence(1)], model: tiny, noise: 1e-6, seed: 43)
+        var rng = SeededGenerator(state: 9)
+        var longest = 0
+        let events = run(session, scene.samples, maxChunk: 3000, rng: &rng) { at in
+            // Only the hiss before the word: the utterance's own segment is bounded by other settings.
+            if at < scene.words[0].span.lowerBound { longest = max(longest, session.runningSegmentSamples) }
+        }
+        #expect(events.finals.map(\.transcript.text) == ["left"], "\(events.events)")
+        // A restart comes within a block of the limit; the re-fed look-ahead opens the next segment.
+        let limit = Int(config.maxLeadingSilence * Self.sampleRate) + 2 * Self.block + 4000
+        #expect(longest <= limit, "segment grew to \(longest) samples")
+        if let final = events.finals.first { Self.expectMatchesOffline(final, scene.samples, recognizer) }
+    }
+
+    /// With encoder frames as long as the leading context (0.5 s here: hop 2000 x subsampling 4),
+    /// `end - preroll` is the segment's own start, so a restart that only subtracted the preroll
+    /// restarted in place forever. Restarts must move on by at least a frame.
+    @Test func restartsAdvanceEvenWhenFramesAreAsLongAsTheLeadingContext() throws {
+        var frontend = FrontendConfig()
+        frontend.hopLength = 2000
+        let recognizer = try Recognizer(model: blankModel(frontend: frontend))
+        try #require(recognizer.encoder.subsampling * frontend.hopLength == 8000)
+        var rng = SeededGenerator(state: 17)
+        let hiss = (0..<(20 * 16000)).map { _ in 1e-6 * rng.gaussian() }
+        let outcome = Locked<(events: Int, longest: Int)?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        // On a thread of its own: the failure this guards against never returns.
+        Thread {
+            let session = StreamingSession(recognizer: recognizer,
+                                           config: EndpointConfig(silenceLevel: -140, maxLeadingSilence: EndpointConfig.minimumLeadingSilence))
+            var events = 0, longest = 0
+            for start in stride(from: 0, to: hiss.count, by: 4000) {
+                events += session.accept(Array(hiss[start..<min(hiss.count, start + 4000)])).count
+                longest = max(longest, session.runningSegmentSamples)
+            }
+            events += session.finish().count
+            outcome.withLock { $0 = (events, longest) }
+            done.signal()
+        }.start()
+        try #require(done.wait(timeout: .now() + 60) == .success, "accept did not return within 60 s: restarts do not advance")
+        let result = try #require(outcome.withLock { $0 })
+        #expect(result.events == 0, "a model that only emits blank produced events")
+        #expect(result.longest <= 8000 + 40_000, "segment grew to \(result.longest) samples")
+    }
+
     /// The replacement spells every letter one further along the alphabet (same weights, so the same
     /// speech decisions): which model wrote a final is visible in its text.
     @Test func replacedRecognizerTakesOverAtTheNextUtteranceBoundary() throws {
@@ -360,5 +415,14 @@ import Testing
         }
         c = EndpointConfig(); c.silenceLevel = 3
         #expect((try? c.validate()) == nil)
+        // A restart keeps 0.32 s of leading context and must move on by a block: shorter limits are refused.
+        for short in [0.04, 0.3, 0.36, 0.49] {
+            c = EndpointConfig(); c.maxLeadingSilence = short
+            do { try c.validate(); Issue.record("maxLeadingSilence \(short) accepted") } catch {
+                #expect(error.description.contains("maxLeadingSilence"), "\(error)")
+            }
+        }
+        c = EndpointConfig(); c.maxLeadingSilence = EndpointConfig.minimumLeadingSilence
+        #expect(throws: Never.self) { try c.validate() }
     }
 }

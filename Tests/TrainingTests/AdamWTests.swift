@@ -127,6 +127,37 @@ import Tensors
         #expect(throws: TrainingError.self) { try AdamW(config: AdamWConfig(schedule: LRSchedule(peak: 1)), state: saved) }
     }
 
+    /// A checkpoint whose moments do not fit the parameters (another model's, or doctored) is refused
+    /// by name, both when checked after restoring and by `update` itself, whose loop indexes the
+    /// moments unchecked and would otherwise run past their end.
+    @Test func restoredMomentsOfTheWrongSizeAreRefused() throws {
+        let config = AdamWConfig(schedule: LRSchedule(peak: 0.01))
+        var params: [String: Tensor] = ["l.weight": Tensor(shape: [2, 3], data: [1, 2, 3, 4, 5, 6]), "l.bias": Tensor(shape: [2], data: [0, 0])]
+        let grads = params.mapValues { Tensor(shape: $0.shape, data: $0.data.map { _ in 0.5 }) }
+        var original = AdamW(config: config)
+        try original.update(parameters: &params, gradients: grads)
+        var state = original.state(parameters: params)
+        // Intact: accepted.
+        try AdamW(config: config, state: state).validateState(for: params)
+
+        state["adamw.m.l.weight"] = Tensor(shape: [2], data: [0.1, 0.2])
+        state["adamw.v.l.weight"] = Tensor(shape: [2], data: [0.1, 0.2])
+        var shrunk = try AdamW(config: config, state: state)
+        #expect(throws: TrainingError.self) { try shrunk.validateState(for: params) }
+        do { try shrunk.validateState(for: params) } catch {
+            #expect(error.description.contains("'l.weight'") && error.description.contains("2 values") && error.description.contains("6"))
+        }
+        let before = params
+        #expect(throws: TrainingError.self) { try shrunk.update(parameters: &params, gradients: grads) }
+        #expect(params == before, "a refused update must leave the parameters alone")
+
+        // Moments for a parameter the model does not have.
+        var foreign = original.state(parameters: params)
+        foreign["adamw.m.other.weight"] = Tensor(shape: [1], data: [0])
+        foreign["adamw.v.other.weight"] = Tensor(shape: [1], data: [0])
+        #expect(throws: TrainingError.self) { try AdamW(config: config, state: foreign).validateState(for: params) }
+    }
+
     @Test func scheduleWarmsUpLinearlyThenDecays() {
         let cosine = LRSchedule(peak: 1, warmupSteps: 10, decay: .cosine(totalSteps: 110, floor: 0.1))
         #expect(cosine.learningRate(step: 1) == 0.1)

@@ -1,0 +1,204 @@
+import Foundation
+import Model
+import Testing
+
+/// The CLI's failure paths: each mistake gives exit status 1, nothing on stdout and exactly one stderr
+/// line, `earshot: ...`, naming the flag, value or file at fault.
+extension CLITests {
+    /// Checks the one-line failure form; `mentions` must all appear in the line.
+    func expectOneLineFailure(_ r: ProcessResult, _ what: String, mentions: [String]) {
+        #expect(r.status == 1, "\(what): exit status \(r.status)")
+        #expect(r.stdout.isEmpty, "\(what): stdout '\(r.stdout)'")
+        let errorLines = r.stderrLines
+        #expect(errorLines.count == 1 && errorLines.allSatisfy { $0.hasPrefix("earshot: ") },
+                "\(what): expected one 'earshot: ...' line, got:\n\(r.stderr)")
+        for m in mentions { #expect(r.stderr.contains(m), "\(what): stderr should mention '\(m)':\n\(r.stderr)") }
+    }
+
+    @Test func decodingFlagMistakesFailWithOneLineNamingTheFlag() throws {
+        try withFixture { f in
+            let audio = try f.speak(["yes"])[0].path
+            let missingLM = f.dir.appendingPathComponent("missing.arpa").path
+            let malformedLM = f.dir.appendingPathComponent("malformed.arpa")
+            try Data("\\data\\\nngram 1=2\n\n\\1-grams:\n-1.0\n\\end\\\n".utf8).write(to: malformedLM)
+            let cases: [(args: [String], mentions: [String])] = [
+                // A character the model cannot spell would make the hotword unreachable.
+                (["--hotword", "naïve"], ["--hotword", "naïve", "ï"]),
+                (["--hotword", "open-terminal"], ["--hotword", "'-'"]),
+                // The text after the last ':' is a weight: it must be a finite number.
+                (["--hotword", "yes:abc"], ["--hotword", "yes:abc", "abc"]),
+                (["--hotword", "yes:nan"], ["--hotword", "yes:nan"]),
+                (["--hotword", "yes:inf"], ["--hotword", "yes:inf"]),
+                (["--hotword", " :2"], ["--hotword", "no words"]),
+                (["--beam", "0"], ["--beam 0"]),
+                // Greedy decoding cannot fuse an LM or boost hotwords: an explicit --beam 1 is refused, not widened.
+                (["--beam", "1", "--lm", missingLM], ["--beam 1", "--lm"]),
+                (["--beam", "1", "--hotword", "yes"], ["--beam 1", "--hotword"]),
+                (["--lm", missingLM], ["--lm", missingLM]),
+                (["--lm", malformedLM.path], ["--lm", malformedLM.path]),
+                (["--lm-weight", "nan", "--lm", missingLM], ["--lm-weight nan"]),
+                (["--word-bonus", "inf", "--lm", missingLM], ["--word-bonus inf"]),
+                // LM weights mean nothing without an LM.
+                (["--word-bonus", "2"], ["--word-bonus 2", "--lm"]),
+                (["--lm-weight", "0.3"], ["--lm-weight 0.3", "--lm"]),
+                (["--jobs", "0"], ["--jobs 0"]),
+            ]
+            for c in cases {
+                let r = try f.run(["transcribe", "--model", f.model.path] + c.args + [audio])
+                expectOneLineFailure(r, "transcribe \(c.args)", mentions: c.mentions)
+            }
+            let manifest = f.dir.appendingPathComponent("one.tsv")
+            try writeManifest([(URL(fileURLWithPath: audio), "yes")], to: manifest)
+            expectOneLineFailure(try f.run(["eval", "--model", f.model.path, "--jobs", "0", manifest.path]), "eval --jobs 0",
+                                 mentions: ["--jobs 0"])
+            expectOneLineFailure(try f.run(["bench", "--model", f.model.path, "--hotword", "yes:x", "--audio", audio]),
+                                 "bench --hotword yes:x", mentions: ["--hotword", "yes:x"])
+            // The same flags, well formed, are accepted.
+            let ok = try f.run(["transcribe", "--model", f.model.path, "--hotword", "Yes:2.5", "--hotword", "up down", audio])
+            #expect(ok.status == 0, "\(ok.stderr)")
+        }
+    }
+
+    @Test func evalManifestProblemsFailWithOneLineNamingTheManifest() throws {
+        try withFixture { f in
+            let missing = f.dir.appendingPathComponent("missing.tsv")
+            let malformed = f.dir.appendingPathComponent("malformed.tsv")
+            try Data("yes.wav\tyes\nno-tab-on-this-line\n".utf8).write(to: malformed)
+            let empty = f.dir.appendingPathComponent("empty.tsv")
+            try Data("# only a comment\n\n".utf8).write(to: empty)
+            for (what, url, extra) in [("missing", missing, ""), ("malformed", malformed, ":2"), ("empty", empty, "")] {
+                let r = try f.run(["eval", "--model", f.model.path, url.path])
+                expectOneLineFailure(r, "eval on a \(what) manifest", mentions: [url.path + extra])
+            }
+        }
+    }
+
+    @Test func evalReportsAnUnreadableEntryAndScoresTheRest() throws {
+        try withFixture { f in
+            let good = try f.speak(["yes", "left"])
+            let missing = f.dir.appendingPathComponent("gone.wav")
+            let manifest = f.dir.appendingPathComponent("test.tsv")
+            try writeManifest([(good[0], "yes"), (missing, "no"), (good[1], "left")], to: manifest)
+            let r = try f.run(["eval", "--model", f.model.path, manifest.path])
+            #expect(r.status == 1, "an unreadable entry must fail the run: \(r.status)")
+            #expect(r.stdout.contains("utterances: 3"), "the rest is still scored:\n\(r.stdout)")
+            #expect(r.stdout.contains("WER:"), "\(r.stdout)")
+            let named = r.stderrLines.filter { $0.hasPrefix("earshot: ") && $0.contains(missing.path) }
+            #expect(named.count == 1, "stderr should name \(missing.lastPathComponent) once:\n\(r.stderr)")
+            #expect(r.stderr.contains("1 of 3 audio files could not be read"), "\(r.stderr)")
+        }
+    }
+
+    @Test func transcribeRefusesAFolderAndAnOutputDirItCannotCreate() throws {
+        try withFixture { f in
+            let audio = try f.speak(["up"])[0].path
+            let folder = f.dir.appendingPathComponent("a folder")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            expectOneLineFailure(try f.run(["transcribe", "--model", f.model.path, folder.path]), "transcribe on a folder",
+                                 mentions: [folder.path, "folder"])
+            // An existing regular file, and a path beneath one: neither can become a folder. (Tests may
+            // run as root, for whom permission bits do not stop a write.)
+            let file = f.dir.appendingPathComponent("not-a-folder.txt")
+            try Data("x".utf8).write(to: file)
+            for dir in [file.path, file.appendingPathComponent("sub").path] {
+                let r = try f.run(["transcribe", "--model", f.model.path, "--output-dir", dir, audio])
+                expectOneLineFailure(r, "--output-dir \(dir)", mentions: ["--output-dir", dir])
+            }
+        }
+    }
+
+    @Test func modelInfoOnAForeignSafetensorsFileSaysItIsNotAnEarshotModel() throws {
+        try withFixture { f in
+            // A well-formed safetensors file (one F32 tensor) without Earshot's metadata.
+            let header = #"{"weight":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#
+            var bytes = Data()
+            withUnsafeBytes(of: UInt64(header.utf8.count).littleEndian) { bytes.append(contentsOf: $0) }
+            bytes.append(Data(header.utf8))
+            bytes.append(Data(count: 8))
+            let foreign = f.dir.appendingPathComponent("foreign.safetensors")
+            try bytes.write(to: foreign)
+            expectOneLineFailure(try f.run(["model", "info", foreign.path]), "model info on a foreign file",
+                                 mentions: [foreign.path, "not an Earshot model"])
+            expectOneLineFailure(try f.run(["transcribe", "--model", foreign.path, try f.speak(["no"])[0].path]),
+                                 "transcribe with a foreign model", mentions: [foreign.path])
+        }
+    }
+
+    /// Hotwords alone switch to beam search: bench must report what the recogniser runs.
+    @Test func benchNamesTheDecodingItRuns() throws {
+        try withFixture { f in
+            let audio = try f.speak(["down"])[0].path
+            for (args, expected) in [([String](), "greedy"), (["--hotword", "down"], "beam search, width 16 (1 hotword)"),
+                                     (["--beam", "4"], "beam search, width 4")] {
+                let r = try f.run(["bench", "--model", f.model.path, "--audio", audio] + args)
+                #expect(r.status == 0, "\(r.stderr)")
+                #expect(lines(r.stdout).contains("decoding:    \(expected)"), "bench \(args):\n\(r.stdout)")
+            }
+        }
+    }
+
+    /// Values that parse but would trap or misbehave deep in training are refused up front, one line
+    /// naming the key as written in the file, and no run folder is created.
+    @Test func trainRejectsOutOfRangeValuesNamingTheKey() throws {
+        let earshot = try earshotExecutable()
+        try withTemporaryDirectory { dir in
+            let cases: [(toml: String, key: String)] = [
+                ("[run]\nlog_every_steps = 0", "run.log_every_steps"),
+                ("[run]\nvalid_every_steps = 0", "run.valid_every_steps"),
+                ("[run]\nthreads = 0", "run.threads"),
+                ("[run]\ncheckpoint_minutes = 0", "run.checkpoint_minutes"),
+                ("[run]\nseed = -1", "run.seed"),
+                ("[run]\nthreads = \"two\"", "run.threads"),
+                ("[augment]\nspeed_range = [1.1, 0.9]", "augment.speed_range"),
+                ("[augment]\nsnr_range = [30, 5]", "augment.snr_range"),
+                ("[augment]\nsnr_range = [5]", "augment.snr_range"),
+                ("[augment]\nsnr_range = [5, \"x\"]", "augment.snr_range[1]"),
+                ("[augment]\nmax_time_width = -1", "augment.max_time_width"),
+                ("[augment]\nmax_time_proportion = 1.5", "augment.max_time_proportion"),
+                ("[augment]\nspeed_probability = -0.1", "augment.speed_probability"),
+                ("[model]\nkernel = 1", "model.kernel"),
+                ("[model]\nchannels = 0", "model.channels"),
+                ("[data]\nstatistics_utterances = 0", "data.statistics_utterances"),
+                ("[data]\nmax_seconds = 0.1", "data.max_seconds"),
+                ("[optimizer]\nlearning_rate = -1", "optimizer.learning_rate"),
+                ("[optimizer]\ntotal_steps = 0", "optimizer.total_steps"),
+                ("[optimizer]\ndecay = \"linear\"", "optimizer.decay"),
+            ]
+            for (i, c) in cases.enumerated() {
+                let work = dir.appendingPathComponent("case\(i)")
+                try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+                let config = work.appendingPathComponent("train.toml")
+                let text = c.toml.hasPrefix("[data]") ? c.toml.replacingOccurrences(of: "[data]", with: "[data]\ntrain = \"train.tsv\"")
+                    : "[data]\ntrain = \"train.tsv\"\n\n" + c.toml
+                try Data((text + "\n").utf8).write(to: config)
+                let r = try runProcess(earshot, ["train", "--config", config.path], scratch: work, directory: work)
+                #expect(r.status == 1, "\(c.toml): exit status \(r.status)")
+                let errorLines = r.stderrLines
+                #expect(errorLines.count == 1 && errorLines[0].hasPrefix("earshot: \(config.path): ")
+                        && errorLines[0].contains(c.key) && !errorLines[0].contains("DecodingError"),
+                        "\(c.toml): expected one line naming \(config.path) and \(c.key), got:\n\(r.stderr)")
+                #expect(try FileManager.default.contentsOfDirectory(atPath: work.path).filter { !$0.hasPrefix(".") } == ["train.toml"],
+                        "\(c.toml): a run folder was created")
+            }
+        }
+    }
+
+    /// `run.output = "~/..."` is one folder for the log and the trainer: $HOME's, not a './~' folder.
+    @Test func trainExpandsTildeInRunOutputOnce() throws {
+        let earshot = try earshotExecutable()
+        try withTemporaryDirectory { dir in
+            let home = dir.appendingPathComponent("home"), work = dir.appendingPathComponent("work")
+            for d in [home, work] { try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true) }
+            let config = work.appendingPathComponent("train.toml")
+            // The manifest is missing, so the trainer stops after the run folder and its log exist.
+            try Data("[data]\ntrain = \"missing.tsv\"\n\n[run]\noutput = \"~/runs/tilde\"\n".utf8).write(to: config)
+            let r = try runProcess(earshot, ["train", "--config", config.path], scratch: work, directory: work,
+                                   environment: ["HOME": home.path])
+            #expect(r.status == 1)
+            #expect(r.stderr.contains("missing.tsv"), "\(r.stderr)")
+            let log = home.appendingPathComponent("runs/tilde/train.log")
+            #expect(FileManager.default.fileExists(atPath: log.path), "no train.log in $HOME/runs/tilde")
+            #expect(!FileManager.default.fileExists(atPath: work.appendingPathComponent("~").path), "a literal '~' folder was created")
+        }
+    }
+}
