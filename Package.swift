@@ -59,7 +59,7 @@ let package = Package(
         .testTarget(name: "DecodingTests", dependencies: ["Decoding", "Tensors"]),
         .testTarget(name: "ScoringTests", dependencies: ["Scoring"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Features", "Decoding", "Tensors"]),
-        .testTarget(name: "RecognizerTests", dependencies: ["Recognizer", "Training", "Audio", "Model", "Decoding", "Tensors"]),
+        .testTarget(name: "RecognizerTests", dependencies: ["Recognizer", "Training", "Audio", "Model", "Decoding", "Tensors", "Features"]),
         .testTarget(name: "ServerTests", dependencies: [
             "Server", "Recognizer", "Audio", "Model", "Tensors", "Decoding",
             .product(name: "NIOCore", package: "swift-nio"),
