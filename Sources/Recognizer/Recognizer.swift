@@ -52,8 +52,7 @@ public final class Recognizer: Sendable {
         self.model = model
         self.frontendConfig = config
         self.encoder = try Encoder(model: model, file: file)
-        let tokens = model.description.vocabulary
-        self.vocabulary = Vocabulary(tokens: tokens, blank: 0, space: tokens.firstIndex(of: " "))
+        self.vocabulary = Vocabulary(ctcTokens: model.description.vocabulary)
         self.options = options
         self.frameDuration = Double(config.hopLength) / Double(config.sampleRate) * Double(encoder.subsampling)
     }
