@@ -62,7 +62,7 @@ public struct Encoder: Sendable {
     /// decoder (whose invariants would otherwise trap) for models that never went through `validate`.
     public init(model: ModelFile, file: String = "<memory>") throws(ModelError) {
         try self.init(architecture: model.description.architecture, parameters: model.parameters, file: file)
-        try model.description.validateVocabulary(file: file)
+        try model.description.checkVocabularyIsDecodable(file: file)
     }
 
     static func normalization(_ parameters: [String: Tensor], dim: Int, file: String) throws(ModelError) -> InputNormalization? {

@@ -22,22 +22,31 @@ public struct ModelDescription: Codable, Sendable, Equatable {
         self.provenance = provenance; self.decodingJSON = decodingJSON
     }
 
-    /// The vocabulary is one a CTC decoder can use with this architecture: as many tokens as the last
-    /// layer outputs, index 0 (the blank) is not the word separator " ", and every token is distinct and
-    /// non-empty (the blank's text may be anything else), so text maps back to tokens unambiguously.
-    /// The architecture must be valid (its output size is computed).
+    /// The vocabulary of a model file: usable by a decoder (`checkVocabularyIsDecodable`), and every
+    /// token distinct and non-empty (the blank's text may be anything else), so text maps back to tokens
+    /// unambiguously. The architecture must be valid (its output size is computed).
     public func validateVocabulary(file: String = "<memory>") throws(ModelError) {
+        try checkVocabularyIsDecodable(file: file)
         func fail(_ reason: String) -> ModelError { .malformedMetadata(file: file, key: "vocabulary", reason: reason) }
-        guard let blank = vocabulary.first else { throw fail("it is empty; index 0 must be the CTC blank") }
-        guard blank != " " else {
-            throw fail("token 0 is \" \" (space), but index 0 is the CTC blank and space is the word separator; put the blank first")
-        }
         var seen: [String: Int] = [:]
         for (i, token) in vocabulary.enumerated() {
             guard i == 0 || !token.isEmpty else { throw fail("token \(i) is the empty string") }
             if let first = seen.updateValue(i, forKey: token) {
                 throw fail("token \(i) '\(token)' repeats token \(first); tokens must be distinct")
             }
+        }
+    }
+
+    /// What a CTC decoder needs of the vocabulary, whose violation would trap it: one token per output
+    /// of the last layer, and index 0 (the blank) not the word separator " ". Checked for models built
+    /// in memory too (`Encoder(model:)`); a file must also pass `validateVocabulary`.
+    public func checkVocabularyIsDecodable(file: String = "<memory>") throws(ModelError) {
+        guard let blank = vocabulary.first else {
+            throw .malformedMetadata(file: file, key: "vocabulary", reason: "it is empty; index 0 must be the CTC blank")
+        }
+        guard blank != " " else {
+            throw .malformedMetadata(file: file, key: "vocabulary",
+                reason: "token 0 is \" \" (space), but index 0 is the CTC blank and space is the word separator; put the blank first")
         }
         guard vocabulary.count == architecture.outputDim else {
             throw .vocabularyMismatch(file: file, vocabularySize: vocabulary.count, outputSize: architecture.outputDim)
