@@ -20,6 +20,9 @@ public enum AudioError: Error, CustomStringConvertible, Equatable, Sendable {
     case resamplingFailed(path: String?, fromRate: Int, toRate: Int, reason: String)
     /// The file could not be created or written; `reason` says why.
     case writeFailed(path: String, reason: String)
+    /// A (floating-point) file holds a NaN or infinite sample; `frame` is the first such frame (0-based,
+    /// at the file's own rate).
+    case nonFiniteSample(path: String, frame: Int64)
 
     public var description: String {
         switch self {
@@ -48,6 +51,9 @@ public enum AudioError: Error, CustomStringConvertible, Equatable, Sendable {
             return "\(subject) from \(fromRate) Hz to \(toRate) Hz: \(reason)"
         case .writeFailed(let path, let reason):
             return "cannot write '\(path)': \(reason)"
+        case .nonFiniteSample(let path, let frame):
+            return "cannot read '\(path)': sample frame \(frame) is NaN or infinite, so the file is damaged "
+                + "(re-export or re-record it)"
         }
     }
 }

@@ -67,8 +67,10 @@ public enum AudioFile {
 
         var output: [Float] = []
         if let frames = file.declaredFrames {
+            // The header's count is only a hint: a corrupt or hostile header may promise far more than
+            // the file can hold, so reserve no more than its size allows and let the array grow.
             output.reserveCapacity(StreamingResampler.outputCount(
-                forInput: frames, from: file.sampleRate, to: targetSampleRate))
+                forInput: min(frames, file.maximumFrames), from: file.sampleRate, to: targetSampleRate))
         }
         // Interleaved frames as libsndfile delivers them (frame-major, channels adjacent), then their mono mix.
         var interleaved = [Float](repeating: 0, count: blockFrames * channels)
@@ -79,10 +81,15 @@ public enum AudioFile {
                 file.readFrames(into: buffer.baseAddress!, frames: blockFrames)
             }
             if count <= 0 { break }
+            // NaN or infinity (float files only) would spread through the resampler and every feature;
+            // such a file is damaged, and saying where lets the user find it.
+            if let bad = interleaved.withUnsafeBufferPointer({ firstNonFiniteFrame($0.baseAddress!, frames: count, channels: channels) }) {
+                throw .nonFiniteSample(path: path, frame: framesRead + Int64(bad))
+            }
             framesRead += Int64(count)
             interleaved.withUnsafeBufferPointer { source in
                 mono.withUnsafeMutableBufferPointer { target in
-                    downmix(source.baseAddress!, channels: channels, frames: count, into: target.baseAddress!)
+                    downmix(source.baseAddress!, frames: count, channels: channels, into: target.baseAddress!) { $0 }
                 }
             }
             do {
@@ -133,27 +140,10 @@ public enum AudioFile {
         sndfileMajorFormats().contains { $0.format == Int32(SF_FORMAT_MPEG) }
     }
 
-    /// Averages `channels` interleaved channels into one. Separate loops for the common counts keep each a
-    /// plain strided loop the compiler vectorises.
-    static func downmix(
-        _ source: UnsafePointer<Float>, channels: Int, frames: Int, into target: UnsafeMutablePointer<Float>
-    ) {
-        switch channels {
-        case 1:
-            target.update(from: source, count: frames)
-        case 2:
-            for i in 0..<frames {
-                target[i] = 0.5 * (source[2 * i] + source[2 * i + 1])
-            }
-        default:
-            let scale = 1 / Float(channels)
-            for i in 0..<frames {
-                var sum: Float = 0
-                let frame = source + i * channels
-                for c in 0..<channels { sum += frame[c] }
-                target[i] = sum * scale
-            }
-        }
+    /// Index of the first of `frames` interleaved frames holding a NaN or infinite sample, if any.
+    static func firstNonFiniteFrame(_ samples: UnsafePointer<Float>, frames: Int, channels: Int) -> Int? {
+        for i in 0..<(frames * channels) where !samples[i].isFinite { return i / channels }
+        return nil
     }
 }
 

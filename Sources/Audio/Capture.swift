@@ -487,29 +487,13 @@ enum CaptureConversion {
         switch format {
         case .s16LE:
             let samples = source.bindMemory(to: Int16.self, capacity: frames * channels)
-            mix(samples, frames: frames, channels: channels, scale: 1 / 32768, into: target) { Float(Int16(littleEndian: $0)) }
+            Audio.downmix(samples, frames: frames, channels: channels, scale: 1 / 32768, into: target) { Float(Int16(littleEndian: $0)) }
         case .s32LE:
             let samples = source.bindMemory(to: Int32.self, capacity: frames * channels)
-            mix(samples, frames: frames, channels: channels, scale: 1 / 2_147_483_648, into: target) { Float(Int32(littleEndian: $0)) }
+            Audio.downmix(samples, frames: frames, channels: channels, scale: 1 / 2_147_483_648, into: target) { Float(Int32(littleEndian: $0)) }
         case .float32LE:
             let samples = source.bindMemory(to: Float.self, capacity: frames * channels)
-            mix(samples, frames: frames, channels: channels, scale: 1, into: target) { $0 }
-        }
-    }
-
-    @inline(__always)
-    private static func mix<T>(_ samples: UnsafePointer<T>, frames: Int, channels: Int, scale: Float,
-                               into target: UnsafeMutablePointer<Float>, _ value: (T) -> Float) {
-        if channels == 1 {
-            for i in 0..<frames { target[i] = value(samples[i]) * scale }
-            return
-        }
-        let gain = scale / Float(channels)
-        for i in 0..<frames {
-            var sum: Float = 0
-            let frame = samples + i * channels
-            for c in 0..<channels { sum += value(frame[c]) }
-            target[i] = sum * gain
+            Audio.downmix(samples, frames: frames, channels: channels, into: target) { $0 }
         }
     }
 }

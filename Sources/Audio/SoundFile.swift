@@ -12,11 +12,14 @@ final class SoundFileReader {
     let path: String
     let handle: OpaquePointer
     let info: SF_INFO
-    /// Size of the file on disk, for messages about empty files.
+    /// Size of the file on disk, for messages about empty files and to bound what the header claims.
     let byteCount: Int64
 
     init(path: String) throws(AudioError) {
         self.path = path
+        // Checked before libsndfile opens the path: its plain open() would wait forever on a FIFO with
+        // no writer. (Opening by descriptor would close the gap between check and open, but libsndfile
+        // then loses the file name, which it needs to recognise MP3 files without an ID3 tag.)
         byteCount = try Self.checkReadableRegularFile(path)
 
         var info = SF_INFO()
@@ -105,6 +108,14 @@ final class SoundFileReader {
         return nil
     }
 
+    /// Most frames the file's size allows: exact for fixed-size encodings; for compressed ones 16 frames
+    /// per byte, beyond any real codec's ratio on anything but digital silence (where the output
+    /// array simply grows). Bounds the memory reserved on the header's word.
+    var maximumFrames: Int64 {
+        if let bytesPerFrame { return byteCount / Int64(bytesPerFrame) }
+        return byteCount.multipliedReportingOverflow(by: 16).overflow ? .max : byteCount * 16
+    }
+
     /// Bytes per interleaved frame for fixed-size encodings; nil for compressed ones.
     private var bytesPerFrame: Int? {
         let bytesPerSample: Int
@@ -127,8 +138,11 @@ final class SoundFileReader {
 
     /// Distinguishes "not there", "not a file", "not allowed" and "0 bytes" before libsndfile, whose own
     /// message for all of them is a vague "system error" or "unknown format". Returns the file's size.
+    ///
+    /// O_NONBLOCK: opening a FIFO for reading otherwise waits for a writer, possibly forever; with it
+    /// the open returns at once and `fstat` refuses the FIFO (on a regular file it has no effect).
     private static func checkReadableRegularFile(_ path: String) throws(AudioError) -> Int64 {
-        let fd = open(path, O_RDONLY)
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         if fd < 0 {
             switch errno {
             case ENOENT, ENOTDIR: throw .fileNotFound(path: path)

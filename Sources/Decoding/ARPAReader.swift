@@ -3,13 +3,7 @@ import Foundation
 extension NGramLanguageModel {
     /// Loads an ARPA file (`\data\`, `\1-grams:` ... `\N-grams:`, `\end\`; any order; log10 values).
     public init(arpaFile url: URL) throws {
-        let bytes: [UInt8]
-        do {
-            bytes = Array(try Data(contentsOf: url))
-        } catch {
-            throw LanguageModelError.unreadable(file: url.path, reason: "\(error.localizedDescription)")
-        }
-        try self.init(arpaBytes: bytes, name: url.path)
+        try self.init(arpaBytes: try readRegularFile(url.path), name: url.path)
     }
 
     /// Parses ARPA text; `name` is used in error messages.
@@ -20,6 +14,29 @@ extension NGramLanguageModel {
     init(arpaBytes input: [UInt8], name: String) throws {
         var reader = ARPAParser(bytes: input, name: name)
         self = try reader.parse()
+    }
+}
+
+/// The bytes of the regular file at `path`. Opened with O_NONBLOCK so that a FIFO (whose open would
+/// otherwise wait for a writer, possibly forever) is refused at once by the regular-file check.
+private func readRegularFile(_ path: String) throws -> [UInt8] {
+    let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+    guard fd >= 0 else { throw LanguageModelError.unreadable(file: path, reason: String(cString: strerror(errno))) }
+    var status = stat()
+    guard fstat(fd, &status) == 0 else {
+        let reason = String(cString: strerror(errno))
+        close(fd)
+        throw LanguageModelError.unreadable(file: path, reason: reason)
+    }
+    guard (status.st_mode & S_IFMT) == S_IFREG else {
+        close(fd)
+        throw LanguageModelError.unreadable(file: path, reason: "not a regular file")
+    }
+    let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+    do {
+        return Array(try handle.readToEnd() ?? Data())
+    } catch {
+        throw LanguageModelError.unreadable(file: path, reason: "\(error.localizedDescription)")
     }
 }
 
@@ -120,16 +137,21 @@ private struct ARPAParser {
         guard !declared.isEmpty else { throw malformed("the \\data\\ section declares no n-gram counts") }
         let order = declared.count
         var model = NGramLanguageModel(order: order)
-        model.words.reserveCapacity(declared[0])
-        model.wordIDs.reserveCapacity(declared[0])
-        model.tables[0].logProb.reserveCapacity(declared[0])
+        // The declared counts size the tables, but only as far as the file can back them: an n-gram line
+        // is at least 2(n+1) bytes ("p w1 .. wn\n"), so a header claiming more (corrupt or hostile) gets
+        // no more memory than the file's size justifies; the count check after each section still
+        // reports the disagreement.
+        func capacity(_ n: Int) -> Int { min(declared[n - 1], bytes.count / (2 * (n + 1))) }
+        model.words.reserveCapacity(capacity(1))
+        model.wordIDs.reserveCapacity(capacity(1))
+        model.tables[0].logProb.reserveCapacity(capacity(1))
         for n in 2...max(2, order) where n <= order {
-            model.tables[n - 1].index.reserveCapacity(declared[n - 1])
-            model.tables[n - 1].logProb.reserveCapacity(declared[n - 1])
-            model.tables[n - 1].backoff.reserveCapacity(declared[n - 1])
-            model.tables[n - 1].context.reserveCapacity(declared[n - 1])
-            model.tables[n - 1].word.reserveCapacity(declared[n - 1])
-            model.tables[n - 1].present.reserveCapacity(declared[n - 1])
+            model.tables[n - 1].index.reserveCapacity(capacity(n))
+            model.tables[n - 1].logProb.reserveCapacity(capacity(n))
+            model.tables[n - 1].backoff.reserveCapacity(capacity(n))
+            model.tables[n - 1].context.reserveCapacity(capacity(n))
+            model.tables[n - 1].word.reserveCapacity(capacity(n))
+            model.tables[n - 1].present.reserveCapacity(capacity(n))
         }
 
         var f: [Range<Int>] = []

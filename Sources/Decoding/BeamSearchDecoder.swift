@@ -79,8 +79,16 @@ public struct BeamHypothesis: Sendable, Equatable {
 /// `alpha * log P_lm(</s> | history)`). Every operation is per frame, so streaming over any chunking
 /// equals offline decoding.
 ///
-/// The trees grow with the utterance (a few nodes per frame with token pruning); `finalize()` and
-/// `reset()` free them, so the recogniser should end utterances at endpoints.
+/// Every candidate extension tried gets a tree node, so the trees grow by up to
+/// `beamWidth x candidates` nodes per frame; they are compacted (rebuilt keeping only what the live beam
+/// can still reach: the ancestors of its prefixes and emission records, and the words they spell) whenever
+/// they have doubled since the last compaction, so memory stays proportional to `beamWidth` times the
+/// utterance length however long the audio runs. Node ids never decide anything (ties between equal
+/// scores are broken by the prefixes' tokens, see `precedes`), so compaction cannot change a result.
+///
+/// A frame whose logits cannot be normalised (a NaN or +infinity in it, or no finite entry) carries no
+/// usable evidence; it is skipped: the beam stays as it was and only the frame clock advances, so word
+/// times after it stay right. (Treating it as a certain blank would instead split a token held across it.)
 public struct BeamSearchDecoder: StreamingCTCDecoder {
     public let vocabulary: Vocabulary
     public let frameDuration: Double
@@ -104,6 +112,8 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
         var partialBonus: Double
         /// State in the hotword character trie for the word being spelled; -1 when off the trie.
         var hotwordState: Int32
+        /// Tokens in the prefix (0 for the root), for the id-free tie-break in `precedes`.
+        var depth: Int32
     }
 
     struct Record {
@@ -148,7 +158,15 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
     private var wordIDs: [String: Int32] = [:]
     private var wordStrings: [String] = []
     private var lmIDs: [Int32] = []
+    /// Words interned by `init` (the hotwords'); their ids are fixed because `phrasesByLastWord` uses them.
+    private var fixedWordCount = 0
     private var historyScratch: [Int32] = []
+    // Compaction: when the trees next get rebuilt, and scratch maps reused by every rebuild.
+    var compaction: Compaction = .automatic
+    private var compactAt = 0
+    private var nodeMap: [Int32] = []
+    private var recordMap: [Int32] = []
+    private var wordMap: [Int32] = []
     // Hotwords: a character trie over their words, and phrases indexed by their last word.
     private var hotwordTrie: [UInt64: Int32] = [:]
     private var hotwordDepth: [Int32] = [0]
@@ -184,7 +202,20 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
                 }
             }
         }
+        fixedWordCount = wordStrings.count
         reset()
+    }
+
+    /// When the prefix tree and the emission records are rebuilt (internal so tests can force it).
+    enum Compaction: Sendable, Equatable {
+        /// When nodes plus records reach twice what survived the last rebuild (at least `minimumSize`).
+        case automatic
+        /// After every frame (tests: results must not change).
+        case everyFrame
+        /// Never (tests: the reference the other policies must equal).
+        case never
+
+        static let minimumSize = 1 << 14
     }
 
     public mutating func reset() {
@@ -193,10 +224,16 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
         records.removeAll(keepingCapacity: true)
         slotOf.removeAll(keepingCapacity: true)
         nodes.append(Node(parent: -1, token: -1, wordStart: -1, lastWord: -1, previousWord: -1, wordID: -1,
-                          fixedScore: 0, partialBonus: 0, hotwordState: 0))
+                          fixedScore: 0, partialBonus: 0, hotwordState: 0, depth: 0))
         slotOf.append(-1)
         beam = [Entry(node: 0, record: -1, pb: 0, pnb: -.infinity)]
         frame = 0
+        // Words of finished utterances are dropped with their nodes; a long-lived decoder must not
+        // accumulate every word string it ever tried.
+        wordStrings.removeSubrange(fixedWordCount...)
+        lmIDs.removeSubrange(fixedWordCount...)
+        wordIDs = wordIDs.filter { $0.value < Int32(fixedWordCount) }
+        compactAt = Compaction.minimumSize
     }
 
     // MARK: - Frames
@@ -209,8 +246,10 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
         logits.data.withUnsafeBufferPointer { all in
             lp.withUnsafeMutableBufferPointer { out in
                 for r in 0..<logits.rows {
-                    logSoftmax(UnsafeBufferPointer(rebasing: all[(r * v)..<((r + 1) * v)]), into: out)
-                    step(UnsafeBufferPointer(out))
+                    if logSoftmax(UnsafeBufferPointer(rebasing: all[(r * v)..<((r + 1) * v)]), into: out) {
+                        step(UnsafeBufferPointer(out))
+                        compactIfDue()
+                    }
                     frame += 1
                 }
             }
@@ -280,7 +319,8 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
                 next[cs].pnb = logAddExp(next[cs].pnb, add)
             }
         }
-        // Keep the best `beamWidth`; ties broken by node id so the result never depends on chunking.
+        // Keep the best `beamWidth`; ties broken by the prefixes themselves, so the result never depends
+        // on chunking or on node ids (which compaction renumbers).
         order.removeAll(keepingCapacity: true)
         scores.removeAll(keepingCapacity: true)
         for i in next.indices {
@@ -289,8 +329,12 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
             if scores[i] > -.infinity { order.append(i) }
         }
         if order.count > configuration.beamWidth {
-            order.sort { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && next[$0].node < next[$1].node) }
-            order.removeLast(order.count - configuration.beamWidth)
+            // Sorted outside `self` (the comparator reads the tree); the buffer moves, nothing is copied.
+            var ranked = order
+            order = []
+            ranked.sort { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && precedes(next[$0].node, next[$1].node)) }
+            ranked.removeLast(ranked.count - configuration.beamWidth)
+            order = ranked
         }
         beam.removeAll(keepingCapacity: true)
         for i in order {
@@ -314,12 +358,13 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
     // MARK: - Prefix tree and word scores
 
     private mutating func childOf(_ parent: Int32, token: Int) -> Int32 {
-        let key = UInt64(UInt32(parent)) << 16 | UInt64(token)
+        // 32 bits each: token ids of any vocabulary size, node ids up to Int32.max.
+        let key = childKey(parent, token)
         if let c = children[key] { return c }
         let p = nodes[Int(parent)]
         let index = Int32(nodes.count)
         var n = Node(parent: parent, token: Int32(token), wordStart: -1, lastWord: p.lastWord, previousWord: -1,
-                     wordID: -1, fixedScore: p.fixedScore, partialBonus: 0, hotwordState: 0)
+                     wordID: -1, fixedScore: p.fixedScore, partialBonus: 0, hotwordState: 0, depth: p.depth + 1)
         if token == vocabulary.space {
             if p.wordStart >= 0 {
                 let word = spelling(from: p.wordStart, to: parent)
@@ -343,6 +388,24 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
         slotOf.append(-1)
         children[key] = index
         return index
+    }
+
+    @inline(__always)
+    private func childKey(_ parent: Int32, _ token: Int) -> UInt64 { UInt64(UInt32(parent)) << 32 | UInt64(UInt32(token)) }
+
+    /// Whether prefix `a` goes before prefix `b` when their scores tie: the shorter first, then the one
+    /// with the smaller token at the first difference. A total order on distinct prefixes that ignores
+    /// node ids. Only reached on exact ties, so walking to the common ancestor costs nothing in practice.
+    private func precedes(_ a: Int32, _ b: Int32) -> Bool {
+        if a == b { return false }
+        let da = nodes[Int(a)].depth, db = nodes[Int(b)].depth
+        if da != db { return da < db }
+        var x = a, y = b
+        while nodes[Int(x)].parent != nodes[Int(y)].parent {
+            x = nodes[Int(x)].parent
+            y = nodes[Int(y)].parent
+        }
+        return nodes[Int(x)].token < nodes[Int(y)].token
     }
 
     /// The text spelled by nodes `first`...`last` (one word).
@@ -422,6 +485,106 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
         return true
     }
 
+    // MARK: - Compaction
+
+    /// Nodes in the prefix tree (tests: it must stay bounded).
+    var nodeCount: Int { nodes.count }
+    /// Emission records held (tests).
+    var recordCount: Int { records.count }
+    /// Word strings held (tests).
+    var wordCount: Int { wordStrings.count }
+
+    private mutating func compactIfDue() {
+        switch compaction {
+        case .never: return
+        case .everyFrame: compact()
+        case .automatic:
+            if nodes.count + records.count >= compactAt {
+                compact()
+                compactAt = max(Compaction.minimumSize, 2 * (nodes.count + records.count))
+            }
+        }
+    }
+
+    /// Rebuilds the trees with only what the beam can reach. Everything a node refers to (parent, word
+    /// start, last and previous word) is one of its ancestors, and a record's parent is an earlier
+    /// record of the same path, so the ancestors of the beam's nodes and records are closed under every
+    /// link. Survivors keep their relative order (parents stay before children). Runs between frames,
+    /// when no `slotOf` entry is in use.
+    mutating func compact() {
+        // Nodes: mark ancestors of the beam (nodeMap: 0 = dropped, 1 = kept), then number the kept.
+        nodeMap.removeAll(keepingCapacity: true)
+        nodeMap.append(contentsOf: repeatElement(0, count: nodes.count))
+        nodeMap[0] = 1
+        for e in beam {
+            var n = e.node
+            while n >= 0 && nodeMap[Int(n)] == 0 { nodeMap[Int(n)] = 1; n = nodes[Int(n)].parent }
+        }
+        recordMap.removeAll(keepingCapacity: true)
+        recordMap.append(contentsOf: repeatElement(0, count: records.count))
+        for e in beam {
+            var r = e.record
+            while r >= 0 && recordMap[Int(r)] == 0 { recordMap[Int(r)] = 1; r = records[Int(r)].parent }
+        }
+        // Words: the hotwords' keep their ids, others survive if a kept node completes them.
+        wordMap.removeAll(keepingCapacity: true)
+        wordMap.append(contentsOf: repeatElement(0, count: wordStrings.count))
+        for w in 0..<fixedWordCount { wordMap[w] = 1 }
+        for i in nodes.indices where nodeMap[i] != 0 && nodes[i].wordID >= 0 { wordMap[Int(nodes[i].wordID)] = 1 }
+
+        func renumber(_ map: inout [Int32]) -> Int {
+            var next: Int32 = 0
+            for i in map.indices {
+                if map[i] != 0 { map[i] = next; next += 1 } else { map[i] = -1 }
+            }
+            return Int(next)
+        }
+        let keptNodes = renumber(&nodeMap), keptRecords = renumber(&recordMap)
+        _ = renumber(&wordMap)
+        @inline(__always) func mapped(_ id: Int32, _ map: [Int32]) -> Int32 { id < 0 ? -1 : map[Int(id)] }
+
+        var w = 0
+        for i in nodes.indices where nodeMap[i] >= 0 {
+            var n = nodes[i]
+            n.parent = mapped(n.parent, nodeMap)
+            n.wordStart = mapped(n.wordStart, nodeMap)
+            n.lastWord = mapped(n.lastWord, nodeMap)
+            n.previousWord = mapped(n.previousWord, nodeMap)
+            n.wordID = mapped(n.wordID, wordMap)
+            nodes[w] = n
+            w += 1
+        }
+        nodes.removeSubrange(keptNodes...)
+        children.removeAll(keepingCapacity: true)
+        for i in 1..<max(1, keptNodes) { children[childKey(nodes[i].parent, Int(nodes[i].token))] = Int32(i) }
+        slotOf.removeSubrange(keptNodes...)
+
+        w = 0
+        for i in records.indices where recordMap[i] >= 0 {
+            var r = records[i]
+            r.parent = mapped(r.parent, recordMap)
+            records[w] = r
+            w += 1
+        }
+        records.removeSubrange(keptRecords...)
+
+        w = 0
+        for i in wordStrings.indices where wordMap[i] >= 0 {
+            wordStrings[w] = wordStrings[i]
+            lmIDs[w] = lmIDs[i]
+            w += 1
+        }
+        wordStrings.removeSubrange(w...)
+        lmIDs.removeSubrange(w...)
+        wordIDs.removeAll(keepingCapacity: true)
+        for (i, word) in wordStrings.enumerated() { wordIDs[word] = Int32(i) }
+
+        for i in beam.indices {
+            beam[i].node = nodeMap[Int(beam[i].node)]
+            beam[i].record = mapped(beam[i].record, recordMap)
+        }
+    }
+
     // MARK: - Results
 
     private func tokens(of node: Int32) -> [Int] {
@@ -484,7 +647,7 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
         let entries = beam
         var scored: [(Entry, Double)] = []
         for e in entries { scored.append((e, finalScore(e))) }
-        scored.sort { $0.1 > $1.1 || ($0.1 == $1.1 && $0.0.node < $1.0.node) }
+        scored.sort { $0.1 > $1.1 || ($0.1 == $1.1 && precedes($0.0.node, $1.0.node)) }
         return scored.map { hypothesis($0.0, score: $0.1) }
     }
 
@@ -493,7 +656,7 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
         var bestScore = -Double.infinity
         for e in beam {
             let s = currentScore(e)
-            if best == nil || s > bestScore || (s == bestScore && e.node < best!.node) { best = e; bestScore = s }
+            if best == nil || s > bestScore || (s == bestScore && precedes(e.node, best!.node)) { best = e; bestScore = s }
         }
         guard let best else { return .empty }
         return transcript(record: best.record)
@@ -504,7 +667,7 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
         var bestScore = -Double.infinity
         for e in beam {
             let s = finalScore(e)
-            if best == nil || s > bestScore || (s == bestScore && e.node < best!.node) { best = e; bestScore = s }
+            if best == nil || s > bestScore || (s == bestScore && precedes(e.node, best!.node)) { best = e; bestScore = s }
         }
         let result = best.map { transcript(record: $0.record) } ?? .empty
         reset()

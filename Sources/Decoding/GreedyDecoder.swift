@@ -26,13 +26,15 @@ public struct GreedyDecoder: StreamingCTCDecoder {
         logits.data.withUnsafeBufferPointer { all in
             for r in 0..<logits.rows {
                 let row = UnsafeBufferPointer(rebasing: all[(r * v)..<((r + 1) * v)])
+                let lse = logSumExp(row)
+                // A frame with NaN or +infinity logits (or no finite one) says nothing: it is skipped
+                // as the beam search skips it, so the previous token stays open across it and the
+                // frame clock still advances (later times stay right).
+                guard lse.isFinite else { frame += 1; continue }
                 var best = 0
                 var bestValue = row[0]
                 for i in 1..<v where row[i] > bestValue { best = i; bestValue = row[i] }
-                // Posterior of the arg-max: 1 / sum_j exp(x_j - x_max).
-                var s = 0.0
-                for i in 0..<v { s += exp(Double(row[i] - bestValue)) }
-                let posterior = 1 / s
+                let posterior = exp(Double(bestValue) - lse)
                 if best != vocabulary.blank {
                     if best == previous, !emitted.isEmpty {
                         emitted[emitted.count - 1].endFrame = frame

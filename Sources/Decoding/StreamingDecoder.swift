@@ -25,27 +25,3 @@ extension StreamingCTCDecoder {
         return finalize()
     }
 }
-
-/// Writes the log-softmax of `row` into `out` (both `count` long). Idempotent on log posteriors.
-@inline(__always)
-func logSoftmax(_ row: UnsafeBufferPointer<Float>, into out: UnsafeMutableBufferPointer<Double>) {
-    var m = -Double.infinity
-    for v in row { m = max(m, Double(v)) }
-    var s = 0.0
-    for i in 0..<row.count { s += exp(Double(row[i]) - m) }
-    let lse = m + log(s)
-    for i in 0..<row.count { out[i] = Double(row[i]) - lse }
-}
-
-@inline(__always)
-func logAddExp(_ a: Double, _ b: Double) -> Double {
-    if a == -.infinity { return b }
-    if b == -.infinity { return a }
-    return a > b ? a + log1p(exp(b - a)) : b + log1p(exp(a - b))
-}
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif

@@ -19,6 +19,14 @@ public struct Vocabulary: Sendable, Equatable, Codable {
         self.space = space
     }
 
+    /// The vocabulary of a CTC model's token list (as stored in a model file): the blank is token 0 and
+    /// the word separator is the token " " if one other than the blank exists. Never traps on a token
+    /// list that is merely odd (a space-named blank, duplicates); `Model` refuses such files with an
+    /// error naming them. `tokens` must not be empty.
+    public init(ctcTokens tokens: [String]) {
+        self.init(tokens: tokens, blank: 0, space: tokens.indices.dropFirst().first { tokens[$0] == " " })
+    }
+
     public var count: Int { tokens.count }
 
     /// Earshot's character vocabulary: blank, space, apostrophe, then `a` to `z`.

@@ -172,16 +172,39 @@ public struct FrontendConfig: Codable, Sendable, Equatable {
         return n >= windowLength ? 1 + (n - windowLength) / hopLength : 0
     }
 
+    /// Largest values `validate` accepts: far beyond any speech frontend, small enough that sizes derived
+    /// from them cannot overflow and allocations stay modest.
+    public enum Limits {
+        public static let sampleRate = 384_000
+        /// Also the largest window.
+        public static let fftSize = 65_536
+        /// One second at the highest rate.
+        public static let hopLength = 384_000
+        public static let melBins = 1024
+    }
+
     /// Checks every field; `streaming` additionally refuses normalisations that need the whole utterance.
     public func validate(streaming: Bool = false) throws(FrontendConfigError) {
         func bad(_ field: String, _ reason: String) -> FrontendConfigError { .invalidField(field, reason: reason) }
-        guard sampleRate > 0 else { throw bad("sampleRate", "is \(sampleRate); it must be a positive number of samples per second") }
-        guard windowLength >= 1 else { throw bad("windowLength", "is \(windowLength); it must be at least 1 sample") }
-        guard hopLength >= 1 else { throw bad("hopLength", "is \(hopLength); it must be at least 1 sample") }
+        // Upper bounds first: they keep every later size computation, the FFT plan's Int32 length and
+        // the buffers a frontend allocates within reason, whatever a model file says.
+        let L = Self.Limits.self
+        guard sampleRate > 0, sampleRate <= L.sampleRate else {
+            throw bad("sampleRate", "is \(sampleRate); it must be in 1...\(L.sampleRate) samples per second")
+        }
+        guard fftSize >= 1, fftSize <= L.fftSize else { throw bad("fftSize", "is \(fftSize); it must be in 1...\(L.fftSize) points") }
+        guard windowLength >= 1, windowLength <= L.fftSize else {
+            throw bad("windowLength", "is \(windowLength); it must be in 1...\(L.fftSize) samples")
+        }
+        guard hopLength >= 1, hopLength <= L.hopLength else {
+            throw bad("hopLength", "is \(hopLength); it must be in 1...\(L.hopLength) samples")
+        }
         guard fftSize >= windowLength else {
             throw bad("fftSize", "is \(fftSize), smaller than windowLength \(windowLength); the FFT must cover the whole window")
         }
-        guard melBins >= 1 else { throw bad("melBins", "is \(melBins); at least one mel filter is needed") }
+        guard melBins >= 1, melBins <= L.melBins else {
+            throw bad("melBins", "is \(melBins); it must be in 1...\(L.melBins) mel filters")
+        }
         let nyquist = Float(sampleRate) / 2
         guard fMin.isFinite, fMin >= 0 else { throw bad("fMin", "is \(fMin) Hz; it must be a finite frequency >= 0") }
         if let fMax {

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Tensors
 
 /// A seeded standard-normal generator (xoshiro256** + Box-Muller) owned by one frontend, so dither is
 /// reproducible per stream and no global RNG is touched. Draws are consumed one per input sample, in
@@ -14,15 +15,8 @@ struct GaussianNoise {
 
     init(seed: UInt64) {
         // SplitMix64 expands the seed into the four state words (xoshiro's recommended seeding).
-        var z = seed
-        func splitmix() -> UInt64 {
-            z &+= 0x9E37_79B9_7F4A_7C15
-            var x = z
-            x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
-            return x ^ (x >> 31)
-        }
-        s0 = splitmix(); s1 = splitmix(); s2 = splitmix(); s3 = splitmix()
+        var seeder = SplitMix64(seed: seed)
+        s0 = seeder.next(); s1 = seeder.next(); s2 = seeder.next(); s3 = seeder.next()
     }
 
     private mutating func nextUInt64() -> UInt64 {

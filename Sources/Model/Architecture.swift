@@ -10,7 +10,21 @@ public struct EncoderArchitecture: Codable, Sendable, Equatable {
     /// Input frames per output frame: the product of the conv strides.
     public var subsampling: Int
     /// Duration of one input frame (the frontend's hop), for reporting look-ahead in milliseconds.
+    /// It must equal `1000 * hopLength / sampleRate` of the model's frontend: `ModelDescription` sets it
+    /// from the frontend when built from a `FrontendConfig` (or when a file omits it) and refuses a file
+    /// whose stored value disagrees.
     public var frameDurationMs: Double
+
+    /// Sizes beyond any speech model, refused before any arithmetic on them so a corrupt or hostile
+    /// file gets an error instead of an overflow trap or a huge allocation.
+    public enum Limits {
+        /// Channels, features or dimension of any layer (and `input_dim`).
+        public static let channels = 1...16384
+        public static let kernel = 1...256
+        public static let stride = 1...16
+        /// Input frames per output frame over the whole stack.
+        public static let subsampling = 1...4096
+    }
 
     enum CodingKeys: String, CodingKey {
         case layers, inputDim = "input_dim", subsampling, frameDurationMs = "frame_duration_ms"
@@ -45,7 +59,7 @@ public struct EncoderArchitecture: Codable, Sendable, Equatable {
     public var receptiveFieldFrames: Int { leftContextFrames + 1 + lookAheadFrames }
 
     /// Every parameter the layers need, in layer order, with its shape (naming as in `LayerSpec`).
-    public var parameterShapes: [(name: String, shape: [Int])] { Self.parameterShapes(layers) }
+    public var parameterShapes: [(name: String, shape: [Int])] { LayerSpec.parameters(of: layers).map { ($0.name, $0.shape) } }
     /// Number of scalar parameters the layers need.
     public var parameterCount: Int { parameterShapes.reduce(0) { $0 + $1.shape.reduce(1, *) } }
 
@@ -53,7 +67,9 @@ public struct EncoderArchitecture: Codable, Sendable, Equatable {
     /// groups is 1 or depthwise, contexts fit the kernel, names are unique, `subsampling` matches.
     public func validate(file: String = "<memory>") throws(ModelError) {
         func fail(_ reason: String) -> ModelError { .inconsistentArchitecture(file: file, reason: reason) }
-        guard inputDim > 0 else { throw fail("input_dim is \(inputDim); it must be positive") }
+        func inRange(_ value: Int, _ range: ClosedRange<Int>) -> Bool { range.contains(value) }
+        let channelLimit = "\(Limits.channels.lowerBound)...\(Limits.channels.upperBound)"
+        guard inRange(inputDim, Limits.channels) else { throw fail("input_dim is \(inputDim); it must be in \(channelLimit)") }
         guard frameDurationMs > 0, frameDurationMs.isFinite else { throw fail("frame_duration_ms is \(frameDurationMs); it must be positive") }
         guard !layers.isEmpty else { throw fail("the layer list is empty") }
         var names = Set<String>()
@@ -70,8 +86,15 @@ public struct EncoderArchitecture: Codable, Sendable, Equatable {
                 case .conv1d(let s):
                     try claim(s.name)
                     guard s.inChannels == channels else { throw fail("\(at) conv1d '\(s.name)' takes \(s.inChannels) channels but receives \(channels)") }
-                    guard s.outChannels > 0 else { throw fail("\(at) conv1d '\(s.name)' has \(s.outChannels) output channels") }
-                    guard s.kernel >= 1, s.stride >= 1 else { throw fail("\(at) conv1d '\(s.name)' has kernel \(s.kernel), stride \(s.stride); both must be at least 1") }
+                    guard inRange(s.outChannels, Limits.channels) else {
+                        throw fail("\(at) conv1d '\(s.name)' has \(s.outChannels) output channels; it must have \(channelLimit)")
+                    }
+                    guard inRange(s.kernel, Limits.kernel) else {
+                        throw fail("\(at) conv1d '\(s.name)' has kernel \(s.kernel); it must be in \(Limits.kernel.lowerBound)...\(Limits.kernel.upperBound)")
+                    }
+                    guard inRange(s.stride, Limits.stride) else {
+                        throw fail("\(at) conv1d '\(s.name)' has stride \(s.stride); it must be in \(Limits.stride.lowerBound)...\(Limits.stride.upperBound)")
+                    }
                     guard s.rightContext >= 0, s.rightContext < s.kernel else {
                         throw fail("\(at) conv1d '\(s.name)' has rightContext \(s.rightContext); it must be in 0...\(s.kernel - 1) (kernel - 1)")
                     }
@@ -79,11 +102,16 @@ public struct EncoderArchitecture: Codable, Sendable, Equatable {
                         throw fail("\(at) conv1d '\(s.name)' has groups \(s.groups); only 1 or depthwise (groups == in == out channels) are supported")
                     }
                     channels = s.outChannels
-                    rate *= s.stride
+                    rate *= s.stride  // both bounded above: cannot overflow
+                    guard rate <= Limits.subsampling.upperBound else {
+                        throw fail("\(at) conv1d '\(s.name)' brings the subsampling to \(rate); at most \(Limits.subsampling.upperBound) is supported")
+                    }
                 case .dense(let s):
                     try claim(s.name)
                     guard s.inFeatures == channels else { throw fail("\(at) dense '\(s.name)' takes \(s.inFeatures) features but receives \(channels)") }
-                    guard s.outFeatures > 0 else { throw fail("\(at) dense '\(s.name)' has \(s.outFeatures) outputs") }
+                    guard inRange(s.outFeatures, Limits.channels) else {
+                        throw fail("\(at) dense '\(s.name)' has \(s.outFeatures) outputs; it must have \(channelLimit)")
+                    }
                     channels = s.outFeatures
                 case .layerNorm(let s):
                     try claim(s.name)
@@ -124,43 +152,29 @@ public struct EncoderArchitecture: Codable, Sendable, Equatable {
     }
 
     /// Input frames per frame after `layers` (`rate`), and the look-back/look-ahead in input frames.
+    /// Saturating (never traps): it also runs on decoded, not yet validated layers, to fill in a missing
+    /// `subsampling`; `validate` then refuses any value out of range.
     static func context(of layers: [LayerSpec], rate start: Int = 1) -> (rate: Int, left: Int, right: Int) {
+        func add(_ a: Int, _ b: Int) -> Int { let r = a.addingReportingOverflow(b); return r.overflow ? (b < 0 ? .min : .max) : r.partialValue }
+        func sub(_ a: Int, _ b: Int) -> Int { let r = a.subtractingReportingOverflow(b); return r.overflow ? (b > 0 ? .min : .max) : r.partialValue }
+        func mul(_ a: Int, _ b: Int) -> Int {
+            let r = a.multipliedReportingOverflow(by: b)
+            return r.overflow ? ((a < 0) != (b < 0) ? .min : .max) : r.partialValue
+        }
         var rate = start, left = 0, right = 0
         for layer in layers {
             switch layer {
             case .conv1d(let s):
-                left += s.leftContext * rate
-                right += s.rightContext * rate
-                rate *= s.stride
+                left = add(left, mul(sub(sub(s.kernel, 1), s.rightContext), rate))
+                right = add(right, mul(s.rightContext, rate))
+                rate = mul(rate, s.stride)
             case .residual(_, let body):
                 let inner = context(of: body, rate: rate)
-                left += inner.left; right += inner.right; rate = inner.rate
+                left = add(left, inner.left); right = add(right, inner.right); rate = inner.rate
             case .dense, .layerNorm, .relu:
                 break
             }
         }
         return (rate, left, right)
-    }
-
-    static func parameterShapes(_ layers: [LayerSpec]) -> [(name: String, shape: [Int])] {
-        var out: [(name: String, shape: [Int])] = []
-        for layer in layers {
-            switch layer {
-            case .conv1d(let s):
-                out.append(("\(s.name).weight", [s.outChannels, s.inChannels / max(s.groups, 1), s.kernel]))
-                if s.bias { out.append(("\(s.name).bias", [s.outChannels])) }
-            case .dense(let s):
-                out.append(("\(s.name).weight", [s.outFeatures, s.inFeatures]))
-                if s.bias { out.append(("\(s.name).bias", [s.outFeatures])) }
-            case .layerNorm(let s):
-                out.append(("\(s.name).weight", [s.dim]))
-                out.append(("\(s.name).bias", [s.dim]))
-            case .relu:
-                break
-            case .residual(_, let body):
-                out.append(contentsOf: parameterShapes(body))
-            }
-        }
-        return out
     }
 }

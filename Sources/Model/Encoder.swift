@@ -58,8 +58,11 @@ public struct Encoder: Sendable {
         try self.init(architecture: EncoderArchitecture(layers: layers, inputDim: inputDim), parameters: parameters)
     }
 
+    /// Also checks the model's vocabulary, so that a recogniser built on this encoder can hand it to a
+    /// decoder (whose invariants would otherwise trap) for models that never went through `validate`.
     public init(model: ModelFile, file: String = "<memory>") throws(ModelError) {
         try self.init(architecture: model.description.architecture, parameters: model.parameters, file: file)
+        try model.description.checkVocabularyIsDecodable(file: file)
     }
 
     static func normalization(_ parameters: [String: Tensor], dim: Int, file: String) throws(ModelError) -> InputNormalization? {

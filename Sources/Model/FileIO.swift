@@ -7,8 +7,11 @@ import Darwin
 private func errnoText() -> String { String(cString: strerror(errno)) }
 
 /// Reads a whole file with POSIX calls (models are tens of megabytes, so one buffer is fine).
+///
+/// Opened with O_NONBLOCK so that a FIFO (which would otherwise wait for a writer, possibly forever)
+/// reaches the regular-file check at once; on a regular file the flag has no effect.
 func readFile(_ path: String) throws(ModelError) -> [UInt8] {
-    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
     guard fd >= 0 else { throw .unreadable(file: path, reason: errnoText()) }
     defer { close(fd) }
     var st = stat()

@@ -96,3 +96,52 @@ public struct LayerNormSpec: Sendable, Equatable, Codable {
         self.name = name; self.dim = dim; self.epsilon = epsilon
     }
 }
+
+/// One parameter tensor a layer needs, as named and shaped in `LayerSpec`'s documentation: the single
+/// place that spells the naming scheme (the architecture's shape checks, the layer builder and
+/// Training's initialisation and gradients all read it from here).
+public struct ParameterSpec: Sendable, Equatable {
+    /// "<layer name>.weight" or "<layer name>.bias".
+    public var name: String
+    public var shape: [Int]
+    /// Inputs feeding each output of the layer (inChannels / groups x kernel for a convolution,
+    /// inFeatures for a dense layer), which scales its initialisation; nil for layer-norm parameters,
+    /// which start as the identity instead.
+    public var fanIn: Int?
+
+    public init(name: String, shape: [Int], fanIn: Int?) {
+        self.name = name; self.shape = shape; self.fanIn = fanIn
+    }
+
+    /// Scalars in the tensor.
+    public var count: Int { shape.reduce(1, *) }
+}
+
+extension LayerSpec {
+    /// This layer's parameters, weight before bias; none for relu, the body's for a residual.
+    public var parameters: [ParameterSpec] {
+        switch self {
+        case .conv1d(let s):
+            let fanIn = s.inChannels / max(s.groups, 1) * s.kernel
+            var out = [ParameterSpec(name: "\(s.name).weight", shape: [s.outChannels, s.inChannels / max(s.groups, 1), s.kernel], fanIn: fanIn)]
+            if s.bias { out.append(ParameterSpec(name: "\(s.name).bias", shape: [s.outChannels], fanIn: fanIn)) }
+            return out
+        case .dense(let s):
+            var out = [ParameterSpec(name: "\(s.name).weight", shape: [s.outFeatures, s.inFeatures], fanIn: s.inFeatures)]
+            if s.bias { out.append(ParameterSpec(name: "\(s.name).bias", shape: [s.outFeatures], fanIn: s.inFeatures)) }
+            return out
+        case .layerNorm(let s):
+            return [ParameterSpec(name: "\(s.name).weight", shape: [s.dim], fanIn: nil),
+                    ParameterSpec(name: "\(s.name).bias", shape: [s.dim], fanIn: nil)]
+        case .relu:
+            return []
+        case .residual(_, let body):
+            return LayerSpec.parameters(of: body)
+        }
+    }
+
+    /// Every parameter `layers` need, in layer order.
+    public static func parameters(of layers: [LayerSpec]) -> [ParameterSpec] {
+        layers.flatMap(\.parameters)
+    }
+}

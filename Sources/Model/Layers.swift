@@ -271,29 +271,36 @@ public indirect enum Layer: Sendable {
     /// Builds the layer, taking its parameters from `parameters` by the names in `LayerSpec`'s docs.
     /// Checks presence and shape; `file` names the source in errors.
     public init(spec: LayerSpec, parameters: [String: Tensor], file: String = "<memory>") throws(ModelError) {
-        func param(_ name: String, _ shape: [Int]) throws(ModelError) -> [Float] {
-            guard let t = parameters[name] else { throw .missingParameter(file: file, name: name, expectedShape: shape) }
-            guard t.shape == shape else { throw .wrongShape(file: file, name: name, expected: shape, found: t.shape) }
+        func param(_ p: ParameterSpec) throws(ModelError) -> [Float] {
+            guard let t = parameters[p.name] else { throw .missingParameter(file: file, name: p.name, expectedShape: p.shape) }
+            guard t.shape == p.shape else { throw .wrongShape(file: file, name: p.name, expected: p.shape, found: t.shape) }
             return t.data
         }
+        let needed = spec.parameters  // weight, then bias when there is one
         switch spec {
         case .conv1d(let s):
-            let w = try param("\(s.name).weight", [s.outChannels, s.inChannels / max(s.groups, 1), s.kernel])
-            let b = s.bias ? try param("\(s.name).bias", [s.outChannels]) : nil
-            self = .conv1d(Conv1DLayer(spec: s, weight: w, bias: b))
+            self = .conv1d(Conv1DLayer(spec: s, weight: try param(needed[0]), bias: s.bias ? try param(needed[1]) : nil))
         case .dense(let s):
-            let w = try param("\(s.name).weight", [s.outFeatures, s.inFeatures])
-            let b = s.bias ? try param("\(s.name).bias", [s.outFeatures]) : nil
-            self = .dense(DenseLayer(spec: s, weight: w, bias: b))
+            self = .dense(DenseLayer(spec: s, weight: try param(needed[0]), bias: s.bias ? try param(needed[1]) : nil))
         case .layerNorm(let s):
-            self = .layerNorm(LayerNormLayer(spec: s, weight: try param("\(s.name).weight", [s.dim]),
-                                             bias: try param("\(s.name).bias", [s.dim])))
+            self = .layerNorm(LayerNormLayer(spec: s, weight: try param(needed[0]), bias: try param(needed[1])))
         case .relu:
             self = .relu
         case .residual(let name, let body):
             var layers: [Layer] = []
             for b in body { layers.append(try Layer(spec: b, parameters: parameters, file: file)) }
             self = .residual(ResidualLayer(name: name, body: layers))
+        }
+    }
+
+    /// The description this layer was built from.
+    public var spec: LayerSpec {
+        switch self {
+        case .conv1d(let l): return .conv1d(l.spec)
+        case .dense(let l): return .dense(l.spec)
+        case .layerNorm(let l): return .layerNorm(l.spec)
+        case .relu: return .relu
+        case .residual(let r): return .residual(name: r.name, body: r.body.map(\.spec))
         }
     }
 

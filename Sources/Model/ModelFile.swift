@@ -1,3 +1,4 @@
+import Features
 import Foundation
 import Tensors
 
@@ -19,6 +20,37 @@ public struct ModelDescription: Codable, Sendable, Equatable {
                 provenance: [String: JSONValue] = [:], decodingJSON: String? = nil) {
         self.architecture = architecture; self.frontendJSON = frontendJSON; self.vocabulary = vocabulary
         self.provenance = provenance; self.decodingJSON = decodingJSON
+    }
+
+    /// The vocabulary of a model file: usable by a decoder (`checkVocabularyIsDecodable`), and every
+    /// token distinct and non-empty (the blank's text may be anything else), so text maps back to tokens
+    /// unambiguously. The architecture must be valid (its output size is computed).
+    public func validateVocabulary(file: String = "<memory>") throws(ModelError) {
+        try checkVocabularyIsDecodable(file: file)
+        func fail(_ reason: String) -> ModelError { .malformedMetadata(file: file, key: "vocabulary", reason: reason) }
+        var seen: [String: Int] = [:]
+        for (i, token) in vocabulary.enumerated() {
+            guard i == 0 || !token.isEmpty else { throw fail("token \(i) is the empty string") }
+            if let first = seen.updateValue(i, forKey: token) {
+                throw fail("token \(i) '\(token)' repeats token \(first); tokens must be distinct")
+            }
+        }
+    }
+
+    /// What a CTC decoder needs of the vocabulary, whose violation would trap it: one token per output
+    /// of the last layer, and index 0 (the blank) not the word separator " ". Checked for models built
+    /// in memory too (`Encoder(model:)`); a file must also pass `validateVocabulary`.
+    public func checkVocabularyIsDecodable(file: String = "<memory>") throws(ModelError) {
+        guard let blank = vocabulary.first else {
+            throw .malformedMetadata(file: file, key: "vocabulary", reason: "it is empty; index 0 must be the CTC blank")
+        }
+        guard blank != " " else {
+            throw .malformedMetadata(file: file, key: "vocabulary",
+                reason: "token 0 is \" \" (space), but index 0 is the CTC blank and space is the word separator; put the blank first")
+        }
+        guard vocabulary.count == architecture.outputDim else {
+            throw .vocabularyMismatch(file: file, vocabularySize: vocabulary.count, outputSize: architecture.outputDim)
+        }
     }
 }
 
@@ -76,11 +108,11 @@ public struct ModelFile: Sendable {
             throw .malformedMetadata(file: file, key: "architecture", reason: "missing")
         }
         // Found before decoding so an unknown type gets its own error rather than a decoding trace.
-        if let json = try? JSONSerialization.jsonObject(with: Data(archText.utf8)) as? [String: Any],
-           let layers = json["layers"] as? [Any], let unknown = firstUnknownLayerType(layers) {
+        let archJSON = try? JSONSerialization.jsonObject(with: Data(archText.utf8)) as? [String: Any]
+        if let layers = archJSON?["layers"] as? [Any], let unknown = firstUnknownLayerType(layers) {
             throw .unknownLayerType(file: file, type: unknown)
         }
-        let architecture: EncoderArchitecture = try decodeJSON(archText, key: "architecture", file: file)
+        var architecture: EncoderArchitecture = try decodeJSON(archText, key: "architecture", file: file)
         guard let frontend = meta["frontend"] else {
             throw .malformedMetadata(file: file, key: "frontend", reason: "missing")
         }
@@ -94,6 +126,13 @@ public struct ModelFile: Sendable {
         } ?? [:]
         if let decoding = meta["decoding"] { try checkJSON(decoding, key: "decoding", file: file) }
 
+        // A file without frame_duration_ms gets the frontend's hop rather than a guess (a present value
+        // is checked against the frontend by `validate`).
+        if archJSON?["frame_duration_ms"] == nil,
+           let config = try? JSONDecoder().decode(FrontendConfig.self, from: Data(frontend.utf8)),
+           (try? config.validate()) != nil {
+            architecture.frameDurationMs = config.frameDurationMs
+        }
         let model = ModelFile(
             description: ModelDescription(architecture: architecture, frontendJSON: frontend, vocabulary: vocabulary,
                                           provenance: provenance, decodingJSON: meta["decoding"]),
@@ -103,8 +142,9 @@ public struct ModelFile: Sendable {
     }
 
     /// Checks everything `load` checks: the architecture chains, every parameter it needs exists with
-    /// the right shape and only finite values, CMVN statistics are sane, and the vocabulary matches the
-    /// last layer's output size.
+    /// the right shape and only finite values, CMVN statistics are sane, the frontend is valid and agrees
+    /// with the architecture's frame duration, and the vocabulary is usable (see
+    /// `ModelDescription.validateVocabulary`) and matches the last layer's output size.
     public func validate(file: String = "<memory>") throws(ModelError) {
         let arch = description.architecture
         try arch.validate(file: file)
@@ -120,9 +160,7 @@ public struct ModelFile: Sendable {
         if let mean = parameters[InputNormalization.meanName], let bad = mean.data.firstIndex(where: { !$0.isFinite }) {
             throw .nonFiniteParameter(file: file, name: InputNormalization.meanName, index: bad)
         }
-        guard description.vocabulary.count == arch.outputDim else {
-            throw .vocabularyMismatch(file: file, vocabularySize: description.vocabulary.count, outputSize: arch.outputDim)
-        }
+        try description.validateVocabulary(file: file)
     }
 
     /// The safetensors metadata this model is stored with.

@@ -1,10 +1,18 @@
 import Features
 import Foundation
 
+extension FrontendConfig {
+    /// Milliseconds between frames: `1000 * hopLength / sampleRate`.
+    var frameDurationMs: Double { 1000 * Double(hopLength) / Double(sampleRate) }
+}
+
 extension ModelDescription {
     /// A description whose frontend is Features' typed configuration (stored as JSON in the file).
+    /// The architecture's `frameDurationMs` is set from the frontend's hop, so the two always agree.
     public init(architecture: EncoderArchitecture, frontend: FrontendConfig, vocabulary: [String],
                 provenance: [String: JSONValue] = [:], decodingJSON: String? = nil) {
+        var architecture = architecture
+        architecture.frameDurationMs = frontend.frameDurationMs
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         // Encoding a plain configuration struct cannot fail.
@@ -33,6 +41,14 @@ extension ModelDescription {
         guard config.melBins == architecture.inputDim else {
             throw .malformedMetadata(file: file, key: "frontend",
                 reason: "the frontend makes \(config.melBins) mel bins but the encoder takes \(architecture.inputDim) features per frame")
+        }
+        // Stored twice (the architecture's copy times outputs for readers without the frontend), so a
+        // disagreement would make `model info` report wrong look-ahead and subsampling milliseconds.
+        // Half a microsecond of slack admits a hand-written value rounded to three decimals (7.256 for 160 samples at
+        // 22050 Hz); anything further off is a different frame rate.
+        guard abs(architecture.frameDurationMs - config.frameDurationMs) <= 5e-4 else {
+            throw .malformedMetadata(file: file, key: "architecture",
+                reason: "frame_duration_ms is \(architecture.frameDurationMs) but the frontend's hop is \(config.hopLength) samples at \(config.sampleRate) Hz = \(config.frameDurationMs) ms")
         }
         return config
     }

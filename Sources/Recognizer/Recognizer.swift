@@ -69,8 +69,7 @@ public final class Recognizer: Sendable {
 
     /// The model's output tokens as a decoding vocabulary: blank at 0, the word separator where " " is.
     public static func vocabulary(of model: ModelFile) -> Vocabulary {
-        let tokens = model.description.vocabulary
-        return Vocabulary(tokens: tokens, blank: 0, space: tokens.firstIndex(of: " "))
+        Vocabulary(ctcTokens: model.description.vocabulary)
     }
 
     static let perFeatureRefusal = "normalization is perFeature: per-utterance normalisation is offline-only; Earshot recognises in streaming mode, so re-export the model with global statistics (frontend.mean/frontend.std tensors)"

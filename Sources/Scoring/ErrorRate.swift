@@ -67,28 +67,43 @@ public enum ErrorRate {
     public static let deletionCost = 3
 
     /// Aligns two token sequences.
+    ///
+    /// Memory: one byte per cell (the back-pointers, needed for the trace-back) plus two rows of costs,
+    /// so a long utterance (10 000 x 10 000 characters: 100 MB) still aligns.
     public static func align(reference: [String], hypothesis: [String]) -> [AlignmentOperation] {
         let n = reference.count, m = hypothesis.count
         let w = m + 1
-        // cost and back-pointer per cell, row-major (reference index x hypothesis index).
-        var cost = [Int](repeating: 0, count: (n + 1) * w)
-        var back = [UInt8](repeating: 0, count: (n + 1) * w) // 0 diagonal, 1 deletion, 2 insertion
-        for b in 1...max(m, 1) where b <= m { cost[b] = b * insertionCost; back[b] = 2 }
-        for a in 1...max(n, 1) where a <= n { cost[a * w] = a * deletionCost; back[a * w] = 1 }
-        if n > 0 && m > 0 {
+        // Back-pointer per cell, row-major (reference index x hypothesis index): 0 diagonal, 1 deletion,
+        // 2 insertion. Costs of the previous and the current reference row only.
+        var back = [UInt8](repeating: 0, count: (n + 1) * w)
+        var previous = [Int](repeating: 0, count: w)
+        var current = [Int](repeating: 0, count: w)
+        for b in 1...max(m, 1) where b <= m { previous[b] = b * insertionCost; back[b] = 2 }
+        // Token ids, so the inner loop compares integers rather than strings.
+        var ids: [String: Int] = [:]
+        func id(_ token: String) -> Int {
+            if let i = ids[token] { return i }
+            ids[token] = ids.count
+            return ids.count - 1
+        }
+        let ref = reference.map(id), hyp = hypothesis.map(id)
+        if n > 0 {
             for a in 1...n {
-                for b in 1...m {
-                    let diagonal = cost[(a - 1) * w + b - 1] + (reference[a - 1] == hypothesis[b - 1] ? 0 : substitutionCost)
-                    let deletion = cost[(a - 1) * w + b] + deletionCost
-                    let insertion = cost[a * w + b - 1] + insertionCost
+                current[0] = a * deletionCost; back[a * w] = 1
+                let r = ref[a - 1]
+                for b in stride(from: 1, through: m, by: 1) {
+                    let diagonal = previous[b - 1] + (r == hyp[b - 1] ? 0 : substitutionCost)
+                    let deletion = previous[b] + deletionCost
+                    let insertion = current[b - 1] + insertionCost
                     if diagonal <= deletion && diagonal <= insertion {
-                        cost[a * w + b] = diagonal; back[a * w + b] = 0
+                        current[b] = diagonal; back[a * w + b] = 0
                     } else if deletion < insertion {
-                        cost[a * w + b] = deletion; back[a * w + b] = 1
+                        current[b] = deletion; back[a * w + b] = 1
                     } else {
-                        cost[a * w + b] = insertion; back[a * w + b] = 2
+                        current[b] = insertion; back[a * w + b] = 2
                     }
                 }
+                swap(&previous, &current)
             }
         }
         var ops: [AlignmentOperation] = []

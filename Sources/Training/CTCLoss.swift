@@ -47,13 +47,6 @@ public func ctcMinimumFrames(labels: [Int]) -> Int {
     return n
 }
 
-@inline(__always)
-func logAddExp(_ a: Double, _ b: Double) -> Double {
-    if a == -.infinity { return b }
-    if b == -.infinity { return a }
-    return a > b ? a + log1p(exp(b - a)) : b + log1p(exp(a - b))
-}
-
 /// The CTC computation entirely in `Double`, so tests can check it against finite differences tightly.
 /// Returns `logLikelihood == nil` when the alignment is impossible (then `grad` is all zeros).
 /// `logits` and `grad` are frames x vocabulary, row-major.
@@ -74,14 +67,17 @@ func ctcCore(logits: [Double], frames: Int, vocabulary: Int, labels: [Int], blan
 
     // Per-frame log-softmax (frames x vocabulary).
     var logProbs = [Double](repeating: 0, count: T * V)
-    for t in 0..<T {
-        let row = t * V
-        var m = -Double.infinity
-        for k in 0..<V { m = max(m, logits[row + k]) }
-        var sum = 0.0
-        for k in 0..<V { sum += exp(logits[row + k] - m) }
-        let logZ = m + log(sum)
-        for k in 0..<V { logProbs[row + k] = logits[row + k] - logZ }
+    logits.withUnsafeBufferPointer { x in
+        logProbs.withUnsafeMutableBufferPointer { out in
+            for t in 0..<T {
+                let row = UnsafeBufferPointer(rebasing: x[(t * V)..<((t + 1) * V)])
+                // Non-finite logits: NaN log-probabilities make the likelihood non-finite, so the utterance is
+                // reported impossible (zero loss and gradient) instead of poisoning the batch.
+                if !logSoftmax(row, into: UnsafeMutableBufferPointer(rebasing: out[(t * V)..<((t + 1) * V)])) {
+                    for k in 0..<V { out[t * V + k] = .nan }
+                }
+            }
+        }
     }
 
     // alpha[t*S + s]: log probability of all prefixes of length t+1 that end in state s (emission at t included).

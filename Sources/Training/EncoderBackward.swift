@@ -66,30 +66,7 @@ public struct TrainableEncoder: Sendable {
         lowestTrainableLayer = layers.firstIndex { TrainableEncoder.hasTrainable($0, trainable) } ?? layers.count
     }
 
-    /// Every parameter name `specs` use, in the layouts of `LayerSpec`'s documentation.
-    public static func parameterNames(_ specs: [LayerSpec]) -> [String] {
-        var out: [String] = []
-        for spec in specs {
-            switch spec {
-            case .conv1d(let s): out.append("\(s.name).weight"); if s.bias { out.append("\(s.name).bias") }
-            case .dense(let s): out.append("\(s.name).weight"); if s.bias { out.append("\(s.name).bias") }
-            case .layerNorm(let s): out += ["\(s.name).weight", "\(s.name).bias"]
-            case .relu: break
-            case .residual(_, let body): out += parameterNames(body)
-            }
-        }
-        return out
-    }
-
-    static func parameterNames(of layer: Layer) -> [String] {
-        switch layer {
-        case .conv1d(let l): return l.spec.bias ? ["\(l.spec.name).weight", "\(l.spec.name).bias"] : ["\(l.spec.name).weight"]
-        case .dense(let l): return l.spec.bias ? ["\(l.spec.name).weight", "\(l.spec.name).bias"] : ["\(l.spec.name).weight"]
-        case .layerNorm(let l): return ["\(l.spec.name).weight", "\(l.spec.name).bias"]
-        case .relu: return []
-        case .residual(let r): return r.body.flatMap(parameterNames(of:))
-        }
-    }
+    static func parameterNames(of layer: Layer) -> [String] { layer.spec.parameters.map(\.name) }
 
     static func hasTrainable(_ layer: Layer, _ trainable: Set<String>?) -> Bool {
         let names = parameterNames(of: layer)

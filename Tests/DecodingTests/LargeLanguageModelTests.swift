@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Tensors
 @testable import Decoding
 
 @Suite struct LargeLanguageModelTests {

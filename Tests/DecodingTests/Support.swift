@@ -29,19 +29,6 @@ func spelledFrames(_ text: String, p: Double = 0.9, vocabulary: Vocabulary = .ea
     return frames
 }
 
-/// A small deterministic generator so random cases are reproducible.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 func randomLogits(rows: Int, cols: Int, scale: Float, using rng: inout SplitMix64) -> Matrix {
     var m = Matrix(rows: rows, cols: cols)
     for i in 0..<m.data.count { m.data[i] = Float.random(in: -scale...scale, using: &rng) }

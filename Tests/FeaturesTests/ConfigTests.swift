@@ -50,6 +50,14 @@ import Features
         ("logGuard", { $0.logGuard = 0 }),
         ("dither", { $0.dither = -1 }),
         ("sampleScale", { $0.sampleScale = .nan }),
+        // Upper bounds: sizes a corrupt model file could carry, refused before the FFT plan's Int32
+        // conversion or a huge allocation.
+        ("sampleRate", { $0.sampleRate = 384_001 }),
+        ("fftSize", { $0.fftSize = 1 << 33 }),
+        ("fftSize", { $0.fftSize = 65_537 }),
+        ("windowLength", { $0.windowLength = 1 << 40 }),
+        ("hopLength", { $0.hopLength = 1 << 40 }),
+        ("melBins", { $0.melBins = 1025 }),
     ]
 
     @Test(arguments: 0..<invalid.count)

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Tensors
 
 /// Runs the independent NumPy/SciPy/librosa references through the test-only virtualenv and moves
 /// arrays to and from it as raw little-endian files (float32 in, float64 out so the reference keeps
@@ -77,17 +78,11 @@ enum PythonReference {
     }
 }
 
-/// A deterministic generator for test signals and chunk sizes (SplitMix64), so every run is the same.
+/// A deterministic generator for test signals and chunk sizes (the shared SplitMix64), so every run is the same.
 struct TestRandom {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    private var generator: SplitMix64
+    init(seed: UInt64) { generator = SplitMix64(seed: seed) }
+    mutating func next() -> UInt64 { generator.next() }
     /// Uniform in [0, 1).
     mutating func unit() -> Double { Double(next() >> 11) * 0x1p-53 }
     mutating func int(_ range: ClosedRange<Int>) -> Int {
