@@ -59,29 +59,16 @@ struct RecognitionOptions: ParsableArguments {
     }
 
     func decodingOptions() throws -> DecodingOptions {
-        guard beam >= 1 else { throw CLIError("--beam must be at least 1 (got \(beam))") }
-        var parsedHotwords: [Hotword] = []
-        for spec in hotwords {
-            var phrase = spec, weight = 3.0
-            if let colon = spec.lastIndex(of: ":"), let w = Double(spec[spec.index(after: colon)...]) {
-                phrase = String(spec[..<colon]); weight = w
-            }
-            phrase = phrase.lowercased().split(separator: " ").joined(separator: " ")
-            guard !phrase.isEmpty else { throw CLIError("--hotword '\(spec)' has no words") }
-            parsedHotwords.append(Hotword(phrase, weight: weight))
-        }
-        var languageModel: NGramLanguageModel?
-        if let lm {
-            do { languageModel = try NGramLanguageModel(arpaFile: URL(fileURLWithPath: lm)) } catch {
-                throw CLIError("cannot use the language model: \(error)")
+        let settings = DecodingSettings(beam: beam, languageModel: lm, lmWeight: lmWeight, wordBonus: wordBonus,
+                                        hotwords: hotwords)
+        do {
+            return try settings.makeOptions()
+        } catch {
+            switch error {
+            case .badBeam, .emptyHotword: throw CLIError("--" + error.description)
+            case .languageModel: throw CLIError(error.description)
             }
         }
-        let width = (languageModel != nil || !parsedHotwords.isEmpty) && beam == 1 ? 16 : beam
-        if width == 1 { return .greedy }
-        let config = BeamSearchConfiguration(beamWidth: width, tokenTopK: 8, blankSkipThreshold: 0.999,
-                                             lmWeight: lmWeight, wordInsertionBonus: languageModel == nil ? 0 : wordBonus,
-                                             hotwords: parsedHotwords, hotwordPrefixBonus: parsedHotwords.isEmpty ? 0 : 0.5)
-        return DecodingOptions(beam: config, languageModel: languageModel)
     }
 
     func makeRecognizer() throws -> (Recognizer, String) {
