@@ -65,7 +65,14 @@ struct DaemonConfiguration: Equatable {
         if !(capture.ringSeconds >= 1) { throw bad("capture.ring_seconds", "must be at least 1") }
         if !(capture.retryMaxSeconds > 0) { throw bad("capture.retry_max_seconds", "must be positive") }
         if !(capture.duration >= 0) { throw bad("capture.duration", "must be 0 (never stop) or positive") }
-        do { try endpoint.validate() } catch { throw .invalid(key: "endpoint", reason: error.description) }
+        do { try endpoint.validate() } catch {
+            switch error {
+            case .invalidField(let name, let value, let reason):
+                // EndpointConfig's field names are camelCase; the file and flags spell them snake_case.
+                let key = name.reduce(into: "") { $0 += $1.isUppercase ? "_" + $1.lowercased() : String($1) }
+                throw .invalid(key: "endpoint.\(key)", reason: "= \(value) \(reason)")
+            }
+        }
         if decoding.beam < 1 { throw bad("decoding.beam", "must be at least 1") }
         for spec in decoding.hotwords {
             do { _ = try DecodingSettings.parseHotword(spec) } catch { throw bad("decoding.hotwords", error.description) }

@@ -49,7 +49,6 @@ final class Daemon: @unchecked Sendable {
     private(set) var microphone: Microphone?
     private var timers: [DispatchSourceTimer] = []
     private let timerQueue = DispatchQueue(label: "earshot.daemon.timers")
-    private var lastCaptureState = ""
 
     init(config: DaemonConfiguration) throws(DaemonError) {
         self.config = config
@@ -112,7 +111,7 @@ final class Daemon: @unchecked Sendable {
                 throw .capture(error)
             }
             let microphone = Microphone(capture: capture, recognizer: engine.recognizer, endpoint: config.endpoint,
-                                        server: server, logger: modelLogger)
+                                        server: server, logger: modelLogger, captureLogger: captureLogger)
             self.microphone = microphone
             microphone.start()
             captureLogger.info("capturing", metadata: ["device": "\(config.capture.device)"])
@@ -151,7 +150,7 @@ final class Daemon: @unchecked Sendable {
         return parts.joined(separator: ", ")
     }
 
-    /// The watchdog ping, status line and capture-state log, on one timer queue: every half watchdog
+    /// The watchdog ping and the status line, on one timer queue: every half watchdog
     /// timeout when systemd set one (sd_watchdog_enabled(3)'s advice), else every 2 s.
     private func startTimers() {
         let tick = notifier.watchdogInterval ?? .seconds(2)
@@ -160,7 +159,6 @@ final class Daemon: @unchecked Sendable {
         timer.schedule(deadline: .now() + .nanoseconds(Int(tickNanos)), repeating: .nanoseconds(Int(tickNanos)))
         var lastStatus = ""
         timer.setEventHandler { [unowned self] in
-            self.logCaptureChanges()
             let line = self.shortStatus()
             if line != lastStatus {
                 self.notifier.status(line)
@@ -178,32 +176,6 @@ final class Daemon: @unchecked Sendable {
         }
         timer.resume()
         timers.append(timer)
-    }
-
-    private func logCaptureChanges() {
-        guard let microphone else { return }
-        let status = microphone.capture.status
-        let summary = CaptureSummary(status)
-        var key = summary.state
-        if case .retrying(let reason, _, _) = status.state { key += ": " + reason.description }
-        guard key != lastCaptureState else { return }
-        lastCaptureState = key
-        switch status.state {
-        case .retrying(let reason, let attempt, let next):
-            captureLogger.warning("capture device unavailable, retrying", metadata: [
-                "reason": "\(reason)", "attempt": "\(attempt)",
-                "next_in": "\(String(format: "%.2f", max(0, next.timeIntervalSinceNow))) s"])
-        case .running:
-            if let info = status.device {
-                captureLogger.info("capture running", metadata: [
-                    "device": "\(info.device)", "rate": "\(info.sampleRate)", "channels": "\(info.channels)",
-                    "format": "\(info.format)", "period": "\(info.periodFrames)", "buffer": "\(info.bufferFrames)"])
-            }
-        case .stopped:
-            captureLogger.info("capture stopped")
-        case .starting:
-            break
-        }
     }
 
     // MARK: reload

@@ -21,7 +21,11 @@ final class Microphone: @unchecked Sendable {
     let capture: AudioCapture
     private let server: EarshotServer
     private let logger: Logger
+    private let captureLogger: Logger
     private let session: StreamingSession
+    /// The capture state last logged (recognition thread only).
+    private var loggedCaptureState = ""
+    private var lastCaptureCheck: UInt64 = 0
     private let shared = LockedBox(Shared())
     private let done = DispatchSemaphore(value: 0)
     private var thread: Thread?
@@ -42,10 +46,11 @@ final class Microphone: @unchecked Sendable {
     }
 
     init(capture: AudioCapture, recognizer: Recognizer, endpoint: EndpointConfig, server: EarshotServer,
-         logger: Logger) {
+         logger: Logger, captureLogger: Logger) {
         self.capture = capture
         self.server = server
         self.logger = logger
+        self.captureLogger = captureLogger
         self.session = StreamingSession(recognizer: recognizer, config: endpoint)
         self.chunkSamples = recognizer.sampleRate * 3 / 10
     }
@@ -102,6 +107,7 @@ final class Microphone: @unchecked Sendable {
                 case .failure(let error): logger.error("microphone keeps its model: \(error)")
                 }
             }
+            logCaptureChanges()
             buffer.removeAll(keepingCapacity: true)
             let n = capture.read(into: &buffer, maxSamples: chunkSamples, timeout: .milliseconds(100))
             if n == 0 {
@@ -119,9 +125,40 @@ final class Microphone: @unchecked Sendable {
         let cpu = threadCPUTime() - t0
         server.broadcast(events)
         account(samples: 0, cpu: cpu, events: events)
+        logCaptureChanges(force: true)
         shared.withLock { $0.finished = true }
         logger.info("microphone recognition stopped", metadata: ["audio_seconds": "\(counters.audioSeconds)"])
         done.signal()
+    }
+
+    /// Logs the capture loop's state when it changes (checked at most every 100 ms: a lock and a copy).
+    private func logCaptureChanges(force: Bool = false) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        guard force || now &- lastCaptureCheck >= 100_000_000 else { return }
+        lastCaptureCheck = now
+        let status = capture.status
+        var key = CaptureSummary(status).state
+        if case .retrying(let reason, _, _) = status.state { key += ": " + reason.description }
+        guard key != loggedCaptureState else { return }
+        loggedCaptureState = key
+        switch status.state {
+        case .retrying(let reason, let attempt, let next):
+            captureLogger.warning("capture device unavailable, retrying", metadata: [
+                "reason": "\(reason)", "attempt": "\(attempt)",
+                "next_in": "\(String(format: "%.2f", max(0, next.timeIntervalSinceNow))) s"])
+        case .running:
+            if let info = status.device {
+                captureLogger.info("capture running", metadata: [
+                    "device": "\(info.device)", "rate": "\(info.sampleRate)", "channels": "\(info.channels)",
+                    "format": "\(info.format)", "period": "\(info.periodFrames)", "buffer": "\(info.bufferFrames)",
+                    "reopen_count": "\(status.reopenCount)"])
+            }
+        case .stopped:
+            captureLogger.info("capture stopped", metadata: [
+                "overruns": "\(status.overruns)", "dropped_samples": "\(status.droppedSamples)"])
+        case .starting:
+            break
+        }
     }
 
     private func account(samples: Int, cpu: Double, events: [RecognitionEvent]) {
