@@ -26,7 +26,7 @@ stamped "$WORK/events" "$EARSHOT" stream --socket "$SOCK" --json --realtime "$WO
 echo "after one stream: RSS $(rss_mb "$DAEMON_PID") MB, peak $(hwm_mb "$DAEMON_PID") MB"
 machine
 python3 - "$WORK/events" "$TRAILING" <<'PY'
-import json, sys
+import json, math, sys
 trailing = float(sys.argv[2])
 t0 = None; first_partial = {}; finals = []; endpoints = {}
 for line in open(sys.argv[1]):
@@ -41,7 +41,8 @@ for e, t in finals:
     u = e["utterance"]; ep = endpoints.get(u)
     if ep is None or ep["reason"] != "silence": continue
     lat.append(t - (t0 + e["end"] + trailing))
-    comp.append(t - (t0 + ep["at"] - 0.1))
+    # `at` is on the session's 40 ms block grid; the 100 ms frame holding it was sent at its start.
+    comp.append(t - (t0 + (math.ceil(ep["at"] / 0.1 - 1e-6) - 1) * 0.1))
     if u in first_partial: part.append(first_partial[u] - (t0 + e["start"]))
     print(f"  utterance {u}: {e['text']!r:32} final {lat[-1]*1000:6.0f} ms (compute+transport {comp[-1]*1000:5.0f} ms), first partial {part[-1]*1000 if part else float('nan'):6.0f} ms")
 def stats(name, xs):

@@ -58,16 +58,20 @@ rss_mb() { awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 hwm_mb() { awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 fds() { ls "/proc/$1/fd" | wc -l; }
 
-# Timestamps each line of stdin with the monotonic clock (seconds), unbuffered.
+# Timestamps each line of stdin with the monotonic clock (seconds), unbuffered; creates the file named
+# by its argument once it is running.
 STAMP='import sys, time
+open(sys.argv[1], "w").close()
 for line in sys.stdin:
     sys.stdout.write("%.6f %s" % (time.monotonic(), line)); sys.stdout.flush()'
 
-# stamped FILE COMMAND...: runs COMMAND with each line of its output stamped into FILE. The stamper
-# starts first (the command waits 0.5 s for it), so no line waits in the pipe for Python to start.
+# stamped FILE COMMAND...: runs COMMAND with each line of its output stamped into FILE. COMMAND starts
+# only once the stamper runs, so no line waits in the pipe for Python to start (that would stamp the
+# first event, the stream's start, late and make every delay look shorter).
 stamped() {
   local out=$1; shift
-  python3 -u -c "$STAMP" < <(sleep 0.5; exec "$@") > "$out"
+  rm -f "$out.ready"
+  python3 -u -c "$STAMP" "$out.ready" < <(while [ ! -e "$out.ready" ]; do sleep 0.01; done; exec "$@") > "$out"
 }
 
 machine() {

@@ -35,7 +35,7 @@ import socket, sys, json
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile()
 f.readline(); s.sendall(b"{\"type\":\"status\"}\n"); print(f.readline().strip())' "$SOCK")
   line=$(python3 - "$n" "$LATE" "$WORK" "$status" <<'PY'
-import json, sys, glob
+import json, math, sys, glob
 n, late, work = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
 status = json.loads(sys.argv[4])
 delays, on_time, finals = [], 0, 0
@@ -45,7 +45,8 @@ for path in glob.glob(f"{work}/ev-{n}-*"):
         stamp, text = line.split(" ", 1); t = float(stamp); e = json.loads(text)
         if e["type"] == "started": t0 = t
         elif e["type"] == "endpoint" and e["reason"] != "end_of_stream":
-            d = t - (t0 + e["at"] - 0.1); delays.append(d); finals += 1
+            # `at` is on the session's 40 ms block grid; the 100 ms frame holding it was sent at its start.
+            d = t - (t0 + (math.ceil(e["at"] / 0.1 - 1e-6) - 1) * 0.1); delays.append(d); finals += 1
             ok = ok and d <= late
         elif e["type"] == "stopped":
             # The last frame was sent at t0 + (duration - 0.1) at the earliest.
