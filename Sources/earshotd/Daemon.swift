@@ -35,8 +35,8 @@ enum DaemonError: Error, CustomStringConvertible {
 /// The running daemon: owns the configuration, the socket server, the microphone pipeline, the current
 /// model and the systemd notifier; runs start-up, reloads, the watchdog and shutdown.
 final class Daemon: @unchecked Sendable {
-    // Mutable state (`engine`, `microphone` after start) is set before any other thread can see it or is
-    // behind `reloadLock`/`LockedBox`; hence @unchecked.
+    // `server`, `microphone` and `timers` are set in `start` before any other thread can see them; the
+    // engine is behind `current`'s lock and reloads behind `reloadLock`; hence @unchecked.
     let config: DaemonConfiguration
     let options: DecodingOptions
     let logger = Logger(label: "earshot.daemon")
@@ -60,17 +60,15 @@ final class Daemon: @unchecked Sendable {
         modelLogger.info("model loaded", metadata: ["path": "\(config.model)", "parameters": "\(engine.recognizer.model.parameterCount)"])
     }
 
-    /// Loads and checks a model: the file's structure and tensors (ModelFile.load validates them), an
-    /// encoder built from it, and a short recognition of silence that must run through every stage.
+    /// Loads and checks a model: `ModelFile.load` validates the file's structure, every tensor's shape
+    /// and finiteness, the frontend and the vocabulary; the recogniser builds its encoder; and half a
+    /// second of silence is recognised so every stage has run once before the model serves anyone.
     static func loadEngine(path: String, options: DecodingOptions, endpoint: EndpointConfig) throws(DaemonError) -> RecognizerEngine {
         let recognizer: Recognizer
         do { recognizer = try Recognizer(modelPath: path, options: options) } catch {
             throw .model(path: path, reason: error.description)
         }
-        let probe = recognizer.recognize([Float](repeating: 0, count: recognizer.sampleRate / 2)).transcript
-        for word in probe.words where !word.confidence.isFinite {
-            throw .model(path: path, reason: "it produces non-finite scores (corrupt weights?)")
-        }
+        _ = recognizer.recognize([Float](repeating: 0, count: recognizer.sampleRate / 2))
         return RecognizerEngine(recognizer: recognizer, endpointConfig: endpoint, modelPath: path)
     }
 
@@ -89,6 +87,19 @@ final class Daemon: @unchecked Sendable {
                                    logger: Logger(label: "earshot.server"))
         self.server = server
 
+        // The microphone exists before the socket serves, so the status hook never sees it half set up;
+        // it starts capturing once the socket is up.
+        if config.capture.enabled {
+            let capture: AudioCapture
+            do {
+                capture = try AudioCapture(configuration: config.captureConfiguration(outputRate: engine.sampleRate))
+            } catch {
+                throw .capture(error)
+            }
+            microphone = Microphone(capture: capture, recognizer: engine.recognizer, endpoint: config.endpoint,
+                                    server: server, logger: modelLogger, captureLogger: captureLogger)
+        }
+
         do {
             if let inherited = inheritedListeningSocket() {
                 if inherited.count > 1 {
@@ -99,20 +110,11 @@ final class Daemon: @unchecked Sendable {
                 try await server.start(path: config.socket)
             }
         } catch {
+            await server.shutdown(flushingSessions: false)
             throw .server(error)
         }
 
-        if config.capture.enabled {
-            let capture: AudioCapture
-            do {
-                capture = try AudioCapture(configuration: config.captureConfiguration(outputRate: engine.sampleRate))
-            } catch {
-                await server.shutdown(flushingSessions: false)
-                throw .capture(error)
-            }
-            let microphone = Microphone(capture: capture, recognizer: engine.recognizer, endpoint: config.endpoint,
-                                        server: server, logger: modelLogger, captureLogger: captureLogger)
-            self.microphone = microphone
+        if let microphone {
             microphone.start()
             captureLogger.info("capturing", metadata: ["device": "\(config.capture.device)"])
         } else {
