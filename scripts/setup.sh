@@ -15,6 +15,8 @@ PACKAGES=(
   # corpus synthesis: the text-to-speech engines and their voices
   espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts fortunes fortunes-min
   python3-venv
+  # earshotd's tests: systemd-analyze verifies the units in systemd/
+  systemd
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -47,6 +47,10 @@ final class ConnectionHandler: ChannelInboundHandler {
         self.context = context
     }
 
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
     func channelActive(context: ChannelHandlerContext) {
         let ref = ConnectionRef(id: id, eventLoop: context.eventLoop,
                                 handler: NIOLoopBound(self, eventLoop: context.eventLoop))

@@ -39,10 +39,9 @@ struct RecognitionOptions: ParsableArguments {
         valueName: "phrase[:weight]"))
     var hotwords: [String] = []
 
-    static let defaultLMWeight = 0.5
-    static let defaultWordBonus = 1.0
-    static let defaultHotwordWeight = 3.0
-    static let defaultSearchBeam = 16
+    static let defaultLMWeight = DecodingSettings.defaultLMWeight
+    static let defaultWordBonus = DecodingSettings.defaultWordBonus
+    static let defaultHotwordWeight = DecodingSettings.defaultHotwordWeight
 
     func resolvedModelPath() throws -> String {
         if let model {
@@ -68,12 +67,12 @@ struct RecognitionOptions: ParsableArguments {
         ]
     }
 
-    /// Checks the decoding flags without reading anything: one-line errors naming the flag and value.
+    /// Checks the flag combinations without reading anything: one-line errors naming the flag and value.
     func checkFlags() throws {
         if let beam {
             guard beam >= 1 else { throw CLIError("--beam \(beam): the beam width must be at least 1") }
             if beam == 1 && (lm != nil || !hotwords.isEmpty) {
-                throw CLIError("--beam 1 is greedy decoding, which cannot use \(lm != nil ? "--lm" : "--hotword"); give a width of 2 or more, or leave --beam out (\(Self.defaultSearchBeam))")
+                throw CLIError("--beam 1 is greedy decoding, which cannot use \(lm != nil ? "--lm" : "--hotword"); give a width of 2 or more, or leave --beam out (\(DecodingSettings.defaultSearchBeam))")
             }
         }
         for (flag, value) in [("--lm-weight", lmWeight), ("--word-bonus", wordBonus)] {
@@ -81,55 +80,22 @@ struct RecognitionOptions: ParsableArguments {
             guard value.isFinite else { throw CLIError("\(flag) \(value): must be a finite number") }
             guard lm != nil else { throw CLIError("\(flag) \(value) only applies with --lm (it weighs the language model's scores)") }
         }
-        for spec in hotwords { _ = try Self.parseHotword(spec) }
-    }
-
-    /// 'phrase[:weight]': the text after the last ':' must be a finite number; the phrase is lowered and
-    /// its spaces collapsed.
-    static func parseHotword(_ spec: String) throws -> Hotword {
-        var phrase = Substring(spec), weight = defaultHotwordWeight
-        if let colon = spec.lastIndex(of: ":") {
-            let text = spec[spec.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-            guard let w = Double(text), w.isFinite else {
-                throw CLIError("--hotword '\(spec)': the weight after ':' must be a finite number, not '\(text)'")
-            }
-            phrase = spec[..<colon]
-            weight = w
+        for spec in hotwords {
+            do { _ = try DecodingSettings.parseHotword(spec) } catch { throw CLIError("--" + error.description) }
         }
-        let words = phrase.lowercased().split(separator: " ")
-        guard !words.isEmpty else { throw CLIError("--hotword '\(spec)' has no words") }
-        return Hotword(words.joined(separator: " "), weight: weight)
     }
 
-    /// The decoding the flags ask for, with hotwords spelled in `vocabulary` (a character the model
-    /// cannot emit would make the hotword unreachable, so it is refused rather than skipped).
+    /// The decoding the flags ask for, with hotwords checked against `vocabulary`.
     func decodingOptions(vocabulary: Vocabulary) throws -> DecodingOptions {
         try checkFlags()
-        let parsedHotwords = try hotwords.map { spec in
-            let hotword = try Self.parseHotword(spec)
-            for ch in hotword.phrase where ch != " " && vocabulary.tokenize(String(ch)) == nil {
-                let letters = vocabulary.tokens.enumerated().filter { $0.offset != vocabulary.blank && $0.offset != vocabulary.space }
-                    .map(\.element).joined()
-                throw CLIError("--hotword '\(spec)': '\(ch)' is not in the model's vocabulary (\(letters))")
-            }
-            return hotword
+        let searching = lm != nil || !hotwords.isEmpty
+        let settings = DecodingSettings(beam: beam ?? (searching ? DecodingSettings.defaultSearchBeam : 1), languageModel: lm,
+                                        lmWeight: lmWeight ?? Self.defaultLMWeight, wordBonus: wordBonus ?? Self.defaultWordBonus,
+                                        hotwords: hotwords)
+        do { return try settings.makeOptions(vocabulary: vocabulary) } catch {
+            if case .languageModel(let path, let reason) = error { throw CLIError("--lm \(path): \(reason)") }
+            throw CLIError("--" + error.description)
         }
-        var languageModel: NGramLanguageModel?
-        if let lm {
-            do { languageModel = try NGramLanguageModel(arpaFile: URL(fileURLWithPath: lm)) } catch let error as LanguageModelError {
-                throw CLIError("--lm: \(error)")
-            } catch {
-                throw CLIError("--lm \(lm): \(error)")
-            }
-        }
-        let searching = languageModel != nil || !parsedHotwords.isEmpty
-        let width = beam ?? (searching ? Self.defaultSearchBeam : 1)
-        if width == 1 { return .greedy }
-        let config = BeamSearchConfiguration(beamWidth: width, tokenTopK: 8, blankSkipThreshold: 0.999,
-                                             lmWeight: lmWeight ?? Self.defaultLMWeight,
-                                             wordInsertionBonus: languageModel == nil ? 0 : wordBonus ?? Self.defaultWordBonus,
-                                             hotwords: parsedHotwords, hotwordPrefixBonus: parsedHotwords.isEmpty ? 0 : 0.5)
-        return DecodingOptions(beam: config, languageModel: languageModel)
     }
 
     func makeRecognizer() throws -> (Recognizer, String) {

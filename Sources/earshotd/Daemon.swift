@@ -1,0 +1,238 @@
+import Audio
+import Dispatch
+import Foundation
+import Logging
+import Model
+import Recognizer
+import Server
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why the daemon could not start or reload; each names the file or setting and what to do.
+enum DaemonError: Error, CustomStringConvertible {
+    case config(ConfigError)
+    case model(path: String, reason: String)
+    case decoding(String)
+    case sampleRate(path: String, model: Int, microphone: Int)
+    case capture(CaptureError)
+    case server(ServerError)
+
+    var description: String {
+        switch self {
+        case .config(let e): return e.description
+        case .model(let path, let reason): return "cannot use the model \(path): \(reason)"
+        case .decoding(let reason): return "decoding settings: \(reason)"
+        case .sampleRate(let path, let model, let microphone):
+            return "cannot use the model \(path): it takes \(model) Hz audio but the microphone runs at \(microphone) Hz (restart earshotd to change the rate)"
+        case .capture(let e): return e.description
+        case .server(let e): return e.description
+        }
+    }
+}
+
+/// The running daemon: owns the configuration, the socket server, the microphone pipeline, the current
+/// model and the systemd notifier; runs start-up, reloads, the watchdog and shutdown.
+final class Daemon: @unchecked Sendable {
+    // `server`, `microphone` and `timers` are set in `start` before any other thread can see them; the
+    // engine is behind `current`'s lock and reloads behind `reloadLock`; hence @unchecked.
+    let config: DaemonConfiguration
+    let options: DecodingOptions
+    let logger = Logger(label: "earshot.daemon")
+    let modelLogger = Logger(label: "earshot.recognizer")
+    let captureLogger = Logger(label: "earshot.capture")
+    let notifier = SystemdNotifier()
+    private let reloadLock = NSLock()
+    private let current: LockedBox<RecognizerEngine>
+    private(set) var server: EarshotServer!
+    private(set) var microphone: Microphone?
+    private var timers: [DispatchSourceTimer] = []
+    private let timerQueue = DispatchQueue(label: "earshot.daemon.timers")
+
+    init(config: DaemonConfiguration) throws(DaemonError) {
+        self.config = config
+        do { options = try config.decoding.makeOptions() } catch { throw .decoding(error.description) }
+        // One core per stream: BLAS threads would only contend with the other sessions.
+        BLASThreads.set(1)
+        let engine = try Self.loadEngine(path: config.model, options: options, endpoint: config.endpoint)
+        current = LockedBox(engine)
+        modelLogger.info("model loaded", metadata: ["path": "\(config.model)", "parameters": "\(engine.recognizer.model.parameterCount)"])
+    }
+
+    /// Loads and checks a model: `ModelFile.load` validates the file's structure, every tensor's shape
+    /// and finiteness, the frontend and the vocabulary; the recogniser builds its encoder; and half a
+    /// second of silence is recognised so every stage has run once before the model serves anyone.
+    static func loadEngine(path: String, options: DecodingOptions, endpoint: EndpointConfig) throws(DaemonError) -> RecognizerEngine {
+        let recognizer: Recognizer
+        do { recognizer = try Recognizer(modelPath: path, options: options) } catch {
+            throw .model(path: path, reason: error.description)
+        }
+        _ = recognizer.recognize([Float](repeating: 0, count: recognizer.sampleRate / 2))
+        return RecognizerEngine(recognizer: recognizer, endpointConfig: endpoint, modelPath: path)
+    }
+
+    var engine: RecognizerEngine { current.withLock { $0 } }
+
+    // MARK: start
+
+    func start() async throws(DaemonError) {
+        var serverConfig = ServerConfiguration()
+        serverConfig.socketMode = config.socketMode
+        serverConfig.socketGroup = config.socketGroup
+        let hooks = ServerHooks(
+            status: { [unowned self] in self.daemonStatus() },
+            reload: { [unowned self] path in try self.reload(path: path) })
+        let server = EarshotServer(engine: engine, configuration: serverConfig, hooks: hooks,
+                                   logger: Logger(label: "earshot.server"))
+        self.server = server
+
+        // The microphone exists before the socket serves, so the status hook never sees it half set up;
+        // it starts capturing once the socket is up.
+        if config.capture.enabled {
+            let capture: AudioCapture
+            do {
+                capture = try AudioCapture(configuration: config.captureConfiguration(outputRate: engine.sampleRate))
+            } catch {
+                throw .capture(error)
+            }
+            microphone = Microphone(capture: capture, recognizer: engine.recognizer, endpoint: config.endpoint,
+                                    server: server, logger: modelLogger, captureLogger: captureLogger)
+        }
+
+        do {
+            if let inherited = inheritedListeningSocket() {
+                if inherited.count > 1 {
+                    logger.warning("systemd passed \(inherited.count) sockets; serving the first (fd 3) only")
+                }
+                try await server.start(listeningFD: inherited.fd)
+            } else {
+                try await server.start(path: config.socket)
+            }
+        } catch {
+            await server.shutdown(flushingSessions: false)
+            throw .server(error)
+        }
+
+        if let microphone {
+            microphone.start()
+            captureLogger.info("capturing", metadata: ["device": "\(config.capture.device)"])
+        } else {
+            logger.info("no capture: serving client sessions only")
+        }
+
+        notifier.notify("READY=1\nSTATUS=" + shortStatus())
+        startTimers()
+    }
+
+    // MARK: status
+
+    func daemonStatus() -> DaemonStatus {
+        guard let microphone else { return DaemonStatus() }
+        let counters = microphone.counters
+        return DaemonStatus(capture: CaptureSummary(microphone.capture.status),
+                            microphoneAudioSeconds: counters.audioSeconds,
+                            microphoneProcessingSeconds: counters.cpuSeconds)
+    }
+
+    /// One line for `systemctl status`.
+    func shortStatus() -> String {
+        let status = server.status()
+        var parts: [String] = []
+        if let capture = status.capture {
+            parts.append("capture \(capture.state)")
+        } else {
+            parts.append("no capture")
+        }
+        parts.append("\(status.clients) clients")
+        parts.append("\(status.sessions) sessions")
+        parts.append("\(status.subscribers) subscribers")
+        if status.audioSeconds > 0 { parts.append(String(format: "RTF %.3f", status.realTimeFactor)) }
+        parts.append("model \(status.model.name)")
+        return parts.joined(separator: ", ")
+    }
+
+    /// The watchdog ping and the status line, on one timer queue: every half watchdog
+    /// timeout when systemd set one (sd_watchdog_enabled(3)'s advice), else every 2 s.
+    private func startTimers() {
+        let tick = notifier.watchdogInterval ?? .seconds(2)
+        let tickNanos = tick.components.seconds * 1_000_000_000 + tick.components.attoseconds / 1_000_000_000
+        let timer = DispatchSource.makeTimerSource(queue: timerQueue)
+        timer.schedule(deadline: .now() + .nanoseconds(Int(tickNanos)), repeating: .nanoseconds(Int(tickNanos)))
+        var lastStatus = ""
+        timer.setEventHandler { [unowned self] in
+            let line = self.shortStatus()
+            if line != lastStatus {
+                self.notifier.status(line)
+                lastStatus = line
+            }
+            guard self.notifier.watchdogInterval != nil else { return }
+            // Ping only while the recognition thread goes round its loop (at least every 100 ms when
+            // idle): a wedged thread should get us restarted rather than be hidden by a timer that fires.
+            let age = self.microphone?.heartbeatAge ?? 0
+            if age < UInt64(2 * tickNanos) {
+                self.notifier.notify("WATCHDOG=1")
+            } else {
+                self.logger.error("the recognition thread has not run for \(age / 1_000_000) ms; not pinging the watchdog")
+            }
+        }
+        timer.resume()
+        timers.append(timer)
+    }
+
+    // MARK: reload
+
+    /// Loads `path` (nil: the configured model), checks it, and makes it the model of new sessions and of
+    /// the microphone's next utterance. A model that fails keeps the old one in service. Serialised: two
+    /// reloads at once would race to be the last.
+    func reload(path: String?) throws(DaemonError) -> RecognizerEngine {
+        reloadLock.lock()
+        defer { reloadLock.unlock() }
+        let path = path ?? config.model
+        modelLogger.info("reloading model", metadata: ["path": "\(path)"])
+        let engine: RecognizerEngine
+        do throws(DaemonError) {
+            engine = try Self.loadEngine(path: path, options: options, endpoint: config.endpoint)
+            if let microphone, engine.sampleRate != microphone.capture.configuration.outputRate {
+                throw .sampleRate(path: path, model: engine.sampleRate,
+                                             microphone: microphone.capture.configuration.outputRate)
+            }
+        } catch {
+            modelLogger.error("reload failed; keeping the current model", metadata: ["error": "\(error)"])
+            throw error
+        }
+        current.withLock { $0 = engine }
+        microphone?.replaceRecognizer(engine.recognizer)
+        server.replaceEngine(engine)
+        modelLogger.info("model reloaded", metadata: ["path": "\(path)", "sha256": "\(engine.recognizer.model.sha256 ?? "?")"])
+        return engine
+    }
+
+    /// SIGHUP: reload the configured model, telling systemd while it happens.
+    func reloadFromSignal() {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        notifier.notify("RELOADING=1\nMONOTONIC_USEC=\(Int64(now.tv_sec) * 1_000_000 + Int64(now.tv_nsec) / 1000)")
+        do {
+            _ = try reload(path: nil)
+        } catch {
+            // Already logged; the old model serves on.
+        }
+        notifier.notify("READY=1\nSTATUS=" + shortStatus())
+    }
+
+    // MARK: shutdown
+
+    /// Stops the capture, lets the microphone finish its utterance (its final is broadcast), then
+    /// finishes every client session and closes the server.
+    func shutdown() async {
+        notifier.notify("STOPPING=1\nSTATUS=stopping")
+        logger.info("stopping")
+        for timer in timers { timer.cancel() }
+        if let microphone, !microphone.stop() {
+            logger.error("the recognition thread did not finish in time; closing anyway")
+        }
+        await server.shutdown(flushingSessions: true)
+        logger.info("stopped")
+    }
+}

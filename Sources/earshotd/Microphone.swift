@@ -1,0 +1,197 @@
+import Audio
+import Foundation
+import Logging
+import Recognizer
+import Server
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The microphone's recognition: owns the recognition thread, which pulls audio from the capture's bounded
+/// buffer, runs one `StreamingSession` over it and hands every event to `server.broadcast` in order.
+/// The session lives on that thread only; other threads talk to it through `shared` (a recogniser to
+/// switch to, counters to read).
+///
+/// Flow: ALSA -> `AudioCapture` thread -> ring (bounded, drops oldest) -> this thread -> session ->
+/// `broadcast` -> each subscriber's event loop. Nothing here ever waits on a client.
+final class Microphone: @unchecked Sendable {
+    // Every mutable field is in `shared` (behind its lock) or touched only by the recognition thread
+    // (`session`), which the compiler cannot see: hence @unchecked.
+    let capture: AudioCapture
+    private let server: EarshotServer
+    private let logger: Logger
+    private let captureLogger: Logger
+    private let session: StreamingSession
+    /// The capture state last logged (recognition thread only).
+    private var loggedCaptureState = ""
+    private var lastCaptureCheck: UInt64 = 0
+    private let shared = LockedBox(Shared())
+    private let done = DispatchSemaphore(value: 0)
+    private var thread: Thread?
+
+    /// Largest chunk taken from the ring at once: 0.3 s. `read` returns at once with whatever is there
+    /// (a 20 ms period when keeping up), so this bounds only catching up after a stall, not latency.
+    private let chunkSamples: Int
+
+    struct Shared {
+        var pendingRecognizer: Recognizer?
+        var samples: Int64 = 0
+        var cpuSeconds = 0.0
+        /// Monotonic nanoseconds when the thread last went round its loop (it wakes at least every
+        /// 100 ms even with no audio), for the watchdog.
+        var heartbeat = DispatchTime.now().uptimeNanoseconds
+        var finished = false
+        var utterances = 0
+    }
+
+    init(capture: AudioCapture, recognizer: Recognizer, endpoint: EndpointConfig, server: EarshotServer,
+         logger: Logger, captureLogger: Logger) {
+        self.capture = capture
+        self.server = server
+        self.logger = logger
+        self.captureLogger = captureLogger
+        self.session = StreamingSession(recognizer: recognizer, config: endpoint)
+        self.chunkSamples = recognizer.sampleRate * 3 / 10
+    }
+
+    func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "earshot.recognition"
+        thread.qualityOfService = .userInitiated
+        self.thread = thread
+        capture.start()
+        thread.start()
+    }
+
+    /// Switches the microphone to `recognizer` at its next utterance boundary (the utterance in flight
+    /// finishes with the old model). The caller has checked the sample rate.
+    func replaceRecognizer(_ recognizer: Recognizer) {
+        shared.withLock { $0.pendingRecognizer = recognizer }
+    }
+
+    /// Seconds of microphone audio recognised and the recognition thread's CPU seconds for it.
+    var counters: (audioSeconds: Double, cpuSeconds: Double) {
+        let rate = Double(capture.configuration.outputRate)
+        return shared.withLock { (Double($0.samples) / rate, $0.cpuSeconds) }
+    }
+
+    /// Nanoseconds since the recognition thread last showed it is alive; 0 once it has finished.
+    var heartbeatAge: UInt64 {
+        shared.withLock { s in s.finished ? 0 : DispatchTime.now().uptimeNanoseconds &- s.heartbeat }
+    }
+
+    /// Stops the capture; the recognition thread recognises what was captured, finishes the utterance in
+    /// flight (its final is broadcast) and ends. Returns once it has, or after `timeout`.
+    @discardableResult
+    func stop(timeout: Duration = .seconds(30)) -> Bool {
+        capture.stop()
+        guard thread != nil else { return true }
+        let ms = Int(timeout.components.seconds * 1000)
+        return done.wait(timeout: .now() + .milliseconds(ms)) == .success
+    }
+
+    // MARK: the recognition thread
+
+    private func run() {
+        var buffer = [Float]()
+        buffer.reserveCapacity(chunkSamples)
+        while true {
+            if let next = shared.withLock({ s -> Recognizer? in
+                s.heartbeat = DispatchTime.now().uptimeNanoseconds
+                defer { s.pendingRecognizer = nil }
+                return s.pendingRecognizer
+            }) {
+                switch Result(catching: { () throws(StreamingSessionError) in try session.replaceRecognizer(next) }) {
+                case .success: logger.info("microphone switches to the new model at its next utterance boundary")
+                case .failure(let error): logger.error("microphone keeps its model: \(error)")
+                }
+            }
+            logCaptureChanges()
+            buffer.removeAll(keepingCapacity: true)
+            let n = capture.read(into: &buffer, maxSamples: chunkSamples, timeout: .milliseconds(100))
+            if n == 0 {
+                if capture.status.state == .stopped && capture.availableSamples == 0 { break }
+                continue
+            }
+            let t0 = threadCPUTime()
+            let events = session.accept(buffer)
+            let cpu = threadCPUTime() - t0
+            server.broadcast(events)
+            account(samples: n, cpu: cpu, events: events)
+        }
+        let t0 = threadCPUTime()
+        let events = session.finish()
+        let cpu = threadCPUTime() - t0
+        server.broadcast(events)
+        account(samples: 0, cpu: cpu, events: events)
+        logCaptureChanges(force: true)
+        shared.withLock { $0.finished = true }
+        logger.info("microphone recognition stopped", metadata: ["audio_seconds": "\(counters.audioSeconds)"])
+        done.signal()
+    }
+
+    /// Logs the capture loop's state when it changes (checked at most every 100 ms: a lock and a copy).
+    private func logCaptureChanges(force: Bool = false) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        guard force || now &- lastCaptureCheck >= 100_000_000 else { return }
+        lastCaptureCheck = now
+        let status = capture.status
+        var key = CaptureSummary(status).state
+        if case .retrying(let reason, _, _) = status.state { key += ": " + reason.description }
+        guard key != loggedCaptureState else { return }
+        loggedCaptureState = key
+        switch status.state {
+        case .retrying(let reason, let attempt, let next):
+            captureLogger.warning("capture device unavailable, retrying", metadata: [
+                "reason": "\(reason)", "attempt": "\(attempt)",
+                "next_in": "\(String(format: "%.2f", max(0, next.timeIntervalSinceNow))) s"])
+        case .running:
+            if let info = status.device {
+                captureLogger.info("capture running", metadata: [
+                    "device": "\(info.device)", "rate": "\(info.sampleRate)", "channels": "\(info.channels)",
+                    "format": "\(info.format)", "period": "\(info.periodFrames)", "buffer": "\(info.bufferFrames)",
+                    "reopen_count": "\(status.reopenCount)"])
+            }
+        case .stopped:
+            captureLogger.info("capture stopped", metadata: [
+                "overruns": "\(status.overruns)", "dropped_samples": "\(status.droppedSamples)"])
+        case .starting:
+            break
+        }
+    }
+
+    private func account(samples: Int, cpu: Double, events: [RecognitionEvent]) {
+        var finals = 0
+        for event in events {
+            if case .final(let utterance, let transcript, _, _, _) = event {
+                finals += 1
+                logger.debug("microphone final", metadata: ["utterance": "\(utterance)", "text": "\(transcript.text)"])
+            }
+        }
+        shared.withLock {
+            $0.samples += Int64(samples)
+            $0.cpuSeconds += cpu
+            $0.utterances += finals
+        }
+    }
+}
+
+/// CPU time of the calling thread: recognition cost, independent of other load on the machine.
+func threadCPUTime() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// A value behind a lock, held only to read or update, never across I/O or recognition.
+final class LockedBox<Value>: @unchecked Sendable {
+    private var value: Value
+    private let lock = NSLock()
+    init(_ value: Value) { self.value = value }
+    func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body(&value)
+    }
+}

@@ -1,0 +1,530 @@
+import Audio
+import Foundation
+import Model
+import Recognizer
+import Server
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// earshotd as users and systemd run it: a real process on a real Unix socket, the tiny model trained
+/// in-process (Tests/RecognizerTests/TinyModel.swift), ALSA's file plugin as the microphone. Serialized:
+/// every test runs a daemon, and the machine has two cores.
+@Suite("earshotd", .serialized)
+struct DaemonTests {
+    // MARK: start-up and systemd
+
+    @Test("starts, says hello, tells systemd READY=1 with a status line, pings the watchdog, and stops cleanly")
+    func startsAndNotifiesSystemd() throws {
+        let scratch = try Scratch()
+        let fx = try TinyFixture(scratch: scratch)
+        let notify = try NotifyListener(path: scratch.path("notify"))
+        let daemon = try Daemon(scratch: scratch, model: fx.modelPath, arguments: ["--no-capture"],
+                                environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "400000"],
+                                waitForHello: false)
+        #expect(notify.waitFor("READY=1", timeout: 30), "no READY=1; got \(notify.messages); stderr: \(daemon.child.stderr)")
+        let hello = try daemon.hello()
+        #expect(hello.server == "earshotd")
+        #expect(hello.capabilities.contains("reload"))
+        #expect(hello.model.sha256 == (try ModelFile.load(path: fx.modelPath)).sha256)
+        #expect(hello.model.path == fx.modelPath)
+        #expect(notify.messages.contains { $0.contains("STATUS=") && $0.contains("no capture") }, "\(notify.messages)")
+        // WATCHDOG_USEC 0.4 s: a ping every 0.2 s.
+        #expect(notify.waitFor("WATCHDOG=1", timeout: 5), "no watchdog ping: \(notify.messages)")
+        let status = try daemon.status()
+        #expect(status.capture == nil)
+
+        #expect(daemon.terminate() == 0, "stderr: \(daemon.child.stderr)")
+        #expect(notify.waitFor("STOPPING=1", timeout: 1))
+        #expect(!FileManager.default.fileExists(atPath: daemon.socket), "the socket file is removed at exit")
+    }
+
+    @Test("socket activation: a listening socket passed as fd 3 with LISTEN_FDS/LISTEN_PID is served, and left in place")
+    func socketActivation() throws {
+        let scratch = try Scratch()
+        let fx = try TinyFixture(scratch: scratch)
+        let path = scratch.path("activated.sock")
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        var address = try #require(UnixAddress(path: path))
+        try #require(address.withSockaddr { bind(fd, $0, $1) } == 0)
+        try #require(listen(fd, 16) == 0)
+
+        // As systemd does it: the socket as fd 3, LISTEN_PID naming the daemon's own pid (the shell execs
+        // into earshotd, keeping its pid). --socket points elsewhere: it must not be bound.
+        let earshotd = try builtExecutable("earshotd")
+        let unused = scratch.path("not-bound.sock")
+        try Data().write(to: URL(fileURLWithPath: scratch.path("none.toml")))
+        let child = try Child("/bin/sh", ["-c", "LISTEN_PID=$$ exec \"$0\" \"$@\"", earshotd,
+                                          "--config", scratch.path("none.toml"), "--socket", unused,
+                                          "--model", fx.modelPath, "--no-capture"],
+                              scratch: scratch, environment: ["LISTEN_FDS": "1"], fd3: fd)
+        let daemon = Daemon(child: child, socket: path)
+        let (client, hello) = try daemon.connect()
+        #expect(hello.server == "earshotd")
+        try client.send(ClientRequest(.ping, id: .int(7)))
+        #expect(try client.receive(timeout: 10) == ServerReply(.pong, id: .int(7)))
+        client.close()
+        #expect(!FileManager.default.fileExists(atPath: unused))
+        #expect(child.stderr.contains("inherited"), "stderr: \(child.stderr)")
+
+        child.signal(SIGTERM)
+        #expect(child.wait(timeout: 30) == 0, "stderr: \(child.stderr)")
+        #expect(FileManager.default.fileExists(atPath: path), "an adopted socket's file belongs to systemd")
+    }
+
+    @Test("a stale socket file left by a killed daemon is replaced on restart")
+    func staleSocketIsReplaced() throws {
+        let scratch = try Scratch()
+        let fx = try TinyFixture(scratch: scratch)
+        let first = try Daemon(scratch: scratch, model: fx.modelPath, arguments: ["--no-capture"])
+        first.child.signal(SIGKILL)
+        #expect(first.child.wait(timeout: 10) == 128 + SIGKILL)
+        #expect(FileManager.default.fileExists(atPath: first.socket), "kill -9 leaves the socket file")
+
+        let second = try Daemon(scratch: scratch, model: fx.modelPath, arguments: ["--no-capture"])
+        #expect(try second.request(.ping) == .pong)
+        #expect(second.child.stderr.contains("removing stale socket file"), "stderr: \(second.child.stderr)")
+        #expect(second.terminate() == 0)
+    }
+
+    @Test("a second daemon on a live socket refuses to start and names the socket")
+    func liveSocketIsRefused() throws {
+        let scratch = try Scratch()
+        let fx = try TinyFixture(scratch: scratch)
+        let first = try Daemon(scratch: scratch, model: fx.modelPath, arguments: ["--no-capture"])
+        let second = try Child(try builtExecutable("earshotd"),
+                               ["--config", scratch.path("none.toml"), "--socket", first.socket, "--model", fx.modelPath,
+                                "--no-capture"], scratch: scratch)
+        #expect(second.wait(timeout: 30) == 1)
+        #expect(second.stderr.contains("another server is already listening"), "stderr: \(second.stderr)")
+        #expect(try first.request(.ping) == .pong, "the first daemon is unharmed")
+        #expect(first.terminate() == 0)
+    }
+
+    // MARK: the microphone
+
+    @Test("speech captured through ALSA reaches `earshot listen --json` as finals equal to offline recognition of their segments")
+    func microphoneFinalsReachListen() throws {
+        let scratch = try Scratch()
+        let fx = try TinyFixture(scratch: scratch)
+        let pcm = try FilePCM(scratch: scratch)
+        let words = ["yes", "left", "down"]
+        let audio = scene([(nil, 0.5), (words[0], 0), (nil, 1.0), (words[1], 0), (nil, 1.0), (words[2], 0), (nil, 1.2)],
+                          model: fx.tiny)
+        let seconds = Double(audio.count) / 16000
+        let daemon = try Daemon(scratch: scratch, model: fx.modelPath, arguments: pcm.arguments(duration: seconds))
+        // No input file yet: the device cannot be opened and is retried.
+        try daemon.waitForStatus("capture retrying") { $0.capture?.state == "retrying" }
+
+        let listen = try Child(try builtExecutable("earshot"), ["listen", "--socket", daemon.socket, "--json"],
+                               scratch: scratch, tag: "listen")
+        try daemon.waitForStatus("the listener subscribed") { $0.subscribers == 1 }
+        try pcm.plugIn(audio)
+        let status = try daemon.waitForStatus("capture finished and recognised") {
+            $0.capture?.state == "stopped" && $0.audioSeconds >= seconds - 0.01
+        }
+        #expect(status.capture?.droppedSamples == 0 && status.capture?.overruns == 0)
+        #expect(abs(status.audioSeconds - seconds) < 0.01, "audio \(status.audioSeconds) s, captured \(seconds) s")
+        #expect(status.realTimeFactor > 0)
+
+        let expected = referenceFinals(audio, recognizer: fx.recognizer)
+        let deadline = Date().addingTimeInterval(20)
+        while listen.stdout.components(separatedBy: "\"type\":\"final\"").count - 1 < expected.count, Date() < deadline {
+            usleep(20_000)
+        }
+        #expect(daemon.terminate() == 0, "stderr: \(daemon.child.stderr)")
+        #expect(listen.wait(timeout: 10) == 0, "listen: \(listen.stderr)")
+
+        let replies = try listen.stdout.split(separator: "\n").map { try MessageCodec.decodeServer(line: Array($0.utf8)) }
+        var finals: [(text: String, start: Double, end: Double)] = []
+        var partials = 0
+        for reply in replies {
+            switch reply.message {
+            case .final(.microphone, _, let transcript, let start, let end): finals.append((transcript.text, start, end))
+            case .partial(.microphone, _, _, _): partials += 1
+            default: break
+            }
+        }
+        #expect(expected.map(\.text) == words, "the tiny model should hear its own training voice")
+        #expect(finals.map(\.text) == expected.map(\.text), "listen printed \(listen.stdout)")
+        for (final, reference) in zip(finals, expected) {
+            #expect(reference.text == reference.offline, "a final is offline recognition of its segment")
+            // Times travel as JSON numbers; 1 ms covers any rounding of their text form.
+            #expect(abs(final.start - reference.start) < 1e-3 && abs(final.end - reference.end) < 1e-3,
+                    "\(final) vs \(reference)")
+        }
+        #expect(partials >= words.count, "partials arrive while words are spoken")
+        #expect(replies.last?.message == .error(code: .shuttingDown, message: replies.last.flatMap {
+            if case .error(_, let m) = $0.message { return m } else { return nil }
+        } ?? ""), "the last thing a subscriber hears is shutting_down")
+    }
+
+    @Test("a capture device that cannot be opened: client sessions are served and status says retrying")
+    func unopenableCaptureKeepsServing() throws {
+        let scratch = try Scratch()
+        let fx = try TinyFixture(scratch: scratch)
+        let daemon = try Daemon(scratch: scratch, model: fx.modelPath,
+                                arguments: ["--device", "earshot_no_such_pcm", "--capture-retry-max", "0.1"])
+        let audio = scene([(nil, 0.3), ("up", 0), (nil, 0.8), ("right", 0), (nil, 0.3)], model: fx.tiny)
+        #expect(try streamSession(daemon, audio) == referenceFinals(audio, recognizer: fx.recognizer).map(\.text))
+        let status = try daemon.waitForStatus("capture retrying") { $0.capture?.state == "retrying" }
+        #expect(status.capture?.device == nil)
+        #expect(status.capture?.lastError?.contains("earshot_no_such_pcm") == true, "\(String(describing: status.capture))")
+        #expect(status.sessionsTotal == 1)
+        // The recognition thread logs capture transitions within 100 ms of noticing them.
+        let deadline = Date().addingTimeInterval(10)
+        while !daemon.child.stderr.contains("capture device unavailable, retrying"), Date() < deadline { usleep(20_000) }
+        #expect(daemon.child.stderr.contains("capture device unavailable, retrying"), "the retry is logged: \(daemon.child.stderr)")
+        #expect(daemon.terminate() == 0)
+    }
+
+    // MARK: client sessions
+
+    @Test("`earshot stream` prints what `earshot transcribe` prints for the same file")
+    func streamEqualsTranscribe() throws {
+        let scratch = try Scratch()
+        let fx = try TinyFixture(scratch: scratch)
+        let earshot = try builtExecutable("earshot")
+        let daemon = try Daemon(scratch: scratch, model: fx.modelPath, arguments: ["--no-capture"])
+
+        // One utterance (the pause is shorter than the trailing silence): the stream's one final is the
+        // whole file, which is exactly what transcribe recognises. Samples are 16-bit values at 16 kHz,
+        // so the client's s16le conversion and the file reader see identical audio.
+        let single = scratch.path("single.wav")
+        try writeWAV(scene([(nil, 0.2), ("down", 0), (nil, 0.25), ("up", 0), (nil, 0.2)], model: fx.tiny), to: single)
+        // Several utterances: each printed final is offline recognition of its segment.
+        let several = scratch.path("several.wav")
+        let severalAudio = scene([(nil, 0.4), ("no", 0), (nil, 1.0), ("right", 0), (nil, 1.0), ("yes", 0), (nil, 0.4)],
+                                 model: fx.tiny)
+        try writeWAV(severalAudio, to: several)
+
+        let transcribe = try Child(earshot, ["transcribe", "--model", fx.modelPath, single], scratch: scratch, tag: "t")
+        #expect(transcribe.wait(timeout: 60) == 0, "\(transcribe.stderr)")
+        let stream = try Child(earshot, ["stream", "--socket", daemon.socket, single], scratch: scratch, tag: "s1")
+        #expect(stream.wait(timeout: 60) == 0, "\(stream.stderr)")
+        #expect(!transcribe.stdout.isEmpty)
+        #expect(stream.stdout == transcribe.stdout, "stream: \(stream.stdout) transcribe: \(transcribe.stdout)")
+
+        let stream2 = try Child(earshot, ["stream", "--socket", daemon.socket, several], scratch: scratch, tag: "s2")
+        #expect(stream2.wait(timeout: 60) == 0, "\(stream2.stderr)")
+        let expected = referenceFinals(severalAudio, recognizer: fx.recognizer)
+        #expect(stream2.stdout.split(separator: "\n").map(String.init) == expected.map(\.text).filter { !$0.isEmpty })
+        #expect(expected.map(\.text) == expected.map(\.offline))
+        #expect(daemon.terminate() == 0)
+    }
+
+    @Test("16 clients streaming at once all get their finals")
+    func sixteenConcurrentClients() throws {
+        let scratch = try Scratch()
+        let fx = try TinyFixture(scratch: scratch)
+        let daemon = try Daemon(scratch: scratch, model: fx.modelPath, arguments: ["--no-capture"])
+        let words = TinyModel.words
+        let scenes = (0..<16).map { i in
+            scene([(nil, 0.2), (words[i % 6], 0), (nil, 0.8), (words[(i + 1 + i / 6) % 6], 0), (nil, 0.3)], model: fx.tiny)
+        }
+        let expected = scenes.map { referenceFinals($0, recognizer: fx.recognizer).map(\.text) }
+
+        // Every client connects and starts its session before any sends audio, so all 16 run together.
+        let results = LockedResults(count: 16)
+        let started = DispatchSemaphore(value: 0)
+        let go = DispatchGroup()
+        go.enter()
+        let done = DispatchGroup()
+        for i in 0..<16 {
+            done.enter()
+            Thread {
+                defer { done.leave() }
+                do {
+                    let (client, _) = try daemon.connect()
+                    defer { client.close() }
+                    try client.send(.start(AudioFormat(sampleRate: 16000), partials: false))
+                    started.signal()
+                    go.wait()
+                    let bytes = s16Bytes(scenes[i])
+                    for offset in stride(from: 0, to: bytes.count, by: 3200) {
+                        try client.send(.audio(Array(bytes[offset..<min(bytes.count, offset + 3200)])))
+                    }
+                    try client.send(.stop)
+                    var texts: [String] = []
+                    while let reply = try client.receive(timeout: 60) {
+                        if case .final(_, _, let t, _, _) = reply.message { texts.append(t.text) }
+                        if case .stopped = reply.message { break }
+                    }
+                    results.set(i, .success(texts))
+                } catch {
+                    started.signal()
+                    results.set(i, .failure(TestFailure("\(error)")))
+                }
+            }.start()
+        }
+        for _ in 0..<16 { _ = started.wait(timeout: .now() + 60) }
+        let running = try daemon.status()
+        go.leave()
+        #expect(done.wait(timeout: .now() + 80) == .success, "clients did not finish")
+        #expect(running.sessions == 16, "sessions running together: \(running.sessions)")
+        for i in 0..<16 {
+            switch results.get(i) {
+            case .success(let texts)?: #expect(texts == expected[i], "client \(i)")
+            case .failure(let error)?: Issue.record("client \(i): \(error)")
+            case nil: Issue.record("client \(i) has no result")
+            }
+        }
+        #expect(try daemon.status().sessionsTotal == 16)
+        #expect(daemon.terminate() == 0)
+    }
+
+    // MARK: reload and shutdown
+
+    @Test("SIGHUP and `reload` switch sessions and the microphone to a new model; a corrupt model keeps the old one")
+    func reloadSwitchesModelsAndSurvivesCorruptOnes() throws {
+        let scratch = try Scratch()
+        let fx = try TinyFixture(scratch: scratch)
+        let pcm = try FilePCM(scratch: scratch)
+        let micAudio = scene([(nil, 0.4), ("left", 0), (nil, 1.0), ("no", 0), (nil, 1.0)], model: fx.tiny)
+        let daemon = try Daemon(scratch: scratch, model: fx.modelPath,
+                                arguments: pcm.arguments(duration: Double(micAudio.count) / 16000))
+        let audio = scene([(nil, 0.3), ("yes", 0), (nil, 0.8), ("right", 0), (nil, 0.3)], model: fx.tiny)
+        let before = try streamSession(daemon, audio)
+        #expect(before == referenceFinals(audio, recognizer: fx.recognizer).map(\.text))
+        let shaA = try daemon.status().model.sha256
+
+        // A corrupt file through the socket: reload_failed naming the file, the old model serves on.
+        let corrupt = scratch.path("corrupt.safetensors")
+        try Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 31) }).write(to: URL(fileURLWithPath: corrupt))
+        guard case .error(let code, let message) = try daemon.request(.reload(modelPath: corrupt)) else {
+            Issue.record("a corrupt model was accepted")
+            return
+        }
+        #expect(code == .reloadFailed)
+        #expect(message.contains(corrupt), "\(message)")
+        #expect(try daemon.status().model.sha256 == shaA)
+        #expect(try streamSession(daemon, audio) == before)
+
+        // SIGHUP re-reads the configured path, now holding the rot13 model.
+        let other = rot13Model(fx.tiny.trained)
+        try other.save(path: fx.modelPath)
+        let shaB = try ModelFile.load(path: fx.modelPath).sha256
+        #expect(shaB != shaA)
+        daemon.child.signal(SIGHUP)
+        try daemon.waitForStatus("the new model") { $0.model.sha256 == shaB }
+        let after = try streamSession(daemon, audio)
+        #expect(after == before.map(rot13), "after SIGHUP: \(after)")
+
+        // The microphone switched too: its speech comes out in the new model's spelling.
+        let (subscriber, _) = try daemon.connect()
+        defer { subscriber.close() }
+        try subscriber.send(.subscribe(partials: false))
+        #expect(try subscriber.receive(timeout: 10)?.message == .subscribed(partials: false))
+        try pcm.plugIn(micAudio)
+        let otherRecognizer = try Recognizer(model: other)
+        let expectedMic = referenceFinals(micAudio, recognizer: otherRecognizer).map(\.text)
+        var micFinals: [String] = []
+        while micFinals.count < expectedMic.count, let reply = try subscriber.receive(timeout: 30) {
+            if case .final(.microphone, _, let t, _, _) = reply.message { micFinals.append(t.text) }
+        }
+        #expect(micFinals == expectedMic)
+        #expect(expectedMic == ["left", "no"].map(rot13))
+
+        // A corrupt configured file and SIGHUP: logged, and the rot13 model serves on.
+        try Data(repeating: 0x7B, count: 100).write(to: URL(fileURLWithPath: fx.modelPath))
+        daemon.child.signal(SIGHUP)
+        let deadline = Date().addingTimeInterval(20)
+        while !daemon.child.stderr.contains("reload failed"), Date() < deadline { usleep(20_000) }
+        #expect(daemon.child.stderr.contains("reload failed"), "stderr: \(daemon.child.stderr)")
+        #expect(try daemon.status().model.sha256 == shaB)
+        #expect(try streamSession(daemon, audio) == after)
+        #expect(daemon.terminate() == 0)
+    }
+
+    @Test("SIGTERM while a client streams and the microphone is mid-word: both get their finals, then exit 0")
+    func sigtermFlushesFinals() throws {
+        let scratch = try Scratch()
+        let fx = try TinyFixture(scratch: scratch)
+        // The microphone reads a FIFO: it blocks (like a real device between periods) once the word is
+        // read, so the word is still in flight when SIGTERM comes.
+        let fifo = scratch.path("mic.fifo")
+        try #require(mkfifo(fifo, 0o600) == 0)
+        // O_RDWR: opening does not wait for a reader. O_CLOEXEC: the daemon must not inherit a writer, or
+        // closing ours would not end its read.
+        let writer = open(fifo, O_RDWR | O_CLOEXEC)
+        try #require(writer >= 0)
+        var writerOpen = true
+        defer { if writerOpen { close(writer) } }
+        let asoundrc = scratch.path("asoundrc")
+        try """
+            pcm.earshot_fifo { type file slave.pcm null file "/dev/null" infile "\(fifo)" format "raw" }
+
+            """.write(toFile: asoundrc, atomically: true, encoding: .utf8)
+        let daemon = try Daemon(scratch: scratch, model: fx.modelPath, arguments: [
+            "--device", "earshot_fifo", "--alsa-config", asoundrc, "--capture-rate", "16000", "--capture-channels", "1",
+            "--capture-period-ms", "10", "--capture-buffer-ms", "100"])
+        let (subscriber, _) = try daemon.connect()
+        try subscriber.send(.subscribe(partials: true))
+        // The word and a little silence, less than the trailing silence that would end the utterance: the
+        // look-ahead decides the word's frames, and the utterance stays open.
+        let micWord = scene([(nil, 0.2), ("down", 0), (nil, 0.25)], model: fx.tiny)
+        let bytes = s16Bytes(micWord)
+        try #require(bytes.withUnsafeBytes { write(writer, $0.baseAddress, $0.count) } == bytes.count)
+        // Wait for a microphone partial: the utterance is in flight.
+        var sawPartial = false
+        while !sawPartial, let reply = try subscriber.receive(timeout: 15) {
+            if case .partial(.microphone, _, _, _) = reply.message { sawPartial = true }
+        }
+        try #require(sawPartial)
+
+        // A client mid-stream: audio sent, no stop.
+        let audio = scene([(nil, 0.3), ("yes", 0), (nil, 0.8), ("left", 0)], model: fx.tiny)
+        let (client, _) = try daemon.connect()
+        try client.send(.start(AudioFormat(sampleRate: 16000), partials: false))
+        let clientBytes = s16Bytes(audio)
+        for offset in stride(from: 0, to: clientBytes.count, by: 3200) {
+            try client.send(.audio(Array(clientBytes[offset..<min(clientBytes.count, offset + 3200)])))
+        }
+        try client.send(ClientRequest(.ping, id: .int(9)))
+        var sessionReplies: [ServerMessage] = []
+        while let reply = try client.receive(timeout: 30) {
+            if reply.id == .int(9) { break }
+            sessionReplies.append(reply.message)
+        }
+
+        daemon.child.signal(SIGTERM)
+        // The capture thread is blocked reading the FIFO; closing it ends that read (end of file).
+        usleep(300_000)
+        close(writer)
+        writerOpen = false
+        while let reply = try client.receive(timeout: 30) { sessionReplies.append(reply.message) }
+        var micReplies: [ServerMessage] = []
+        while let reply = try subscriber.receive(timeout: 30) { micReplies.append(reply.message) }
+        #expect(daemon.child.wait(timeout: 30) == 0, "stderr: \(daemon.child.stderr)")
+
+        let expected = referenceFinals(audio, recognizer: fx.recognizer).map(\.text)
+        let finals = sessionReplies.compactMap { m -> String? in
+            if case .final(.session, _, let t, _, _) = m { return t.text } else { return nil }
+        }
+        #expect(finals == expected, "session replies: \(sessionReplies)")
+        #expect(sessionReplies.contains { if case .endpoint(.session, _, "end_of_stream", _) = $0 { return true } else { return false } })
+        #expect(sessionReplies.contains { if case .stopped = $0 { return true } else { return false } })
+        if case .error(let code, _)? = sessionReplies.last { #expect(code == .shuttingDown) } else {
+            Issue.record("the session's last message is not shutting_down: \(String(describing: sessionReplies.last))")
+        }
+
+        let micFinals = micReplies.compactMap { m -> String? in
+            if case .final(.microphone, _, let t, _, _) = m { return t.text } else { return nil }
+        }
+        #expect(micFinals == ["down"], "microphone replies: \(micReplies)")
+        let finalIndex = micReplies.firstIndex { if case .final = $0 { return true } else { return false } }
+        let closeIndex = micReplies.firstIndex { if case .error(.shuttingDown, _) = $0 { return true } else { return false } }
+        #expect(finalIndex != nil && closeIndex != nil && finalIndex! < closeIndex!, "the final comes before the goodbye")
+    }
+
+    @Test("a second SIGTERM during shutdown exits at once")
+    func secondSignalExitsAtOnce() throws {
+        let scratch = try Scratch()
+        let fx = try TinyFixture(scratch: scratch)
+        // A FIFO microphone that never delivers keeps the capture thread in a read, so the orderly
+        // shutdown waits; the second signal must not.
+        let fifo = scratch.path("mic.fifo")
+        try #require(mkfifo(fifo, 0o600) == 0)
+        let writer = open(fifo, O_RDWR | O_CLOEXEC)
+        try #require(writer >= 0)
+        defer { close(writer) }
+        let asoundrc = scratch.path("asoundrc")
+        try """
+            pcm.earshot_fifo { type file slave.pcm null file "/dev/null" infile "\(fifo)" format "raw" }
+
+            """.write(toFile: asoundrc, atomically: true, encoding: .utf8)
+        let daemon = try Daemon(scratch: scratch, model: fx.modelPath, arguments: [
+            "--device", "earshot_fifo", "--alsa-config", asoundrc, "--capture-rate", "16000", "--capture-channels", "1"])
+        daemon.child.signal(SIGTERM)
+        #expect(daemon.child.wait(timeout: 1) == nil, "the orderly shutdown waits for the capture thread")
+        daemon.child.signal(SIGTERM)
+        #expect(daemon.child.wait(timeout: 5) == 1)
+        #expect(daemon.child.stderr.contains("second signal"))
+    }
+
+    // MARK: configuration and units
+
+    @Test("configuration: flags override the file, unknown keys and a missing explicit file are errors naming them")
+    func configuration() throws {
+        let scratch = try Scratch()
+        let earshotd = try builtExecutable("earshotd")
+        let file = scratch.path("earshotd.toml")
+        try """
+            model = "/m.safetensors"
+            socket_mode = 0o640
+            [capture]
+            device = "hw:1,0"
+            [endpoint]
+            trailing_silence = 0.9
+            [decoding]
+            hotwords = ["earshot:4"]
+
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        let merged = try Child(earshotd, ["--config", file, "--device", "plughw:2", "--print-config"], scratch: scratch)
+        #expect(merged.wait(timeout: 20) == 0, "\(merged.stderr)")
+        let text = merged.stdout
+        for line in ["model = \"/m.safetensors\"", "socket_mode = \"0640\"", "device = \"plughw:2\"",
+                     "trailing_silence = 0.9", "hotwords = [\"earshot:4\"]", "enabled = true"] {
+            #expect(text.contains(line + "\n"), "missing \(line) in \(text)")
+        }
+        // What --print-config writes reads back to the same configuration.
+        let again = scratch.path("again.toml")
+        try text.write(toFile: again, atomically: true, encoding: .utf8)
+        let reread = try Child(earshotd, ["--config", again, "--print-config"], scratch: scratch)
+        #expect(reread.wait(timeout: 20) == 0)
+        #expect(reread.stdout == text)
+
+        let typo = scratch.path("typo.toml")
+        try "[endpoint]\ntrailing_silense = 1.0\n".write(toFile: typo, atomically: true, encoding: .utf8)
+        let bad = try Child(earshotd, ["--config", typo, "--print-config"], scratch: scratch)
+        #expect(bad.wait(timeout: 20) == 1)
+        #expect(bad.stderr.contains("unknown key 'endpoint.trailing_silense'"), "\(bad.stderr)")
+
+        let missing = try Child(earshotd, ["--config", scratch.path("nope.toml"), "--print-config"], scratch: scratch)
+        #expect(missing.wait(timeout: 20) == 1)
+        #expect(missing.stderr.contains("nope.toml") && missing.stderr.contains("no such file"), "\(missing.stderr)")
+
+        let badValue = try Child(earshotd, ["--config", again, "--trailing-silence=-1", "--print-config"], scratch: scratch)
+        #expect(badValue.wait(timeout: 20) == 1)
+        #expect(badValue.stderr.contains("endpoint.trailing_silence = -1.0"), "\(badValue.stderr)")
+    }
+
+    @Test("systemd-analyze verify accepts the service and socket units without a warning")
+    func systemdUnitsVerify() throws {
+        let scratch = try Scratch()
+        let analyze = try #require(findExecutable("systemd-analyze") ?? ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"]
+            .first { FileManager.default.isExecutableFile(atPath: $0) },
+            "systemd-analyze is missing: run scripts/setup.sh (Debian package systemd)")
+        let units = packageRoot().appendingPathComponent("systemd")
+        let service = try String(contentsOf: units.appendingPathComponent("earshotd.service"), encoding: .utf8)
+        // verify checks that ExecStart's binary exists: point it at the one just built.
+        let built = try builtExecutable("earshotd")
+        try #require(service.contains("ExecStart=/usr/local/bin/earshotd "))
+        try service.replacingOccurrences(of: "ExecStart=/usr/local/bin/earshotd ", with: "ExecStart=\(built) ")
+            .write(toFile: scratch.path("earshotd.service"), atomically: true, encoding: .utf8)
+        try FileManager.default.copyItem(atPath: units.appendingPathComponent("earshotd.socket").path,
+                                         toPath: scratch.path("earshotd.socket"))
+        let verify = try Child(analyze, ["verify", scratch.path("earshotd.socket"), scratch.path("earshotd.service")],
+                               scratch: scratch, environment: ["SYSTEMD_LOG_LEVEL": "warning"])
+        #expect(verify.wait(timeout: 60) == 0, "\(verify.stderr)")
+        // verify only warns about an unknown or mistyped setting: any output is a failure.
+        #expect(verify.stderr.isEmpty && verify.stdout.isEmpty, "\(verify.stdout)\(verify.stderr)")
+        for directive in ["Type=notify", "WatchdogSec=", "DevicePolicy=closed", "ProtectSystem=strict",
+                          "RestrictAddressFamilies=AF_UNIX", "CapabilityBoundingSet=\n", "ExecReload=/bin/kill -HUP $MAINPID"] {
+            #expect(service.contains(directive), "the service lacks \(directive)")
+        }
+    }
+}
+
+/// Results from client threads.
+final class LockedResults: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [Result<[String], TestFailure>?]
+    init(count: Int) { values = Array(repeating: nil, count: count) }
+    func set(_ i: Int, _ value: Result<[String], TestFailure>) { lock.lock(); values[i] = value; lock.unlock() }
+    func get(_ i: Int) -> Result<[String], TestFailure>? { lock.lock(); defer { lock.unlock() }; return values[i] }
+}
