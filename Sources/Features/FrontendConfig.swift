@@ -156,6 +156,11 @@ public struct FrontendConfig: Codable, Sendable, Equatable {
     /// Frames per second of audio (`sampleRate / hopLength`).
     public var framesPerSecond: Double { Double(sampleRate) / Double(hopLength) }
 
+    /// Seconds of audio per output frame of an encoder that subsamples these frames by `subsampling`.
+    public func encoderFrameDuration(subsampling: Int) -> Double {
+        Double(hopLength) / Double(sampleRate) * Double(subsampling)
+    }
+
     /// Frames a complete signal of `samples` samples gives.
     ///
     /// - `center == false` (Kaldi `snip_edges=true`): `1 + (N - windowLength) / hopLength` for

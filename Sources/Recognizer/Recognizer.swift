@@ -76,7 +76,7 @@ public final class Recognizer: Sendable {
 
     /// Seconds of audio per encoder output frame: the frontend's hop times the encoder's subsampling.
     public static func encoderFrameDuration(frontend: FrontendConfig, subsampling: Int) -> Double {
-        Double(frontend.hopLength) / Double(frontend.sampleRate) * Double(subsampling)
+        frontend.encoderFrameDuration(subsampling: subsampling)
     }
 
     /// Loads a model file and builds a recogniser for it.

@@ -174,11 +174,8 @@ public final class Trainer {
         provenance["initialisation"] = .string("random, seed \(config.run.seed)")
     }
 
-    /// Seconds of audio per encoder output frame (the model's frontend hop times its subsampling;
-    /// the same formula as `Recognizer.encoderFrameDuration`, which Training cannot import).
-    var encoderFrameDuration: Double {
-        Double(frontendConfig.hopLength) / Double(frontendConfig.sampleRate) * Double(architecture.subsampling)
-    }
+    /// Seconds of audio per encoder output frame.
+    var encoderFrameDuration: Double { frontendConfig.encoderFrameDuration(subsampling: architecture.subsampling) }
 
     /// Loads weights (and statistics when present) from a model; returns whether statistics are missing.
     func initialise(from path: String) throws -> Bool {
