@@ -32,6 +32,11 @@ let package = Package(
         .target(name: "Scoring", dependencies: []),
         .target(name: "Recognizer", dependencies: ["Tensors", "Audio", "Features", "Model", "Decoding"]),
         .target(name: "Training", dependencies: ["Tensors", "Audio", "Features", "Model", "Decoding", "Scoring", "CBLAS"]),
+        // Transfer learning on a user's recordings (earshot adapt): a frozen encoder, cached activations,
+        // fine-tuned top layers.
+        .target(name: "Adaptation", dependencies: [
+            "Tensors", "Audio", "Features", "Model", "Decoding", "Scoring", "Recognizer", "Training", "CBLAS",
+        ]),
         .target(name: "Server", dependencies: [
             "Tensors", "Audio", "Recognizer", "Decoding",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -48,6 +53,7 @@ let package = Package(
         ]),
         .executableTarget(name: "earshot", dependencies: [
             "Tensors", "Audio", "Features", "Model", "Decoding", "Scoring", "Recognizer", "Training", "Server",
+            "Adaptation",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
@@ -66,6 +72,9 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
         .testTarget(name: "DaemonTests", dependencies: ["Server", "Audio", "Recognizer", "Training", "Model"]),
+        .testTarget(name: "AdaptationTests", dependencies: [
+            "Adaptation", "Training", "Recognizer", "Audio", "Model", "Scoring", "Decoding", "Tensors", "Features",
+        ]),
         .testTarget(name: "EndToEndTests", dependencies: ["Recognizer", "Training", "Audio", "Model", "Scoring", "Decoding", "Tensors"]),
     ]
 )

@@ -1,0 +1,1 @@
+// Placeholder so the target builds; `earshot adapt`'s library lives here.
