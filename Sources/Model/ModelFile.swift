@@ -13,13 +13,33 @@ public struct ModelDescription: Codable, Sendable, Equatable {
     public var vocabulary: [String]
     /// Free-form record of where the model came from: trained_by, data, date, base_model_sha256, ...
     public var provenance: [String: JSONValue]
-    /// Optional decoding defaults (LM weights, hotwords) as JSON text.
+    /// Optional decoding defaults as JSON text: Decoding's `DomainDecoding` (a domain LM as ARPA text,
+    /// its words, hotwords and weights), read through Recognizer's `ModelFile.domainDecoding()`.
     public var decodingJSON: String?
+
+    /// The most bytes `decodingJSON` may have: it lives in the safetensors header, which every reader
+    /// parses whole before any tensor, so it is kept to what domain text needs (the same limit as
+    /// `DomainDecoding.maximumJSONBytes`; a test checks they agree).
+    public static let maximumDecodingJSONBytes = 8 * 1024 * 1024
 
     public init(architecture: EncoderArchitecture, frontendJSON: String = "{}", vocabulary: [String],
                 provenance: [String: JSONValue] = [:], decodingJSON: String? = nil) {
         self.architecture = architecture; self.frontendJSON = frontendJSON; self.vocabulary = vocabulary
         self.provenance = provenance; self.decodingJSON = decodingJSON
+    }
+
+    /// The decoding entry, if any, is a JSON object no larger than `maximumDecodingJSONBytes`. Its
+    /// contents belong to the Decoding module and are checked where they are read.
+    public func validateDecoding(file: String = "<memory>") throws(ModelError) {
+        guard let json = decodingJSON else { return }
+        let bytes = json.utf8.count
+        guard bytes <= Self.maximumDecodingJSONBytes else {
+            throw .malformedMetadata(file: file, key: "decoding",
+                                     reason: "\(bytes) bytes, more than the \(Self.maximumDecodingJSONBytes)-byte limit")
+        }
+        guard (try? JSONSerialization.jsonObject(with: Data(json.utf8))) is [String: Any] else {
+            throw .malformedMetadata(file: file, key: "decoding", reason: "not a JSON object")
+        }
     }
 
     /// The vocabulary of a model file: usable by a decoder (`checkVocabularyIsDecodable`), and every
@@ -124,7 +144,6 @@ public struct ModelFile: Sendable {
         let provenance: [String: JSONValue] = try meta["provenance"].map { text throws(ModelError) in
             try decodeJSON(text, key: "provenance", file: file)
         } ?? [:]
-        if let decoding = meta["decoding"] { try checkJSON(decoding, key: "decoding", file: file) }
 
         // A file without frame_duration_ms gets the frontend's hop rather than a guess (a present value
         // is checked against the frontend by `validate`).
@@ -161,6 +180,7 @@ public struct ModelFile: Sendable {
             throw .nonFiniteParameter(file: file, name: InputNormalization.meanName, index: bad)
         }
         try description.validateVocabulary(file: file)
+        try description.validateDecoding(file: file)
     }
 
     /// The safetensors metadata this model is stored with.
@@ -246,7 +266,7 @@ public struct ModelFile: Sendable {
             lines.append("provenance:")
             for key in description.provenance.keys.sorted() { lines.append("  \(key): \(description.provenance[key]!)") }
         }
-        if let decoding = description.decodingJSON { lines.append("decoding:      \(decoding)") }
+        if let decoding = description.decodingJSON { lines.append("decoding:      \(decoding.utf8.count) bytes of JSON") }
         return lines.joined(separator: "\n")
     }
 

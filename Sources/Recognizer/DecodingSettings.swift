@@ -1,20 +1,35 @@
 import Decoding
 import Foundation
+import Model
 
 /// The decoding choices a user writes down (CLI flags, the daemon's configuration file): beam width, an
-/// ARPA language model's path and weights, hotwords as "phrase[:weight]". Owns the rules that turn them
-/// into `DecodingOptions`, so `earshot` and `earshotd` decode the same way from the same settings.
+/// ARPA language model's path and weights, hotwords as "phrase[:weight]", and whether the model's own
+/// domain decoding is used. Owns the rules that turn them into `DecodingOptions`, so `earshot` and
+/// `earshotd` decode the same way from the same settings and the same model.
+///
+/// The one rule for a model that carries a `DomainDecoding` (built by `earshot adapt --text`):
+/// - it is used by default: its LM, hotwords, weights and beam;
+/// - `languageModel` (`--lm`) replaces it whole (the model's LM, hotwords and weights are not used);
+/// - `lmWeight`, `wordBonus` and a `beam` above 1 override its values; `hotwords` are added to its
+///   hotwords (a phrase in both gets the user's weight);
+/// - `useModelDecoding` false (`--no-model-lm`, `decoding.model_lm = false`) ignores it, and a damaged
+///   one is then not even read.
 public struct DecodingSettings: Sendable, Equatable {
-    /// Beam width for CTC prefix beam search; 1 is greedy best-path decoding.
+    /// Beam width for CTC prefix beam search; 1 is greedy best-path decoding (widened when an LM or
+    /// hotwords are used: they need a search).
     public var beam: Int
     /// A word n-gram model in ARPA format, fused during beam search.
     public var languageModel: String?
-    /// Weight of the language model's log-probability (alpha).
-    public var lmWeight: Double
-    /// Score added per word (beta) when a language model is used.
-    public var wordBonus: Double
+    /// Weight of the language model's log-probability (alpha); nil: the model's domain decoding's, else
+    /// `defaultLMWeight`.
+    public var lmWeight: Double?
+    /// Score added per word (beta) when a language model is used; nil: the model's domain decoding's,
+    /// else `defaultWordBonus`.
+    public var wordBonus: Double?
     /// Phrases to favour: "earshot" or "open terminal:4" (default weight 3).
     public var hotwords: [String]
+    /// Whether a model's embedded domain decoding is used when no `languageModel` is given.
+    public var useModelDecoding: Bool
 
     public static let defaultLMWeight = 0.5
     public static let defaultWordBonus = 1.0
@@ -23,13 +38,14 @@ public struct DecodingSettings: Sendable, Equatable {
     /// Weight of a hotword given without one.
     public static let defaultHotwordWeight = 3.0
 
-    public init(beam: Int = 1, languageModel: String? = nil, lmWeight: Double = defaultLMWeight,
-                wordBonus: Double = defaultWordBonus, hotwords: [String] = []) {
+    public init(beam: Int = 1, languageModel: String? = nil, lmWeight: Double? = nil,
+                wordBonus: Double? = nil, hotwords: [String] = [], useModelDecoding: Bool = true) {
         self.beam = beam
         self.languageModel = languageModel
         self.lmWeight = lmWeight
         self.wordBonus = wordBonus
         self.hotwords = hotwords
+        self.useModelDecoding = useModelDecoding
     }
 
     /// Parses "phrase[:weight]": the text after the last ':' must be a finite number; the phrase is
@@ -47,14 +63,37 @@ public struct DecodingSettings: Sendable, Equatable {
         return Hotword(words.joined(separator: " "), weight: weight)
     }
 
+    /// The domain decoding these settings take from `model`: nil when `useModelDecoding` is off, when a
+    /// `languageModel` replaces it, or when the model has none. A damaged one is an error naming `file`.
+    public func modelDecoding(of model: ModelFile, file: String = "<memory>") throws(DecodingSettingsError) -> DomainDecoding? {
+        guard useModelDecoding, languageModel == nil else { return nil }
+        do { return try model.domainDecoding(file: file) } catch { throw .modelDecoding(file: file, reason: error.description) }
+    }
+
+    /// The options a `Recognizer` for `model` decodes with: these settings over the model's domain
+    /// decoding (see the type's rule). The one entry point for the CLI and the daemon.
+    public func makeOptions(for model: ModelFile, file: String = "<memory>") throws(DecodingSettingsError) -> DecodingOptions {
+        try makeOptions(vocabulary: Recognizer.vocabulary(of: model), modelDecoding: try modelDecoding(of: model, file: file))
+    }
+
+    /// `base`, made once by `makeOptions()` without a model (so a large `languageModel` is read once, not
+    /// at every model reload), for `model`: `base` itself unless the model's domain decoding applies,
+    /// then the options the rule gives with it. Equal to `makeOptions(for:)` but for the hotword
+    /// character check, which `base` made without a vocabulary skipped.
+    public func makeOptions(for model: ModelFile, file: String = "<memory>", base: DecodingOptions) throws(DecodingSettingsError) -> DecodingOptions {
+        guard let domain = try modelDecoding(of: model, file: file) else { return base }
+        return try makeOptions(vocabulary: Recognizer.vocabulary(of: model), modelDecoding: domain)
+    }
+
     /// The options a `Recognizer` decodes with. Loads the language model (which may take a while for a
-    /// large one). A language model or hotwords with `beam` 1 mean `defaultSearchBeam`: greedy decoding
-    /// can use neither. With `vocabulary`, a hotword character the model cannot emit is refused (it would
-    /// make the hotword unreachable).
-    public func makeOptions(vocabulary: Vocabulary? = nil) throws(DecodingSettingsError) -> DecodingOptions {
+    /// large one). A language model or hotwords with `beam` 1 mean the search beam (`modelDecoding`'s, else
+    /// `defaultSearchBeam`): greedy decoding can use neither. With `vocabulary`, a hotword character the
+    /// model cannot emit is refused (it would make the hotword unreachable). `modelDecoding` is used as
+    /// the type's rule says (it is ignored when `languageModel` is set).
+    public func makeOptions(vocabulary: Vocabulary? = nil, modelDecoding: DomainDecoding? = nil) throws(DecodingSettingsError) -> DecodingOptions {
         guard beam >= 1 else { throw .badBeam(beam) }
-        guard lmWeight.isFinite else { throw .notFinite(setting: "lm weight", value: lmWeight) }
-        guard wordBonus.isFinite else { throw .notFinite(setting: "word bonus", value: wordBonus) }
+        if let lmWeight, !lmWeight.isFinite { throw .notFinite(setting: "lm weight", value: lmWeight) }
+        if let wordBonus, !wordBonus.isFinite { throw .notFinite(setting: "word bonus", value: wordBonus) }
         var parsed: [Hotword] = []
         for spec in hotwords {
             let hotword = try Self.parseHotword(spec)
@@ -67,18 +106,28 @@ public struct DecodingSettings: Sendable, Equatable {
             }
             parsed.append(hotword)
         }
-        var model: NGramLanguageModel?
         if let languageModel {
+            let model: NGramLanguageModel
             do { model = try NGramLanguageModel(arpaFile: URL(fileURLWithPath: languageModel)) } catch {
                 throw .languageModel(path: languageModel, reason: "\(error)")
             }
+            let config = BeamSearchConfiguration.recognition(
+                beamWidth: beam == 1 ? Self.defaultSearchBeam : beam, lmWeight: lmWeight ?? Self.defaultLMWeight,
+                wordBonus: wordBonus ?? Self.defaultWordBonus, hotwords: parsed, withLanguageModel: true)
+            return DecodingOptions(beam: config, languageModel: model)
         }
-        let width = (model != nil || !parsed.isEmpty) && beam == 1 ? Self.defaultSearchBeam : beam
+        if useModelDecoding, let domain = modelDecoding {
+            let model: NGramLanguageModel
+            do { model = try domain.languageModel() } catch { throw .modelDecoding(file: "model", reason: error.description) }
+            let config = domain.searchConfiguration(lmWeight: lmWeight, wordBonus: wordBonus, beam: beam == 1 ? nil : beam,
+                                                    extraHotwords: parsed)
+            return DecodingOptions(beam: config, languageModel: model)
+        }
+        let width = !parsed.isEmpty && beam == 1 ? Self.defaultSearchBeam : beam
         if width == 1 { return .greedy }
-        let config = BeamSearchConfiguration(beamWidth: width, tokenTopK: 8, blankSkipThreshold: 0.999,
-                                             lmWeight: lmWeight, wordInsertionBonus: model == nil ? 0 : wordBonus,
-                                             hotwords: parsed, hotwordPrefixBonus: parsed.isEmpty ? 0 : 0.5)
-        return DecodingOptions(beam: config, languageModel: model)
+        let config = BeamSearchConfiguration.recognition(beamWidth: width, lmWeight: lmWeight ?? Self.defaultLMWeight,
+                                                         wordBonus: 0, hotwords: parsed, withLanguageModel: false)
+        return DecodingOptions(beam: config, languageModel: nil)
     }
 }
 
@@ -91,6 +140,8 @@ public enum DecodingSettingsError: Error, CustomStringConvertible, Equatable, Se
     case emptyHotword(String)
     case hotwordCharacter(String, Character, String)
     case languageModel(path: String, reason: String)
+    /// The model's embedded domain decoding cannot be used.
+    case modelDecoding(file: String, reason: String)
 
     public var description: String {
         switch self {
@@ -100,6 +151,7 @@ public enum DecodingSettingsError: Error, CustomStringConvertible, Equatable, Se
         case .emptyHotword(let spec): return "hotword '\(spec)' has no words"
         case let .hotwordCharacter(spec, ch, letters): return "hotword '\(spec)': '\(ch)' is not in the model's vocabulary (\(letters))"
         case .languageModel(_, let reason): return "lm: \(reason)"
+        case let .modelDecoding(file, reason): return "model \(file): \(reason) (--no-model-lm, or decoding.model_lm = false, decodes without it)"
         }
     }
 }

@@ -22,16 +22,22 @@ struct RecognitionOptions: ParsableArguments {
         discussion: "Default: 1, greedy best-path decoding (the fastest), without --lm and --hotword; 16 with either. --lm and --hotword need beam search, so they refuse an explicit --beam 1."))
     var beam: Int?
 
-    @Option(help: "Word n-gram language model in ARPA format, fused during beam search.")
+    @Option(help: ArgumentHelp("Word n-gram language model in ARPA format, fused during beam search.",
+                               discussion: "Replaces the model's own domain decoding (its LM, hotwords and weights), if it has one."))
     var lm: String?
 
-    @Option(help: ArgumentHelp("Weight of the language model's log-probability (alpha); only with --lm.",
-                               discussion: "Default: \(RecognitionOptions.defaultLMWeight)."))
+    @Option(help: ArgumentHelp("Weight of the language model's log-probability (alpha); only with --lm or a model with a domain LM.",
+                               discussion: "Default: the model's domain decoding's, else \(RecognitionOptions.defaultLMWeight)."))
     var lmWeight: Double?
 
-    @Option(help: ArgumentHelp("Score added per recognised word (beta), offsetting the language model's per-word cost; only with --lm. Raise it if words go missing.",
-                               discussion: "Default: \(RecognitionOptions.defaultWordBonus)."))
+    @Option(help: ArgumentHelp("Score added per recognised word (beta), offsetting the language model's per-word cost; only with --lm or a model with a domain LM. Raise it if words go missing.",
+                               discussion: "Default: the model's domain decoding's, else \(RecognitionOptions.defaultWordBonus)."))
     var wordBonus: Double?
+
+    @Flag(name: .customLong("no-model-lm"), help: ArgumentHelp(
+        "Ignore the model's own domain decoding (the LM, hotwords and weights 'earshot adapt --text' stores in it).",
+        discussion: "Without this, a model that carries one decodes with it by default (beam search), unless --lm replaces it. `earshot model info` shows whether a model has one."))
+    var noModelLM = false
 
     @Option(name: .customLong("hotword"), help: ArgumentHelp(
         "A word or phrase to favour, optionally with a weight: 'earshot' or 'open terminal:4'. Repeatable.",
@@ -78,22 +84,40 @@ struct RecognitionOptions: ParsableArguments {
         for (flag, value) in [("--lm-weight", lmWeight), ("--word-bonus", wordBonus)] {
             guard let value else { continue }
             guard value.isFinite else { throw CLIError("\(flag) \(value): must be a finite number") }
-            guard lm != nil else { throw CLIError("\(flag) \(value) only applies with --lm (it weighs the language model's scores)") }
+            if lm == nil && noModelLM {
+                throw CLIError("\(flag) \(value) only applies with a language model (it weighs the language model's scores), and --no-model-lm turns the model's off")
+            }
         }
         for spec in hotwords {
             do { _ = try DecodingSettings.parseHotword(spec) } catch { throw CLIError("--" + error.description) }
         }
     }
 
-    /// The decoding the flags ask for, with hotwords checked against `vocabulary`.
-    func decodingOptions(vocabulary: Vocabulary) throws -> DecodingOptions {
+    /// The settings the flags ask for (`DecodingSettings` resolves them against the model).
+    var settings: DecodingSettings {
+        DecodingSettings(beam: beam ?? 1, languageModel: lm, lmWeight: lmWeight, wordBonus: wordBonus,
+                         hotwords: hotwords, useModelDecoding: !noModelLM)
+    }
+
+    /// The decoding the flags ask for with `model` (loaded from `path`): hotwords checked against its
+    /// vocabulary, its domain decoding used as `DecodingSettings` rules.
+    func decodingOptions(model: ModelFile, path: String) throws -> DecodingOptions {
         try checkFlags()
-        let searching = lm != nil || !hotwords.isEmpty
-        let settings = DecodingSettings(beam: beam ?? (searching ? DecodingSettings.defaultSearchBeam : 1), languageModel: lm,
-                                        lmWeight: lmWeight ?? Self.defaultLMWeight, wordBonus: wordBonus ?? Self.defaultWordBonus,
-                                        hotwords: hotwords)
-        do { return try settings.makeOptions(vocabulary: vocabulary) } catch {
+        let settings = settings
+        let domain: DomainDecoding?
+        do { domain = try settings.modelDecoding(of: model, file: path) } catch { throw CLIError(error.description) }
+        if lm == nil && domain == nil {
+            for (flag, value) in [("--lm-weight", lmWeight), ("--word-bonus", wordBonus)] {
+                guard let value else { continue }
+                throw CLIError("\(flag) \(value) only applies with --lm or a model with a domain LM (it weighs the language model's scores); \(path) has none")
+            }
+        }
+        if domain != nil && beam == 1 {
+            throw CLIError("--beam 1 is greedy decoding, which cannot use the model's domain LM; give a width of 2 or more, leave --beam out (\(domain!.beam)), or add --no-model-lm for greedy decoding")
+        }
+        do { return try settings.makeOptions(vocabulary: Recognizer.vocabulary(of: model), modelDecoding: domain) } catch {
             if case .languageModel(let path, let reason) = error { throw CLIError("--lm \(path): \(reason)") }
+            if case .modelDecoding = error { throw CLIError(error.description) }
             throw CLIError("--" + error.description)
         }
     }
@@ -106,7 +130,7 @@ struct RecognitionOptions: ParsableArguments {
         BLASThreads.set(1)
         do {
             let model = try ModelFile.load(path: path)
-            let options = try decodingOptions(vocabulary: Recognizer.vocabulary(of: model))
+            let options = try decodingOptions(model: model, path: path)
             return (try Recognizer(model: model, options: options, file: path), path)
         } catch let error as ModelError {
             throw CLIError(error.description)

@@ -157,9 +157,12 @@ struct DaemonConfiguration: Equatable {
             "beam = \(decoding.beam)",
         ]
         if let lm = decoding.languageModel { lines.append("lm = \(q(lm))") }
+        // Unset weights are the model's domain decoding's, else the defaults; writing a default out would
+        // override the model's.
+        if let w = decoding.lmWeight { lines.append("lm_weight = \(d(w))") }
+        if let b = decoding.wordBonus { lines.append("word_bonus = \(d(b))") }
         lines += [
-            "lm_weight = \(d(decoding.lmWeight))",
-            "word_bonus = \(d(decoding.wordBonus))",
+            "model_lm = \(decoding.useModelDecoding)",
             "hotwords = [\(decoding.hotwords.map(q).joined(separator: ", "))]",
         ]
         return lines.joined(separator: "\n") + "\n"
@@ -310,6 +313,7 @@ private struct TableReader {
             if let v = try t.double("lm_weight") { c.decoding.lmWeight = v }
             if let v = try t.double("word_bonus") { c.decoding.wordBonus = v }
             if let v = try t.strings("hotwords") { c.decoding.hotwords = v }
+            if let v = try t.bool("model_lm") { c.decoding.useModelDecoding = v }
             try t.finish()
         }
         try finish()

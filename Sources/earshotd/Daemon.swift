@@ -55,7 +55,7 @@ final class Daemon: @unchecked Sendable {
         do { options = try config.decoding.makeOptions() } catch { throw .decoding(error.description) }
         // One core per stream: BLAS threads would only contend with the other sessions.
         BLASThreads.set(1)
-        let engine = try Self.loadEngine(path: config.model, options: options, endpoint: config.endpoint)
+        let engine = try Self.loadEngine(path: config.model, settings: config.decoding, options: options, endpoint: config.endpoint)
         current = LockedBox(engine)
         modelLogger.info("model loaded", metadata: ["path": "\(config.model)", "parameters": "\(engine.recognizer.model.parameterCount)"])
     }
@@ -63,9 +63,18 @@ final class Daemon: @unchecked Sendable {
     /// Loads and checks a model: `ModelFile.load` validates the file's structure, every tensor's shape
     /// and finiteness, the frontend and the vocabulary; the recogniser builds its encoder; and half a
     /// second of silence is recognised so every stage has run once before the model serves anyone.
-    static func loadEngine(path: String, options: DecodingOptions, endpoint: EndpointConfig) throws(DaemonError) -> RecognizerEngine {
+    /// `options` are the settings' options without a model; a model with its own domain decoding gets
+    /// the options `DecodingSettings` makes with it (the rule the CLI follows too).
+    static func loadEngine(path: String, settings: DecodingSettings, options: DecodingOptions, endpoint: EndpointConfig) throws(DaemonError) -> RecognizerEngine {
         let recognizer: Recognizer
-        do { recognizer = try Recognizer(modelPath: path, options: options) } catch {
+        do throws(ModelError) {
+            let model = try ModelFile.load(path: path)
+            let modelOptions: DecodingOptions
+            do { modelOptions = try settings.makeOptions(for: model, file: path, base: options) } catch {
+                throw ModelError.malformedMetadata(file: path, key: "decoding", reason: error.description)
+            }
+            recognizer = try Recognizer(model: model, options: modelOptions, file: path)
+        } catch {
             throw .model(path: path, reason: error.description)
         }
         _ = recognizer.recognize([Float](repeating: 0, count: recognizer.sampleRate / 2))
@@ -192,7 +201,7 @@ final class Daemon: @unchecked Sendable {
         modelLogger.info("reloading model", metadata: ["path": "\(path)"])
         let engine: RecognizerEngine
         do throws(DaemonError) {
-            engine = try Self.loadEngine(path: path, options: options, endpoint: config.endpoint)
+            engine = try Self.loadEngine(path: path, settings: config.decoding, options: options, endpoint: config.endpoint)
             if let microphone, engine.sampleRate != microphone.capture.configuration.outputRate {
                 throw .sampleRate(path: path, model: engine.sampleRate,
                                              microphone: microphone.capture.configuration.outputRate)

@@ -121,6 +121,9 @@ struct EarshotD: AsyncParsableCommand {
         valueName: "phrase[:weight]"))
     var hotwords: [String] = []
 
+    @Flag(name: .customLong("no-model-lm"), help: "Ignore the model's own domain decoding (LM, hotwords, weights). [decoding.model_lm = false]")
+    var noModelLM = false
+
     /// The file's configuration with the flags on top.
     func resolvedConfiguration() throws(ConfigError) -> DaemonConfiguration {
         var c = try DaemonConfiguration.load(file: config ?? DaemonConfiguration.defaultFile, explicit: config != nil)
@@ -161,6 +164,7 @@ struct EarshotD: AsyncParsableCommand {
         if let lmWeight { c.decoding.lmWeight = lmWeight }
         if let wordBonus { c.decoding.wordBonus = wordBonus }
         if !hotwords.isEmpty { c.decoding.hotwords = hotwords }
+        if noModelLM { c.decoding.useModelDecoding = false }
         try c.validate()
         return c
     }

@@ -88,6 +88,18 @@ private func writeRaw(_ model: ModelFile, to path: String, edit: (inout [String:
         return e
     }
 
+    @Test func decodingEntryMustBeAJSONObjectWithinTheSizeLimit() throws {
+        for (name, value, reason) in [("array.earshot", "[1,2]", "not a JSON object"), ("text.earshot", "lm_weight=1", "not a JSON object")] {
+            let e = try loadError(name) { $0["decoding"] = value }
+            #expect(e == .malformedMetadata(file: e?.file ?? "", key: "decoding", reason: reason))
+        }
+        let big = #"{"arpa":""# + String(repeating: "a", count: ModelDescription.maximumDecodingJSONBytes) + #""}"#
+        let e = try loadError("big.earshot") { $0["decoding"] = big }
+        #expect(e?.description.contains("\(ModelDescription.maximumDecodingJSONBytes)-byte limit") == true, "\(e.map(\.description) ?? "")")
+        // `summary` gives the entry's size, not its (possibly megabytes of) text.
+        #expect(smallModel().summary().contains("decoding:      17 bytes of JSON"))
+    }
+
     @Test func wrongParameterShapeIsNamed() throws {
         var model = smallModel()
         model.parameters["conv.weight"] = Tensor(zeros: [6, 4, 5])
