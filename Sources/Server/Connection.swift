@@ -72,7 +72,12 @@ final class ConnectionHandler: ChannelInboundHandler {
             session = nil
             server.sessionEnded()
         }
-        if let runner { runner.queue.async { runner.cancel() } }
+        // The client is gone: audio still queued for it is skipped rather than recognised (a client that
+        // sent a burst and vanished would otherwise cost up to the backlog limit of CPU for nothing).
+        if let runner {
+            runner.close()
+            runner.queue.async { runner.cancel() }
+        }
         outbound.removeAll()
         shutdownPromise?.succeed(())
         shutdownPromise = nil
@@ -154,14 +159,14 @@ final class ConnectionHandler: ChannelInboundHandler {
         self.runner = runner
         let sessionID = server.sessionStarted()
         session = (sessionID, format, partials)
-        let engine = server.engine
+        let (engine, generation) = server.engineSnapshot
         let loop = context!.eventLoop
         let me = NIOLoopBound(self, eventLoop: loop)
         let server = self.server
         server.pendingWork.enter()
         runner.queue.async {
             defer { server.pendingWork.leave() }
-            if let problem = runner.begin(engine: engine, format: format) {
+            if let problem = runner.begin(engine: engine, generation: generation, format: format) {
                 loop.execute { me.value.sessionFailed(sessionID, problem) }
             }
         }
@@ -188,10 +193,16 @@ final class ConnectionHandler: ChannelInboundHandler {
         let me = NIOLoopBound(self, eventLoop: loop)
         let server = self.server
         let partials = session.partials
+        let connection = self.id
         server.pendingWork.enter()
         runner.queue.async {
             defer { server.pendingWork.leave() }
-            let step = runner.accept(payload)
+            let step = runner.accept(payload, server: server)
+            server.countFrame(skipped: step.skipped, bytes: payload.count)
+            if step.switchedModel {
+                server.logger.info("session switches to the reloaded model at its next utterance boundary",
+                                   metadata: ["connection": "\(connection)"])
+            }
             server.addProcessing(audioSeconds: step.audioSeconds, cpuSeconds: step.cpuSeconds)
             loop.execute { me.value.sessionStep(step, partials: partials, consumed: payload.count) }
         }
@@ -217,8 +228,8 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     private func reload(path: String?, id: RequestID?) {
-        guard let hook = server.hooks.reload else {
-            send(.error(code: .reloadUnavailable, message: "this server was started without a reload handler"), id: id)
+        guard server.hooks.reload != nil else {
+            send(.error(code: .reloadUnavailable, message: ReloadError.unavailable.description), id: id)
             return
         }
         let loop = context!.eventLoop
@@ -229,12 +240,13 @@ final class ConnectionHandler: ChannelInboundHandler {
         DispatchQueue.global(qos: .utility).async {
             defer { server.pendingWork.leave() }
             let reply: ServerMessage
-            do {
-                let engine = try hook(path)
-                server.replaceEngine(engine)
-                reply = .reloaded(engine.summary)
+            do throws(ReloadError) {
+                reply = .reloaded(try server.reload(modelPath: path).summary)
             } catch {
-                reply = .error(code: .reloadFailed, message: "\(error)")
+                switch error {
+                case .unavailable: reply = .error(code: .reloadUnavailable, message: error.description)
+                case .failed: reply = .error(code: .reloadFailed, message: error.description)
+                }
             }
             loop.execute { me.value.sendNow(reply, id: id) }
         }
@@ -317,7 +329,10 @@ final class ConnectionHandler: ChannelInboundHandler {
         else if session != nil {
             session = nil
             server.sessionEnded()
-            if let runner { runner.queue.async { runner.cancel() } }
+            if let runner {
+                runner.close()
+                runner.queue.async { runner.cancel() }
+            }
         }
         closing = true
         if stopsInFlight == 0 { finishShutdown() }

@@ -19,6 +19,15 @@ public protocol TranscriptionSession: AnyObject {
     func accept(_ samples: [Float]) -> [RecognitionEvent]
     /// Ends the stream: the remaining final(s) and endpoint(s).
     func finish() -> [RecognitionEvent]
+    /// Asks the session to recognise with `engine`'s model from its next utterance boundary on (the
+    /// utterance in flight finishes with the current one). Returns false when it cannot (another kind
+    /// of engine, another sample rate): it then keeps its model until it ends.
+    func adopt(_ engine: any TranscriptionEngine) -> Bool
+}
+
+extension TranscriptionSession {
+    /// Sessions that cannot switch models keep the one they started with.
+    public func adopt(_ engine: any TranscriptionEngine) -> Bool { false }
 }
 
 extension EndpointReason {

@@ -29,5 +29,16 @@ public struct RecognizerEngine: TranscriptionEngine {
     }
 }
 
-/// `StreamingSession` already has the shape the server needs.
-extension StreamingSession: TranscriptionSession {}
+/// `StreamingSession` already has the shape the server needs, and switches recognisers at an utterance
+/// boundary itself.
+extension StreamingSession: TranscriptionSession {
+    public func adopt(_ engine: any TranscriptionEngine) -> Bool {
+        guard let next = engine as? RecognizerEngine else { return false }
+        do {
+            try replaceRecognizer(next.recognizer)
+            return true
+        } catch {
+            return false
+        }
+    }
+}

@@ -67,6 +67,21 @@ public struct ServerHooks: Sendable {
     }
 }
 
+/// Why a reload did not put a new model in service; the previous one serves on.
+public enum ReloadError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// The server was started without a reload hook.
+    case unavailable
+    /// The hook failed; `reason` is its error's description (it names the file).
+    case failed(reason: String)
+
+    public var description: String {
+        switch self {
+        case .unavailable: return "this server was started without a reload handler"
+        case .failed(let reason): return reason
+        }
+    }
+}
+
 /// Why the server could not start listening.
 public enum ServerError: Error, CustomStringConvertible, Equatable, Sendable {
     case alreadyStarted
@@ -108,6 +123,9 @@ public final class EarshotServer: Sendable {
     let logger: Logger
     let group: MultiThreadedEventLoopGroup
     let state: Locked<ServerState>
+    /// Held while a reload loads its model (seconds), so reloads run one at a time; never taken with
+    /// `state`'s lock held.
+    let reloadLock = NSLock()
     let startTime = DispatchTime.now()
     /// Work on session queues and reload handlers that will still hop back to an event loop; shutdown
     /// waits for it before stopping the loops.
@@ -125,10 +143,38 @@ public final class EarshotServer: Sendable {
     /// The engine new sessions use (replaced by `reload` or `replaceEngine`).
     public var engine: any TranscriptionEngine { state.withLock { $0.engine } }
 
-    /// Makes new sessions (and `hello`/`status`) use `engine`; running sessions finish with the old one.
-    /// For reloads the daemon starts itself (e.g. on SIGHUP).
+    /// The engine and how many times it has been replaced; sessions compare the generation between
+    /// frames to notice a reload.
+    var engineSnapshot: (engine: any TranscriptionEngine, generation: Int) {
+        state.withLock { ($0.engine, $0.engineGeneration) }
+    }
+
+    /// Makes new sessions (and `hello`/`status`) use `engine`; running sessions that can switch models
+    /// (`TranscriptionSession.adopt`) do so at their next utterance boundary, the others finish with the
+    /// old one. Reloads should go through `reload(modelPath:)`, which serialises them.
     public func replaceEngine(_ engine: any TranscriptionEngine) {
-        state.withLock { $0.engine = engine }
+        state.withLock {
+            $0.engine = engine
+            $0.engineGeneration += 1
+        }
+    }
+
+    /// Runs the reload hook and puts its engine in service, one reload at a time (the socket's `reload`
+    /// and the daemon's SIGHUP both come here, so the last model loaded is the one serving: two reloads
+    /// racing could otherwise leave the microphone on one model and the sessions on another). Blocks
+    /// while the model loads: call it off the event loops. Throws `ReloadError`.
+    public func reload(modelPath: String?) throws(ReloadError) -> any TranscriptionEngine {
+        guard let hook = hooks.reload else { throw .unavailable }
+        reloadLock.lock()
+        defer { reloadLock.unlock() }
+        let engine: any TranscriptionEngine
+        do {
+            engine = try hook(modelPath)
+        } catch {
+            throw .failed(reason: "\(error)")
+        }
+        replaceEngine(engine)
+        return engine
     }
 
     /// The socket file this server bound, nil for an adopted descriptor.
@@ -334,6 +380,17 @@ public final class EarshotServer: Sendable {
     }
 
     func countDropped(_ n: Int) { state.withLock { $0.stats.droppedEvents += n } }
+    func countFrame(skipped: Bool, bytes: Int) {
+        state.withLock {
+            if skipped {
+                $0.stats.framesSkipped += 1
+                $0.stats.bytesSkipped += bytes
+            } else {
+                $0.stats.framesProcessed += 1
+            }
+        }
+    }
+
     func countReadPause() { state.withLock { $0.stats.readPauses += 1 } }
     var statistics: ServerStats { state.withLock { $0.stats } }
     func countSlowDisconnect() { state.withLock { $0.stats.slowClientsDisconnected += 1 } }
@@ -371,6 +428,11 @@ struct ServerStats {
     var slowClientsDisconnected = 0
     /// Times a session's backlog paused reading from its client (for tests and debugging).
     var readPauses = 0
+    /// Audio frames (and their bytes) recognised for sessions, and those skipped because their client had
+    /// gone before they were reached (for tests and debugging).
+    var framesProcessed = 0
+    var framesSkipped = 0
+    var bytesSkipped = 0
 }
 
 /// The server's shared mutable state, behind `EarshotServer.state`'s lock.
@@ -382,6 +444,8 @@ struct ServerState {
     var shuttingDown = false
     var nextID = 0
     var nextSessionID = 0
+    /// Incremented by every `replaceEngine`.
+    var engineGeneration = 0
     var stats = ServerStats()
 
     func subscribers() -> [ConnectionRef] { connections.values.filter(\.subscribed) }

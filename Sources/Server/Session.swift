@@ -4,10 +4,16 @@ import Recognizer
 
 /// A connection's recognition work, run on its own serial queue so the event loop never recognises. Owns
 /// the current session (engine session + audio converter) and the sample buffer; all of it is touched
-/// only on `queue`, which also keeps one connection's successive sessions in order.
+/// only on `queue`, which also keeps one connection's successive sessions in order. `closed` is the one
+/// field other threads touch (behind its lock): once the connection is gone, work still queued for it
+/// returns at once instead of recognising audio nobody will read.
 final class SessionRunner: @unchecked Sendable {
     let queue: DispatchQueue
+    private let closed = Locked(false)
     private var session: (any TranscriptionSession)?
+    /// The server's engine generation this session last saw; a newer one is offered to the session,
+    /// which switches at its next utterance boundary.
+    private var engineGeneration = 0
     private var converter: AudioConverter?
     /// Converted samples for the frame in hand; reused across frames.
     private var samples: [Float] = []
@@ -25,12 +31,23 @@ final class SessionRunner: @unchecked Sendable {
         var audioSeconds = 0.0
         var cpuSeconds = 0.0
         var error: String?
+        /// The connection was closed before this work ran; nothing was recognised.
+        var skipped = false
+        /// The session was offered a newer model and will use it from its next utterance boundary.
+        var switchedModel = false
     }
+
+    /// Marks the connection gone (any thread): queued work for it is skipped from now on.
+    func close() { closed.withLock { $0 = true } }
+
+    var isClosed: Bool { closed.withLock { $0 } }
 
     // The methods below run on `queue`.
 
-    func begin(engine: any TranscriptionEngine, format: AudioFormat) -> String? {
+    func begin(engine: any TranscriptionEngine, generation: Int, format: AudioFormat) -> String? {
         dispatchPrecondition(condition: .onQueue(queue))
+        guard !isClosed else { return nil }
+        engineGeneration = generation
         do {
             converter = try AudioConverter(format: format, outputRate: engine.sampleRate)
         } catch {
@@ -42,12 +59,24 @@ final class SessionRunner: @unchecked Sendable {
         return nil
     }
 
-    func accept(_ payload: [UInt8]) -> Step {
+    /// Recognises one frame. A model `server` reloaded since the session started is offered to the
+    /// session here, between frames.
+    func accept(_ payload: [UInt8], server: EarshotServer) -> Step {
         dispatchPrecondition(condition: .onQueue(queue))
+        var step = Step()
+        guard !isClosed else {
+            step.skipped = true
+            cancel()
+            return step
+        }
         guard let session, let converter else { return Step() }
+        let (engine, generation) = server.engineSnapshot
+        if generation != engineGeneration {
+            engineGeneration = generation
+            step.switchedModel = engine.sampleRate == outputRate && session.adopt(engine)
+        }
         let t0 = threadCPUSeconds()
         samples.removeAll(keepingCapacity: true)
-        var step = Step()
         do {
             try converter.convert(payload, into: &samples)
         } catch {
@@ -64,6 +93,10 @@ final class SessionRunner: @unchecked Sendable {
     /// Flushes the converter and the session; returns the last events and the session's audio length.
     func finish() -> (Step, Double) {
         dispatchPrecondition(condition: .onQueue(queue))
+        guard !isClosed else {
+            cancel()
+            return (Step(skipped: true), 0)
+        }
         guard let session, let converter else { return (Step(), 0) }
         let t0 = threadCPUSeconds()
         samples.removeAll(keepingCapacity: true)

@@ -15,6 +15,8 @@ struct DaemonConfiguration: Equatable {
     var socketMode: UInt32 = 0o660
     var socketGroup: String?
     var model = "/usr/share/earshot/models/earshot-base-en.safetensors"
+    /// Served at start-up when `model` is missing or unusable (e.g. an adapted model not written yet).
+    var fallbackModel: String?
     var logLevel: Logger.Level = .info
 
     var capture = Capture()
@@ -128,6 +130,9 @@ struct DaemonConfiguration: Equatable {
         if let socketGroup { lines.append("socket_group = \(q(socketGroup))") }
         lines += [
             "model = \(q(model))",
+        ]
+        if let fallbackModel { lines.append("fallback_model = \(q(fallbackModel))") }
+        lines += [
             "log_level = \(q(logLevel.rawValue))",
             "",
             "[capture]",
@@ -278,6 +283,7 @@ private struct TableReader {
         }
         if let v = try string("socket_group") { c.socketGroup = v.isEmpty ? nil : v }
         if let v = try string("model") { c.model = v }
+        if let v = try string("fallback_model") { c.fallbackModel = v.isEmpty ? nil : v }
         if let v = try string("log_level") {
             guard let level = Logger.Level(rawValue: v.lowercased()) else {
                 throw .invalid(key: "log_level", reason: "'\(v)' is not one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")

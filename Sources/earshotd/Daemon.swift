@@ -55,9 +55,29 @@ final class Daemon: @unchecked Sendable {
         do { options = try config.decoding.makeOptions() } catch { throw .decoding(error.description) }
         // One core per stream: BLAS threads would only contend with the other sessions.
         BLASThreads.set(1)
-        let engine = try Self.loadEngine(path: config.model, settings: config.decoding, options: options, endpoint: config.endpoint)
+        let engine = try Self.loadStartupEngine(config: config, options: options, logger: modelLogger)
         current = LockedBox(engine)
-        modelLogger.info("model loaded", metadata: ["path": "\(config.model)", "parameters": "\(engine.recognizer.model.parameterCount)"])
+        modelLogger.info("model loaded", metadata: ["path": "\(engine.modelPath ?? "?")", "parameters": "\(engine.recognizer.model.parameterCount)"])
+    }
+
+    /// The configured model, or, when it is missing or unusable and `fallback_model` is set, the
+    /// fallback (logged as a warning). This lets `model` name an adapted model that the adaptation job
+    /// has not written yet: the daemon starts on the shipped base model and a later reload (SIGHUP or
+    /// `reload`, both of which read `model`) picks the adapted one up.
+    static func loadStartupEngine(config: DaemonConfiguration, options: DecodingOptions,
+                                  logger: Logger) throws(DaemonError) -> RecognizerEngine {
+        do {
+            return try loadEngine(path: config.model, settings: config.decoding, options: options, endpoint: config.endpoint)
+        } catch {
+            guard let fallback = config.fallbackModel else { throw error }
+            logger.warning("the configured model is unusable; serving the fallback model until a reload finds it usable",
+                           metadata: ["model": "\(config.model)", "reason": "\(error)", "fallback": "\(fallback)"])
+            do {
+                return try loadEngine(path: fallback, settings: config.decoding, options: options, endpoint: config.endpoint)
+            } catch let fallbackError {
+                throw .model(path: fallback, reason: "the fallback model is unusable too (\(fallbackError)); the configured model \(config.model): \(error)")
+            }
+        }
     }
 
     /// Loads and checks a model: `ModelFile.load` validates the file's structure, every tensor's shape
@@ -191,9 +211,10 @@ final class Daemon: @unchecked Sendable {
 
     // MARK: reload
 
-    /// Loads `path` (nil: the configured model), checks it, and makes it the model of new sessions and of
-    /// the microphone's next utterance. A model that fails keeps the old one in service. Serialised: two
-    /// reloads at once would race to be the last.
+    /// Loads `path` (nil: the configured model), checks it, and makes it the model of the microphone's
+    /// next utterance; returns it for the server, which gives it to sessions (at their next utterance
+    /// boundary). A model that fails keeps the old one in service. Only called through
+    /// `EarshotServer.reload`, which serialises reloads; `reloadLock` guards against direct calls too.
     func reload(path: String?) throws(DaemonError) -> RecognizerEngine {
         reloadLock.lock()
         defer { reloadLock.unlock() }
@@ -212,7 +233,7 @@ final class Daemon: @unchecked Sendable {
         }
         current.withLock { $0 = engine }
         microphone?.replaceRecognizer(engine.recognizer)
-        server.replaceEngine(engine)
+        // The server puts `engine` in service for sessions when this returns (EarshotServer.reload).
         modelLogger.info("model reloaded", metadata: ["path": "\(path)", "sha256": "\(engine.recognizer.model.sha256 ?? "?")"])
         return engine
     }
@@ -223,9 +244,9 @@ final class Daemon: @unchecked Sendable {
         clock_gettime(CLOCK_MONOTONIC, &now)
         notifier.notify("RELOADING=1\nMONOTONIC_USEC=\(Int64(now.tv_sec) * 1_000_000 + Int64(now.tv_nsec) / 1000)")
         do {
-            _ = try reload(path: nil)
+            _ = try server.reload(modelPath: nil)
         } catch {
-            // Already logged; the old model serves on.
+            // Already logged by `reload`; the old model serves on.
         }
         notifier.notify("READY=1\nSTATUS=" + shortStatus())
     }

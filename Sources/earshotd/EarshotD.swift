@@ -50,6 +50,9 @@ struct EarshotD: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Model file (.safetensors). [model]", valueName: "path"))
     var model: String?
 
+    @Option(help: ArgumentHelp("Model served at start-up when --model is missing or unusable, e.g. the shipped base model while an adapted one does not exist yet; reloads read --model again. [fallback_model]", valueName: "path"))
+    var fallbackModel: String?
+
     @Option(help: ArgumentHelp("trace, debug, info, notice, warning, error or critical. [log_level]", valueName: "level"))
     var logLevel: String?
 
@@ -136,6 +139,7 @@ struct EarshotD: AsyncParsableCommand {
         }
         if let socketGroup { c.socketGroup = socketGroup.isEmpty ? nil : socketGroup }
         if let model { c.model = model }
+        if let fallbackModel { c.fallbackModel = fallbackModel.isEmpty ? nil : fallbackModel }
         if let logLevel {
             guard let level = Logger.Level(rawValue: logLevel.lowercased()) else {
                 throw .invalid(key: "--log-level", reason: "'\(logLevel)' is not one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")

@@ -455,6 +455,7 @@ struct DaemonTests {
         let file = scratch.path("earshotd.toml")
         try """
             model = "/m.safetensors"
+            fallback_model = "/base.safetensors"
             socket_mode = 0o640
             [capture]
             device = "hw:1,0"
@@ -467,7 +468,7 @@ struct DaemonTests {
         let merged = try Child(earshotd, ["--config", file, "--device", "plughw:2", "--print-config"], scratch: scratch)
         #expect(merged.wait(timeout: 20) == 0, "\(merged.stderr)")
         let text = merged.stdout
-        for line in ["model = \"/m.safetensors\"", "socket_mode = \"0640\"", "device = \"plughw:2\"",
+        for line in ["model = \"/m.safetensors\"", "fallback_model = \"/base.safetensors\"", "socket_mode = \"0640\"", "device = \"plughw:2\"",
                      "trailing_silence = 0.9", "hotwords = [\"earshot:4\"]", "enabled = true"] {
             #expect(text.contains(line + "\n"), "missing \(line) in \(text)")
         }

@@ -1,0 +1,361 @@
+import ArgumentParser
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// `earshot ingest`: the first step of the adaptation job (systemd/earshot-adapt.service). People drop
+// recordings with their transcripts into a spool folder; this moves the complete ones into the domain
+// data folder that `earshot adapt --data` reads, one item at a time and atomically, and leaves the rest.
+// The rules are in docs/adaptation.md ("The spool").
+
+struct Ingest: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Move complete recordings with transcripts from a spool folder into the adaptation data folder.",
+        discussion: """
+        An item is an audio file (\(SpoolIngest.audioExtensions.sorted().joined(separator: ", "))) with \
+        its transcript beside it (talk.flac + talk.txt), or a .tsv manifest in the spool (audio path \
+        relative to the spool, a tab, the transcript; one item per line) with every audio file it names. \
+        An item is complete when all its files exist and either a marker NAME.ready exists (talk.ready, \
+        or notes.ready for notes.tsv) or none of its files has changed for --settle seconds. Names \
+        starting with a dot are ignored (rsync's and editors' temporary files), so `rsync` or \
+        write-then-rename is always safe. Complete items are moved into --domain as audio + .txt pairs \
+        (the transcript is written first, then the audio renamed in: `earshot adapt` never sees audio \
+        without its text); a name already taken there gets a -2, -3... suffix. Incomplete items are \
+        left and listed with the reason. If complete items are still settling, ingest waits for them \
+        (at most --wait seconds).
+
+        Whenever it moves something it creates DOMAIN/\(SpoolIngest.pendingMarker); the adaptation job \
+        deletes that file once it has adapted, so a failed adaptation is retried on the next run.
+
+        Exit status: 0 when something was moved or DOMAIN/\(SpoolIngest.pendingMarker) exists (adapt), \
+        \(SpoolIngest.nothingNewStatus) when there is nothing new (skip adapting), 1 on an error.
+
+        Examples:
+          earshot ingest --spool /var/lib/earshot/spool --domain /var/lib/earshot/domain
+          earshot ingest --spool ~/dictations --domain ~/earshot-domain --settle 0
+        """)
+
+    @Option(help: ArgumentHelp("Folder where recordings and transcripts are dropped.", valueName: "dir"))
+    var spool: String
+
+    @Option(help: ArgumentHelp("Folder of adaptation data (earshot adapt --data); created if missing.", valueName: "dir"))
+    var domain: String
+
+    @Option(help: ArgumentHelp("Seconds a file must be unchanged to count as written, unless NAME.ready exists.", valueName: "s"))
+    var settle: Double = 5
+
+    @Option(help: ArgumentHelp("Longest wait for complete items that are still settling (s).", valueName: "s"))
+    var wait: Double = 30
+
+    func validate() throws {
+        guard settle >= 0 else { throw ValidationError("--settle must be 0 or more seconds") }
+        guard wait >= 0 else { throw ValidationError("--wait must be 0 or more seconds") }
+    }
+
+    func run() throws {
+        let ingest = SpoolIngest(spool: spool, domain: domain, settle: settle, wait: wait)
+        let report: SpoolIngest.Report
+        do { report = try ingest.run() } catch let error as SpoolError { throw CLIError(error.description) }
+        for item in report.moved {
+            writeOut("took  \(item.sources.joined(separator: " + ")) -> \(item.destination)\n")
+        }
+        for left in report.left {
+            writeOut("left  \(left.name): \(left.reason)\n")
+        }
+        if report.moved.isEmpty {
+            if report.pending {
+                writeOut("nothing new in \(spool), but \(ingest.pendingPath) says the domain data has not been adapted yet\n")
+                return
+            }
+            writeOut("nothing new in \(spool)\(report.left.isEmpty ? "" : " (\(report.left.count) incomplete left)")\n")
+            throw ExitCode(SpoolIngest.nothingNewStatus)
+        }
+        writeOut("ingested \(report.moved.count) item(s) into \(domain); \(report.left.count) left in \(spool)\n")
+    }
+}
+
+/// Why ingesting stopped: names the folder or file and the reason.
+struct SpoolError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The spool-to-domain move: owns the scanning rules (what is an item, when is it complete) and the
+/// atomic move. One run at a time per domain folder (an exclusive lock on DOMAIN/.ingest.lock).
+struct SpoolIngest {
+    static let audioExtensions: Set<String> = ["wav", "flac", "ogg", "oga", "opus", "mp3", "aif", "aiff", "au", "w64", "caf"]
+    static let pendingMarker = ".adapt-pending"
+    /// The exit status for "nothing new": distinct from errors (1) and usage mistakes (64).
+    static let nothingNewStatus: Int32 = 3
+
+    let spool: URL
+    let domain: URL
+    let settle: Double
+    let wait: Double
+
+    init(spool: String, domain: String, settle: Double, wait: Double) {
+        self.spool = URL(fileURLWithPath: spool).standardizedFileURL
+        self.domain = URL(fileURLWithPath: domain).standardizedFileURL
+        self.settle = settle
+        self.wait = wait
+    }
+
+    var pendingPath: String { domain.appendingPathComponent(Self.pendingMarker).path }
+
+    struct Moved { var sources: [String]; var destination: String }
+    struct Left { var name: String; var reason: String }
+    struct Report { var moved: [Moved] = []; var left: [Left] = []; var pending = false }
+
+    /// One recording with its transcript; `sources` are every spool file the item consumes.
+    struct Item {
+        var name: String
+        var audio: URL
+        var text: String
+        var sources: [URL]
+        var ready: URL?
+        /// Newest modification time among its files.
+        var modified: Date
+    }
+
+    func run() throws -> Report {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: spool.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw SpoolError("spool folder \(spool.path) does not exist or is not a folder")
+        }
+        do {
+            try FileManager.default.createDirectory(at: domain, withIntermediateDirectories: true)
+        } catch {
+            throw SpoolError("cannot create the domain folder \(domain.path): \((error as NSError).localizedDescription)")
+        }
+        let lock = try lockDomain()
+        defer { close(lock) }
+
+        var report = Report()
+        let deadline = Date().addingTimeInterval(wait)
+        while true {
+            let (complete, young, left) = try scan()
+            for item in complete { report.moved.append(try move(item)) }
+            if young.isEmpty || Date() >= deadline {
+                report.left = left + young.map {
+                    Left(name: $0.name, reason: String(format: "still being written (changed %.1f s ago; complete after %g s unchanged, or with %@.ready)",
+                                                       -$0.modified.timeIntervalSinceNow, settle, ($0.name as NSString).deletingPathExtension))
+                }
+                break
+            }
+            // Complete but still settling: wait until the first of them is old enough (or the deadline).
+            let next = young.map { $0.modified.addingTimeInterval(settle) }.min()!
+            let pause = max(0.05, min(next.timeIntervalSinceNow, deadline.timeIntervalSinceNow))
+            usleep(useconds_t(pause * 1e6))
+        }
+        if !report.moved.isEmpty {
+            guard FileManager.default.createFile(atPath: pendingPath, contents: Data()) else {
+                throw SpoolError("moved \(report.moved.count) item(s) but cannot create \(pendingPath); create it by hand so the next run adapts")
+            }
+        }
+        report.pending = FileManager.default.fileExists(atPath: pendingPath)
+        return report
+    }
+
+    private func lockDomain() throws -> Int32 {
+        let path = domain.appendingPathComponent(".ingest.lock").path
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw SpoolError("cannot open \(path): \(String(cString: strerror(errno)))") }
+        guard flock(fd, LOCK_EX) == 0 else {
+            close(fd)
+            throw SpoolError("cannot lock \(path): \(String(cString: strerror(errno)))")
+        }
+        return fd
+    }
+
+    // MARK: scanning
+
+    private struct Entry { var url: URL; var modified: Date; var regular: Bool; var size: Int }
+
+    /// Complete items ready to move, complete items still settling, and what is left with its reason.
+    private func scan() throws -> (complete: [Item], young: [Item], left: [Left]) {
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: spool.path) } catch {
+            throw SpoolError("cannot list the spool folder \(spool.path): \((error as NSError).localizedDescription)")
+        }
+        var entries: [String: Entry] = [:]
+        for name in names where !name.hasPrefix(".") {
+            let url = spool.appendingPathComponent(name)
+            var info = stat()
+            guard lstat(url.path, &info) == 0 else { continue }  // gone meanwhile
+            let modified = Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9)
+            entries[name] = Entry(url: url, modified: modified, regular: info.st_mode & S_IFMT == S_IFREG, size: Int(info.st_size))
+        }
+
+        var items: [Item] = []
+        var left: [Left] = []
+        var claimed = Set<String>()
+        func readyMarker(_ stem: String) -> URL? { entries[stem + ".ready"].map(\.url) }
+
+        // Manifests first: the audio they name is theirs.
+        for name in entries.keys.sorted() where ext(name) == "tsv" {
+            let entry = entries[name]!
+            let stem = (name as NSString).deletingPathExtension
+            claimed.insert(name)
+            if entries[stem + ".ready"] != nil { claimed.insert(stem + ".ready") }
+            guard entry.regular else { left.append(Left(name: name, reason: "not a regular file")); continue }
+            let text: String
+            do { text = try String(contentsOf: entry.url, encoding: .utf8) } catch {
+                left.append(Left(name: name, reason: "unreadable as UTF-8 text")); continue
+            }
+            var lines: [(audio: String, text: String)] = []
+            var problem: String?
+            for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+                let line = raw.hasSuffix("\r") ? raw.dropLast() : raw
+                if line.trimmingCharacters(in: .whitespaces).isEmpty || line.hasPrefix("#") { continue }
+                let fields = line.split(separator: "\t", maxSplits: 1, omittingEmptySubsequences: false)
+                guard fields.count == 2 else { problem = "line \(number + 1): no tab between the audio path and the text"; break }
+                let path = String(fields[0]), transcript = normalised(String(fields[1]))
+                guard !path.isEmpty, !path.hasPrefix("/"), !path.split(separator: "/").contains("..") else {
+                    problem = "line \(number + 1): \"\(path)\" is not a relative path inside the spool"; break
+                }
+                guard Self.audioExtensions.contains(ext(path)) else {
+                    problem = "line \(number + 1): \"\(path)\" does not end in an audio extension (\(Self.audioExtensions.sorted().joined(separator: ", ")))"; break
+                }
+                guard !transcript.isEmpty else { problem = "line \(number + 1): empty transcript"; break }
+                lines.append((path, transcript))
+            }
+            if problem == nil && lines.isEmpty { problem = "no items" }
+            if let problem { left.append(Left(name: name, reason: "manifest \(problem); fix it and touch it")); continue }
+            var missing: [String] = []
+            var group: [Item] = []
+            var newest = entry.modified
+            for line in lines {
+                claimed.insert(line.audio)
+                let url = spool.appendingPathComponent(line.audio)
+                var info = stat()
+                guard lstat(url.path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { missing.append(line.audio); continue }
+                let modified = Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9)
+                newest = max(newest, modified)
+                let itemName = (line.audio as NSString).lastPathComponent
+                group.append(Item(name: itemName, audio: url, text: line.text, sources: [url], ready: nil, modified: modified))
+            }
+            if !missing.isEmpty {
+                left.append(Left(name: name, reason: "waiting for \(missing.count) audio file(s) it names: \(missing.prefix(3).joined(separator: ", "))\(missing.count > 3 ? "..." : "")"))
+                continue
+            }
+            // The manifest moves as one item: its audio files, then the manifest itself is removed.
+            if var last = group.popLast() {
+                last.sources.append(entry.url)
+                last.ready = readyMarker(stem)
+                last.modified = newest
+                for i in group.indices { group[i].modified = newest; group[i].ready = readyMarker(stem) }
+                items += group + [last]
+            }
+        }
+
+        // Audio + .txt pairs.
+        for name in entries.keys.sorted() where !claimed.contains(name) && Self.audioExtensions.contains(ext(name)) {
+            let entry = entries[name]!
+            let stem = (name as NSString).deletingPathExtension
+            claimed.insert(name)
+            guard entry.regular else { left.append(Left(name: name, reason: "not a regular file (links are not followed)")); continue }
+            guard let txt = entries[stem + ".txt"] else {
+                left.append(Left(name: name, reason: "no transcript (\(stem).txt) yet")); continue
+            }
+            claimed.insert(stem + ".txt")
+            if entries[stem + ".ready"] != nil { claimed.insert(stem + ".ready") }
+            guard txt.regular else { left.append(Left(name: name, reason: "\(stem).txt is not a regular file")); continue }
+            guard entry.size > 0 else { left.append(Left(name: name, reason: "empty audio file")); continue }
+            guard let raw = try? String(contentsOf: txt.url, encoding: .utf8) else {
+                left.append(Left(name: name, reason: "\(stem).txt is not UTF-8 text")); continue
+            }
+            let text = normalised(raw)
+            guard !text.isEmpty else { left.append(Left(name: name, reason: "\(stem).txt is empty")); continue }
+            items.append(Item(name: name, audio: entry.url, text: text, sources: [entry.url, txt.url],
+                              ready: readyMarker(stem), modified: max(entry.modified, txt.modified)))
+        }
+        for name in entries.keys.sorted() where !claimed.contains(name) && ext(name) == "txt" {
+            left.append(Left(name: name, reason: "a transcript without audio beside it"))
+        }
+
+        var complete: [Item] = []
+        var young: [Item] = []
+        let now = Date()
+        for item in items {
+            if item.ready != nil || now.timeIntervalSince(item.modified) >= settle { complete.append(item) } else { young.append(item) }
+        }
+        // A manifest's items settle together (they share `modified`), so a manifest moves whole or not at all.
+        return (complete, young, left)
+    }
+
+    private func ext(_ name: String) -> String { (name as NSString).pathExtension.lowercased() }
+
+    /// One line of text: lines joined by spaces, surrounding whitespace removed.
+    private func normalised(_ text: String) -> String {
+        text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }.joined(separator: " ")
+    }
+
+    // MARK: moving
+
+    /// Writes the transcript into the domain folder (temporary name, fsync, rename), then renames the
+    /// audio in (copy + fsync + rename across file systems), then removes the item's other spool files.
+    /// The order means `earshot adapt` never finds audio without its transcript; a crash in between
+    /// leaves a transcript without audio in the domain folder, which adapt ignores and the retry
+    /// overwrites.
+    private func move(_ item: Item) throws -> Moved {
+        let audioExt = (item.audio.lastPathComponent as NSString).pathExtension
+        let stem = ((item.audio.lastPathComponent as NSString).deletingPathExtension as NSString).lastPathComponent
+        var name = stem
+        var n = 1
+        while taken(name) { n += 1; name = "\(stem)-\(n)" }
+        let audioDestination = domain.appendingPathComponent(name + "." + audioExt)
+        let textDestination = domain.appendingPathComponent(name + ".txt")
+        try writeAtomically(Data((item.text + "\n").utf8), to: textDestination)
+        if rename(item.audio.path, audioDestination.path) != 0 {
+            let code = errno
+            guard code == EXDEV else {
+                throw SpoolError("cannot move \(item.audio.path) to \(audioDestination.path): \(String(cString: strerror(code)))")
+            }
+            let data: Data
+            do { data = try Data(contentsOf: item.audio) } catch {
+                throw SpoolError("cannot read \(item.audio.path): \((error as NSError).localizedDescription)")
+            }
+            try writeAtomically(data, to: audioDestination)
+            unlink(item.audio.path)
+        }
+        for source in item.sources where source != item.audio { unlink(source.path) }
+        if let ready = item.ready { unlink(ready.path) }
+        return Moved(sources: item.sources.map(\.lastPathComponent), destination: audioDestination.path)
+    }
+
+    /// Whether `name` is in use in the domain folder (audio of any extension, or its transcript).
+    /// A transcript alone is the leftover of an interrupted move, so its name is free again.
+    private func taken(_ name: String) -> Bool {
+        Self.audioExtensions.contains { FileManager.default.fileExists(atPath: domain.appendingPathComponent(name + "." + $0).path) }
+    }
+
+    private func writeAtomically(_ data: Data, to url: URL) throws {
+        let temporary = url.deletingLastPathComponent().appendingPathComponent("." + url.lastPathComponent + ".tmp")
+        let fd = open(temporary.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw SpoolError("cannot write \(temporary.path): \(String(cString: strerror(errno)))") }
+        var ok = data.withUnsafeBytes { raw -> Bool in
+            var offset = 0
+            while offset < raw.count {
+                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 { if errno == EINTR { continue }; return false }
+                offset += n
+            }
+            return true
+        }
+        ok = ok && fsync(fd) == 0
+        let code = errno
+        close(fd)
+        guard ok else {
+            unlink(temporary.path)
+            throw SpoolError("cannot write \(temporary.path): \(String(cString: strerror(code)))")
+        }
+        guard rename(temporary.path, url.path) == 0 else {
+            let code = errno
+            unlink(temporary.path)
+            throw SpoolError("cannot rename \(temporary.path) to \(url.path): \(String(cString: strerror(code)))")
+        }
+    }
+}

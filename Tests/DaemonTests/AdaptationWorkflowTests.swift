@@ -1,0 +1,202 @@
+import Foundation
+import Model
+import Recognizer
+import Server
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The adaptation sidecar (docs/adaptation.md): spool ingest, the systemd units that chain ingest ->
+// adapt -> reload, and the daemon taking a new model while a client streams.
+
+@Suite("adaptation workflow", .serialized)
+struct AdaptationWorkflowTests {
+    @Test("a model replaced atomically and `earshot reload` while a client streams: its next utterance uses the new model, nothing is dropped; the daemon started on its fallback")
+    func reloadWhileStreamingSwitchesAtTheNextUtterance() throws {
+        let scratch = try Scratch()
+        let fx = try TinyFixture(scratch: scratch)
+        let earshot = try builtExecutable("earshot")
+        // The configured model is the adapted one, not written yet: the daemon serves the fallback.
+        let adapted = scratch.path("adapted.safetensors")
+        let daemon = try Daemon(scratch: scratch, model: adapted, arguments: ["--no-capture", "--fallback-model", fx.modelPath])
+        #expect(try daemon.status().model.path == fx.modelPath)
+        #expect(daemon.child.stderr.contains("serving the fallback model"), "\(daemon.child.stderr)")
+
+        let first = scene([(nil, 0.3), ("yes", 0), (nil, 0.9)], model: fx.tiny)
+        let second = scene([("right", 0), (nil, 0.9)], model: fx.tiny)
+        let reference = referenceFinals(first + second, recognizer: fx.recognizer).map(\.text)
+        try #require(reference.count == 2 && reference.allSatisfy { !$0.isEmpty }, "\(reference)")
+
+        let (client, _) = try daemon.connect()
+        defer { client.close() }
+        try client.send(.start(AudioFormat(sampleRate: 16000), partials: false))
+        var finals: [String] = []
+        func send(_ samples: [Float]) throws {
+            let bytes = s16Bytes(samples)
+            for offset in stride(from: 0, to: bytes.count, by: 3200) {
+                try client.send(.audio(Array(bytes[offset..<min(bytes.count, offset + 3200)])))
+            }
+        }
+        try send(first)
+        while finals.isEmpty, let reply = try client.receive(timeout: 30) {
+            if case .final(_, _, let t, _, _) = reply.message { finals.append(t.text) }
+            if case .error(_, let message) = reply.message { Issue.record("session error: \(message)") }
+        }
+
+        // The adaptation job's way of writing: a temporary file, then rename over the configured path.
+        let other = rot13Model(fx.tiny.trained)
+        try other.save(path: scratch.path(".adapted.tmp"))
+        #expect(rename(scratch.path(".adapted.tmp"), adapted) == 0)
+        let reload = try Child(earshot, ["reload", "--socket", daemon.socket], scratch: scratch, tag: "reload")
+        #expect(reload.wait(timeout: 60) == 0, "\(reload.stderr)")
+        #expect(reload.stdout.hasPrefix("reloaded adapted (\(adapted)"), "\(reload.stdout)")
+        let status = try Child(earshot, ["status", "--socket", daemon.socket], scratch: scratch, tag: "status")
+        #expect(status.wait(timeout: 30) == 0, "\(status.stderr)")
+        #expect(status.stdout.contains("sessions      1 running"), "\(status.stdout)")
+        #expect(status.stdout.contains("model         adapted (\(adapted)"), "\(status.stdout)")
+
+        try send(second)
+        try client.send(ClientRequest(.stop, id: .int(9)))
+        var stopped = false
+        while !stopped, let reply = try client.receive(timeout: 30) {
+            switch reply.message {
+            case .final(_, _, let t, _, _): finals.append(t.text)
+            case .stopped: stopped = true
+            case .error(_, let message): Issue.record("session error: \(message)")
+            default: break
+            }
+        }
+        #expect(stopped, "the session was dropped")
+        #expect(finals == [reference[0], rot13(reference[1])])
+
+        // A model that fails its checks: exit 1 with the daemon's reason, and the adapted one serves on.
+        let corrupt = scratch.path("corrupt.safetensors")
+        try Data(repeating: 0x41, count: 64).write(to: URL(fileURLWithPath: corrupt))
+        let bad = try Child(earshot, ["reload", "--socket", daemon.socket, "--model", corrupt], scratch: scratch, tag: "bad")
+        #expect(bad.wait(timeout: 60) == 1)
+        #expect(bad.stderr.contains("reload failed") && bad.stderr.contains(corrupt), "\(bad.stderr)")
+        #expect(try daemon.status().model.path == adapted)
+        let json = try Child(earshot, ["status", "--socket", daemon.socket, "--json"], scratch: scratch, tag: "json")
+        #expect(json.wait(timeout: 30) == 0)
+        #expect(json.stdout.hasPrefix("{\"type\":\"status\""), "\(json.stdout)")
+        #expect(daemon.terminate() == 0)
+
+        let gone = try Child(earshot, ["reload", "--socket", daemon.socket], scratch: scratch, tag: "gone")
+        #expect(gone.wait(timeout: 30) == 1)
+        #expect(gone.stderr.contains(daemon.socket) && gone.stderr.contains("earshotd"), "\(gone.stderr)")
+    }
+
+    @Test("ingest moves complete items (pairs, .ready markers, whole manifests) into the domain folder and leaves the rest; nothing new exits 3")
+    func ingestMovesCompleteItemsOnly() throws {
+        let scratch = try Scratch()
+        let earshot = try builtExecutable("earshot")
+        let spool = scratch.path("spool"), domain = scratch.path("domain")
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: spool, withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: domain, withIntermediateDirectories: true)
+        func put(_ name: String, _ text: String, old: Bool = true) throws {
+            let path = spool + "/" + name
+            try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+            if old { try fm.setAttributes([.modificationDate: Date().addingTimeInterval(-60)], ofItemAtPath: path) }
+        }
+        try put("a.wav", "RIFF-a"); try put("a.txt", "Hello there\n")
+        try put("b.flac", "fLaC-b")                                          // no transcript
+        try put("c.wav", "RIFF-c", old: false); try put("c.txt", "c", old: false)   // still being written
+        try put("d.wav", "RIFF-d", old: false); try put("d.txt", "d\n", old: false); try put("d.ready", "")
+        try put("e.wav", "RIFF-e"); try put("f.ogg", "OggS-f"); try put("notes.tsv", "e.wav\tfirst one\nf.ogg\tsecond one\n")
+        try put("g.wav", "RIFF-g"); try put("late.tsv", "g.wav\tgee\nmissing.wav\tnot here\n")
+        try put(".h.wav", "RIFF-h"); try put(".h.txt", "hidden")
+        try Data("RIFF-old".utf8).write(to: URL(fileURLWithPath: domain + "/a.wav"))   // the name is taken
+
+        let run1 = try Child(earshot, ["ingest", "--spool", spool, "--domain", domain, "--settle", "30", "--wait", "0"],
+                             scratch: scratch, tag: "i1")
+        #expect(run1.wait(timeout: 30) == 0, "\(run1.stderr)")
+        let inDomain = Set(try fm.contentsOfDirectory(atPath: domain))
+        #expect(inDomain == ["a.wav", "a-2.wav", "a-2.txt", "d.wav", "d.txt", "e.wav", "e.txt", "f.ogg", "f.txt",
+                             ".adapt-pending", ".ingest.lock"], "\(inDomain.sorted())")
+        #expect(Set(try fm.contentsOfDirectory(atPath: spool)) == ["b.flac", "c.wav", "c.txt", "g.wav", "late.tsv", ".h.wav", ".h.txt"])
+        #expect(try String(contentsOfFile: domain + "/a-2.txt", encoding: .utf8) == "Hello there\n")
+        #expect(try String(contentsOfFile: domain + "/a-2.wav", encoding: .utf8) == "RIFF-a")
+        #expect(try String(contentsOfFile: domain + "/f.txt", encoding: .utf8) == "second one\n")
+        for line in ["left  b.flac: no transcript (b.txt) yet", "left  c.wav: still being written",
+                     "left  late.tsv: waiting for 1 audio file(s) it names: missing.wav", "ingested 4 item(s)"] {
+            #expect(run1.stdout.contains(line), "missing \(line) in \(run1.stdout)")
+        }
+
+        // Nothing new, but the moved data is not adapted yet: still 0, so a failed adaptation is retried.
+        let run2 = try Child(earshot, ["ingest", "--spool", spool, "--domain", domain, "--settle", "30", "--wait", "0"],
+                             scratch: scratch, tag: "i2")
+        #expect(run2.wait(timeout: 30) == 0)
+        #expect(run2.stdout.contains("has not been adapted yet"), "\(run2.stdout)")
+        try fm.removeItem(atPath: domain + "/.adapt-pending")
+        let run3 = try Child(earshot, ["ingest", "--spool", spool, "--domain", domain, "--settle", "30", "--wait", "0"],
+                             scratch: scratch, tag: "i3")
+        #expect(run3.wait(timeout: 30) == 3, "\(run3.stdout)\(run3.stderr)")
+        #expect(run3.stdout.contains("nothing new"))
+
+        // A complete item still settling is waited for (here 1 s), not left behind.
+        try put("h.wav", "RIFF-h", old: false); try put("h.txt", "aitch", old: false)
+        let run4 = try Child(earshot, ["ingest", "--spool", spool, "--domain", domain, "--settle", "1", "--wait", "20"],
+                             scratch: scratch, tag: "i4")
+        #expect(run4.wait(timeout: 30) == 0, "\(run4.stderr)")
+        #expect(fm.fileExists(atPath: domain + "/h.wav") && fm.fileExists(atPath: domain + "/h.txt"), "\(run4.stdout)")
+
+        let missing = try Child(earshot, ["ingest", "--spool", scratch.path("nope"), "--domain", domain], scratch: scratch, tag: "i5")
+        #expect(missing.wait(timeout: 30) == 1)
+        #expect(missing.stderr.contains(scratch.path("nope")), "\(missing.stderr)")
+    }
+
+    @Test("the adaptation units pass systemd-analyze verify; the service runs at idle priority with bounded memory and its condition skips when nothing is new")
+    func adaptationUnitsVerifyAndTheirConditionWorks() throws {
+        let scratch = try Scratch()
+        let analyze = try #require(findExecutable("systemd-analyze") ?? ["/usr/bin/systemd-analyze", "/bin/systemd-analyze"]
+            .first { FileManager.default.isExecutableFile(atPath: $0) },
+            "systemd-analyze is missing: run scripts/setup.sh (Debian package systemd)")
+        let earshot = try builtExecutable("earshot")
+        let units = packageRoot().appendingPathComponent("systemd")
+        let service = try String(contentsOf: units.appendingPathComponent("earshot-adapt.service"), encoding: .utf8)
+        // verify checks that the binaries exist: point them at the one just built.
+        try service.replacingOccurrences(of: "/usr/local/bin/earshot ", with: "\(earshot) ")
+            .write(toFile: scratch.path("earshot-adapt.service"), atomically: true, encoding: .utf8)
+        for name in ["earshot-adapt.path", "earshot-adapt.timer"] {
+            try FileManager.default.copyItem(atPath: units.appendingPathComponent(name).path, toPath: scratch.path(name))
+        }
+        let verify = try Child(analyze, ["verify", scratch.path("earshot-adapt.service"), scratch.path("earshot-adapt.path"),
+                                         scratch.path("earshot-adapt.timer")],
+                               scratch: scratch, environment: ["SYSTEMD_LOG_LEVEL": "warning"])
+        #expect(verify.wait(timeout: 60) == 0, "\(verify.stderr)")
+        #expect(verify.stderr.isEmpty && verify.stdout.isEmpty, "\(verify.stdout)\(verify.stderr)")
+        for directive in ["Type=oneshot", "Nice=19", "CPUSchedulingPolicy=idle", "IOSchedulingClass=idle", "CPUWeight=1\n",
+                          "MemoryMax=", "MemoryHigh=", "OOMScoreAdjust=", "User=earshot",
+                          "ExecStart=/usr/local/bin/earshot adapt --base /usr/share/earshot/models/earshot-base-en.safetensors --data /var/lib/earshot/domain --out /var/lib/earshot/models/adapted.safetensors",
+                          "ExecStart=/usr/local/bin/earshot reload --socket /run/earshot/earshotd.sock"] {
+            #expect(service.contains(directive), "earshot-adapt.service lacks \(directive)")
+        }
+        let path = try String(contentsOf: units.appendingPathComponent("earshot-adapt.path"), encoding: .utf8)
+        #expect(path.contains("PathChanged=/var/lib/earshot/spool\n"))
+
+        // The condition line as systemd runs it ($$ is a literal $), on folders of the test's own.
+        let line = try #require(service.split(separator: "\n").first { $0.hasPrefix("ExecCondition=") })
+        let spool = scratch.path("spool"), domain = scratch.path("domain")
+        func condition(spool: String) throws -> Int32? {
+            let command = String(line.dropFirst("ExecCondition=".count))
+                .replacingOccurrences(of: "$$", with: "$")
+                .replacingOccurrences(of: "/usr/local/bin/earshot ", with: "\(earshot) ")
+                .replacingOccurrences(of: "/var/lib/earshot/spool", with: spool)
+                .replacingOccurrences(of: "/var/lib/earshot/domain", with: domain)
+            let child = try Child("/bin/sh", ["-c", command], scratch: scratch)
+            return child.wait(timeout: 60)
+        }
+        try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
+        try Data("RIFF".utf8).write(to: URL(fileURLWithPath: spool + "/x.wav"))
+        try Data("ex".utf8).write(to: URL(fileURLWithPath: spool + "/x.txt"))
+        try Data().write(to: URL(fileURLWithPath: spool + "/x.ready"))
+        #expect(try condition(spool: spool) == 0)                       // something new: adapt
+        #expect(FileManager.default.fileExists(atPath: domain + "/x.wav"))
+        try FileManager.default.removeItem(atPath: domain + "/.adapt-pending")   // what the unit does after adapting
+        #expect(try condition(spool: spool) == 1)                       // nothing new: skip, not failed
+        #expect(try condition(spool: scratch.path("absent")) == 255)    // an error: the unit fails
+    }
+}

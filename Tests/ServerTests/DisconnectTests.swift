@@ -1,0 +1,81 @@
+import Foundation
+import Recognizer
+import Testing
+@testable import Server
+
+/// What happens to a session's work when its client goes away mid-stream.
+@Suite(.serialized) struct DisconnectTests {
+    @Test func audioQueuedForAClientThatDisconnectedIsSkippedNotRecognised() async throws {
+        // 20 ms of "recognition" per frame: 60 frames sent at once take 1.2 s to recognise, so most
+        // are still queued when the client closes.
+        let engine = CountingEngine(microsecondsPerCall: 20_000)
+        let (server, path) = try await startServer(engine: engine)
+        defer { Task { await server.shutdown() } }
+        let client = try connect(path)
+        try client.send(.start(AudioFormat(sampleRate: 16000), partials: false))
+        #expect(try receive(client, until: { if case .started = $0 { return true }; return false }).count == 1)
+        let frames = 60
+        try sendAudio(client, utteranceBytes(speech: 1600 * frames, silence: 0), chunk: 3200)
+        #expect(await eventually { server.statistics.framesProcessed >= 1 })
+        client.close()
+
+        // The session is gone from status at once, and every frame is accounted for: recognised
+        // before the close, or skipped after it.
+        #expect(await eventually { server.status().sessions == 0 && server.status().clients == 0 })
+        #expect(await eventually(10) { server.statistics.framesProcessed + server.statistics.framesSkipped == frames })
+        let processed = server.statistics.framesProcessed
+        #expect(server.statistics.framesSkipped > frames / 2, "processed \(processed) of \(frames) after the client left")
+        #expect(server.statistics.bytesSkipped == server.statistics.framesSkipped * 3200)
+        // The recogniser saw only the processed frames, and nothing more arrives later.
+        try await Task.sleep(nanoseconds: 200_000_000)
+        #expect(engine.calls == processed)
+        #expect(server.statistics.framesProcessed == processed)
+    }
+
+    @Test func aStopInFlightWhenTheClientLeavesDoesNotFinishTheSession() async throws {
+        let engine = CountingEngine(microsecondsPerCall: 20_000)
+        let (server, path) = try await startServer(engine: engine)
+        defer { Task { await server.shutdown() } }
+        let client = try connect(path)
+        try client.send(.start(AudioFormat(sampleRate: 16000), partials: false))
+        try sendAudio(client, utteranceBytes(speech: 1600 * 40, silence: 0), chunk: 3200)
+        try client.send(.stop)
+        #expect(await eventually { server.statistics.framesProcessed >= 1 })
+        client.close()
+        #expect(await eventually(10) { server.statistics.framesProcessed + server.statistics.framesSkipped == 40 })
+        try await Task.sleep(nanoseconds: 100_000_000)
+        #expect(engine.finishes == 0, "the session of a client that left was finished")
+        #expect(server.status().sessions == 0)
+    }
+}
+
+/// A slow fake engine that counts the recognition calls its sessions make.
+final class CountingEngine: TranscriptionEngine, @unchecked Sendable {
+    let inner = FakeEngine()
+    let delay: UInt32
+    private let lock = NSLock()
+    private var acceptCalls = 0
+    private var finishCalls = 0
+
+    init(microsecondsPerCall: UInt32) { delay = microsecondsPerCall }
+    var sampleRate: Int { inner.sampleRate }
+    var summary: ModelSummary { inner.summary }
+    var calls: Int { lock.withLock { acceptCalls } }
+    var finishes: Int { lock.withLock { finishCalls } }
+    func makeSession() -> any TranscriptionSession { CountingSession(engine: self) }
+
+    final class CountingSession: TranscriptionSession {
+        let engine: CountingEngine
+        let inner: any TranscriptionSession
+        init(engine: CountingEngine) { self.engine = engine; inner = engine.inner.makeSession() }
+        func accept(_ samples: [Float]) -> [RecognitionEvent] {
+            usleep(engine.delay)
+            engine.lock.withLock { engine.acceptCalls += 1 }
+            return inner.accept(samples)
+        }
+        func finish() -> [RecognitionEvent] {
+            engine.lock.withLock { engine.finishCalls += 1 }
+            return inner.finish()
+        }
+    }
+}
