@@ -60,7 +60,7 @@ struct RecognitionOptions: ParsableArguments {
         }
     }
 
-    @Flag var vocabularyMode: VocabularyMode? = nil
+    @Flag var vocabularyMode: VocabularyMode?
 
     static let defaultLMWeight = DecodingSettings.defaultLMWeight
     static let defaultWordBonus = DecodingSettings.defaultWordBonus
