@@ -187,6 +187,13 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
     // frame's ranking yet (it is only needed for trie states with more than `tokenTopK` children).
     private let lexicon: Lexicon?
     private var rankedThisFrame = false
+    /// Closed vocabulary, per trie state: the best completion score (word bonus plus alpha times the
+    /// LM's context-free log probability, and the unknown-word penalty where it applies) of any word
+    /// below it, held as a partial word's temporary bonus ("LM smearing") and replaced by the real score
+    /// when the word completes. In a closed search every started word must complete, so this only
+    /// anticipates a score the prefix will get: half-spelled words compete with complete transcripts
+    /// (the empty one included) on the bonus and LM score they are bound for, not on acoustics alone.
+    private var lookahead: [Double] = []
 
     public init(vocabulary: Vocabulary = .earshot, frameDuration: Double = 0.04,
                 configuration: BeamSearchConfiguration = BeamSearchConfiguration(),
@@ -198,6 +205,30 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
         self.languageModel = languageModel
         self.logPosteriors = [Double](repeating: 0, count: vocabulary.count)
         self.lexicon = configuration.lexicon?.respelled(for: vocabulary)
+        if let lexicon {
+            var best = [Double](repeating: -.infinity, count: lexicon.stateCount)
+            // A child's state id is above its parent's (states are numbered as first reached), so one
+            // pass from the last state up takes every subtree's maximum.
+            for s in stride(from: lexicon.stateCount - 1, through: 1, by: -1) {
+                let w = lexicon.wordAt[s]
+                if w >= 0 {
+                    var score = configuration.wordInsertionBonus
+                    if let lm = languageModel {
+                        if let id = lm.wordID(lexicon.words[Int(w)]) {
+                            score += configuration.lmWeight * lm.logProbability(of: id, history: [])
+                        } else {
+                            if let unk = lm.unknownID { score += configuration.lmWeight * lm.logProbability(of: unk, history: []) }
+                            score += configuration.unknownWordPenalty
+                        }
+                    }
+                    best[s] = max(best[s], score)
+                }
+                for i in Int(lexicon.childStart[s])..<Int(lexicon.childStart[s + 1]) {
+                    best[s] = max(best[s], best[Int(lexicon.childStates[i])])
+                }
+            }
+            lookahead = best
+        }
         for hotword in configuration.hotwords {
             let phraseWords = hotword.phrase.split(separator: " ").map(String.init)
             guard let last = phraseWords.last else { continue }
@@ -355,6 +386,7 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
             var ranked = order
             order = []
             ranked.sort { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && precedes(next[$0].node, next[$1].node)) }
+            if lexicon != nil { reserveEndablePrefixes(&ranked) }
             ranked.removeLast(ranked.count - configuration.beamWidth)
             order = ranked
         }
@@ -403,6 +435,31 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
         }
     }
 
+    /// Closed vocabulary: at least `max(1, beamWidth / 4)` of the prefixes kept (when that many exist)
+    /// are ones a transcript may end with: empty, or ending in a complete word. Half-spelled words are
+    /// cheaper than whole ones (every letter the acoustics barely support costs), so on weak acoustics
+    /// they can fill the beam, and by the end of the audio no prefix it holds may end there; the
+    /// reserved slots keep the best complete transcripts alive. They replace the lowest-ranked prefixes
+    /// that are not endable; `ranked` is sorted best first and cut to `beamWidth` by the caller.
+    private func reserveEndablePrefixes(_ ranked: inout [Int]) {
+        let width = configuration.beamWidth
+        let reserve = max(1, width / 4)
+        var have = 0
+        for i in 0..<width where !endsMidWord(next[ranked[i]].node) { have += 1 }
+        var slot = width - 1
+        var j = width
+        while have < reserve && j < ranked.count {
+            if !endsMidWord(next[ranked[j]].node) {
+                while slot >= 0 && !endsMidWord(next[ranked[slot]].node) { slot -= 1 }
+                if slot < 0 { return }
+                ranked[slot] = ranked[j]
+                slot -= 1
+                have += 1
+            }
+            j += 1
+        }
+    }
+
     @inline(__always)
     private func score(_ n: NextEntry) -> Double {
         let node = nodes[Int(n.node)]
@@ -442,6 +499,7 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
             } else {
                 n.hotwordState = -1
             }
+            if lexicon != nil { n.partialBonus += lookahead[Int(n.lexState)] }
         }
         nodes.append(n)
         slotOf.append(-1)

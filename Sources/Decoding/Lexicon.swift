@@ -4,7 +4,7 @@
 /// Owns the distinct words it was made from (sorted) and the trie of those it can spell, in a flat
 /// layout built once and shared, copy-on-write, by every decoder whose configuration carries it (a
 /// recogniser makes a decoder per stream; none of them rebuilds it). State 0 is the root (no letter of
-/// the word yet). State `s`'s children are `childTokens[childStart[s]..<childStart[s+1]]`, ascending,
+/// the word yet). A state's number is above its parent's (states are numbered as first reached). State `s`'s children are `childTokens[childStart[s]..<childStart[s+1]]`, ascending,
 /// leading to the states at the same positions of `childStates`; `allowed` holds the same children as
 /// one bit per token (`maskWords` 64-bit words per state) so a frame's likeliest tokens can be tested
 /// against a state in constant time.

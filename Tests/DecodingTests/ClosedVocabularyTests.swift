@@ -163,6 +163,18 @@ import Testing
         #expect(d.decode(single).text == "k")
     }
 
+    @Test func aNarrowBeamKeepsACompleteWordWhenHalfSpelledOnesScoreHigher() throws {
+        // "zer" said clearly, then an 'o' the acoustics barely hear (1e-4). Every prefix of "zero" scores
+        // above "zero" itself, so a beam of two holds "zer" and "ze" and, unless slots are kept for
+        // prefixes a transcript may end with, loses "zero": the audio would end mid-word, with nothing.
+        let v = Vocabulary.earshot
+        var frames = spelledFrames("zer")
+        frames += [[v.tokenize("o")![0]: 1e-4, v.blank: 0.99], [v.blank: 0.95], [v.blank: 0.95]]
+        let lexicon = Lexicon(words: ["zero", "one", "two"], vocabulary: v)
+        var d = BeamSearchDecoder(configuration: .init(beamWidth: 2, tokenTopK: 8, wordInsertionBonus: 5, lexicon: lexicon))
+        #expect(d.decode(logits(frames)).text == "zero")
+    }
+
     @Test func lexiconTrieHoldsExactlyTheSpellableWords() {
         let lexicon = Lexicon(words: ["two", "to", "too", "tool", "t", "", "café", "two", "it's"], vocabulary: .earshot)
         #expect(lexicon.words == ["café", "it's", "t", "to", "too", "tool", "two"])
