@@ -187,13 +187,14 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
     // frame's ranking yet (it is only needed for trie states with more than `tokenTopK` children).
     private let lexicon: Lexicon?
     private var rankedThisFrame = false
-    /// Closed vocabulary, per trie state: the best completion score (word bonus plus alpha times the
-    /// LM's context-free log probability, and the unknown-word penalty where it applies) of any word
-    /// below it, held as a partial word's temporary bonus ("LM smearing") and replaced by the real score
-    /// when the word completes. In a closed search every started word must complete, so this only
-    /// anticipates a score the prefix will get: half-spelled words compete with complete transcripts
-    /// (the empty one included) on the bonus and LM score they are bound for, not on acoustics alone.
-    private var lookahead: [Double] = []
+    /// Closed vocabulary: bounds for the best completion score of the words below each trie state (the
+    /// word bonus plus alpha times the LM's context-free log probability, and the unknown-word penalty
+    /// where it applies), added to a partial word as a temporary bonus ("LM smearing") and replaced by
+    /// the real score when the word completes. In a closed search every started word must complete, so
+    /// this only anticipates a score the prefix will get: half-spelled words compete with complete
+    /// transcripts (the empty one included) on the bonus and LM score they are bound for, not on
+    /// acoustics alone. The lexicon's own when `Lexicon.scored(by:)` made them, else computed here.
+    private let lmLookahead: Lexicon.LanguageModelLookahead?
 
     public init(vocabulary: Vocabulary = .earshot, frameDuration: Double = 0.04,
                 configuration: BeamSearchConfiguration = BeamSearchConfiguration(),
@@ -205,29 +206,10 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
         self.languageModel = languageModel
         self.logPosteriors = [Double](repeating: 0, count: vocabulary.count)
         self.lexicon = configuration.lexicon?.respelled(for: vocabulary)
-        if let lexicon {
-            var best = [Double](repeating: -.infinity, count: lexicon.stateCount)
-            // A child's state id is above its parent's (states are numbered as first reached), so one
-            // pass from the last state up takes every subtree's maximum.
-            for s in stride(from: lexicon.stateCount - 1, through: 1, by: -1) {
-                let w = lexicon.wordAt[s]
-                if w >= 0 {
-                    var score = configuration.wordInsertionBonus
-                    if let lm = languageModel {
-                        if let id = lm.wordID(lexicon.words[Int(w)]) {
-                            score += configuration.lmWeight * lm.logProbability(of: id, history: [])
-                        } else {
-                            if let unk = lm.unknownID { score += configuration.lmWeight * lm.logProbability(of: unk, history: []) }
-                            score += configuration.unknownWordPenalty
-                        }
-                    }
-                    best[s] = max(best[s], score)
-                }
-                for i in Int(lexicon.childStart[s])..<Int(lexicon.childStart[s + 1]) {
-                    best[s] = max(best[s], best[Int(lexicon.childStates[i])])
-                }
-            }
-            lookahead = best
+        if let lexicon, let languageModel {
+            lmLookahead = lexicon.lookahead ?? lexicon.lookahead(for: languageModel)
+        } else {
+            lmLookahead = nil
         }
         for hotword in configuration.hotwords {
             let phraseWords = hotword.phrase.split(separator: " ").map(String.init)
@@ -435,6 +417,19 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
         }
     }
 
+    /// See `lmLookahead`.
+    private func anticipatedWordScore(_ state: Int32) -> Double {
+        guard let la = lmLookahead else { return configuration.wordInsertionBonus }
+        var best = -Double.infinity
+        let known = la.bestKnown[Int(state)]
+        // (alpha may be 0: never multiply the -infinity of "no known word".)
+        if known > -.infinity { best = configuration.lmWeight * known }
+        if la.unknownBelow[Int(state)] {
+            best = max(best, configuration.lmWeight * (la.unknownLogProbability ?? 0) + configuration.unknownWordPenalty)
+        }
+        return configuration.wordInsertionBonus + best
+    }
+
     /// Closed vocabulary: at least `max(1, beamWidth / 4)` of the prefixes kept (when that many exist)
     /// are ones a transcript may end with: empty, or ending in a complete word. Half-spelled words are
     /// cheaper than whole ones (every letter the acoustics barely support costs), so on weak acoustics
@@ -499,7 +494,7 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
             } else {
                 n.hotwordState = -1
             }
-            if lexicon != nil { n.partialBonus += lookahead[Int(n.lexState)] }
+            if lexicon != nil { n.partialBonus += anticipatedWordScore(n.lexState) }
         }
         nodes.append(n)
         slotOf.append(-1)

@@ -24,6 +24,22 @@ public struct Lexicon: Sendable, Equatable {
     let wordAt: [Int32]
     let maskWords: Int
     let allowed: [UInt64]
+    /// Bounds from a language model for the search's lookahead, computed once by `scored(by:)`.
+    public private(set) var lookahead: LanguageModelLookahead? = nil
+
+    /// What the beam search adds to a partial word in advance (see `BeamSearchDecoder`): per trie state,
+    /// the best context-free log probability a language model gives a word below it. The search adds it
+    /// only to rank prefixes (the real score replaces it when the word completes), so a lexicon scored by
+    /// another model than the decoder's still decodes correctly, only with less apt pruning.
+    public struct LanguageModelLookahead: Sendable, Equatable {
+        /// Per state: the highest unigram natural-log probability of a word below it that the model
+        /// knows; -infinity when it knows none.
+        var bestKnown: [Double]
+        /// Per state: whether a word below it is unknown to the model.
+        var unknownBelow: [Bool]
+        /// The model's `<unk>` unigram natural-log probability; nil when it has no `<unk>`.
+        var unknownLogProbability: Double?
+    }
 
     /// The lexicon of `words` (duplicates and empty strings ignored) spelled in `vocabulary`'s tokens,
     /// one token per character.
@@ -100,6 +116,39 @@ public struct Lexicon: Sendable, Equatable {
             if state < 0 { return false }
         }
         return wordAt[Int(state)] >= 0
+    }
+
+    /// This lexicon with `languageModel`'s lookahead bounds, so decoders need not compute them: a
+    /// recogniser makes a decoder per stream, and for a lexicon of many thousand words the bounds cost
+    /// milliseconds each time.
+    public func scored(by languageModel: NGramLanguageModel) -> Lexicon {
+        var out = self
+        out.lookahead = lookahead(for: languageModel)
+        return out
+    }
+
+    /// The lookahead bounds for `lm`. A child's state number is above its parent's, so one pass from
+    /// the last state up takes every subtree's maximum.
+    func lookahead(for lm: NGramLanguageModel) -> LanguageModelLookahead {
+        var best = [Double](repeating: -.infinity, count: stateCount)
+        var unknown = [Bool](repeating: false, count: stateCount)
+        for s in stride(from: stateCount - 1, through: 1, by: -1) {
+            let w = wordAt[s]
+            if w >= 0 {
+                if let id = lm.wordID(words[Int(w)]) {
+                    best[s] = max(best[s], lm.logProbability(of: id, history: []))
+                } else {
+                    unknown[s] = true
+                }
+            }
+            for i in Int(childStart[s])..<Int(childStart[s + 1]) {
+                let c = Int(childStates[i])
+                best[s] = max(best[s], best[c])
+                unknown[s] = unknown[s] || unknown[c]
+            }
+        }
+        return LanguageModelLookahead(bestKnown: best, unknownBelow: unknown,
+                                      unknownLogProbability: lm.unknownID.map { lm.logProbability(of: $0, history: []) })
     }
 
     /// The same words spelled in `other`'s tokens (itself when `other` is its vocabulary).

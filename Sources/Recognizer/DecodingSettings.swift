@@ -125,6 +125,7 @@ public struct DecodingSettings: Sendable, Equatable {
                 let special: Set<String> = [NGramLanguageModel.sentenceStart, NGramLanguageModel.sentenceEnd, NGramLanguageModel.unknown]
                 let hotwordWords = parsed.flatMap { $0.phrase.split(separator: " ").map(String.init) }
                 lexicon = Lexicon(words: model.words.filter { !special.contains($0) } + hotwordWords, vocabulary: vocabulary ?? .earshot)
+                    .scored(by: model)
                 guard lexicon!.spellableCount > 0 else { throw .closedVocabularyWithoutWords(reason: "the language model \(languageModel) has no word the model can spell") }
             }
             let config = BeamSearchConfiguration.recognition(
@@ -135,9 +136,11 @@ public struct DecodingSettings: Sendable, Equatable {
         if useModelDecoding, let domain = modelDecoding {
             let model: NGramLanguageModel
             do { model = try domain.languageModel() } catch { throw .modelDecoding(file: "model", reason: error.description) }
-            let config = domain.searchConfiguration(lmWeight: lmWeight, wordBonus: wordBonus, beam: beam == 1 ? nil : beam,
+            var config = domain.searchConfiguration(lmWeight: lmWeight, wordBonus: wordBonus, beam: beam == 1 ? nil : beam,
                                                     extraHotwords: parsed, closedVocabulary: closedVocabulary,
                                                     vocabulary: vocabulary ?? .earshot)
+            // Once here, not in every decoder the recogniser makes.
+            config.lexicon = config.lexicon?.scored(by: model)
             return DecodingOptions(beam: config, languageModel: model)
         }
         if closedVocabulary == true {
