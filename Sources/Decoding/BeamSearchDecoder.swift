@@ -40,10 +40,18 @@ public struct BeamSearchConfiguration: Sendable, Equatable {
     /// the beam keeps a partial hotword alive until it is complete. The bonus is temporary: it is
     /// removed when the word ends (then the hotword's full weight applies if the phrase matched).
     public var hotwordPrefixBonus: Double = 0
+    /// Closed-vocabulary search: when set, prefixes only grow along the lexicon's trie (a word ends, and
+    /// a space may follow it, only where a lexicon word ends), so every word of every result is one of
+    /// its words. Each prefix then tries the letters its trie state allows: all of them when they are at
+    /// most `tokenTopK`, else the `tokenTopK` likeliest of them this frame (so a word is reachable even
+    /// when its next letter is far from the frame's global top-k), plus a space after a complete word.
+    /// `tokenCumulativeProbability` does not apply (it is a global cut, the thing this mode avoids).
+    public var lexicon: Lexicon? = nil
 
     public init(beamWidth: Int = 16, tokenTopK: Int? = nil, tokenCumulativeProbability: Double = 1.0,
                 blankSkipThreshold: Double? = nil, lmWeight: Double = 0.5, wordInsertionBonus: Double = 0,
-                unknownWordPenalty: Double = -10, hotwords: [Hotword] = [], hotwordPrefixBonus: Double = 0) {
+                unknownWordPenalty: Double = -10, hotwords: [Hotword] = [], hotwordPrefixBonus: Double = 0,
+                lexicon: Lexicon? = nil) {
         self.beamWidth = beamWidth
         self.tokenTopK = tokenTopK
         self.tokenCumulativeProbability = tokenCumulativeProbability
@@ -53,6 +61,7 @@ public struct BeamSearchConfiguration: Sendable, Equatable {
         self.unknownWordPenalty = unknownWordPenalty
         self.hotwords = hotwords
         self.hotwordPrefixBonus = hotwordPrefixBonus
+        self.lexicon = lexicon
     }
 }
 
@@ -114,6 +123,9 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
         var hotwordState: Int32
         /// Tokens in the prefix (0 for the root), for the id-free tie-break in `precedes`.
         var depth: Int32
+        /// Closed vocabulary: the lexicon trie state of the word being spelled (0, the root, after a space
+        /// or at the start). 0 throughout in an open search.
+        var lexState: Int32 = 0
     }
 
     struct Record {
@@ -171,6 +183,18 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
     private var hotwordTrie: [UInt64: Int32] = [:]
     private var hotwordDepth: [Int32] = [0]
     private var phrasesByLastWord: [Int32: [(words: [Int32], weight: Double)]] = [:]
+    // Closed vocabulary: the trie (in this decoder's vocabulary), and whether `sortedTokens` holds this
+    // frame's ranking yet (it is only needed for trie states with more than `tokenTopK` children).
+    private let lexicon: Lexicon?
+    private var rankedThisFrame = false
+    /// Closed vocabulary: bounds for the best completion score of the words below each trie state (the
+    /// word bonus plus alpha times the LM's context-free log probability, and the unknown-word penalty
+    /// where it applies), added to a partial word as a temporary bonus ("LM smearing") and replaced by
+    /// the real score when the word completes. In a closed search every started word must complete, so
+    /// this only anticipates a score the prefix will get: half-spelled words compete with complete
+    /// transcripts (the empty one included) on the bonus and LM score they are bound for, not on
+    /// acoustics alone. The lexicon's own when `Lexicon.scored(by:)` made them, else computed here.
+    private let lmLookahead: Lexicon.LanguageModelLookahead?
 
     public init(vocabulary: Vocabulary = .earshot, frameDuration: Double = 0.04,
                 configuration: BeamSearchConfiguration = BeamSearchConfiguration(),
@@ -181,6 +205,12 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
         self.configuration = configuration
         self.languageModel = languageModel
         self.logPosteriors = [Double](repeating: 0, count: vocabulary.count)
+        self.lexicon = configuration.lexicon?.respelled(for: vocabulary)
+        if let lexicon, let languageModel {
+            lmLookahead = lexicon.lookahead ?? lexicon.lookahead(for: languageModel)
+        } else {
+            lmLookahead = nil
+        }
         for hotword in configuration.hotwords {
             let phraseWords = hotword.phrase.split(separator: " ").map(String.init)
             guard let last = phraseWords.last else { continue }
@@ -265,15 +295,20 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
             for c in 0..<lp.count where c != blank { candidates.append(c) }
             return
         }
-        sortedTokens.removeAll(keepingCapacity: true)
-        sortedTokens.append(contentsOf: 0..<lp.count)
-        sortedTokens.sort { lp[$0] > lp[$1] || (lp[$0] == lp[$1] && $0 < $1) }
+        rankTokens(lp)
         var mass = 0.0
         for c in sortedTokens {
             if mass >= configuration.tokenCumulativeProbability || candidates.count >= topK { break }
             mass += exp(lp[c])
             if c != blank { candidates.append(c) }
         }
+    }
+
+    /// `sortedTokens`: every token, likeliest first (ties: lower id first).
+    private mutating func rankTokens(_ lp: UnsafeBufferPointer<Double>) {
+        sortedTokens.removeAll(keepingCapacity: true)
+        sortedTokens.append(contentsOf: 0..<lp.count)
+        sortedTokens.sort { lp[$0] > lp[$1] || (lp[$0] == lp[$1] && $0 < $1) }
     }
 
     @inline(__always)
@@ -288,11 +323,13 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
     private mutating func step(_ lp: UnsafeBufferPointer<Double>) {
         next.removeAll(keepingCapacity: true)
         let blankLP = lp[vocabulary.blank]
-        if let threshold = configuration.blankSkipThreshold, exp(blankLP) > threshold {
+        let onlyContinue = configuration.blankSkipThreshold.map { exp(blankLP) > $0 } ?? false
+        if onlyContinue || lexicon != nil {
             candidates.removeAll(keepingCapacity: true)
         } else {
             selectCandidates(lp)
         }
+        rankedThisFrame = false
         for e in beam {
             let total = logAddExp(e.pb, e.pnb)
             let last = nodes[Int(e.node)].token
@@ -311,13 +348,11 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
                     records[Int(e.record)].peak = max(records[Int(e.record)].peak, exp(lp[Int(last)]))
                 }
             }
-            for c in candidates {
-                let child = childOf(e.node, token: c)
-                // After the same token only a blank-ending path may emit it again.
-                let add = Int32(c) == last ? e.pb + lp[c] : total + lp[c]
-                let cs = slot(for: child, record: e.record, pending: true, peak: exp(lp[c]))
-                next[cs].pnb = logAddExp(next[cs].pnb, add)
+            if lexicon != nil {
+                if !onlyContinue { extendInLexicon(e, total: total, last: last, lp) }
+                continue
             }
+            for c in candidates { extend(e, token: c, total: total, last: last, lp) }
         }
         // Keep the best `beamWidth`; ties broken by the prefixes themselves, so the result never depends
         // on chunking or on node ids (which compaction renumbers).
@@ -333,6 +368,7 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
             var ranked = order
             order = []
             ranked.sort { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && precedes(next[$0].node, next[$1].node)) }
+            if lexicon != nil { reserveEndablePrefixes(&ranked) }
             ranked.removeLast(ranked.count - configuration.beamWidth)
             order = ranked
         }
@@ -347,6 +383,76 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
             beam.append(Entry(node: n.node, record: record, pb: n.pb, pnb: n.pnb))
         }
         for n in next { slotOf[Int(n.node)] = -1 }
+    }
+
+    @inline(__always)
+    private mutating func extend(_ e: Entry, token c: Int, total: Double, last: Int32, _ lp: UnsafeBufferPointer<Double>) {
+        let child = childOf(e.node, token: c)
+        // After the same token only a blank-ending path may emit it again.
+        let add = Int32(c) == last ? e.pb + lp[c] : total + lp[c]
+        let cs = slot(for: child, record: e.record, pending: true, peak: exp(lp[c]))
+        next[cs].pnb = logAddExp(next[cs].pnb, add)
+    }
+
+    /// Closed vocabulary: extends `e` by the letters its trie state allows (all, or the `tokenTopK`
+    /// likeliest of them this frame) and by a space when its word is complete.
+    private mutating func extendInLexicon(_ e: Entry, total: Double, last: Int32, _ lp: UnsafeBufferPointer<Double>) {
+        let lexicon = self.lexicon.unsafelyUnwrapped
+        let state = nodes[Int(e.node)].lexState
+        let first = Int(lexicon.childStart[Int(state)]), end = Int(lexicon.childStart[Int(state) + 1])
+        let topK = configuration.tokenTopK ?? lp.count
+        if end - first <= topK {
+            for i in first..<end { extend(e, token: Int(lexicon.childTokens[i]), total: total, last: last, lp) }
+        } else {
+            if !rankedThisFrame { rankTokens(lp); rankedThisFrame = true }
+            var taken = 0
+            for c in sortedTokens where lexicon.isAllowed(c, from: state) {
+                extend(e, token: c, total: total, last: last, lp)
+                taken += 1
+                if taken == topK { break }
+            }
+        }
+        if state > 0, lexicon.endsWord(state), let space = vocabulary.space {
+            extend(e, token: space, total: total, last: last, lp)
+        }
+    }
+
+    /// See `lmLookahead`.
+    private func anticipatedWordScore(_ state: Int32) -> Double {
+        guard let la = lmLookahead else { return configuration.wordInsertionBonus }
+        var best = -Double.infinity
+        let known = la.bestKnown[Int(state)]
+        // (alpha may be 0: never multiply the -infinity of "no known word".)
+        if known > -.infinity { best = configuration.lmWeight * known }
+        if la.unknownBelow[Int(state)] {
+            best = max(best, configuration.lmWeight * (la.unknownLogProbability ?? 0) + configuration.unknownWordPenalty)
+        }
+        return configuration.wordInsertionBonus + best
+    }
+
+    /// Closed vocabulary: at least `max(1, beamWidth / 4)` of the prefixes kept (when that many exist)
+    /// are ones a transcript may end with: empty, or ending in a complete word. Half-spelled words are
+    /// cheaper than whole ones (every letter the acoustics barely support costs), so on weak acoustics
+    /// they can fill the beam, and by the end of the audio no prefix it holds may end there; the
+    /// reserved slots keep the best complete transcripts alive. They replace the lowest-ranked prefixes
+    /// that are not endable; `ranked` is sorted best first and cut to `beamWidth` by the caller.
+    private func reserveEndablePrefixes(_ ranked: inout [Int]) {
+        let width = configuration.beamWidth
+        let reserve = max(1, width / 4)
+        var have = 0
+        for i in 0..<width where !endsMidWord(next[ranked[i]].node) { have += 1 }
+        var slot = width - 1
+        var j = width
+        while have < reserve && j < ranked.count {
+            if !endsMidWord(next[ranked[j]].node) {
+                while slot >= 0 && !endsMidWord(next[ranked[slot]].node) { slot -= 1 }
+                if slot < 0 { return }
+                ranked[slot] = ranked[j]
+                slot -= 1
+                have += 1
+            }
+            j += 1
+        }
     }
 
     @inline(__always)
@@ -367,7 +473,8 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
                      wordID: -1, fixedScore: p.fixedScore, partialBonus: 0, hotwordState: 0, depth: p.depth + 1)
         if token == vocabulary.space {
             if p.wordStart >= 0 {
-                let word = spelling(from: p.wordStart, to: parent)
+                // The lexicon knows the word at a word-end state; no need to walk back and spell it.
+                let word = lexicon.map { $0.words[Int($0.wordAt[Int(p.lexState)])] } ?? spelling(from: p.wordStart, to: parent)
                 let (id, delta) = completeWord(word, lastWord: p.lastWord)
                 n.wordID = id
                 n.previousWord = p.lastWord
@@ -375,6 +482,10 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
                 n.fixedScore = p.fixedScore + delta
             }
         } else {
+            if let lexicon {
+                n.lexState = lexicon.child(of: p.lexState, token: token)
+                precondition(n.lexState > 0, "closed-vocabulary search extended a prefix off its lexicon")
+            }
             n.wordStart = p.wordStart >= 0 ? p.wordStart : index
             let from: Int32 = p.wordStart >= 0 ? p.hotwordState : 0
             if from >= 0, let s = hotwordTrie[UInt64(UInt32(from)) << 32 | UInt64(token)] {
@@ -383,6 +494,7 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
             } else {
                 n.hotwordState = -1
             }
+            if lexicon != nil { n.partialBonus += anticipatedWordScore(n.lexState) }
         }
         nodes.append(n)
         slotOf.append(-1)
@@ -624,9 +736,18 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
         beam.map { hypothesis($0, score: currentScore($0)) }.sorted { $0.score > $1.score }
     }
 
-    /// Score with the pending word completed and the end-of-sentence LM term.
+    /// Whether a closed-vocabulary prefix stops inside a word (no transcript may end there).
+    private func endsMidWord(_ node: Int32) -> Bool {
+        guard let lexicon else { return false }
+        let state = nodes[Int(node)].lexState
+        return state > 0 && !lexicon.endsWord(state)
+    }
+
+    /// Score with the pending word completed and the end-of-sentence LM term; -infinity for a
+    /// closed-vocabulary prefix that stops inside a word.
     private mutating func finalScore(_ e: Entry) -> Double {
         let n = nodes[Int(e.node)]
+        if endsMidWord(e.node) { return -.infinity }
         var s = logAddExp(e.pb, e.pnb) + n.fixedScore
         let lastWord = n.lastWord
         var pending: Int32? = nil
@@ -669,7 +790,16 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
             let s = finalScore(e)
             if best == nil || s > bestScore || (s == bestScore && precedes(e.node, best!.node)) { best = e; bestScore = s }
         }
-        let result = best.map { transcript(record: $0.record) } ?? .empty
+        var result = best.map { transcript(record: $0.record) } ?? .empty
+        if let b = best, bestScore == -.infinity, endsMidWord(b.node) {
+            // Closed vocabulary, and every prefix left stops inside a word (the audio was cut mid-word):
+            // the words before it are all the lexicon allows.
+            var bestCurrent = -Double.infinity
+            var fallback = b
+            for e in beam where currentScore(e) > bestCurrent { bestCurrent = currentScore(e); fallback = e }
+            result = transcript(record: fallback.record)
+            if endsMidWord(fallback.node) { result = Transcript(words: Array(result.words.dropLast())) }
+        }
         reset()
         return result
     }

@@ -97,6 +97,10 @@ public struct DomainDecoding: Sendable, Equatable, Codable {
     public var beam: Int
     /// Added for a word the domain LM does not know (on top of its `<unk>` probability).
     public var unknownWordPenalty: Double
+    /// Closed-vocabulary decoding: transcripts only contain `words` (and the hotwords' words), see
+    /// `BeamSearchConfiguration.lexicon`. For a domain whose speech never leaves its word list (commands,
+    /// digits, names from a fixed roster). Absent in JSON written before it existed: false.
+    public var closedVocabulary: Bool
     /// WER (%) of the chosen weights on the validation set they were tuned on, and its size.
     public var tuning: Tuning?
 
@@ -113,14 +117,34 @@ public struct DomainDecoding: Sendable, Equatable, Codable {
     enum CodingKeys: String, CodingKey {
         case format, formatVersion = "format_version", arpa, order, words, skippedWords = "skipped_words", hotwords
         case lmWeight = "lm_weight", wordBonus = "word_bonus", beam, unknownWordPenalty = "unknown_word_penalty", tuning
+        case closedVocabulary = "closed_vocabulary"
     }
 
     public init(arpa: String, order: Int, words: [String], skippedWords: [String] = [], hotwords: [Hotword] = [],
                 lmWeight: Double = defaultLMWeight, wordBonus: Double = defaultWordBonus, beam: Int = defaultBeam,
-                unknownWordPenalty: Double = defaultUnknownWordPenalty, tuning: Tuning? = nil) {
+                unknownWordPenalty: Double = defaultUnknownWordPenalty, closedVocabulary: Bool = false, tuning: Tuning? = nil) {
         self.arpa = arpa; self.order = order; self.words = words; self.skippedWords = skippedWords
         self.hotwords = hotwords; self.lmWeight = lmWeight; self.wordBonus = wordBonus; self.beam = beam
-        self.unknownWordPenalty = unknownWordPenalty; self.tuning = tuning
+        self.unknownWordPenalty = unknownWordPenalty; self.closedVocabulary = closedVocabulary; self.tuning = tuning
+    }
+
+    /// Written out so that keys added after format version 1 (`closed_vocabulary`) may be absent: a model
+    /// adapted before they existed keeps loading, with their defaults.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        format = try c.decode(String.self, forKey: .format)
+        formatVersion = try c.decode(Int.self, forKey: .formatVersion)
+        arpa = try c.decode(String.self, forKey: .arpa)
+        order = try c.decode(Int.self, forKey: .order)
+        words = try c.decode([String].self, forKey: .words)
+        skippedWords = try c.decode([String].self, forKey: .skippedWords)
+        hotwords = try c.decode([Hotword].self, forKey: .hotwords)
+        lmWeight = try c.decode(Double.self, forKey: .lmWeight)
+        wordBonus = try c.decode(Double.self, forKey: .wordBonus)
+        beam = try c.decode(Int.self, forKey: .beam)
+        unknownWordPenalty = try c.decode(Double.self, forKey: .unknownWordPenalty)
+        closedVocabulary = try c.decodeIfPresent(Bool.self, forKey: .closedVocabulary) ?? false
+        tuning = try c.decodeIfPresent(Tuning.self, forKey: .tuning)
     }
 
     // MARK: building from text
@@ -141,8 +165,10 @@ public struct DomainDecoding: Sendable, Equatable, Codable {
     /// - with `generalLM`: every domain word of at least `minimumHotwordLength` characters that the
     ///   general LM lacks or gives a unigram log10 probability below `rareWordLog10Threshold`, rarest
     ///   first. Without a general LM no single word is picked (rare and common cannot be told apart).
+    ///
+    /// `closedVocabulary` makes recognition with it produce only the domain's words (see the property).
     public static func build(text: String, vocabulary: Vocabulary, generalLM: NGramLanguageModel? = nil,
-                             order: Int = defaultOrder) throws(DomainDecodingError) -> DomainDecoding {
+                             order: Int = defaultOrder, closedVocabulary: Bool = false) throws(DomainDecodingError) -> DomainDecoding {
         guard (1...maximumOrder).contains(order) else { throw .badOrder(order) }
         let speakable = SpeakableCharacters(vocabulary)
         var sentences: [String] = []
@@ -198,7 +224,7 @@ public struct DomainDecoding: Sendable, Equatable, Codable {
         if hotwords.count > maximumHotwords { hotwords.removeSubrange(maximumHotwords...) }
 
         let decoding = DomainDecoding(arpa: lm.arpaText(), order: order, words: words.sorted(),
-                                      skippedWords: skipped.sorted(), hotwords: hotwords)
+                                      skippedWords: skipped.sorted(), hotwords: hotwords, closedVocabulary: closedVocabulary)
         let bytes = decoding.json().utf8.count
         guard bytes <= maximumJSONBytes else { throw .tooLarge(bytes: bytes, limit: maximumJSONBytes) }
         return decoding
@@ -272,16 +298,34 @@ public struct DomainDecoding: Sendable, Equatable, Codable {
     }
 
     /// The beam search this decoding runs, with `extraHotwords` (a user's) merged into the stored
-    /// ones; a phrase in both gets the extra one's weight.
+    /// ones; a phrase in both gets the extra one's weight. `closedVocabulary` overrides the stored
+    /// choice; a closed search gets `lexicon(vocabulary:extraHotwords:)` (so a user's hotword stays
+    /// reachable).
     public func searchConfiguration(lmWeight: Double? = nil, wordBonus: Double? = nil, beam: Int? = nil,
-                                    extraHotwords: [Hotword] = []) -> BeamSearchConfiguration {
+                                    unknownWordPenalty: Double? = nil, extraHotwords: [Hotword] = [],
+                                    closedVocabulary: Bool? = nil, vocabulary: Vocabulary = .earshot) -> BeamSearchConfiguration {
+        let lexicon = (closedVocabulary ?? self.closedVocabulary) ? self.lexicon(vocabulary: vocabulary, extraHotwords: extraHotwords) : nil
+        return searchConfiguration(lmWeight: lmWeight, wordBonus: wordBonus, beam: beam, unknownWordPenalty: unknownWordPenalty,
+                                   extraHotwords: extraHotwords, lexicon: lexicon)
+    }
+
+    /// `searchConfiguration` with a lexicon built once by the caller (tuning decodes many grid points).
+    func searchConfiguration(lmWeight: Double?, wordBonus: Double?, beam: Int?, unknownWordPenalty: Double?,
+                             extraHotwords: [Hotword], lexicon: Lexicon?) -> BeamSearchConfiguration {
         var merged = hotwords
         for h in extraHotwords {
             if let i = merged.firstIndex(where: { $0.phrase == h.phrase }) { merged[i] = h } else { merged.append(h) }
         }
         return .recognition(beamWidth: beam ?? self.beam, lmWeight: lmWeight ?? self.lmWeight,
-                            wordBonus: wordBonus ?? self.wordBonus, unknownWordPenalty: unknownWordPenalty,
-                            hotwords: merged, withLanguageModel: true)
+                            wordBonus: wordBonus ?? self.wordBonus, unknownWordPenalty: unknownWordPenalty ?? self.unknownWordPenalty,
+                            hotwords: merged, withLanguageModel: true, lexicon: lexicon)
+    }
+
+    /// The closed vocabulary of this decoding: its words and the words of its and `extraHotwords`'
+    /// phrases, spelled in `vocabulary`.
+    public func lexicon(vocabulary: Vocabulary, extraHotwords: [Hotword] = []) -> Lexicon {
+        let hotwordWords = (hotwords + extraHotwords).flatMap { $0.phrase.split(separator: " ").map(String.init) }
+        return Lexicon(words: words + hotwordWords, vocabulary: vocabulary)
     }
 
     /// Lines for `earshot model info`.
@@ -298,6 +342,9 @@ public struct DomainDecoding: Sendable, Equatable, Codable {
         let hw = hotwords.prefix(20).map { "'\($0.phrase)':\(format($0.weight))" }.joined(separator: " ")
         lines.append("hotwords:      \(hotwords.count)\(hotwords.isEmpty ? "" : ": " + hw)\(hotwords.count > 20 ? " ..." : "")")
         lines.append("weights:       lm weight \(format(lmWeight)), word bonus \(format(wordBonus)), beam \(beam), unknown-word penalty \(format(unknownWordPenalty))")
+        lines.append(closedVocabulary
+            ? "vocabulary:    closed: transcripts use only the \(words.count) domain words and the hotwords' (--open-vocabulary lifts it)"
+            : "vocabulary:    open: any spelling may be recognised (--closed-vocabulary keeps to the domain words)")
         if let tuning {
             lines.append("tuned on:      \(tuning.utterances) utterances, \(tuning.words) words: WER \(String(format: "%.2f", tuning.wordErrorRatePercent))%")
         }
@@ -312,23 +359,48 @@ public struct DomainDecoding: Sendable, Equatable, Codable {
     public static let tuningLMWeights: [Double] = [0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0]
     /// Word bonuses (beta) `tuned` tries by default.
     public static let tuningWordBonuses: [Double] = [-1, 0, 0.5, 1, 2, 3]
+    /// Word bonuses tried for a closed vocabulary: larger ones too. Out-of-list speech and weak
+    /// acoustics then cost a word forced letter by letter, which a bonus must outweigh for the word not
+    /// to be deleted, and a closed list cannot turn the extra bonus into spurious new words as easily
+    /// (FSDD digits with the base model: WER lowest at a bonus of 10 to 15).
+    public static let tuningClosedWordBonuses: [Double] = tuningWordBonuses + [5, 10, 15]
+    /// Unknown-word penalties `tuned` tries by default: from the default (an unknown word almost never
+    /// wins) to none (only the LM's `<unk>` probability, scaled by alpha, holds it back).
+    public static let tuningUnknownWordPenalties: [Double] = [-10, -5, -2, 0]
 
-    /// This decoding with the LM weight and word bonus that give the lowest WER on a validation set,
-    /// and that WER (%): a grid search of `lmWeights` x `wordBonuses`, every utterance decoded with each
-    /// point, points spread over the machine's cores (each decode is independent).
+    /// This decoding with the weights that give the lowest WER on a validation set, and that WER (%).
+    ///
+    /// A coordinate search, each stage keeping the previous stages' choices, every utterance decoded at
+    /// every point and points spread over the machine's cores (each decode is independent):
+    /// 1. the grid `lmWeights` x `wordBonuses` (at the stored penalty and beam; nil bonuses:
+    ///    `tuningWordBonuses`, or `tuningClosedWordBonuses` for a closed vocabulary); ties go to the
+    ///    point first in grid order (`lmWeights` outer);
+    /// 2. the unknown-word penalties `unknownWordPenalties` (skipped when the search cannot meet an
+    ///    unknown word: closed vocabulary with every lexicon word in the LM);
+    /// 3. the beam widths `beams` (nil: the stored width and twice it), a wider beam costing recognition
+    ///    time at every utterance;
+    /// and the whole search once per mode in `closedVocabulary` (nil: the stored mode only). Stages 2
+    /// and 3, and the modes, change the stored value only for a strictly lower WER (the first listed
+    /// wins a tie), so a search that finds nothing better leaves the decoding as it was.
     ///
     /// `posteriors[i]` is the encoder output (frames x `vocabulary.count`, logits or log posteriors:
     /// the decoder log-softmaxes each frame) of the utterance whose reference text is `references[i]`.
     /// WER is word edits over reference words of the whole set, on words normalised as `build`
-    /// normalises them. Ties go to the point first in grid order (`lmWeights` outer).
+    /// normalises them.
     public func tuned(posteriors: [Matrix], references: [String], vocabulary: Vocabulary, frameDuration: Double = 0.04,
-                      lmWeights: [Double] = tuningLMWeights, wordBonuses: [Double] = tuningWordBonuses)
+                      lmWeights: [Double] = tuningLMWeights, wordBonuses: [Double]? = nil,
+                      unknownWordPenalties: [Double] = tuningUnknownWordPenalties, beams: [Int]? = nil,
+                      closedVocabulary: [Bool]? = nil)
         throws(DomainDecodingError) -> (decoding: DomainDecoding, wer: Double) {
         guard posteriors.count == references.count else {
             throw .tuning(reason: "\(posteriors.count) posterior matrices but \(references.count) reference texts")
         }
-        guard !lmWeights.isEmpty, !wordBonuses.isEmpty else { throw .tuning(reason: "the weight grid is empty") }
-        for x in lmWeights + wordBonuses where !x.isFinite { throw .tuning(reason: "grid value \(x) is not finite") }
+        guard !lmWeights.isEmpty, wordBonuses?.isEmpty != true else { throw .tuning(reason: "the weight grid is empty") }
+        for x in lmWeights + (wordBonuses ?? []) + unknownWordPenalties where !x.isFinite { throw .tuning(reason: "grid value \(x) is not finite") }
+        let beams = beams ?? [beam, 2 * beam]
+        for b in beams where b < 1 { throw .tuning(reason: "beam width \(b): must be at least 1") }
+        let modes = closedVocabulary ?? [self.closedVocabulary]
+        guard !modes.isEmpty else { throw .tuning(reason: "no vocabulary mode to try") }
         for (i, m) in posteriors.enumerated() where m.cols != vocabulary.count {
             throw .tuning(reason: "posteriors \(i) have \(m.cols) columns, the vocabulary has \(vocabulary.count) tokens")
         }
@@ -337,26 +409,56 @@ public struct DomainDecoding: Sendable, Equatable, Codable {
         guard referenceWords > 0 else { throw .tuning(reason: "the references have no words") }
         let lm = try languageModel()
 
-        let grid = lmWeights.flatMap { a in wordBonuses.map { b in (a, b) } }
-        let errors = ResultSlots(count: grid.count)
-        DispatchQueue.concurrentPerform(iterations: grid.count) { g in
-            let config = searchConfiguration(lmWeight: grid[g].0, wordBonus: grid[g].1)
-            var decoder = BeamSearchDecoder(vocabulary: vocabulary, frameDuration: frameDuration,
-                                            configuration: config, languageModel: lm)
-            var total = 0
-            for (m, ref) in zip(posteriors, refs) {
-                let hyp = decoder.decode(m).text.split(separator: " ").map(String.init)
-                total += wordEditDistance(ref, hyp)
+        /// Word errors over the whole set for each configuration.
+        func errors(_ configs: [BeamSearchConfiguration]) -> [Int] {
+            let slots = ResultSlots(count: configs.count)
+            DispatchQueue.concurrentPerform(iterations: configs.count) { g in
+                var decoder = BeamSearchDecoder(vocabulary: vocabulary, frameDuration: frameDuration,
+                                                configuration: configs[g], languageModel: lm)
+                var total = 0
+                for (m, ref) in zip(posteriors, refs) {
+                    let hyp = decoder.decode(m).text.split(separator: " ").map(String.init)
+                    total += wordEditDistance(ref, hyp)
+                }
+                slots.set(g, total)
             }
-            errors.set(g, total)
+            return slots.values
         }
-        let results = errors.values
-        var best = 0
-        for g in grid.indices where results[g] < results[best] { best = g }
-        var out = self
-        out.lmWeight = grid[best].0
-        out.wordBonus = grid[best].1
-        let wer = 100 * Double(results[best]) / Double(referenceWords)
+
+        var best: (decoding: DomainDecoding, errors: Int)? = nil
+        for closed in modes {
+            var out = self
+            out.closedVocabulary = closed
+            let lexicon = closed ? lexicon(vocabulary: vocabulary).scored(by: lm) : nil
+            func config(_ d: DomainDecoding) -> BeamSearchConfiguration {
+                d.searchConfiguration(lmWeight: nil, wordBonus: nil, beam: nil, unknownWordPenalty: nil, extraHotwords: [], lexicon: lexicon)
+            }
+            // 1: alpha x beta.
+            let bonuses = wordBonuses ?? (closed ? Self.tuningClosedWordBonuses : Self.tuningWordBonuses)
+            let grid = lmWeights.flatMap { a in bonuses.map { b in (a, b) } }
+            let gridErrors = errors(grid.map { point in
+                var d = out; d.lmWeight = point.0; d.wordBonus = point.1; return config(d)
+            })
+            var pick = 0
+            for g in grid.indices where gridErrors[g] < gridErrors[pick] { pick = g }
+            out.lmWeight = grid[pick].0
+            out.wordBonus = grid[pick].1
+            var current = gridErrors[pick]
+            // 2 and 3: one value at a time, the stored one kept unless another is strictly better.
+            func stage<T>(_ values: [T], _ set: (inout DomainDecoding, T) -> Void) {
+                let tried = values.map { v -> DomainDecoding in var d = out; set(&d, v); return d }
+                let e = errors(tried.map(config))
+                for i in tried.indices where e[i] < current { current = e[i]; out = tried[i] }
+            }
+            let canMeetUnknown = lexicon.map { lex in lex.words.contains { lm.wordID($0) == nil } } ?? true
+            if canMeetUnknown {
+                stage(unknownWordPenalties.filter { $0 != out.unknownWordPenalty }) { $0.unknownWordPenalty = $1 }
+            }
+            stage(beams.filter { $0 != out.beam }) { $0.beam = $1 }
+            if best == nil || current < best!.errors { best = (out, current) }
+        }
+        var out = best!.decoding
+        let wer = 100 * Double(best!.errors) / Double(referenceWords)
         out.tuning = Tuning(wordErrorRatePercent: wer, utterances: references.count, words: referenceWords)
         return (out, wer)
     }
@@ -414,10 +516,10 @@ extension BeamSearchConfiguration {
     /// it, and it would just insert words).
     public static func recognition(beamWidth: Int, lmWeight: Double, wordBonus: Double,
                                    unknownWordPenalty: Double = DomainDecoding.defaultUnknownWordPenalty,
-                                   hotwords: [Hotword], withLanguageModel: Bool) -> BeamSearchConfiguration {
+                                   hotwords: [Hotword], withLanguageModel: Bool, lexicon: Lexicon? = nil) -> BeamSearchConfiguration {
         BeamSearchConfiguration(beamWidth: beamWidth, tokenTopK: 8, blankSkipThreshold: 0.999, lmWeight: lmWeight,
                                 wordInsertionBonus: withLanguageModel ? wordBonus : 0,
                                 unknownWordPenalty: unknownWordPenalty, hotwords: hotwords,
-                                hotwordPrefixBonus: hotwords.isEmpty ? 0 : 0.5)
+                                hotwordPrefixBonus: hotwords.isEmpty ? 0 : 0.5, lexicon: lexicon)
     }
 }

@@ -13,7 +13,11 @@ import Model
 /// - `lmWeight`, `wordBonus` and a `beam` above 1 override its values; `hotwords` are added to its
 ///   hotwords (a phrase in both gets the user's weight);
 /// - `useModelDecoding` false (`--no-model-lm`, `decoding.model_lm = false`) ignores it, and a damaged
-///   one is then not even read.
+///   one is then not even read;
+/// - `closedVocabulary` (`--closed-vocabulary`/`--open-vocabulary`) overrides its vocabulary mode; nil
+///   keeps the model's (the daemon always does). A closed vocabulary is the model's domain words, or with
+///   `languageModel` that model's words, plus the hotwords' words; without either there is no word list
+///   and closing is refused.
 public struct DecodingSettings: Sendable, Equatable {
     /// Beam width for CTC prefix beam search; 1 is greedy best-path decoding (widened when an LM or
     /// hotwords are used: they need a search).
@@ -30,6 +34,9 @@ public struct DecodingSettings: Sendable, Equatable {
     public var hotwords: [String]
     /// Whether a model's embedded domain decoding is used when no `languageModel` is given.
     public var useModelDecoding: Bool
+    /// Closed-vocabulary search (only the word list's words are recognised): nil keeps the model's
+    /// domain decoding's choice (open without one).
+    public var closedVocabulary: Bool?
 
     public static let defaultLMWeight = 0.5
     public static let defaultWordBonus = 1.0
@@ -39,13 +46,15 @@ public struct DecodingSettings: Sendable, Equatable {
     public static let defaultHotwordWeight = 3.0
 
     public init(beam: Int = 1, languageModel: String? = nil, lmWeight: Double? = nil,
-                wordBonus: Double? = nil, hotwords: [String] = [], useModelDecoding: Bool = true) {
+                wordBonus: Double? = nil, hotwords: [String] = [], useModelDecoding: Bool = true,
+                closedVocabulary: Bool? = nil) {
         self.beam = beam
         self.languageModel = languageModel
         self.lmWeight = lmWeight
         self.wordBonus = wordBonus
         self.hotwords = hotwords
         self.useModelDecoding = useModelDecoding
+        self.closedVocabulary = closedVocabulary
     }
 
     /// Parses "phrase[:weight]": the text after the last ':' must be a finite number; the phrase is
@@ -111,17 +120,32 @@ public struct DecodingSettings: Sendable, Equatable {
             do { model = try NGramLanguageModel(arpaFile: URL(fileURLWithPath: languageModel)) } catch {
                 throw .languageModel(path: languageModel, reason: "\(error)")
             }
+            var lexicon: Lexicon? = nil
+            if closedVocabulary == true {
+                let special: Set<String> = [NGramLanguageModel.sentenceStart, NGramLanguageModel.sentenceEnd, NGramLanguageModel.unknown]
+                let hotwordWords = parsed.flatMap { $0.phrase.split(separator: " ").map(String.init) }
+                lexicon = Lexicon(words: model.words.filter { !special.contains($0) } + hotwordWords, vocabulary: vocabulary ?? .earshot)
+                    .scored(by: model)
+                guard lexicon!.spellableCount > 0 else { throw .closedVocabularyWithoutWords(reason: "the language model \(languageModel) has no word the model can spell") }
+            }
             let config = BeamSearchConfiguration.recognition(
                 beamWidth: beam == 1 ? Self.defaultSearchBeam : beam, lmWeight: lmWeight ?? Self.defaultLMWeight,
-                wordBonus: wordBonus ?? Self.defaultWordBonus, hotwords: parsed, withLanguageModel: true)
+                wordBonus: wordBonus ?? Self.defaultWordBonus, hotwords: parsed, withLanguageModel: true, lexicon: lexicon)
             return DecodingOptions(beam: config, languageModel: model)
         }
         if useModelDecoding, let domain = modelDecoding {
             let model: NGramLanguageModel
             do { model = try domain.languageModel() } catch { throw .modelDecoding(file: "model", reason: error.description) }
-            let config = domain.searchConfiguration(lmWeight: lmWeight, wordBonus: wordBonus, beam: beam == 1 ? nil : beam,
-                                                    extraHotwords: parsed)
+            var config = domain.searchConfiguration(lmWeight: lmWeight, wordBonus: wordBonus, beam: beam == 1 ? nil : beam,
+                                                    extraHotwords: parsed, closedVocabulary: closedVocabulary,
+                                                    vocabulary: vocabulary ?? .earshot)
+            // Once here, not in every decoder the recogniser makes.
+            config.lexicon = config.lexicon?.scored(by: model)
             return DecodingOptions(beam: config, languageModel: model)
+        }
+        if closedVocabulary == true {
+            throw .closedVocabularyWithoutWords(reason: useModelDecoding ? "the model has no domain decoding and no language model is given"
+                                                                        : "the model's domain decoding is turned off and no language model is given")
         }
         let width = !parsed.isEmpty && beam == 1 ? Self.defaultSearchBeam : beam
         if width == 1 { return .greedy }
@@ -142,6 +166,8 @@ public enum DecodingSettingsError: Error, CustomStringConvertible, Equatable, Se
     case languageModel(path: String, reason: String)
     /// The model's embedded domain decoding cannot be used.
     case modelDecoding(file: String, reason: String)
+    /// A closed vocabulary was asked for, but there is no word list to close it to.
+    case closedVocabularyWithoutWords(reason: String)
 
     public var description: String {
         switch self {
@@ -152,6 +178,8 @@ public enum DecodingSettingsError: Error, CustomStringConvertible, Equatable, Se
         case let .hotwordCharacter(spec, ch, letters): return "hotword '\(spec)': '\(ch)' is not in the model's vocabulary (\(letters))"
         case .languageModel(_, let reason): return "lm: \(reason)"
         case let .modelDecoding(file, reason): return "model \(file): \(reason) (--no-model-lm, or decoding.model_lm = false, decodes without it)"
+        case .closedVocabularyWithoutWords(let reason):
+            return "closed-vocabulary: \(reason), so there is no word list to keep to; adapt the model with 'earshot adapt --text' or give --lm"
         }
     }
 }

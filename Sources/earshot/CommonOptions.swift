@@ -45,6 +45,23 @@ struct RecognitionOptions: ParsableArguments {
         valueName: "phrase[:weight]"))
     var hotwords: [String] = []
 
+    /// `--closed-vocabulary` / `--open-vocabulary`; neither: the model's choice.
+    enum VocabularyMode: String, EnumerableFlag {
+        case closedVocabulary, openVocabulary
+
+        static func help(for value: VocabularyMode) -> ArgumentHelp? {
+            switch value {
+            case .closedVocabulary:
+                return ArgumentHelp("Recognise only words of the word list: the model's domain words (earshot adapt --text), or with --lm that model's words, plus the hotwords'.",
+                                    discussion: "For speech that never leaves a fixed vocabulary (digits, commands, a roster of names). Default: the model's domain decoding's choice (`earshot model info` shows it), else open.")
+            case .openVocabulary:
+                return ArgumentHelp("Allow any spelling, even if the model's domain decoding is closed-vocabulary.")
+            }
+        }
+    }
+
+    @Flag var vocabularyMode: VocabularyMode?
+
     static let defaultLMWeight = DecodingSettings.defaultLMWeight
     static let defaultWordBonus = DecodingSettings.defaultWordBonus
     static let defaultHotwordWeight = DecodingSettings.defaultHotwordWeight
@@ -77,9 +94,13 @@ struct RecognitionOptions: ParsableArguments {
     func checkFlags() throws {
         if let beam {
             guard beam >= 1 else { throw CLIError("--beam \(beam): the beam width must be at least 1") }
-            if beam == 1 && (lm != nil || !hotwords.isEmpty) {
-                throw CLIError("--beam 1 is greedy decoding, which cannot use \(lm != nil ? "--lm" : "--hotword"); give a width of 2 or more, or leave --beam out (\(DecodingSettings.defaultSearchBeam))")
+            if beam == 1 && (lm != nil || !hotwords.isEmpty || vocabularyMode == .closedVocabulary) {
+                let flag = lm != nil ? "--lm" : !hotwords.isEmpty ? "--hotword" : "--closed-vocabulary"
+                throw CLIError("--beam 1 is greedy decoding, which cannot use \(flag); give a width of 2 or more, or leave --beam out (\(DecodingSettings.defaultSearchBeam))")
             }
+        }
+        if vocabularyMode == .closedVocabulary && lm == nil && noModelLM {
+            throw CLIError("--closed-vocabulary needs a word list, and --no-model-lm turns off the model's; give --lm, or drop --no-model-lm")
         }
         for (flag, value) in [("--lm-weight", lmWeight), ("--word-bonus", wordBonus)] {
             guard let value else { continue }
@@ -96,7 +117,8 @@ struct RecognitionOptions: ParsableArguments {
     /// The settings the flags ask for (`DecodingSettings` resolves them against the model).
     var settings: DecodingSettings {
         DecodingSettings(beam: beam ?? 1, languageModel: lm, lmWeight: lmWeight, wordBonus: wordBonus,
-                         hotwords: hotwords, useModelDecoding: !noModelLM)
+                         hotwords: hotwords, useModelDecoding: !noModelLM,
+                         closedVocabulary: vocabularyMode.map { $0 == .closedVocabulary })
     }
 
     /// The decoding the flags ask for with `model` (loaded from `path`): hotwords checked against its
@@ -118,6 +140,7 @@ struct RecognitionOptions: ParsableArguments {
         do { return try settings.makeOptions(vocabulary: Recognizer.vocabulary(of: model), modelDecoding: domain) } catch {
             if case .languageModel(let path, let reason) = error { throw CLIError("--lm \(path): \(reason)") }
             if case .modelDecoding = error { throw CLIError(error.description) }
+            if case .closedVocabularyWithoutWords = error { throw CLIError("--" + error.description + " (model: \(path))") }
             throw CLIError("--" + error.description)
         }
     }
