@@ -285,7 +285,8 @@ public final class Adapter {
         }
 
         var hits = 0, misses = 0
-        let all = trainItems + valItems + generalItems
+        var seen = Set<String>()
+        let all = (trainItems + valItems + generalItems).filter { seen.insert($0.audio).inserted }
         let (prepared, unreadable) = try prepare(all, progress: progress, hits: &hits, misses: &misses)
         for s in unreadable { log("skipped \(s)") }
         skipped += unreadable

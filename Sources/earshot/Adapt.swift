@@ -99,6 +99,15 @@ struct Adapt: ParsableCommand {
         throw CLIError("no base model found: pass --base PATH or set EARSHOT_MODEL (looked in: \(candidates.joined(separator: ", ")))")
     }
 
+    static func adapt(basePath: String, data: AdaptData, cache: URL, options: AdaptOptions, out: String,
+                      display: AdaptDisplay) throws(AdaptError) -> AdaptResult {
+        let adapter = try Adapter(baseModel: basePath, data: data, cacheRoot: cache, options: options, log: { display.log($0) })
+        display.log("adapting \(basePath): training \(adapter.split.trainedLayers.joined(separator: ", "))")
+        let result = try adapter.run(progress: { display.show($0) })
+        try result.write(to: out)
+        return result
+    }
+
     func run() throws {
         let options = options()
         do { try options.validate() } catch { throw CLIError(error.description) }
@@ -119,14 +128,11 @@ struct Adapt: ParsableCommand {
         let data = AdaptData(train: expandTilde(self.data), validation: val.map(expandTilde), general: general.map(expandTilde))
         let result: AdaptResult
         do {
-            let adapter = try Adapter(baseModel: basePath, data: data, cacheRoot: URL(fileURLWithPath: expandTilde(cache)),
-                                      options: options, log: { display.log($0) })
-            display.log("adapting \(basePath): training \(adapter.split.trainedLayers.joined(separator: ", "))")
-            result = try adapter.run(progress: { display.show($0) })
-            try result.write(to: outPath)
-        } catch let error as AdaptError {
+            result = try Self.adapt(basePath: basePath, data: data, cache: URL(fileURLWithPath: expandTilde(cache)),
+                                    options: options, out: outPath, display: display)
+        } catch {
             display.finish()
-            throw CLIError(error.description)
+            throw CLIError("\(error)")
         }
         display.finish()
         func figures(_ s: ValidationScore?) -> String {
