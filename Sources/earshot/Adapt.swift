@@ -124,6 +124,11 @@ struct Adapt: ParsableCommand {
         if general == nil && generalShare != AdaptOptions().generalShare {
             throw CLIError("--general-share \(generalShare) only applies with --general MANIFEST")
         }
+        // Before the base model is read: a mistyped path should cost nothing.
+        for (flag, path) in [("data", self.data), ("--val", val), ("--general", general)] {
+            guard let path else { continue }
+            if !FileManager.default.fileExists(atPath: expandTilde(path)) { throw CLIError("\(flag) \(expandTilde(path)): no such file or folder") }
+        }
         let display = AdaptDisplay(terminal: isatty(STDERR_FILENO) == 1)
         let data = AdaptData(train: expandTilde(self.data), validation: val.map(expandTilde), general: general.map(expandTilde))
         let result: AdaptResult
