@@ -3,7 +3,7 @@
 #
 #   bench/adapt-fsdd.sh [BASE_MODEL]        (default models/earshot-base-en.safetensors)
 #
-# For each configuration in $CONFIGS (default: all below):
+# For each configuration in $CONFIGS (default: all in options_for below) and split in $SPLITS:
 #   - "seen": adapt on indexes 5-49 of every speaker (1800 files), greedy WER on indexes 0-4 (200);
 #   - "loso-SPEAKER": adapt on indexes 5-49 of the other three speakers, WER on all 500 files of SPEAKER;
 #   - the WER on the base model's held-out synthetic set ($SYNTH, 208 utterances) after adapting, to see
@@ -19,7 +19,7 @@ EARSHOT=${EARSHOT:-.build/release/earshot}
 FSDD=${FSDD:-/work/shared/data/fsdd/recordings}
 SYNTH=${SYNTH:-$HOME/.cache/earshot/corpus/test-subset.tsv}
 GENERAL=${GENERAL:-$HOME/.cache/earshot/corpus/train.tsv}
-CONFIGS=${CONFIGS:-"dense dense-nomask blocks2 general"}
+CONFIGS=${CONFIGS:-"default general dense dense-nomask dense-prefix blocks2"}
 SPLITS=${SPLITS:-"seen loso-george loso-jackson loso-lucas loso-nicolas"}
 [ -x "$EARSHOT" ] || { echo "no $EARSHOT: swift build -c release --product earshot" >&2; exit 1; }
 [ -f "$BASE" ] || { echo "no base model $BASE" >&2; exit 1; }
@@ -42,10 +42,13 @@ wer() { "$EARSHOT" eval "$2" --model "$1" 2>/dev/null | awk '/^WER:/ {sub("%", "
 
 options_for() {
     case "$1" in
-        dense) echo "--layers 2" ;;
-        dense-nomask) echo "--layers 2 --time-masks 0 --channel-masks 0" ;;
-        blocks2) echo "--layers 2 --encoder-blocks 2 --encoder-lr-factor 0.1" ;;
-        general) echo "--layers 2 --general $GENERAL --general-share 0.2" ;;
+        # The defaults: dense layers + every encoder block at lr x 0.3, masking, file-by-file validation split.
+        default) echo "" ;;
+        general) echo "--general $GENERAL --general-share 0.2" ;;
+        dense) echo "--encoder-blocks 0" ;;
+        dense-nomask) echo "--encoder-blocks 0 --time-masks 0 --channel-masks 0" ;;
+        dense-prefix) echo "--encoder-blocks 0 --split-by prefix" ;;
+        blocks2) echo "--encoder-blocks 2 --encoder-lr-factor 0.1" ;;
         *) echo "unknown configuration $1" >&2; exit 1 ;;
     esac
 }

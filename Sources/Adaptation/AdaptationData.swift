@@ -188,13 +188,14 @@ public enum ValidationSplit {
         return trimmed.isEmpty || trimmed.count == stem.count ? "\(parent)/\(stem)" : "\(parent)/\(trimmed)"
     }
 
-    /// Indices of `paths` for validation and for training. With fewer than 10 groups (too coarse to take
-    /// a fraction of), files are split one by one instead. At least one item always stays for training.
-    public static func split(_ paths: [String], fraction: Double, seed: UInt64) -> (train: [Int], validation: [Int]) {
+    /// Indices of `paths` for validation and for training. `byPrefix` keeps each `groupKey` group on one
+    /// side; with fewer than 10 groups (too coarse to take a fraction of), or without `byPrefix`, files are
+    /// split one by one. At least one item always stays for training.
+    public static func split(_ paths: [String], fraction: Double, seed: UInt64, byPrefix: Bool = true) -> (train: [Int], validation: [Int]) {
         guard fraction > 0, paths.count >= 2 else { return (Array(paths.indices), []) }
         var groups: [String: [Int]] = [:]
         for (i, p) in paths.enumerated() { groups[groupKey(p), default: []].append(i) }
-        if groups.count < 10 { groups = Dictionary(uniqueKeysWithValues: paths.indices.map { (paths[$0], [$0]) }) }
+        if groups.count < 10 || !byPrefix { groups = Dictionary(uniqueKeysWithValues: paths.indices.map { (paths[$0], [$0]) }) }
         let order = groups.keys.sorted { (hash($0, seed), $0) < (hash($1, seed), $1) }
         let want = max(1, Int((fraction * Double(paths.count)).rounded()))
         var validation: [Int] = []

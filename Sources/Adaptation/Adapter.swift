@@ -268,7 +268,8 @@ public final class Adapter {
             valItems = valid
             skipped += bad
         } else if options.valFraction > 0 {
-            let parts = ValidationSplit.split(allTrain.map(\.audio), fraction: options.valFraction, seed: options.seed)
+            let parts = ValidationSplit.split(allTrain.map(\.audio), fraction: options.valFraction, seed: options.seed,
+                                                 byPrefix: options.splitByPrefix)
             trainItems = parts.train.map { allTrain[$0] }
             valItems = parts.validation.map { allTrain[$0] }
         }
@@ -397,7 +398,7 @@ public final class Adapter {
         var adaptation: [String: JSONValue] = [
             "data": .string(data.train),
             "data_sha256": .string(dataSHA256),
-            "validation": .string(data.validation ?? (validation.isEmpty ? "none" : "split of data, fraction \(options.valFraction), seed \(options.seed)")),
+            "validation": .string(data.validation ?? (validation.isEmpty ? "none" : "split of data, fraction \(options.valFraction), seed \(options.seed), \(options.splitByPrefix ? "by file-name prefix" : "by file")")),
             "options": options.provenance,
             "trained_layers": .array(split.trainedLayers.map { .string($0) }),
             "train_utterances": .number(Double(train.count)),

@@ -35,8 +35,9 @@ struct Adapt: ParsableCommand {
     @Option(help: "Parameterised layers trained at the full learning rate, counted from the top (the base model's two dense layers: 2).")
     var layers: Int = AdaptOptions().layers
 
-    @Option(help: "Further layers below those (the top encoder blocks) trained at --lr x --encoder-lr-factor.")
-    var encoderBlocks: Int = AdaptOptions().encoderBlocks
+    @Option(help: ArgumentHelp("Further layers below those (the top encoder blocks) trained at --lr x --encoder-lr-factor; the activation cache sits below them.",
+                               discussion: "Default: every residual block (12 in the base model): on unseen FSDD speakers it adapted best (bench/adapt-fsdd.sh). 0 trains the --layers only (fastest)."))
+    var encoderBlocks: Int?
 
     @Option(help: "Learning-rate factor of the --encoder-blocks layers.")
     var encoderLrFactor: Float = AdaptOptions().encoderLRFactor
@@ -52,6 +53,9 @@ struct Adapt: ParsableCommand {
 
     @Option(help: "Share of DATA held out for validation when --val is not given (0 disables validation and early stopping).")
     var valFraction: Double = AdaptOptions().valFraction
+
+    @Option(help: ArgumentHelp("How DATA is split for validation: 'prefix' keeps the takes of one prompt (names differing only in a trailing number) together, 'file' splits file by file.", valueName: "prefix|file"))
+    var splitBy: String = AdaptOptions().splitByPrefix ? "prefix" : "file"
 
     @Option(help: "An explicit validation set (same forms as DATA).")
     var val: String?
@@ -88,6 +92,7 @@ struct Adapt: ParsableCommand {
         o.epochs = epochs; o.learningRate = lr; o.patience = patience; o.valFraction = valFraction
         o.generalShare = generalShare; o.batchSize = batch; o.timeMasks = timeMasks; o.channelMasks = channelMasks
         o.seed = seed; o.threads = threads
+        o.splitByPrefix = splitBy == "prefix"
         return o
     }
 
@@ -109,6 +114,7 @@ struct Adapt: ParsableCommand {
     }
 
     func run() throws {
+        guard splitBy == "prefix" || splitBy == "file" else { throw CLIError("--split-by \(splitBy): must be 'prefix' or 'file'") }
         let options = options()
         do { try options.validate() } catch { throw CLIError(error.description) }
         let basePath = try resolvedBase()

@@ -22,6 +22,7 @@ func quickOptions() -> AdaptOptions {
     o.epochs = 2
     o.valFraction = 0
     o.batchSize = 3
+    o.encoderBlocks = 0
     return o
 }
 
@@ -137,6 +138,10 @@ func quickOptions() -> AdaptOptions {
             #expect(throws: AdaptError.option(name: "--layers 3 --encoder-blocks 6", reason: "the model has only 8 parameterised layers; together they may name at most that many")) {
                 _ = try LayerSplit(architecture: ModelFile.load(path: model).description.architecture, layers: 3, encoderBlocks: 6)
             }
+            // The default trains every residual block below the dense layers.
+            let arch = try ModelFile.load(path: model).description.architecture
+            #expect(try LayerSplit(architecture: arch, layers: 2, encoderBlocks: nil).trainedLayers == ["head.output", "head.hidden", "blocks.1", "blocks.0"])
+            #expect(try LayerSplit(architecture: arch, layers: 1, encoderBlocks: nil).trainedLayers == ["head.output"])
             var o = AdaptOptions(); o.valFraction = 1
             #expect(throws: AdaptError.self) { try o.validate() }
             #expect(throws: AdaptError.self) {
