@@ -192,7 +192,7 @@ public final class Adapter {
                     }
                 }
                 // The subsampled frame count of the real features decides, not the header estimate.
-                if case .success(let (p, _))?? = results.withLock({ $0[k] }), (p.frames + strideAbove - 1) / strideAbove < needed {
+                if case .success(let (p, _))? = results.withLock({ $0[k] }), (p.frames + strideAbove - 1) / strideAbove < needed {
                     results.set(k, .failure(.tooShort(seconds: item.seconds, frames: (p.frames + strideAbove - 1) / strideAbove, neededFrames: needed)))
                 }
                 let d = done.withLock { $0 += 1; return $0 }
