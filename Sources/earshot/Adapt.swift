@@ -15,7 +15,7 @@ struct Adapt: ParsableCommand {
         once and cached on disk (--cache), reused across epochs and later runs while the base model, \
         the cut and the audio files are unchanged. The top --layers layers (and --encoder-blocks more \
         at a reduced learning rate) are fine-tuned with the CTC loss, validated after every epoch \
-        (greedy WER on --val, or on a --val-fraction of DATA split by file-name prefix), stopped \
+        (greedy WER on --val, or on a --val-fraction of DATA, see --split-by), stopped \
         early after --patience epochs without improvement, and the best epoch is written to --out \
         (atomically) with its provenance: base model hash, data hash, options, before/after scores.
 
