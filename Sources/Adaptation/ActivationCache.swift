@@ -1,0 +1,102 @@
+import Foundation
+import Model
+import Tensors
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Frozen-encoder activations of one utterance as stored on disk, with the audio's content hash.
+public struct CachedActivations: Sendable, Equatable {
+    /// Frames x channels, row-major: the output of the layers below the cut.
+    public var activations: Matrix
+    /// SHA-256 of the audio file's bytes when the entry was made (for the data hash in provenance).
+    public var audioSHA256: String
+}
+
+/// The on-disk store of frozen-encoder activations, one small file per utterance, so adaptation streams
+/// over them (memory bounded by a batch, whatever the data size) and reuses them across epochs and runs.
+///
+/// Owns one folder per (base model file hash, cut layer): `<root>/<sha256 of both>/`. A changed model or
+/// cut therefore reads another folder. Inside, an utterance's file is named by a hash of its audio path,
+/// size and modification time, so an edited or replaced audio file misses and is recomputed.
+///
+/// Entry format (little-endian): magic `EARSHACT`, UInt32 version (1), UInt32 rows, UInt32 cols,
+/// 32 bytes of the audio's SHA-256, then rows x cols Float32. Entries are written to a temporary file
+/// and renamed, so a crash or two concurrent runs never leave a torn entry.
+public struct ActivationCache: Sendable {
+    public let directory: URL
+    static let magic = Array("EARSHACT".utf8)
+    static let version: UInt32 = 1
+    static let headerBytes = 8 + 4 + 4 + 4 + 32
+
+    /// The cache folder for `modelSHA256` cut below top-level layer `cut`, under `root` (created).
+    public init(root: URL, modelSHA256: String, cut: Int) throws(AdaptError) {
+        let key = SHA256.hex(Array("earshot-adapt-cache v\(Self.version)\nmodel \(modelSHA256)\ncut \(cut)\n".utf8))
+        directory = root.appendingPathComponent(String(key.prefix(32)), isDirectory: true)
+        do { try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
+            throw .cache(path: directory.path, reason: error.localizedDescription)
+        }
+        // A note for whoever finds the folder: what it holds and that it may be deleted.
+        let readme = directory.appendingPathComponent("README")
+        if !FileManager.default.fileExists(atPath: readme.path) {
+            let text = "earshot adapt activation cache (safe to delete)\nbase model sha256: \(modelSHA256)\ncut below top-level layer \(cut)\n"
+            try? Data(text.utf8).write(to: readme, options: .atomic)
+        }
+    }
+
+    /// The entry file for `audioPath` as it is now (path, size, modification time).
+    public func entryURL(for audioPath: String) -> URL? {
+        var st = stat()
+        guard stat(audioPath, &st) == 0 else { return nil }
+        let identity = "\(audioPath)\n\(st.st_size)\n\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)\n"
+        let name = String(SHA256.hex(Array(identity.utf8)).prefix(40)) + ".act"
+        return directory.appendingPathComponent(name)
+    }
+
+    /// The entry at `url`, or nil when it is missing or not a complete entry (then it is recomputed).
+    public static func load(_ url: URL) -> CachedActivations? {
+        guard let data = try? Data(contentsOf: url), data.count >= headerBytes else { return nil }
+        return data.withUnsafeBytes { raw -> CachedActivations? in
+            guard Array(raw[0..<8]) == magic else { return nil }
+            let version = raw.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian
+            let rows = Int(raw.loadUnaligned(fromByteOffset: 12, as: UInt32.self).littleEndian)
+            let cols = Int(raw.loadUnaligned(fromByteOffset: 16, as: UInt32.self).littleEndian)
+            guard version == Self.version, cols > 0, data.count == headerBytes + rows * cols * 4 else { return nil }
+            let hash = raw[20..<52].map { b in (b < 16 ? "0" : "") + String(b, radix: 16) }.joined()
+            var values = [Float](repeating: 0, count: rows * cols)
+            values.withUnsafeMutableBytes { out in
+                out.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[headerBytes...]))
+            }
+            #if _endian(big)
+            for i in values.indices { values[i] = Float(bitPattern: values[i].bitPattern.byteSwapped) }
+            #endif
+            return CachedActivations(activations: Matrix(rows: rows, cols: cols, data: values), audioSHA256: hash)
+        }
+    }
+
+    /// Writes an entry atomically.
+    public static func store(_ entry: CachedActivations, to url: URL) throws(AdaptError) {
+        var bytes = magic
+        func put(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { bytes.append(contentsOf: $0) } }
+        put(version); put(UInt32(entry.activations.rows)); put(UInt32(entry.activations.cols))
+        var hash = [UInt8](repeating: 0, count: 32)
+        var i = entry.audioSHA256.startIndex
+        for k in 0..<32 {
+            guard let j = entry.audioSHA256.index(i, offsetBy: 2, limitedBy: entry.audioSHA256.endIndex),
+                  let b = UInt8(entry.audioSHA256[i..<j], radix: 16) else { break }
+            hash[k] = b; i = j
+        }
+        bytes += hash
+        entry.activations.data.withUnsafeBytes { raw in
+            #if _endian(big)
+            for v in entry.activations.data { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes.append(contentsOf: $0) } }
+            #else
+            bytes.append(contentsOf: raw)
+            #endif
+        }
+        do { try Data(bytes).write(to: url, options: .atomic) } catch {
+            throw .cache(path: url.path, reason: error.localizedDescription)
+        }
+    }
+}

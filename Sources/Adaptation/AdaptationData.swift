@@ -1,0 +1,218 @@
+import Audio
+import Decoding
+import Features
+import Foundation
+import Scoring
+import Tensors
+import Training
+
+/// One recording and its transcript as found in DATA, before any check.
+public struct DataItem: Sendable, Equatable {
+    /// Absolute path of the audio file.
+    public var audio: String
+    /// The transcript as written.
+    public var text: String
+
+    public init(audio: String, text: String) { self.audio = audio; self.text = text }
+}
+
+/// Why an item of DATA is left out; the run goes on without it.
+public enum SkipReason: Error, Sendable, Equatable, CustomStringConvertible {
+    /// An audio file in a folder with no `NAME.txt` beside it (and no manifest.tsv in the folder).
+    case missingTranscript(expected: String)
+    /// The manifest names a file that does not exist.
+    case missingAudio
+    /// The audio could not be decoded (the Audio module's reason).
+    case unreadableAudio(String)
+    /// Nothing left of the transcript after normalisation.
+    case emptyTranscript
+    /// Characters the model cannot emit (after lowercasing and punctuation removal), e.g. digits.
+    case unspeakable(characters: String)
+    /// Fewer encoder frames than CTC needs for the transcript (a label per frame, a blank between repeats).
+    case tooShort(seconds: Double, frames: Int, neededFrames: Int)
+
+    public var description: String {
+        switch self {
+        case .missingTranscript(let expected): return "no transcript (expected \(expected) beside it, or a manifest.tsv in the folder)"
+        case .missingAudio: return "audio file not found"
+        case .unreadableAudio(let reason): return "unreadable audio: \(reason)"
+        case .emptyTranscript: return "empty transcript"
+        case .unspeakable(let chars):
+            return "transcript has characters the model cannot emit: \(chars.map { "'\($0)'" }.joined(separator: " ")) (spell numbers and symbols out as words)"
+        case let .tooShort(seconds, frames, needed):
+            return String(format: "audio too short for its text: %.2f s gives %d encoder frames, the transcript needs at least %d", seconds, frames, needed)
+        }
+    }
+}
+
+/// An item left out of adaptation, with the reason.
+public struct SkippedItem: Sendable, Equatable, CustomStringConvertible {
+    public var path: String
+    public var reason: SkipReason
+
+    public init(path: String, reason: SkipReason) { self.path = path; self.reason = reason }
+
+    public var description: String { "\(path): \(reason)" }
+}
+
+/// An item that passed every check: normalised text, its label ids, and the audio's identity.
+public struct ValidItem: Sendable, Equatable {
+    public var audio: String
+    /// The transcript as scored (normalised: lowercase, letters, digits, apostrophes, single spaces).
+    public var text: String
+    public var labels: [Int]
+    public var seconds: Double
+}
+
+/// Finds DATA's items: a manifest file (`path<TAB>text`), a folder with a `manifest.tsv`, or a folder
+/// of audio files each with a `.txt` transcript of the same name beside it (searched recursively).
+public enum DataDiscovery {
+    /// File name extensions taken as audio when a folder is scanned (what libsndfile decodes).
+    public static let audioExtensions: Set<String> = ["wav", "flac", "ogg", "oga", "opus", "mp3", "aiff", "aif", "aifc",
+                                                      "au", "snd", "caf", "w64", "rf64", "voc", "sph"]
+
+    /// The items of `path` in a stable order, and the audio files that have no transcript.
+    public static func discover(_ path: String) throws(AdaptError) -> (items: [DataItem], skipped: [SkippedItem]) {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw .data(path: path, reason: "no such file or folder")
+        }
+        if !isDirectory.boolValue { return (try manifestItems(path), []) }
+        let manifest = URL(fileURLWithPath: path).appendingPathComponent("manifest.tsv").path
+        if FileManager.default.fileExists(atPath: manifest) { return (try manifestItems(manifest), []) }
+
+        guard let walker = FileManager.default.enumerator(at: URL(fileURLWithPath: path), includingPropertiesForKeys: [.isRegularFileKey]) else {
+            throw .data(path: path, reason: "cannot list the folder")
+        }
+        var audio: [URL] = []
+        for case let url as URL in walker where audioExtensions.contains(url.pathExtension.lowercased()) {
+            audio.append(url.standardizedFileURL)
+        }
+        audio.sort { $0.path < $1.path }
+        var items: [DataItem] = [], skipped: [SkippedItem] = []
+        for url in audio {
+            let txt = url.deletingPathExtension().appendingPathExtension("txt")
+            guard let text = try? String(contentsOf: txt, encoding: .utf8) else {
+                skipped.append(SkippedItem(path: url.path, reason: .missingTranscript(expected: txt.lastPathComponent)))
+                continue
+            }
+            items.append(DataItem(audio: url.path, text: text.trimmingCharacters(in: .whitespacesAndNewlines)))
+        }
+        if items.isEmpty && skipped.isEmpty {
+            throw .data(path: path, reason: "no manifest.tsv and no audio files (\(audioExtensions.sorted().joined(separator: ", "))) in the folder")
+        }
+        return (items, skipped)
+    }
+
+    static func manifestItems(_ path: String) throws(AdaptError) -> [DataItem] {
+        let manifest: Manifest
+        do { manifest = try Manifest.read(from: URL(fileURLWithPath: path)) } catch {
+            throw .data(path: path, reason: "not a manifest (audio-path<TAB>text per line): \(error)")
+        }
+        return manifest.entries.map { DataItem(audio: manifest.url(of: $0).standardizedFileURL.path, text: $0.text) }
+    }
+}
+
+/// Checks items against a model: transcript speakable by its vocabulary, audio readable and long enough
+/// for the transcript under CTC. Owns the model's vocabulary and timing; reads only audio headers.
+public struct ItemValidator: Sendable {
+    public let vocabulary: Vocabulary
+    public let frontend: FrontendConfig
+    public let subsampling: Int
+    let normalizer = TextNormalizer()
+
+    public init(vocabulary: Vocabulary, frontend: FrontendConfig, subsampling: Int) {
+        self.vocabulary = vocabulary; self.frontend = frontend; self.subsampling = subsampling
+    }
+
+    /// Text checks only (no file access): the normalised text and labels, or why not.
+    public func labels(for text: String) -> Result<(text: String, labels: [Int]), SkipReason> {
+        let normalized = normalizer.normalize(text)
+        guard !normalized.isEmpty else { return .failure(.emptyTranscript) }
+        guard let labels = vocabulary.tokenize(normalized) else {
+            var bad: [Character] = []
+            for ch in normalized where vocabulary.tokenize(String(ch)) == nil && !bad.contains(ch) { bad.append(ch) }
+            return .failure(.unspeakable(characters: String(bad)))
+        }
+        return .success((normalized, labels))
+    }
+
+    /// Encoder output frames for `samples` samples at the frontend's rate.
+    public func encoderFrames(samples: Int) -> Int {
+        (frontend.frameCount(samples: samples) + subsampling - 1) / subsampling
+    }
+
+    /// Every check; the audio file's header is read, not its samples.
+    public func validate(_ item: DataItem) -> Result<ValidItem, SkipReason> {
+        let text: String, labels: [Int]
+        switch self.labels(for: item.text) {
+        case .failure(let r): return .failure(r)
+        case .success(let v): (text, labels) = v
+        }
+        guard FileManager.default.fileExists(atPath: item.audio) else { return .failure(.missingAudio) }
+        let info: AudioFileInfo
+        do { info = try AudioFile.info(path: item.audio) } catch { return .failure(.unreadableAudio(error.description)) }
+        guard info.frames > 0, info.sampleRate > 0 else { return .failure(.unreadableAudio("no samples")) }
+        let samples = Int((Double(info.frames) * Double(frontend.sampleRate) / Double(info.sampleRate)).rounded(.down))
+        let frames = encoderFrames(samples: samples), needed = ctcMinimumFrames(labels: labels)
+        guard frames >= needed else { return .failure(.tooShort(seconds: info.duration, frames: frames, neededFrames: needed)) }
+        return .success(ValidItem(audio: item.audio, text: text, labels: labels, seconds: info.duration))
+    }
+
+    /// Splits `items` into the usable ones (in order) and the skipped ones with their reasons.
+    public func validateAll(_ items: [DataItem]) -> (valid: [ValidItem], skipped: [SkippedItem]) {
+        var valid: [ValidItem] = [], skipped: [SkippedItem] = []
+        for item in items {
+            switch validate(item) {
+            case .success(let v): valid.append(v)
+            case .failure(let r): skipped.append(SkippedItem(path: item.audio, reason: r))
+            }
+        }
+        return (valid, skipped)
+    }
+}
+
+/// The deterministic validation split: items are grouped (repeated takes of one prompt by one speaker
+/// land on the same side) and whole groups, in an order fixed by the seed, go to validation until the
+/// fraction is reached.
+public enum ValidationSplit {
+    /// The group of an audio file: its name without the trailing take number, e.g. `3_lucas_17.wav` ->
+    /// `3_lucas`, `alice/utt-0042.flac` -> `alice/utt`. Items whose names carry no number form singletons.
+    public static func groupKey(_ path: String) -> String {
+        let url = URL(fileURLWithPath: path)
+        let stem = url.deletingPathExtension().lastPathComponent
+        var trimmed = Substring(stem)
+        while let last = trimmed.last, last.isNumber { trimmed = trimmed.dropLast() }
+        while let last = trimmed.last, last == "_" || last == "-" || last == "." || last == " " { trimmed = trimmed.dropLast() }
+        let parent = url.deletingLastPathComponent().lastPathComponent
+        return trimmed.isEmpty || trimmed.count == stem.count ? "\(parent)/\(stem)" : "\(parent)/\(trimmed)"
+    }
+
+    /// Indices of `paths` for validation and for training. `byPrefix` keeps each `groupKey` group on one
+    /// side; with fewer than 10 groups (too coarse to take a fraction of), or without `byPrefix`, files are
+    /// split one by one. At least one item always stays for training.
+    public static func split(_ paths: [String], fraction: Double, seed: UInt64, byPrefix: Bool = true) -> (train: [Int], validation: [Int]) {
+        guard fraction > 0, paths.count >= 2 else { return (Array(paths.indices), []) }
+        var groups: [String: [Int]] = [:]
+        for (i, p) in paths.enumerated() { groups[groupKey(p), default: []].append(i) }
+        if groups.count < 10 || !byPrefix { groups = Dictionary(uniqueKeysWithValues: paths.indices.map { (paths[$0], [$0]) }) }
+        let order = groups.keys.sorted { (hash($0, seed), $0) < (hash($1, seed), $1) }
+        let want = max(1, Int((fraction * Double(paths.count)).rounded()))
+        var validation: [Int] = []
+        for key in order where validation.count < want {
+            let members = groups[key]!
+            if paths.count - validation.count - members.count < 1 { continue }
+            validation += members
+        }
+        let held = Set(validation)
+        return (paths.indices.filter { !held.contains($0) }, validation.sorted())
+    }
+
+    /// FNV-1a of the key mixed with the seed: stable across runs and platforms (Swift's `hashValue` is not).
+    static func hash(_ key: String, _ seed: UInt64) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ seed
+        for b in key.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        var rng = SplitMix64(seed: h)
+        return rng.next()
+    }
+}

@@ -1,0 +1,426 @@
+import Audio
+import Decoding
+import Dispatch
+import Features
+import Foundation
+import Model
+import Scoring
+import Tensors
+import Training
+
+/// What an adaptation run reports while it works (the CLI draws a bar or prints lines from these).
+public enum AdaptProgress: Sendable {
+    /// Frozen-encoder activations: `done` of `total` utterances found in the cache or computed.
+    case caching(done: Int, total: Int)
+    /// One optimiser step finished; `loss` is the running mean CTC loss of the epoch.
+    case training(epoch: Int, epochs: Int, step: Int, stepsPerEpoch: Int, loss: Double)
+    /// The validation after an epoch (epoch 0: the base model).
+    case validated(epoch: Int, score: ValidationScore, best: Bool)
+}
+
+/// Greedy-decoding error rates and mean CTC loss on the validation items.
+public struct ValidationScore: Sendable, Equatable {
+    public var wer: Double
+    public var cer: Double
+    public var loss: Double
+    public var utterances: Int
+
+    var provenance: JSONValue {
+        .object(["wer": .number((wer * 100).rounded() / 100), "cer": .number((cer * 100).rounded() / 100),
+                 "ctc_loss": .number((loss * 1000).rounded() / 1000), "utterances": .number(Double(utterances))])
+    }
+}
+
+/// The outcome of `Adapter.run`: the adapted model (not yet written) and what happened.
+public struct AdaptResult: Sendable {
+    public var model: ModelFile
+    public var before: ValidationScore?
+    public var after: ValidationScore?
+    /// Epochs trained, and the one whose parameters were kept (0: none beat the base model).
+    public var epochsRun: Int
+    public var bestEpoch: Int
+    public var trainUtterances: Int
+    public var validationUtterances: Int
+    public var skipped: [SkippedItem]
+    /// Utterances whose activations came from the cache, and those computed in this run.
+    public var cacheHits: Int
+    public var cacheMisses: Int
+    public var cacheDirectory: URL
+    public var dataSHA256: String
+
+    /// Writes the model atomically (temporary file, fsync, rename).
+    public func write(to path: String) throws(AdaptError) {
+        do { try model.save(path: path) } catch { throw .output(path: path, reason: error.description) }
+    }
+}
+
+/// Where the data comes from: DATA, an optional explicit validation set, an optional general data set.
+public struct AdaptData: Sendable, Equatable {
+    public var train: String
+    public var validation: String?
+    public var general: String?
+
+    public init(train: String, validation: String? = nil, general: String? = nil) {
+        self.train = train; self.validation = validation; self.general = general
+    }
+}
+
+/// Transfer learning on a user's recordings: the base encoder is frozen below a cut, its activations for
+/// the data are computed once into an on-disk `ActivationCache`, and the layers above the cut are
+/// fine-tuned with the CTC loss (AdamW, masking on the cached activations, validation, early stopping,
+/// best epoch kept). Owns the loaded base model, the prepared item lists (paths into the cache, labels),
+/// and the trained parameters; activations are read from disk per batch, never all held in memory.
+public final class Adapter {
+    public let options: AdaptOptions
+    public let data: AdaptData
+    public let base: ModelFile
+    public let basePath: String
+    public let split: LayerSplit
+    let cache: ActivationCache
+    let encoder: Encoder
+    let frontendConfig: FrontendConfig
+    let vocabulary: Vocabulary
+    let log: @Sendable (String) -> Void
+
+    /// Loads the base model and checks the options; reads no data yet.
+    public init(baseModel: String, data: AdaptData, cacheRoot: URL, options: AdaptOptions,
+                log: @escaping @Sendable (String) -> Void = { _ in }) throws(AdaptError) {
+        try options.validate()
+        let model: ModelFile
+        do { model = try ModelFile.load(path: baseModel) } catch { throw .model(path: baseModel, reason: error.description) }
+        var config: FrontendConfig
+        do {
+            config = try model.description.frontendConfig(file: baseModel)
+            encoder = try Encoder(model: model, file: baseModel)
+        } catch {
+            throw .model(path: baseModel, reason: error.description)
+        }
+        // Global CMVN is the encoder's (its statistics tensors), as in the recogniser.
+        if config.normalization == .global { config.normalization = .none }
+        frontendConfig = config
+        base = model
+        basePath = baseModel
+        self.options = options
+        self.data = data
+        self.log = log
+        vocabulary = Vocabulary(ctcTokens: model.description.vocabulary)
+        split = try LayerSplit(architecture: model.description.architecture, layers: options.layers, encoderBlocks: options.encoderBlocks)
+        cache = try ActivationCache(root: cacheRoot, modelSHA256: model.sha256 ?? "unknown", cut: split.cut)
+    }
+
+    /// An utterance ready for training: its cache entry, labels and frame count.
+    struct Prepared: Sendable {
+        var item: ValidItem
+        var entry: URL
+        var frames: Int
+        var audioSHA256: String
+    }
+
+    var validator: ItemValidator {
+        ItemValidator(vocabulary: vocabulary, frontend: frontendConfig, subsampling: encoder.subsampling)
+    }
+
+    // MARK: data
+
+    func load(_ path: String, role: String) throws(AdaptError) -> (valid: [ValidItem], skipped: [SkippedItem]) {
+        let (items, missing) = try DataDiscovery.discover(path)
+        let (valid, skipped) = validator.validateAll(items)
+        return (valid, missing + skipped)
+    }
+
+    /// Up to `count` usable items of the general manifest, picked in a seeded order and checked lazily, so
+    /// a corpus of a hundred thousand utterances costs only the headers of the few it uses.
+    func generalPool(_ path: String, count: Int) throws(AdaptError) -> [ValidItem] {
+        var items = try DataDiscovery.manifestItems(path)
+        var rng = SplitMix64(seed: options.seed &+ 0x6E6E)
+        items.shuffle(using: &rng)
+        var pool: [ValidItem] = []
+        var checked = 0
+        for item in items where pool.count < count {
+            checked += 1
+            if case .success(let v) = validator.validate(item) { pool.append(v) }
+        }
+        log("general data: \(pool.count) utterances drawn from \(path) (\(checked) checked)")
+        return pool
+    }
+
+    // MARK: the activation cache
+
+    /// Frontend and frozen layers for every item whose cache entry is missing; items that cannot be read
+    /// (or come out too short) are returned as skipped.
+    func prepare(_ items: [ValidItem], progress: @Sendable (AdaptProgress) -> Void,
+                 hits: inout Int, misses: inout Int) throws(AdaptError) -> (ready: [Prepared], skipped: [SkippedItem]) {
+        let n = items.count
+        let results = Locked<[Result<(Prepared, Bool), SkipReason>?]>(slots: n)
+        let failure = Locked<AdaptError?>(nil)
+        let done = Locked(0)
+        let prefix = Array(encoder.layers[0..<split.cut])
+        let encoder = self.encoder, cache = self.cache, config = frontendConfig, strideAbove = strideAboveCut
+        let workers = max(1, min(options.threads, n))
+        progress(.caching(done: 0, total: n))
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            let frontend: LogMelFrontend
+            do { frontend = try LogMelFrontend(config: config, mode: .offline) } catch {
+                failure.withLock { $0 = $0 ?? .model(path: "frontend", reason: "\(error)") }
+                return
+            }
+            for k in stride(from: w, to: n, by: workers) {
+                if failure.withLock({ $0 != nil }) { return }
+                let item = items[k]
+                guard let url = cache.entryURL(for: item.audio) else {
+                    results.set(k, .failure(.missingAudio)); continue
+                }
+                let needed = ctcMinimumFrames(labels: item.labels)
+                if let hit = ActivationCache.load(url) {
+                    results.set(k, .success((Prepared(item: item, entry: url, frames: hit.activations.rows, audioSHA256: hit.audioSHA256), true)))
+                } else {
+                    do {
+                        let bytes = try Data(contentsOf: URL(fileURLWithPath: item.audio))
+                        let audio = try AudioFile.read(path: item.audio, targetSampleRate: config.sampleRate)
+                        let features = frontend.compute(audio.samples)
+                        let activations = Layer.forward(prefix, encoder.normalized(features))
+                        let entry = CachedActivations(activations: activations, audioSHA256: SHA256.hex([UInt8](bytes)))
+                        try ActivationCache.store(entry, to: url)
+                        results.set(k, .success((Prepared(item: item, entry: url, frames: activations.rows, audioSHA256: entry.audioSHA256), false)))
+                    } catch let error as AdaptError {
+                        failure.withLock { $0 = $0 ?? error }
+                        return
+                    } catch let error as AudioError {
+                        results.set(k, .failure(.unreadableAudio(error.description)))
+                    } catch {
+                        results.set(k, .failure(.unreadableAudio(error.localizedDescription)))
+                    }
+                }
+                // The subsampled frame count of the real features decides, not the header estimate.
+                if case .success(let (p, _))? = results.withLock({ $0[k] }), (p.frames + strideAbove - 1) / strideAbove < needed {
+                    results.set(k, .failure(.tooShort(seconds: item.seconds, frames: (p.frames + strideAbove - 1) / strideAbove, neededFrames: needed)))
+                }
+                let d = done.withLock { $0 += 1; return $0 }
+                progress(.caching(done: d, total: n))
+            }
+        }
+        if let error = failure.current { throw error }
+        var ready: [Prepared] = [], skipped: [SkippedItem] = []
+        for (item, r) in zip(items, results.current) {
+            switch r! {
+            case .success(let (p, hit)): ready.append(p); if hit { hits += 1 } else { misses += 1 }
+            case .failure(let reason): skipped.append(SkippedItem(path: item.audio, reason: reason))
+            }
+        }
+        return (ready, skipped)
+    }
+
+    /// CTC frames an utterance gets: the cached frames divided by the subsampling still above the cut.
+    var strideAboveCut: Int {
+        var rate = 1
+        for spec in base.description.architecture.layers[split.cut...] { if case .conv1d(let c) = spec { rate *= c.stride } }
+        return rate
+    }
+
+    // MARK: scoring
+
+    /// The parameters of the layers above the cut.
+    func suffixParameters(_ all: [String: Tensor]) -> [String: Tensor] {
+        var out: [String: Tensor] = [:]
+        for p in LayerSpec.parameters(of: Array(base.description.architecture.layers[split.cut...])) { out[p.name] = all[p.name] }
+        return out
+    }
+
+    var suffixSpecs: [LayerSpec] { Array(base.description.architecture.layers[split.cut...]) }
+
+    /// Greedy WER/CER and mean CTC loss of the layers above the cut with `parameters` on `items`.
+    func evaluate(_ items: [Prepared], parameters: [String: Tensor]) throws(AdaptError) -> ValidationScore {
+        let net: TrainableEncoder
+        do { net = try TrainableEncoder(specs: suffixSpecs, parameters: parameters) } catch { throw .training(error.description) }
+        let n = items.count
+        let out = Locked<[(hyp: String, loss: Double)?]>(slots: n)
+        let vocab = vocabulary, frameDuration = frontendConfig.encoderFrameDuration(subsampling: encoder.subsampling)
+        let workers = max(1, min(options.threads, n))
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            for k in stride(from: w, to: n, by: workers) {
+                guard let entry = ActivationCache.load(items[k].entry) else { out.set(k, ("", .nan)); continue }
+                let logits = net.forward(entry.activations)
+                var decoder = GreedyDecoder(vocabulary: vocab, frameDuration: frameDuration)
+                decoder.accept(logits)
+                let loss = (try? ctcLoss(logits: logits, labels: items[k].item.labels, blank: vocab.blank)).map { $0.impossible ? Double.nan : Double($0.loss) } ?? .nan
+                out.set(k, (decoder.finalize().text, loss))
+            }
+        }
+        let results = out.current.map { $0! }
+        let score = CorpusScore(pairs: zip(items, results).map { ($0.item.text, $1.hyp) })
+        let losses = results.map(\.loss).filter(\.isFinite)
+        return ValidationScore(wer: score.wordErrorRatePercent, cer: score.characterErrorRatePercent,
+                               loss: losses.isEmpty ? .nan : losses.reduce(0, +) / Double(losses.count), utterances: n)
+    }
+
+    // MARK: the run
+
+    /// Caches the activations, trains, and returns the adapted model with the scores before and after.
+    public func run(progress: @escaping @Sendable (AdaptProgress) -> Void = { _ in }) throws(AdaptError) -> AdaptResult {
+        // Worker threads are the parallelism (see BatchGradients); BLAS threads would only contend.
+        BLASThreads.set(1)
+        var skipped: [SkippedItem] = []
+        let (allTrain, trainSkipped) = try load(data.train, role: "train")
+        skipped += trainSkipped
+        var trainItems = allTrain, valItems: [ValidItem] = []
+        if let v = data.validation {
+            let (valid, bad) = try load(v, role: "validation")
+            valItems = valid
+            skipped += bad
+        } else if options.valFraction > 0 {
+            let parts = ValidationSplit.split(allTrain.map(\.audio), fraction: options.valFraction, seed: options.seed,
+                                                 byPrefix: options.splitByPrefix)
+            trainItems = parts.train.map { allTrain[$0] }
+            valItems = parts.validation.map { allTrain[$0] }
+        }
+        for s in skipped { log("skipped \(s)") }
+        guard !trainItems.isEmpty else { throw .data(path: data.train, reason: "no usable items (\(skipped.count) skipped, reasons above)") }
+
+        var generalItems: [ValidItem] = []
+        var generalPerEpoch = 0
+        if let g = data.general, options.generalShare > 0 {
+            generalPerEpoch = Int((Double(trainItems.count) * options.generalShare / (1 - options.generalShare)).rounded(.up))
+            // A pool a few epochs deep: fresh general utterances each epoch without caching a whole corpus.
+            generalItems = try generalPool(g, count: generalPerEpoch * 4)
+            generalPerEpoch = min(generalPerEpoch, generalItems.count)
+        }
+
+        var hits = 0, misses = 0
+        var seen = Set<String>()
+        let all = (trainItems + valItems + generalItems).filter { seen.insert($0.audio).inserted }
+        let (prepared, unreadable) = try prepare(all, progress: progress, hits: &hits, misses: &misses)
+        for s in unreadable { log("skipped \(s)") }
+        skipped += unreadable
+        let byPath = Dictionary(prepared.map { ($0.item.audio, $0) }, uniquingKeysWith: { a, _ in a })
+        let train = trainItems.compactMap { byPath[$0.audio] }
+        let validation = valItems.compactMap { byPath[$0.audio] }
+        let general = generalItems.compactMap { byPath[$0.audio] }
+        guard !train.isEmpty else { throw .data(path: data.train, reason: "no usable items (\(skipped.count) skipped, reasons above)") }
+        log("\(train.count) training and \(validation.count) validation utterances; activations: \(hits) cached, \(misses) computed (\(cache.directory.path))")
+
+        // Content, not paths: the same recordings and texts anywhere give the same hash.
+        let dataLines = (train + validation).map { "\($0.audioSHA256)\t\($0.item.text)\n" }.sorted().joined()
+        let dataSHA256 = SHA256.hex(Array(dataLines.utf8))
+
+        var parameters = suffixParameters(base.parameters)
+        var before: ValidationScore?
+        if !validation.isEmpty {
+            before = try evaluate(validation, parameters: parameters)
+            progress(.validated(epoch: 0, score: before!, best: true))
+        }
+
+        let stepsPerEpoch = (train.count + generalPerEpoch + options.batchSize - 1) / options.batchSize
+        let totalSteps = stepsPerEpoch * options.epochs
+        let schedule = LRSchedule(peak: options.learningRate, warmupSteps: min(50, max(1, totalSteps / 20)),
+                                  decay: .cosine(totalSteps: totalSteps, floor: options.learningRate * 0.1))
+        var headOptimizer = AdamW(config: AdamWConfig(schedule: schedule, weightDecay: options.weightDecay, maxGradNorm: nil))
+        var encoderSchedule = schedule
+        encoderSchedule.peak *= options.encoderLRFactor
+        if case .cosine(let t, let floor) = schedule.decay { encoderSchedule.decay = .cosine(totalSteps: t, floor: floor * options.encoderLRFactor) }
+        var encoderOptimizer = AdamW(config: AdamWConfig(schedule: encoderSchedule, weightDecay: options.weightDecay, maxGradNorm: nil))
+        let trainable = split.headParameters.union(split.encoderParameters)
+        let augment = SpecAugment(frequencyMasks: options.channelMasks, maxFrequencyWidth: options.maxChannelWidth,
+                                  timeMasks: options.timeMasks, maxTimeWidth: options.maxTimeWidth,
+                                  maxTimeProportion: 0.2, fill: .value(0))
+        let specs = suffixSpecs
+
+        var best = (epoch: 0, score: before, parameters: parameters)
+        var epochsRun = 0, sinceBest = 0
+        for epoch in 1...options.epochs {
+            var rng = SplitMix64(seed: options.seed &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(epoch))
+            var order: [(Prepared, Int)] = train.indices.map { (train[$0], $0) }
+            if generalPerEpoch > 0 {
+                var pool = Array(general.indices)
+                pool.shuffle(using: &rng)
+                order += pool.prefix(generalPerEpoch).map { (general[$0], train.count + $0) }
+            }
+            order.shuffle(using: &rng)
+            var lossSum = 0.0, lossCount = 0
+            for step in 0..<stepsPerEpoch {
+                let slice = order[(step * options.batchSize)..<min(order.count, (step + 1) * options.batchSize)]
+                var batch: [TrainingExample] = []
+                for (p, index) in slice {
+                    guard var x = ActivationCache.load(p.entry)?.activations else {
+                        throw .cache(path: p.entry.path, reason: "the entry for \(p.item.audio) vanished or was damaged during the run")
+                    }
+                    var maskRNG = SplitMix64(seed: options.seed ^ (UInt64(epoch) << 40) ^ UInt64(index))
+                    augment.apply(to: &x, using: &maskRNG)
+                    batch.append(TrainingExample(features: x, labels: p.item.labels))
+                }
+                do {
+                    let net = try TrainableEncoder(specs: specs, parameters: parameters, trainable: trainable)
+                    let result = try net.batchLossAndGradients(batch, blank: vocabulary.blank, threads: options.threads)
+                    var gradients = result.meanGradients()
+                    clipByGlobalNorm(&gradients, maxNorm: options.maxGradNorm)
+                    try headOptimizer.update(parameters: &parameters, gradients: gradients, trainable: split.headParameters)
+                    if !split.encoderParameters.isEmpty {
+                        try encoderOptimizer.update(parameters: &parameters, gradients: gradients, trainable: split.encoderParameters)
+                    }
+                    lossSum += result.lossSum; lossCount += result.utterances
+                } catch {
+                    throw .training(error.description)
+                }
+                progress(.training(epoch: epoch, epochs: options.epochs, step: step + 1, stepsPerEpoch: stepsPerEpoch,
+                                   loss: lossCount > 0 ? lossSum / Double(lossCount) : 0))
+            }
+            epochsRun = epoch
+            log(String(format: "epoch %d: training loss %.4f", epoch, lossCount > 0 ? lossSum / Double(lossCount) : 0))
+            guard !validation.isEmpty else { best = (epoch, nil, parameters); continue }
+            let score = try evaluate(validation, parameters: parameters)
+            let improved = best.score.map { score.wer < $0.wer - 1e-9 || (score.wer <= $0.wer + 1e-9 && score.loss < $0.loss) } ?? true
+            progress(.validated(epoch: epoch, score: score, best: improved))
+            if improved {
+                best = (epoch, score, parameters)
+                sinceBest = 0
+            } else {
+                sinceBest += 1
+                if sinceBest >= options.patience {
+                    log("early stop after epoch \(epoch): no better validation score for \(options.patience) epochs (best: epoch \(best.epoch))")
+                    break
+                }
+            }
+        }
+
+        var tensors = base.parameters
+        for (name, t) in best.parameters where trainable.contains(name) { tensors[name] = t }
+        var description = base.description
+        description.provenance = provenance(before: before, after: best.score, bestEpoch: best.epoch, epochsRun: epochsRun,
+                                            train: train, validation: validation, generalPerEpoch: generalPerEpoch,
+                                            skipped: skipped.count, dataSHA256: dataSHA256)
+        return AdaptResult(model: ModelFile(description: description, parameters: tensors), before: before, after: best.score,
+                           epochsRun: epochsRun, bestEpoch: best.epoch, trainUtterances: train.count,
+                           validationUtterances: validation.count, skipped: skipped, cacheHits: hits, cacheMisses: misses,
+                           cacheDirectory: cache.directory, dataSHA256: dataSHA256)
+    }
+
+    func provenance(before: ValidationScore?, after: ValidationScore?, bestEpoch: Int, epochsRun: Int, train: [Prepared],
+                    validation: [Prepared], generalPerEpoch: Int, skipped: Int, dataSHA256: String) -> [String: JSONValue] {
+        var adaptation: [String: JSONValue] = [
+            "data": .string(data.train),
+            "data_sha256": .string(dataSHA256),
+            "validation": .string(data.validation ?? (validation.isEmpty ? "none" : "split of data, fraction \(options.valFraction), seed \(options.seed), \(options.splitByPrefix ? "by file-name prefix" : "by file")")),
+            "options": options.provenance,
+            "trained_layers": .array(split.trainedLayers.map { .string($0) }),
+            "train_utterances": .number(Double(train.count)),
+            "train_hours": .number((train.reduce(0) { $0 + $1.item.seconds } / 36).rounded() / 100),
+            "validation_utterances": .number(Double(validation.count)),
+            "skipped_items": .number(Double(skipped)),
+            "epochs_run": .number(Double(epochsRun)),
+            "best_epoch": .number(Double(bestEpoch)),
+        ]
+        if let general = data.general, generalPerEpoch > 0 {
+            adaptation["general"] = .string(general)
+            adaptation["general_per_epoch"] = .number(Double(generalPerEpoch))
+        }
+        if let before { adaptation["before"] = before.provenance }
+        if let after { adaptation["after"] = after.provenance }
+        return [
+            "trainer": .string("earshot adapt"),
+            "date": .string(ISO8601DateFormatter().string(from: Date())),
+            "base_model_sha256": .string(base.sha256 ?? "unknown"),
+            "base_model": .string(basePath),
+            "base_provenance": .object(base.description.provenance),
+            "adaptation": .object(adaptation),
+        ]
+    }
+}

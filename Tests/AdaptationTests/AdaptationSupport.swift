@@ -1,0 +1,84 @@
+import Audio
+import Decoding
+import Features
+import Foundation
+import Model
+import Tensors
+import Testing
+import Training
+
+/// A sine tone (with a little harmonic so the log-mels are not mostly the log guard), for items whose
+/// content does not matter: discovery, validation, the cache.
+func tone(seconds: Double, frequency: Double = 220, sampleRate: Int = 16000) -> [Float] {
+    (0..<Int(seconds * Double(sampleRate))).map { i in
+        let t = Double(i) / Double(sampleRate)
+        return Float(0.3 * sin(2 * .pi * frequency * t) + 0.1 * sin(2 * .pi * 3 * frequency * t))
+    }
+}
+
+/// Writes a tone to `dir/name` and, when `text` is given, its transcript beside it as `.txt`.
+@discardableResult
+func writeItem(_ dir: URL, _ name: String, seconds: Double = 1, frequency: Double = 220, text: String?) throws -> URL {
+    let url = dir.appendingPathComponent(name)
+    try AudioWriter.write(tone(seconds: seconds, frequency: frequency), sampleRate: 16000, to: url.path)
+    if let text { try Data(text.utf8).write(to: url.deletingPathExtension().appendingPathExtension("txt")) }
+    return url
+}
+
+/// A small untrained model in Earshot's base architecture (random weights from `seed`), saved to `path`:
+/// enough for everything about adaptation that is not recognition quality, built in milliseconds.
+@discardableResult
+func writeRandomModel(to path: String, seed: UInt64 = 7) throws -> ModelFile {
+    let frontend = FrontendConfig()
+    let arch = BaseArchitecture.architecture(inputDim: frontend.melBins, channels: 24, blocks: 2, kernel: 3, hidden: 32,
+                                             vocabularySize: Vocabulary.earshot.count, lookAheadBlocks: 1)
+    var rng = SplitMix64(seed: seed)
+    var parameters = initialParameters(arch.layers, using: &rng)
+    // Log-mel levels of the tones are around -5..5; rough statistics keep the activations in range.
+    parameters[InputNormalization.meanName] = Tensor(shape: [frontend.melBins], data: [Float](repeating: -8, count: frontend.melBins))
+    parameters[InputNormalization.stdName] = Tensor(shape: [frontend.melBins], data: [Float](repeating: 4, count: frontend.melBins))
+    let model = ModelFile(description: ModelDescription(architecture: arch, frontend: frontend, vocabulary: Vocabulary.earshot.tokens,
+                                                         provenance: ["trainer": .string("test")]),
+                          parameters: parameters)
+    try model.save(path: path)
+    return model
+}
+
+/// The earshot executable of this build, or a test failure saying how to build it.
+func earshotExecutable(filePath: String = #filePath) throws -> String {
+    let root = URL(fileURLWithPath: filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    var folders: [URL] = []
+    for bundle in Bundle.allBundles {
+        let parts = bundle.bundleURL.pathComponents
+        if let i = parts.firstIndex(where: { $0.hasSuffix(".xctest") }) {
+            folders.append(URL(fileURLWithPath: NSString.path(withComponents: Array(parts[..<i]))))
+        }
+    }
+    folders.append(root.appendingPathComponent(".build/debug"))
+    let candidates = folders.map { $0.appendingPathComponent("earshot").path }
+    guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+        Issue.record("the earshot executable was not found (looked for \(candidates)); build it with `swift build --build-tests` first")
+        throw CancellationError()
+    }
+    return found
+}
+
+/// Runs the CLI; output goes to files (a full pipe cannot stall the child).
+func runEarshot(_ arguments: [String], scratch: URL) throws -> (status: Int32, stdout: String, stderr: String) {
+    let out = scratch.appendingPathComponent(".out-\(UUID().uuidString)"), err = scratch.appendingPathComponent(".err-\(UUID().uuidString)")
+    _ = FileManager.default.createFile(atPath: out.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: err.path, contents: nil)
+    defer { try? FileManager.default.removeItem(at: out); try? FileManager.default.removeItem(at: err) }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: try earshotExecutable())
+    process.arguments = arguments
+    var environment = ProcessInfo.processInfo.environment
+    environment["EARSHOT_MODEL"] = nil
+    process.environment = environment
+    process.standardInput = FileHandle.nullDevice
+    process.standardOutput = try FileHandle(forWritingTo: out)
+    process.standardError = try FileHandle(forWritingTo: err)
+    try process.run()
+    process.waitUntilExit()
+    return (process.terminationStatus, try String(contentsOf: out, encoding: .utf8), try String(contentsOf: err, encoding: .utf8))
+}

@@ -1,0 +1,161 @@
+import Audio
+import Decoding
+import Foundation
+import Model
+import Tensors
+import Testing
+import Training
+@testable import Adaptation
+
+/// Six tone "utterances" with short texts: enough for the cache and the file handling, in milliseconds.
+func writeToneData(_ dir: URL) throws -> URL {
+    let data = dir.appendingPathComponent("data")
+    try FileManager.default.createDirectory(at: data, withIntermediateDirectories: true)
+    for (i, word) in ["up", "down", "left", "right", "yes", "no"].enumerated() {
+        try writeItem(data, "\(word).wav", seconds: 0.6 + 0.1 * Double(i), frequency: 150 + 60 * Double(i), text: word)
+    }
+    return data
+}
+
+func quickOptions() -> AdaptOptions {
+    var o = AdaptOptions()
+    o.epochs = 2
+    o.valFraction = 0
+    o.batchSize = 3
+    o.encoderBlocks = 0
+    return o
+}
+
+@Suite(.serialized) struct AdapterTests {
+    @Test func activationsAreCachedReusedAndRecomputedWhenModelOrAudioChange() throws {
+        try withTemporaryDirectory { dir in
+            let data = try writeToneData(dir)
+            let modelA = dir.appendingPathComponent("a.safetensors").path, modelB = dir.appendingPathComponent("b.safetensors").path
+            try writeRandomModel(to: modelA, seed: 1)
+            try writeRandomModel(to: modelB, seed: 2)
+            let cache = dir.appendingPathComponent("cache")
+            func run(_ model: String, layers: Int = 2) throws -> AdaptResult {
+                var o = quickOptions(); o.layers = layers
+                return try Adapter(baseModel: model, data: AdaptData(train: data.path), cacheRoot: cache, options: o).run()
+            }
+            let first = try run(modelA)
+            #expect((first.cacheHits, first.cacheMisses) == (0, 6))
+            let second = try run(modelA)
+            #expect((second.cacheHits, second.cacheMisses) == (6, 0))
+            #expect(second.cacheDirectory == first.cacheDirectory)
+            // Same activations read back: the adapted models are identical.
+            #expect(second.model.parameters == first.model.parameters)
+
+            // A changed recording (new content, size and time) is recomputed; the others are not.
+            try writeItem(data, "up.wav", seconds: 0.9, frequency: 500, text: "up")
+            let third = try run(modelA)
+            #expect((third.cacheHits, third.cacheMisses) == (5, 1))
+            #expect(third.dataSHA256 != second.dataSHA256)
+
+            // Another base model, or another cut, reads another cache.
+            let other = try run(modelB)
+            #expect((other.cacheHits, other.cacheMisses) == (0, 6))
+            #expect(other.cacheDirectory != first.cacheDirectory)
+            let deeper = try run(modelA, layers: 3)
+            #expect((deeper.cacheHits, deeper.cacheMisses) == (0, 6))
+
+            // A damaged entry is recomputed, not trusted.
+            let entry = try #require(ActivationCache(root: cache, modelSHA256: ModelFile.load(path: modelA).sha256!, cut: first.model.description.architecture.layers.count - 3)
+                .entryURL(for: data.appendingPathComponent("down.wav").path))
+            let bytes = try Data(contentsOf: entry)
+            try bytes.prefix(bytes.count - 4).write(to: entry)
+            let repaired = try run(modelA)
+            #expect((repaired.cacheHits, repaired.cacheMisses) == (5, 1))
+        }
+    }
+
+    @Test func cacheEntriesRoundTripExactly() throws {
+        try withTemporaryDirectory { dir in
+            var rng = SplitMix64(seed: 5)
+            let m = Matrix(rows: 7, cols: 3, data: (0..<21).map { _ in Float.random(in: -3...3, using: &rng) })
+            let hash = SHA256.hex(Array("abc".utf8))
+            let url = dir.appendingPathComponent("x.act")
+            try ActivationCache.store(CachedActivations(activations: m, audioSHA256: hash), to: url)
+            #expect(ActivationCache.load(url) == CachedActivations(activations: m, audioSHA256: hash))
+            try Data("EARSHACT garbage".utf8).write(to: url)
+            #expect(ActivationCache.load(url) == nil)
+        }
+    }
+
+    @Test func frozenLayersStayBitIdenticalAndTheOutputRecordsItsProvenance() throws {
+        try withTemporaryDirectory { dir in
+            let data = try writeToneData(dir)
+            let basePath = dir.appendingPathComponent("base.safetensors").path
+            try writeRandomModel(to: basePath)
+            let base = try ModelFile.load(path: basePath)
+            var options = quickOptions()
+            options.encoderBlocks = 1
+            let adapter = try Adapter(baseModel: basePath, data: AdaptData(train: data.path, validation: data.path),
+                                      cacheRoot: dir.appendingPathComponent("cache"), options: options)
+            let result = try adapter.run()
+            let outDir = dir.appendingPathComponent("out")
+            try FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true)
+            let out = outDir.appendingPathComponent("adapted.safetensors").path
+            try result.write(to: out)
+            #expect(try FileManager.default.contentsOfDirectory(atPath: outDir.path) == ["adapted.safetensors"])
+
+            let adapted = try ModelFile.load(path: out)
+            let trained = adapter.split.headParameters.union(adapter.split.encoderParameters)
+            #expect(adapter.split.trainedLayers == ["head.output", "head.hidden", "blocks.1"])
+            #expect(trained.contains("blocks.1.pointwise.weight") && !trained.contains("blocks.0.pointwise.weight"))
+            #expect(Set(adapted.parameters.keys) == Set(base.parameters.keys))
+            for (name, tensor) in base.parameters where !trained.contains(name) {
+                #expect(adapted.parameters[name]!.data.map(\.bitPattern) == tensor.data.map(\.bitPattern), "\(name) changed")
+            }
+            // With an explicit validation set the best epoch may be the base itself; then nothing moved.
+            if result.bestEpoch > 0 {
+                #expect(trained.contains { adapted.parameters[$0] != base.parameters[$0] })
+            }
+
+            let p = adapted.description.provenance
+            #expect(p["trainer"] == .string("earshot adapt"))
+            #expect(p["base_model_sha256"] == .string(base.sha256!))
+            #expect(p["date"] != nil)
+            #expect(p["base_provenance"] == .object(["trainer": .string("test")]))
+            guard case .object(let a)? = p["adaptation"] else { Issue.record("no adaptation record: \(p)"); return }
+            #expect(a["data_sha256"] == .string(result.dataSHA256))
+            #expect(a["train_utterances"] == .number(6))
+            #expect(a["validation_utterances"] == .number(6))
+            guard case .object(let o)? = a["options"], case .object(let before)? = a["before"], case .object(let after)? = a["after"] else {
+                Issue.record("adaptation record incomplete: \(a)"); return
+            }
+            #expect(o["encoder_blocks"] == .number(1))
+            #expect(before["wer"] != nil && after["wer"] != nil)
+            #expect(a["trained_layers"] == .array([.string("head.output"), .string("head.hidden"), .string("blocks.1")]))
+        }
+    }
+
+    @Test func optionsOutOfRangeAreRefusedNamingTheFlag() throws {
+        try withTemporaryDirectory { dir in
+            let model = dir.appendingPathComponent("m.safetensors").path
+            try writeRandomModel(to: model)
+            // The model has 2 dense layers, 2 blocks, 2 front convs and 2 front norms: 8.
+            #expect(throws: AdaptError.option(name: "--layers 3 --encoder-blocks 6", reason: "the model has only 8 parameterised layers; together they may name at most that many")) {
+                _ = try LayerSplit(architecture: ModelFile.load(path: model).description.architecture, layers: 3, encoderBlocks: 6)
+            }
+            // The default trains every residual block below the dense layers.
+            let arch = try ModelFile.load(path: model).description.architecture
+            #expect(try LayerSplit(architecture: arch, layers: 2, encoderBlocks: nil).trainedLayers == ["head.output", "head.hidden", "blocks.1", "blocks.0"])
+            #expect(try LayerSplit(architecture: arch, layers: 1, encoderBlocks: nil).trainedLayers == ["head.output"])
+            var o = AdaptOptions(); o.valFraction = 1
+            #expect(throws: AdaptError.self) { try o.validate() }
+            #expect(throws: AdaptError.self) {
+                _ = try Adapter(baseModel: dir.appendingPathComponent("none").path, data: AdaptData(train: dir.path),
+                                cacheRoot: dir, options: AdaptOptions())
+            }
+            // Data whose every item is unusable: an error, after naming each item.
+            try writeItem(dir, "n.wav", text: "42")
+            let lines = Locked<[String]>([])
+            #expect(throws: AdaptError.self) {
+                _ = try Adapter(baseModel: model, data: AdaptData(train: dir.path), cacheRoot: dir.appendingPathComponent("c"),
+                                options: AdaptOptions(), log: { line in lines.withLock { $0.append(line) } }).run()
+            }
+            #expect(lines.current.contains { $0.contains("n.wav") && $0.contains("'4' '2'") })
+        }
+    }
+}

@@ -1,0 +1,57 @@
+import Foundation
+import Model
+import Testing
+@testable import Adaptation
+
+@Suite struct CLITests {
+    @Test func adaptRefusesBadInvocationsWithOneLineErrors() throws {
+        try withTemporaryDirectory { dir in
+            let model = dir.appendingPathComponent("m.safetensors").path
+            try writeRandomModel(to: model)
+            let data = try writeToneData(dir)
+            let out = dir.appendingPathComponent("out.safetensors").path
+            func adapt(_ extra: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+                try runEarshot(["adapt"] + extra, scratch: dir)
+            }
+            let usage = try adapt(["--base", model])
+            #expect(usage.status == 64 && usage.stderr.contains("--data"))
+
+            let cases: [([String], String)] = [
+                (["--data", dir.appendingPathComponent("none").path, "--out", out], "earshot: data \(dir.appendingPathComponent("none").path): no such file or folder"),
+                (["--data", data.path, "--out", out, "--layers", "0"], "earshot: --layers 0: at least one layer must be trained"),
+                (["--data", data.path, "--out", out, "--layers", "5", "--encoder-blocks", "4"], "the model has only 8 parameterised layers"),
+                (["--data", data.path, "--out", dir.appendingPathComponent("no/such/folder/x.safetensors").path], "does not exist"),
+                (["--data", data.path, "--out", model], "is the base model"),
+                (["--data", data.path, "--out", out, "--general-share", "0.5"], "only applies with --general"),
+                (["--data", data.path, "--out", out, "--val-fraction", "1.5"], "--val-fraction 1.5: must be in [0, 1)"),
+            ]
+            for (arguments, message) in cases {
+                let r = try adapt(["--base", model, "--cache", dir.appendingPathComponent("cache").path] + arguments)
+                #expect(r.status == 1, "\(arguments)")
+                #expect(r.stderr.contains(message), "\(arguments): \(r.stderr)")
+                #expect(r.stderr.split(separator: "\n").count == 1, "\(arguments): \(r.stderr)")
+            }
+            #expect(!FileManager.default.fileExists(atPath: out))
+        }
+    }
+
+    @Test func adaptWritesTheModelAndReportsBeforeAndAfter() throws {
+        try withTemporaryDirectory { dir in
+            let model = dir.appendingPathComponent("m.safetensors").path
+            try writeRandomModel(to: model)
+            let data = try writeToneData(dir)
+            try Data("42".utf8).write(to: data.appendingPathComponent("up.txt"))
+            let out = dir.appendingPathComponent("adapted.safetensors").path
+            let r = try runEarshot(["adapt", "--base", model, "--data", data.path, "--out", out, "--epochs", "2",
+                                    "--val-fraction", "0.34", "--cache", dir.appendingPathComponent("cache").path], scratch: dir)
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stdout.contains("before:") && r.stdout.contains("after:") && r.stdout.contains("WER"))
+            // Not a terminal: plain progress lines, and the skipped item named with its reason.
+            #expect(r.stderr.contains("caching activations: 5/5"))
+            #expect(r.stderr.contains("up.wav") && r.stderr.contains("cannot emit"))
+            #expect(!r.stderr.contains("\r"))
+            let adapted = try ModelFile.load(path: out)
+            #expect(adapted.description.provenance["trainer"] == .string("earshot adapt"))
+        }
+    }
+}

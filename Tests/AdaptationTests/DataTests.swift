@@ -1,0 +1,108 @@
+import Decoding
+import Features
+import Foundation
+import Testing
+@testable import Adaptation
+
+@Suite struct DataTests {
+    let validator = ItemValidator(vocabulary: .earshot, frontend: FrontendConfig(), subsampling: 4)
+
+    @Test func badItemsAreSkippedWithTheirReasonAndGoodOnesKept() throws {
+        try withTemporaryDirectory { dir in
+            try writeItem(dir, "good.wav", text: "Hello, World!")
+            try writeItem(dir, "notext.wav", text: nil)
+            try writeItem(dir, "digits.wav", text: "call 911 now")
+            try writeItem(dir, "accent.wav", text: "café")
+            try writeItem(dir, "empty.wav", text: "  ...  ")
+            try Data("RIFF this is not a wave file".utf8).write(to: dir.appendingPathComponent("broken.wav"))
+            try Data("broken".utf8).write(to: dir.appendingPathComponent("broken.txt"))
+            // 0.1 s is 2 encoder frames at 40 ms; the text needs dozens.
+            try writeItem(dir, "short.wav", seconds: 0.1, text: "a very long sentence for so little audio")
+
+            let (items, missing) = try DataDiscovery.discover(dir.path)
+            let (valid, skipped) = validator.validateAll(items)
+            let reasons = Dictionary(uniqueKeysWithValues: (missing + skipped).map { (URL(fileURLWithPath: $0.path).lastPathComponent, $0.reason) })
+
+            #expect(valid.map { URL(fileURLWithPath: $0.audio).lastPathComponent } == ["good.wav"])
+            #expect(valid.first?.text == "hello world")
+            #expect(valid.first?.labels == Vocabulary.earshot.tokenize("hello world"))
+            #expect(reasons["notext.wav"] == .missingTranscript(expected: "notext.txt"))
+            #expect(reasons["digits.wav"] == .unspeakable(characters: "91"))
+            #expect(reasons["accent.wav"] == .unspeakable(characters: "é"))
+            #expect(reasons["empty.wav"] == .emptyTranscript)
+            guard case .unreadableAudio? = reasons["broken.wav"] else { Issue.record("broken.wav: \(String(describing: reasons["broken.wav"]))"); return }
+            guard case .tooShort(_, let frames, let needed)? = reasons["short.wav"] else { Issue.record("short.wav: \(String(describing: reasons["short.wav"]))"); return }
+            #expect(frames < needed)
+            // The words a user reads name the file and the fix.
+            #expect(SkippedItem(path: "x.wav", reason: .unspeakable(characters: "91")).description.contains("'9' '1'"))
+        }
+    }
+
+    @Test func ctcMinimumDecidesTooShortExactly() throws {
+        // Non-centred frames: 1 + (n - 400) / 160 feature frames; 12 of them make 3 encoder frames.
+        let threeFrames = 400 + 11 * 160
+        #expect(validator.encoderFrames(samples: threeFrames) == 3)
+        #expect(validator.encoderFrames(samples: threeFrames - 4 * 160) == 2)
+        try withTemporaryDirectory { dir in
+            let seconds = Double(threeFrames) / 16000
+            // "aa" needs 3 frames (a blank between the repeats), "aba" 3, "aab" 4.
+            let fits = try writeItem(dir, "fits.wav", seconds: seconds, text: nil)
+            #expect(throws: Never.self) { try validator.validate(DataItem(audio: fits.path, text: "aa")).get() }
+            #expect(throws: Never.self) { try validator.validate(DataItem(audio: fits.path, text: "aba")).get() }
+            #expect(throws: SkipReason.tooShort(seconds: seconds, frames: 3, neededFrames: 4)) {
+                try validator.validate(DataItem(audio: fits.path, text: "aab")).get()
+            }
+        }
+    }
+
+    @Test func manifestFilesFoldersAndTranscriptsAreDiscovered() throws {
+        try withTemporaryDirectory { dir in
+            let audio = dir.appendingPathComponent("audio")
+            try FileManager.default.createDirectory(at: audio.appendingPathComponent("deeper"), withIntermediateDirectories: true)
+            try writeItem(audio, "b.wav", text: "bee")
+            try writeItem(audio, "deeper/a.flac", text: "ay\n")
+            // A folder of audio + .txt (recursive, sorted by path).
+            let found = try DataDiscovery.discover(audio.path).items
+            #expect(found.map { URL(fileURLWithPath: $0.audio).lastPathComponent } == ["b.wav", "a.flac"])
+            #expect(found.map(\.text) == ["bee", "ay"])
+
+            // A manifest.tsv in the folder wins over the .txt files; its paths are relative to it.
+            try Data("b.wav\tsomething else\n# comment\n".utf8).write(to: audio.appendingPathComponent("manifest.tsv"))
+            let fromManifest = try DataDiscovery.discover(audio.path).items
+            #expect(fromManifest == [DataItem(audio: audio.appendingPathComponent("b.wav").path, text: "something else")])
+
+            // A manifest file given directly.
+            let tsv = dir.appendingPathComponent("list.tsv")
+            try Data("audio/deeper/a.flac\tay ay\n".utf8).write(to: tsv)
+            #expect(try DataDiscovery.discover(tsv.path).items == [DataItem(audio: audio.appendingPathComponent("deeper/a.flac").path, text: "ay ay")])
+
+            #expect(throws: AdaptError.data(path: dir.appendingPathComponent("nope").path, reason: "no such file or folder")) {
+                try DataDiscovery.discover(dir.appendingPathComponent("nope").path)
+            }
+            let empty = dir.appendingPathComponent("empty")
+            try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+            #expect(throws: AdaptError.self) { try DataDiscovery.discover(empty.path) }
+        }
+    }
+
+    @Test func validationSplitIsSeededAndKeepsTakesOfOnePromptTogether() {
+        // FSDD-style names: digit_speaker_take.
+        var paths: [String] = []
+        for d in 0..<10 { for s in ["ann", "bob"] { for i in 0..<10 { paths.append("/data/\(d)_\(s)_\(i).wav") } } }
+        let a = ValidationSplit.split(paths, fraction: 0.1, seed: 1)
+        #expect(a.validation.count == 20)
+        #expect(Set(a.train).isDisjoint(with: a.validation) && a.train.count + a.validation.count == paths.count)
+        let heldGroups = Set(a.validation.map { ValidationSplit.groupKey(paths[$0]) })
+        #expect(heldGroups.count == 2)
+        #expect(a.train.allSatisfy { !heldGroups.contains(ValidationSplit.groupKey(paths[$0])) })
+        #expect(ValidationSplit.split(paths, fraction: 0.1, seed: 1) == a)
+        let others = (2...6).map { ValidationSplit.split(paths, fraction: 0.1, seed: UInt64($0)).validation }
+        #expect(others.contains { $0 != a.validation })
+
+        // Too few groups to split by: file by file. Never everything held out.
+        let few = (0..<8).map { "/d/take\($0).wav" }
+        #expect(ValidationSplit.split(few, fraction: 0.25, seed: 3).validation.count == 2)
+        #expect(ValidationSplit.split(["/x/1.wav", "/x/2.wav"], fraction: 0.9, seed: 1).train.count == 1)
+        #expect(ValidationSplit.split(few, fraction: 0, seed: 1).validation.isEmpty)
+    }
+}

@@ -1,0 +1,1 @@
+../RecognizerTests/Support.swift

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# earshot adapt on real recordings (FSDD: 4 speakers, 8 kHz spoken digits), printed as a table.
+#
+#   bench/adapt-fsdd.sh [BASE_MODEL]        (default models/earshot-base-en.safetensors)
+#
+# For each configuration in $CONFIGS (default: all in options_for below) and split in $SPLITS:
+#   - "seen": adapt on indexes 5-49 of every speaker (1800 files), greedy WER on indexes 0-4 (200);
+#   - "loso-SPEAKER": adapt on indexes 5-49 of the other three speakers, WER on all 500 files of SPEAKER;
+#   - the WER on the base model's held-out synthetic set ($SYNTH, 208 utterances) after adapting, to see
+#     whether adapting wrecks general recognition.
+# The first adaptation of a run starts from an empty activation cache, so its time includes caching;
+# its wall time and peak memory are printed (target: under 10 minutes on 2 cores).
+# Environment: EARSHOT (binary, default .build/release/earshot), FSDD, SYNTH, GENERAL, CONFIGS, SPLITS,
+# KEEP=1 keeps the work folder.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BASE=${1:-models/earshot-base-en.safetensors}
+EARSHOT=${EARSHOT:-.build/release/earshot}
+FSDD=${FSDD:-/work/shared/data/fsdd/recordings}
+SYNTH=${SYNTH:-$HOME/.cache/earshot/corpus/test-subset.tsv}
+GENERAL=${GENERAL:-$HOME/.cache/earshot/corpus/train.tsv}
+CONFIGS=${CONFIGS:-"default general dense dense-nomask dense-prefix blocks2"}
+SPLITS=${SPLITS:-"seen loso-george loso-jackson loso-lucas loso-nicolas"}
+[ -x "$EARSHOT" ] || { echo "no $EARSHOT: swift build -c release --product earshot" >&2; exit 1; }
+[ -f "$BASE" ] || { echo "no base model $BASE" >&2; exit 1; }
+WORK=$(mktemp -d /tmp/adapt-fsdd.XXXXXX)
+[ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$WORK"' EXIT
+
+# Manifests from the file names {digit}_{speaker}_{index}.wav.
+words=(zero one two three four five six seven eight nine)
+for f in "$FSDD"/*.wav; do
+    n=$(basename "$f" .wav); d=${n%%_*}; rest=${n#*_}; spk=${rest%_*}; idx=${rest##*_}
+    line="$f	${words[$d]}"
+    if [ "$idx" -ge 5 ]; then echo "$line" >> "$WORK/seen-train.tsv"; else echo "$line" >> "$WORK/seen-test.tsv"; fi
+    for s in george jackson lucas nicolas; do
+        if [ "$spk" = "$s" ]; then echo "$line" >> "$WORK/loso-$s-test.tsv"
+        elif [ "$idx" -ge 5 ]; then echo "$line" >> "$WORK/loso-$s-train.tsv"; fi
+    done
+done
+
+wer() { "$EARSHOT" eval "$2" --model "$1" 2>/dev/null | awk '/^WER:/ {sub("%", "", $2); print $2}'; }
+
+options_for() {
+    case "$1" in
+        # The defaults: dense layers + every encoder block at lr x 0.3, masking, file-by-file validation split.
+        default) echo "" ;;
+        general) echo "--general $GENERAL --general-share 0.2" ;;
+        dense) echo "--encoder-blocks 0" ;;
+        dense-nomask) echo "--encoder-blocks 0 --time-masks 0 --channel-masks 0" ;;
+        dense-prefix) echo "--encoder-blocks 0 --split-by prefix" ;;
+        blocks2) echo "--encoder-blocks 2 --encoder-lr-factor 0.1" ;;
+        *) echo "unknown configuration $1" >&2; exit 1 ;;
+    esac
+}
+
+base_synth=$(wer "$BASE" "$SYNTH")
+declare -A base_wer
+for split in $SPLITS; do base_wer[$split]=$(wer "$BASE" "$WORK/$split-test.tsv"); done
+
+printf '%-14s %-14s %9s %9s %10s %10s %8s %6s %9s\n' config split base-WER adapted "synth-base" "synth-adap" "time-s" epochs "peak-MiB"
+first=1
+for config in $CONFIGS; do
+    for split in $SPLITS; do
+        out="$WORK/$config-$split.safetensors"
+        # shellcheck disable=SC2046
+        /usr/bin/time -f '%e %M' -o "$WORK/time" "$EARSHOT" adapt --base "$BASE" --data "$WORK/$split-train.tsv" \
+            --out "$out" --cache "$WORK/cache" $(options_for "$config") > "$WORK/stdout" 2> "$WORK/log-$config-$split"
+        read -r secs kb < "$WORK/time"
+        epochs=$(sed -n 's/.*(epoch \([0-9]*\) of \([0-9]*\)).*/\1\/\2/p' "$WORK/stdout")
+        after=$(wer "$out" "$WORK/$split-test.tsv")
+        synth=$(wer "$out" "$SYNTH")
+        printf '%-14s %-14s %9s %9s %10s %10s %8s %6s %9d\n' "$config" "$split" "${base_wer[$split]}" "$after" "$base_synth" "$synth" \
+            "$secs" "$epochs" $((kb / 1024))
+        if [ $first = 1 ]; then first=0; echo "  (first run: empty cache; $(grep -c . "$WORK/$split-train.tsv") training files)"; fi
+    done
+done
