@@ -38,6 +38,13 @@ public struct AdaptOptions: Sendable, Equatable {
     public var threads = 2
     public var weightDecay: Float = 0
     public var maxGradNorm: Float = 5
+    /// Validation utterances whose output (logits of the kept model) `AdaptResult.tuningSet` returns, for
+    /// tuning the domain LM's weights (`earshot adapt --text`); 0 keeps none. Bounded, because the
+    /// logits are held in memory.
+    public var tuningUtterances = 0
+    /// Strength of the L2-SP pull of the trained weights towards the base model's (0: none); it guards
+    /// general recognition against a narrow domain.
+    public var anchor: Float = 0
 
     public init() {}
 
@@ -60,6 +67,7 @@ public struct AdaptOptions: Sendable, Equatable {
         guard generalShare >= 0, generalShare < 1 else { throw bad("--general-share \(generalShare)", "must be in [0, 1)") }
         guard (1...256).contains(threads) else { throw bad("--threads \(threads)", "must be in 1...256") }
         guard weightDecay >= 0, weightDecay.isFinite else { throw bad("--weight-decay \(weightDecay)", "must be 0 or more") }
+        guard anchor >= 0, anchor.isFinite else { throw bad("--anchor \(anchor)", "must be 0 or more") }
     }
 
     /// The options as recorded in the adapted model's provenance.
@@ -73,6 +81,7 @@ public struct AdaptOptions: Sendable, Equatable {
             "max_time_width": .number(Double(maxTimeWidth)), "channel_masks": .number(Double(channelMasks)),
             "max_channel_width": .number(Double(maxChannelWidth)), "general_share": .number(generalShare),
             "weight_decay": .number(Double(weightDecay)), "max_grad_norm": .number(Double(maxGradNorm)),
+            "anchor": .number(Double(anchor)),
         ])
     }
 }

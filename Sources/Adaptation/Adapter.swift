@@ -47,6 +47,9 @@ public struct AdaptResult: Sendable {
     public var cacheMisses: Int
     public var cacheDirectory: URL
     public var dataSHA256: String
+    /// Up to `AdaptOptions.tuningUtterances` validation utterances: the kept model's logits and the
+    /// reference text, so decoding weights can be tuned on held-out audio without reading it again.
+    public var tuningSet: [(logits: Matrix, reference: String)] = []
 
     /// Writes the model atomically (temporary file, fsync, rename).
     public func write(to path: String) throws(AdaptError) {
@@ -253,6 +256,18 @@ public final class Adapter {
                                loss: losses.isEmpty ? .nan : losses.reduce(0, +) / Double(losses.count), utterances: n)
     }
 
+    /// The layers above the cut applied to cached activations: what the recogniser's decoder would get.
+    func logits(of items: [Prepared], parameters: [String: Tensor]) throws(AdaptError) -> [(logits: Matrix, reference: String)] {
+        let net: TrainableEncoder
+        do { net = try TrainableEncoder(specs: suffixSpecs, parameters: parameters) } catch { throw .training(error.description) }
+        var out: [(logits: Matrix, reference: String)] = []
+        for item in items {
+            guard let entry = ActivationCache.load(item.entry) else { continue }
+            out.append((net.forward(entry.activations), item.item.text))
+        }
+        return out
+    }
+
     // MARK: the run
 
     /// Caches the activations, trains, and returns the adapted model with the scores before and after.
@@ -303,6 +318,7 @@ public final class Adapter {
         let dataSHA256 = SHA256.hex(Array(dataLines.utf8))
 
         var parameters = suffixParameters(base.parameters)
+        let anchorParameters = parameters
         var before: ValidationScore?
         if !validation.isEmpty {
             before = try evaluate(validation, parameters: parameters)
@@ -351,7 +367,18 @@ public final class Adapter {
                     let net = try TrainableEncoder(specs: specs, parameters: parameters, trainable: trainable)
                     let result = try net.batchLossAndGradients(batch, blank: vocabulary.blank, threads: options.threads)
                     var gradients = result.meanGradients()
-                    clipByGlobalNorm(&gradients, maxNorm: options.maxGradNorm)
+                    clipByGlobalNorm(&gradients, maxNorm: options.anchor > 0 ? .infinity : options.maxGradNorm)
+                    if options.anchor > 0 {
+                        // L2-SP: a pull towards the base model's weights (not towards zero, as weight decay
+                        // would), so a narrow domain cannot drag the layers far from general speech.
+                        for name in trainable {
+                            guard var g = gradients[name], let w = parameters[name], let w0 = anchorParameters[name] else { continue }
+                            let a = options.anchor
+                            for i in g.data.indices { g.data[i] += a * (w.data[i] - w0.data[i]) }
+                            gradients[name] = g
+                        }
+                        clipByGlobalNorm(&gradients, maxNorm: options.maxGradNorm)
+                    }
                     try headOptimizer.update(parameters: &parameters, gradients: gradients, trainable: split.headParameters)
                     if !split.encoderParameters.isEmpty {
                         try encoderOptimizer.update(parameters: &parameters, gradients: gradients, trainable: split.encoderParameters)
@@ -387,10 +414,14 @@ public final class Adapter {
         description.provenance = provenance(before: before, after: best.score, bestEpoch: best.epoch, epochsRun: epochsRun,
                                             train: train, validation: validation, generalPerEpoch: generalPerEpoch,
                                             skipped: skipped.count, dataSHA256: dataSHA256)
-        return AdaptResult(model: ModelFile(description: description, parameters: tensors), before: before, after: best.score,
-                           epochsRun: epochsRun, bestEpoch: best.epoch, trainUtterances: train.count,
-                           validationUtterances: validation.count, skipped: skipped, cacheHits: hits, cacheMisses: misses,
-                           cacheDirectory: cache.directory, dataSHA256: dataSHA256)
+        var result = AdaptResult(model: ModelFile(description: description, parameters: tensors), before: before, after: best.score,
+                                 epochsRun: epochsRun, bestEpoch: best.epoch, trainUtterances: train.count,
+                                 validationUtterances: validation.count, skipped: skipped, cacheHits: hits, cacheMisses: misses,
+                                 cacheDirectory: cache.directory, dataSHA256: dataSHA256)
+        if options.tuningUtterances > 0 && !validation.isEmpty {
+            result.tuningSet = try logits(of: Array(validation.prefix(options.tuningUtterances)), parameters: best.parameters)
+        }
+        return result
     }
 
     func provenance(before: ValidationScore?, after: ValidationScore?, bestEpoch: Int, epochsRun: Int, train: [Prepared],

@@ -1,6 +1,11 @@
 import Adaptation
 import ArgumentParser
+import Decoding
 import Foundation
+import Model
+import Recognizer
+import Scoring
+import Tensors
 import Training
 
 struct Adapt: ParsableCommand {
@@ -19,15 +24,32 @@ struct Adapt: ParsableCommand {
         early after --patience epochs without improvement, and the best epoch is written to --out \
         (atomically) with its provenance: base model hash, data hash, options, before/after scores.
 
-        Example:
+        --text CORPUS (one phrase or sentence per line: commands, jargon, names) builds a word n-gram \
+        language model, word list and hotword list that are stored in the output model and used \
+        whenever it decodes (transcribe, eval, earshotd; --no-model-lm turns it off there). With \
+        --data, its weights, and with --vocabulary auto whether decoding is limited to the corpus's \
+        words, are tuned on the validation split; --text alone adds it to the base model as is.
+
+        Examples:
           earshot adapt --base models/earshot-base-en.safetensors --data my-recordings/ --out me.safetensors
+          earshot adapt --data my-recordings/ --text my-phrases.txt --out me.safetensors
+          earshot adapt --text commands.txt --vocabulary closed --out commands.safetensors
         """)
 
     @Option(help: ArgumentHelp("Base model (.safetensors).", discussion: "Default: $EARSHOT_MODEL, else the shipped earshot-base-en.safetensors."))
     var base: String?
 
     @Option(help: "Adaptation data: a manifest .tsv, a folder with manifest.tsv, or audio files with .txt transcripts.")
-    var data: String
+    var data: String?
+
+    @Option(help: "Domain text (UTF-8, one phrase or sentence per line): a language model, word list and hotwords stored with the model.")
+    var text: String?
+
+    @Option(help: ArgumentHelp("With --text: 'closed' decodes only the text's words (commands, digits), 'open' lets other words through at a penalty, 'auto' picks the better on the validation split (open without --data).", valueName: "auto|closed|open"))
+    var vocabulary: String = "auto"
+
+    @Option(help: "Validation utterances used to tune the --text language model's weights.")
+    var tuneUtterances: Int = 300
 
     @Option(help: "Where to write the adapted model.")
     var out: String
@@ -66,6 +88,9 @@ struct Adapt: ParsableCommand {
     @Option(help: "Share of each epoch's utterances drawn from --general.")
     var generalShare: Double = AdaptOptions().generalShare
 
+    @Option(help: "Pull of the trained weights towards the base model's (L2-SP; 0: none): keeps general recognition when the domain is narrow.")
+    var anchor: Float = AdaptOptions().anchor
+
     @Option(help: "Activation cache folder (~/ is $HOME).")
     var cache: String = "~/.cache/earshot/adapt"
 
@@ -84,14 +109,13 @@ struct Adapt: ParsableCommand {
     @Option(help: "Worker threads.")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
-    // --text CORPUS (a domain language model from text) belongs beside these; it is added with the LM work.
-
     func options() -> AdaptOptions {
         var o = AdaptOptions()
         o.layers = layers; o.encoderBlocks = encoderBlocks; o.encoderLRFactor = encoderLrFactor
         o.epochs = epochs; o.learningRate = lr; o.patience = patience; o.valFraction = valFraction
         o.generalShare = generalShare; o.batchSize = batch; o.timeMasks = timeMasks; o.channelMasks = channelMasks
-        o.seed = seed; o.threads = threads
+        o.seed = seed; o.threads = threads; o.anchor = anchor
+        o.tuningUtterances = text == nil ? 0 : tuneUtterances
         o.splitByPrefix = splitBy == "prefix"
         return o
     }
@@ -104,17 +128,18 @@ struct Adapt: ParsableCommand {
         throw CLIError("no base model found: pass --base PATH or set EARSHOT_MODEL (looked in: \(candidates.joined(separator: ", ")))")
     }
 
-    static func adapt(basePath: String, data: AdaptData, cache: URL, options: AdaptOptions, out: String,
+    static func adapt(basePath: String, data: AdaptData, cache: URL, options: AdaptOptions,
                       display: AdaptDisplay) throws(AdaptError) -> AdaptResult {
         let adapter = try Adapter(baseModel: basePath, data: data, cacheRoot: cache, options: options, log: { display.log($0) })
         display.log("adapting \(basePath): training \(adapter.split.trainedLayers.joined(separator: ", "))")
-        let result = try adapter.run(progress: { display.show($0) })
-        try result.write(to: out)
-        return result
+        return try adapter.run(progress: { display.show($0) })
     }
 
     func run() throws {
         guard splitBy == "prefix" || splitBy == "file" else { throw CLIError("--split-by \(splitBy): must be 'prefix' or 'file'") }
+        guard ["auto", "closed", "open"].contains(vocabulary) else { throw CLIError("--vocabulary \(vocabulary): must be 'auto', 'closed' or 'open'") }
+        guard data != nil || text != nil else { throw CLIError("nothing to adapt to: give --data (recordings) or --text (domain text), or both") }
+        guard tuneUtterances >= 0 else { throw CLIError("--tune-utterances \(tuneUtterances): must be at least 0") }
         let options = options()
         do { try options.validate() } catch { throw CLIError(error.description) }
         let basePath = try resolvedBase()
@@ -131,28 +156,85 @@ struct Adapt: ParsableCommand {
             throw CLIError("--general-share \(generalShare) only applies with --general MANIFEST")
         }
         // Before the base model is read: a mistyped path should cost nothing.
-        for (flag, path) in [("data", self.data), ("--val", val), ("--general", general)] {
+        for (flag, path) in [("--data", self.data), ("--val", val), ("--general", general), ("--text", text)] {
             guard let path else { continue }
             if !FileManager.default.fileExists(atPath: expandTilde(path)) { throw CLIError("\(flag) \(expandTilde(path)): no such file or folder") }
         }
-        let display = AdaptDisplay(terminal: isatty(STDERR_FILENO) == 1)
-        let data = AdaptData(train: expandTilde(self.data), validation: val.map(expandTilde), general: general.map(expandTilde))
-        let result: AdaptResult
-        do {
-            result = try Self.adapt(basePath: basePath, data: data, cache: URL(fileURLWithPath: expandTilde(cache)),
-                                    options: options, out: outPath, display: display)
-        } catch {
-            display.finish()
-            throw CLIError("\(error)")
+        // Read before any training, so a bad corpus costs nothing.
+        let domainText: String? = try text.map { path in
+            do { return try String(contentsOfFile: expandTilde(path), encoding: .utf8) } catch {
+                throw CLIError("--text \(expandTilde(path)): cannot read it as UTF-8 text (\(error.localizedDescription))")
+            }
         }
-        display.finish()
+        let display = AdaptDisplay(terminal: isatty(STDERR_FILENO) == 1)
+        var model: ModelFile
+        var result: AdaptResult?
+        if let dataPath = self.data {
+            let data = AdaptData(train: expandTilde(dataPath), validation: val.map(expandTilde), general: general.map(expandTilde))
+            do {
+                result = try Self.adapt(basePath: basePath, data: data, cache: URL(fileURLWithPath: expandTilde(cache)),
+                                        options: options, display: display)
+            } catch {
+                display.finish()
+                throw CLIError("\(error)")
+            }
+            display.finish()
+            model = result!.model
+        } else {
+            do { model = try ModelFile.load(path: basePath) } catch { throw CLIError("\(error)") }
+        }
+        var domainLine: String?
+        if let domainText, let textPath = text {
+            let (decoding, line) = try Self.domainDecoding(text: domainText, textPath: expandTilde(textPath), model: model,
+                                                           tuningSet: result?.tuningSet ?? [], mode: vocabulary, display: display)
+            model.description.provenance["domain_text"] = .object([
+                "path": .string(expandTilde(textPath)), "sha256": .string(SHA256.hex(Array(domainText.utf8))), "summary": .string(line)])
+            do { model = try model.withDomainDecoding(decoding) } catch { throw CLIError("\(error)") }
+            domainLine = line
+        }
+        do { try model.save(path: outPath) } catch { throw CLIError("--out \(outPath): \(error)") }
         func figures(_ s: ValidationScore?) -> String {
             s.map { String(format: "WER %.2f%%  CER %.2f%%", $0.wer, $0.cer) } ?? "(no validation set)"
         }
-        print("validation: \(result.validationUtterances) utterances, training: \(result.trainUtterances), skipped: \(result.skipped.count)")
-        print("before:     \(figures(result.before))")
-        print("after:      \(figures(result.after))  (epoch \(result.bestEpoch) of \(result.epochsRun))")
+        if let result {
+            print("validation: \(result.validationUtterances) utterances, training: \(result.trainUtterances), skipped: \(result.skipped.count)")
+            print("before:     \(figures(result.before))  (greedy)")
+            print("after:      \(figures(result.after))  (greedy, epoch \(result.bestEpoch) of \(result.epochsRun))")
+        }
+        if let domainLine { print("domain LM:  \(domainLine)") }
         print("model:      \(outPath)")
+    }
+
+    /// The domain decoding of `text`, its weights (and, for --vocabulary auto, its mode) tuned on the
+    /// adapted model's validation logits when there are any; the provenance line says what was done.
+    static func domainDecoding(text: String, textPath: String, model: ModelFile, tuningSet: [(logits: Matrix, reference: String)],
+                               mode: String, display: AdaptDisplay) throws -> (DomainDecoding, String) {
+        let vocab = Vocabulary(ctcTokens: model.description.vocabulary)
+        var decoding: DomainDecoding
+        do { decoding = try DomainDecoding.build(text: text, vocabulary: vocab, closedVocabulary: mode == "closed") } catch {
+            throw CLIError("--text \(textPath): \(error)")
+        }
+        let words = "\(decoding.words.count) words, order \(decoding.order)"
+        guard !tuningSet.isEmpty else {
+            return (decoding, "\(words), \(decoding.closedVocabulary ? "closed" : "open") vocabulary, default weights (no validation audio to tune on)")
+        }
+        display.log("tuning the domain LM on \(tuningSet.count) validation utterances")
+        let frameDuration: Double
+        do {
+            let config = try model.description.frontendConfig(file: "<model>")
+            frameDuration = config.encoderFrameDuration(subsampling: model.description.architecture.subsampling)
+        } catch { throw CLIError("\(error)") }
+        let tuned: (decoding: DomainDecoding, wer: Double)
+        do {
+            tuned = try decoding.tuned(posteriors: tuningSet.map(\.logits), references: tuningSet.map(\.reference),
+                                       vocabulary: vocab, frameDuration: frameDuration,
+                                       closedVocabulary: mode == "auto" ? [false, true] : nil)
+        } catch { throw CLIError("--text \(textPath): tuning failed: \(error)") }
+        decoding = tuned.decoding
+        let line = String(format: "%@, %@ vocabulary, lm weight %.2f, word bonus %.1f, beam %d: validation WER %.2f%% (%d utterances)",
+                          words, decoding.closedVocabulary ? "closed" : "open", decoding.lmWeight, decoding.wordBonus,
+                          decoding.beam, tuned.wer, tuningSet.count)
+        return (decoding, line)
     }
 }
 

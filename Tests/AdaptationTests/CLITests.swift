@@ -1,5 +1,6 @@
 import Foundation
 import Model
+import Recognizer
 import Testing
 @testable import Adaptation
 
@@ -14,10 +15,16 @@ import Testing
                 try runEarshot(["adapt"] + extra, scratch: dir)
             }
             let usage = try adapt(["--base", model])
-            #expect(usage.status == 64 && usage.stderr.contains("--data"))
+            #expect(usage.status == 64 && usage.stderr.contains("--out"))
+            let text = dir.appendingPathComponent("phrases.txt")
+            try Data("go up\n".utf8).write(to: text)
 
             let cases: [([String], String)] = [
-                (["--data", dir.appendingPathComponent("none").path, "--out", out], "earshot: data \(dir.appendingPathComponent("none").path): no such file or folder"),
+                (["--out", out], "nothing to adapt to: give --data"),
+                (["--data", dir.appendingPathComponent("none").path, "--out", out], "earshot: --data \(dir.appendingPathComponent("none").path): no such file or folder"),
+                (["--text", dir.appendingPathComponent("none.txt").path, "--out", out], "earshot: --text \(dir.appendingPathComponent("none.txt").path): no such file or folder"),
+                (["--text", text.path, "--out", out, "--vocabulary", "shut"], "--vocabulary shut: must be 'auto', 'closed' or 'open'"),
+                (["--data", data.path, "--out", out, "--anchor=-1"], "--anchor -1.0: must be 0 or more"),
                 (["--data", data.path, "--out", out, "--layers", "0"], "earshot: --layers 0: at least one layer must be trained"),
                 (["--data", data.path, "--out", out, "--layers", "5", "--encoder-blocks", "4"], "the model has only 8 parameterised layers"),
                 (["--data", data.path, "--out", dir.appendingPathComponent("no/such/folder/x.safetensors").path], "does not exist"),
@@ -32,6 +39,49 @@ import Testing
                 #expect(r.stderr.split(separator: "\n").count == 1, "\(arguments): \(r.stderr)")
             }
             #expect(!FileManager.default.fileExists(atPath: out))
+        }
+    }
+
+    @Test func textAloneAddsAClosedDomainDecodingToTheBaseModel() throws {
+        try withTemporaryDirectory { dir in
+            let model = dir.appendingPathComponent("m.safetensors").path
+            try writeRandomModel(to: model)
+            let text = dir.appendingPathComponent("phrases.txt")
+            try Data("Go up\ngo down\n\n".utf8).write(to: text)
+            let out = dir.appendingPathComponent("domain.safetensors").path
+            let r = try runEarshot(["adapt", "--base", model, "--text", text.path, "--vocabulary", "closed", "--out", out], scratch: dir)
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stdout.contains("domain LM:") && r.stdout.contains("closed vocabulary") && r.stdout.contains("no validation audio"))
+            let adapted = try ModelFile.load(path: out)
+            let domain = try #require(try adapted.domainDecoding(file: out))
+            #expect(domain.closedVocabulary)
+            #expect(Set(domain.words) == ["go", "up", "down"])
+            // Only the decoding was added: the weights are the base model's.
+            #expect(adapted.parameters == (try ModelFile.load(path: model)).parameters)
+            guard case .object(let record)? = adapted.description.provenance["domain_text"] else {
+                Issue.record("no domain_text provenance"); return
+            }
+            #expect(record["path"] == .string(text.path))
+        }
+    }
+
+    @Test func dataAndTextTuneTheDomainDecodingOnTheValidationSplit() throws {
+        try withTemporaryDirectory { dir in
+            let model = dir.appendingPathComponent("m.safetensors").path
+            try writeRandomModel(to: model)
+            let data = try writeToneData(dir)
+            let words = try FileManager.default.contentsOfDirectory(atPath: data.path).filter { $0.hasSuffix(".txt") }
+                .map { try String(contentsOf: data.appendingPathComponent($0), encoding: .utf8) }
+            let text = dir.appendingPathComponent("phrases.txt")
+            try Data(words.joined(separator: "\n").utf8).write(to: text)
+            let out = dir.appendingPathComponent("adapted.safetensors").path
+            let r = try runEarshot(["adapt", "--base", model, "--data", data.path, "--text", text.path, "--out", out, "--epochs", "2",
+                                    "--val-fraction", "0.4", "--cache", dir.appendingPathComponent("cache").path], scratch: dir)
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stderr.contains("tuning the domain LM on"))
+            #expect(r.stdout.contains("domain LM:") && r.stdout.contains("validation WER"))
+            let domain = try #require(try ModelFile.load(path: out).domainDecoding(file: out))
+            #expect(domain.tuning != nil)
         }
     }
 
