@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # Earshot and Pocketsphinx side by side on the same audio, both scored by NIST sclite.
-# Usage: bench/compare-pocketsphinx.sh [--model PATH] [--lm ARPA] [MANIFEST...]
+# Usage: bench/compare-pocketsphinx.sh [--model PATH] [--lm ARPA] [--lm-args "FLAGS"] [MANIFEST...]
+#   --lm-args: decoding flags of the beam+LM column (default "--closed-vocabulary": words from the LM's
+#    vocabulary only, as Pocketsphinx decodes from its dictionary; weights from bench/tune-lm.sh on the
+#    validation set, never the test set)
 #   (default manifests: the synthetic corpus's test.tsv if present, then bench/make-test-sets.sh's
 #    fsdd-test, ps-librivox, ps-cards; default LM: ~/.cache/earshot/lm/en-us.arpa, made by setup)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 model_args=()
 lm=$HOME/.cache/earshot/lm/en-us.arpa
+lm_args="--closed-vocabulary"
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) model_args=(--model "$2"); shift 2;;
     --lm) lm=$2; shift 2;;
+    --lm-args) lm_args=$2; shift 2;;
     *) break;;
   esac
 done
@@ -39,14 +44,14 @@ score() {
     awk '/Sum\/Avg/ { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) v[++k] = $i; print v[k - 1]; exit }'
 }
 
-echo "WER (%) scored by sclite; Earshot greedy (no LM), Earshot beam 16 + general LM ($(basename "$lm")), Pocketsphinx (general LM)"
+echo "WER (%) scored by sclite; Earshot greedy (no LM), Earshot beam 16 + general LM ($(basename "$lm") $lm_args), Pocketsphinx (general LM)"
 printf '%-18s %6s  %10s  %10s  %12s\n' "test set" "utts" "greedy" "beam+LM" "Pocketsphinx"
 for m in "${sets[@]}"; do
   name=$(basename "$(dirname "$m")")-$(basename "$m" .tsv)
   "$earshot" eval "$m" "${model_args[@]}" --hyps "$work/$name.earshot.tsv" > "$work/$name.eval" 2>/dev/null || true
   lmwer="-"
   if [ -f "$lm" ]; then
-    "$earshot" eval "$m" "${model_args[@]}" --lm "$lm" --beam 16 --hyps "$work/$name.lm.tsv" > "$work/$name.lm.eval" 2>/dev/null || true
+    "$earshot" eval "$m" "${model_args[@]}" --lm "$lm" --beam 16 $lm_args --hyps "$work/$name.lm.tsv" > "$work/$name.lm.eval" 2>/dev/null || true
     lmwer=$(score "$m" "$work/$name.lm.tsv")
   fi
   "$here/bench/pocketsphinx-hyps.sh" "$m" "$work/$name.ps.tsv" 2>/dev/null
