@@ -66,7 +66,8 @@ base_synth=$(wer "$BASE" "$SYNTH")
 declare -A base_wer
 for split in $SPLITS; do base_wer[$split]=$(wer "$BASE" "$WORK/$split-test.tsv"); done
 
-printf '%-14s %-14s %9s %9s %10s %10s %8s %6s %9s\n' config split base-WER adapted "synth-base" "synth-adap" "time-s" epochs "peak-MiB"
+# adapted: as the model decodes by default (with its domain LM, if any); greedy: --no-model-lm.
+printf '%-14s %-14s %9s %9s %9s %10s %10s %8s %6s %9s\n' config split base-WER adapted greedy "synth-base" "synth-adap" "time-s" epochs "peak-MiB"
 first=1
 for config in $CONFIGS; do
     for split in $SPLITS; do
@@ -77,8 +78,9 @@ for config in $CONFIGS; do
         read -r secs kb < "$WORK/time"
         epochs=$(sed -n 's/.*(epoch \([0-9]*\) of \([0-9]*\)).*/\1\/\2/p' "$WORK/stdout")
         after=$(wer "$out" "$WORK/$split-test.tsv")
+        greedy=$(wer "$out" "$WORK/$split-test.tsv" --no-model-lm)
         synth=$(wer "$out" "$SYNTH" --no-model-lm)
-        printf '%-14s %-14s %9s %9s %10s %10s %8s %6s %9d\n' "$config" "$split" "${base_wer[$split]}" "$after" "$base_synth" "$synth" \
+        printf '%-14s %-14s %9s %9s %9s %10s %10s %8s %6s %9d\n' "$config" "$split" "${base_wer[$split]}" "$after" "$greedy" "$base_synth" "$synth" \
             "$secs" "$epochs" $((kb / 1024))
         if [ $first = 1 ]; then first=0; echo "  (first run: empty cache; $(grep -c . "$WORK/$split-train.tsv") training files)"; fi
     done
