@@ -76,7 +76,7 @@ for config in $CONFIGS; do
         /usr/bin/time -f '%e %M' -o "$WORK/time" "$EARSHOT" adapt --base "$BASE" --data "$WORK/$split-train.tsv" \
             --out "$out" --cache "$WORK/cache" $(options_for "$config") > "$WORK/stdout" 2> "$WORK/log-$config-$split"
         read -r secs kb < "$WORK/time"
-        epochs=$(sed -n 's/.*(epoch \([0-9]*\) of \([0-9]*\)).*/\1\/\2/p' "$WORK/stdout")
+        epochs=$(sed -n 's/.*epoch \([0-9]*\) of \([0-9]*\)).*/\1\/\2/p' "$WORK/stdout")
         after=$(wer "$out" "$WORK/$split-test.tsv")
         greedy=$(wer "$out" "$WORK/$split-test.tsv" --no-model-lm)
         synth=$(wer "$out" "$SYNTH" --no-model-lm)
