@@ -6,9 +6,10 @@ import Testing
 /// What happens to a session's work when its client goes away mid-stream.
 @Suite(.serialized) struct DisconnectTests {
     @Test func audioQueuedForAClientThatDisconnectedIsSkippedNotRecognised() async throws {
-        // 20 ms of "recognition" per frame: 60 frames sent at once take 1.2 s to recognise, so most
-        // are still queued when the client closes.
-        let engine = CountingEngine(microsecondsPerCall: 20_000)
+        // 100 ms of "recognition" per frame: 60 frames sent at once take 6 s to recognise, so most
+        // are still queued when the client closes, even on a loaded machine (20 ms was not: a CI run
+        // with a compiler beside it recognised all 60 before the close was seen).
+        let engine = CountingEngine(microsecondsPerCall: 100_000)
         let (server, path) = try await startServer(engine: engine)
         defer { Task { await server.shutdown() } }
         let client = try connect(path)
