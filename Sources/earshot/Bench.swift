@@ -73,6 +73,7 @@ struct Bench: ParsableCommand {
         guard let beam = options.beam else { return "greedy" }
         var extras: [String] = []
         if options.languageModel != nil { extras.append("language model") }
+        if let lexicon = beam.lexicon { extras.append("closed vocabulary of \(lexicon.words.count) words") }
         if !beam.hotwords.isEmpty { extras.append("\(beam.hotwords.count) hotword\(beam.hotwords.count == 1 ? "" : "s")") }
         return "beam search, width \(beam.beamWidth)" + (extras.isEmpty ? "" : " (" + extras.joined(separator: ", ") + ")")
     }

@@ -281,6 +281,28 @@ import Testing
         }
     }
 
+    @Test func adaptTextStoresADomainLMThatModelInfoShowsAndTranscribeUses() throws {
+        try withFixture { f in
+            let text = f.dir.appendingPathComponent("phrases.txt")
+            try Data("yes\nno\nyes no\n".utf8).write(to: text)
+            let domain = f.dir.appendingPathComponent("yes-no.safetensors")
+            let made = try f.run(["adapt", "--base", f.model.path, "--text", text.path, "--vocabulary", "closed", "--out", domain.path])
+            #expect(made.status == 0, "\(made.stderr)")
+            let info = try f.run(["model", "info", domain.path])
+            #expect(info.status == 0, "\(info.stderr)")
+            #expect(info.stdout.contains("domain decoding (earshot adapt --text)"), "\(info.stdout)")
+            #expect(info.stdout.contains("vocabulary:    closed"), "\(info.stdout)")
+            // A closed yes/no vocabulary is applied by default: whatever is said, only those words come out.
+            let audio = try f.speak(["up", "left"])
+            for file in audio {
+                let r = try f.run(["transcribe", "--model", domain.path, file.path])
+                #expect(r.status == 0, "\(r.stderr)")
+                let words = r.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init)
+                #expect(words.allSatisfy { ["yes", "no"].contains($0) }, "\(file.lastPathComponent): \(r.stdout)")
+            }
+        }
+    }
+
     @Test func brokenOrMissingModelFailsWithOneLineNamingTheFile() throws {
         try withFixture { f in
             let bytes = try Data(contentsOf: f.model)
