@@ -44,7 +44,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "earshotd", dependencies: [
-            "Server", "Audio", "Recognizer", "Model",
+            "Server", "Audio", "Recognizer", "Model", "Tensors",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "TOMLKit", package: "TOMLKit"),
             .product(name: "Logging", package: "swift-log"),
@@ -71,7 +71,7 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
-        .testTarget(name: "DaemonTests", dependencies: ["Server", "Audio", "Recognizer", "Training", "Model"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Server", "Audio", "Recognizer", "Training", "Model", "Tensors"]),
         .testTarget(name: "AdaptationTests", dependencies: [
             "Adaptation", "Training", "Recognizer", "Audio", "Model", "Scoring", "Decoding", "Tensors", "Features",
         ]),

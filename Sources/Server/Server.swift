@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import Recognizer
+import Tensors
 
 #if canImport(Glibc)
 import Glibc
@@ -449,20 +450,6 @@ struct ServerState {
     var stats = ServerStats()
 
     func subscribers() -> [ConnectionRef] { connections.values.filter(\.subscribed) }
-}
-
-/// A value behind a lock; the lock is held only to read or update, never across I/O or recognition.
-final class Locked<Value>: @unchecked Sendable {
-    private var value: Value
-    private let lock = NSLock()
-
-    init(_ value: Value) { self.value = value }
-
-    func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T {
-        lock.lock()
-        defer { lock.unlock() }
-        return try body(&value)
-    }
 }
 
 /// What is at a socket path before binding.

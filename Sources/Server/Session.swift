@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Tensors
 import Recognizer
 
 /// A connection's recognition work, run on its own serial queue so the event loop never recognises. Owns

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Audio
 import Foundation
+import Tensors
 import Recognizer
 import Scoring
 import Training

@@ -1,4 +1,5 @@
 import Foundation
+import Tensors
 import Training
 
 /// Progress of a long job on stderr: a bar rewritten in place on a terminal, plain lines when

@@ -2,6 +2,7 @@ import ArgumentParser
 import Audio
 import Dispatch
 import Foundation
+import Tensors
 import Server
 import Training
 

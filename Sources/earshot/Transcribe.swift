@@ -3,6 +3,7 @@ import Audio
 import Decoding
 import Dispatch
 import Foundation
+import Tensors
 import Recognizer
 import Training
 

@@ -5,6 +5,7 @@ import Logging
 import Model
 import Recognizer
 import Server
+import Tensors
 
 #if canImport(Glibc)
 import Glibc
@@ -44,7 +45,7 @@ final class Daemon: @unchecked Sendable {
     let captureLogger = Logger(label: "earshot.capture")
     let notifier = SystemdNotifier()
     private let reloadLock = NSLock()
-    private let current: LockedBox<RecognizerEngine>
+    private let current: Locked<RecognizerEngine>
     private(set) var server: EarshotServer!
     private(set) var microphone: Microphone?
     private var timers: [DispatchSourceTimer] = []
@@ -56,7 +57,7 @@ final class Daemon: @unchecked Sendable {
         // One core per stream: BLAS threads would only contend with the other sessions.
         BLASThreads.set(1)
         let engine = try Self.loadStartupEngine(config: config, options: options, logger: modelLogger)
-        current = LockedBox(engine)
+        current = Locked(engine)
         modelLogger.info("model loaded", metadata: ["path": "\(engine.modelPath ?? "?")", "parameters": "\(engine.recognizer.model.parameterCount)"])
     }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import Tensors
 import Logging
 import Recognizer
 
@@ -229,7 +230,7 @@ final class SignalEvents: @unchecked Sendable {
         let (stream, continuation) = AsyncStream<Int32>.makeStream()
         self.stream = stream
         let queue = DispatchQueue(label: "earshot.signals")
-        let stopping = LockedBox(false)
+        let stopping = Locked(false)
         var sources: [any DispatchSourceSignal] = []
         for sig in [SIGTERM, SIGINT, SIGHUP] {
             signal(sig, SIG_IGN)

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Recognizer
 import Server
+import Tensors
 
 #if canImport(Glibc)
 import Glibc
@@ -26,7 +27,7 @@ final class Microphone: @unchecked Sendable {
     /// The capture state last logged (recognition thread only).
     private var loggedCaptureState = ""
     private var lastCaptureCheck: UInt64 = 0
-    private let shared = LockedBox(Shared())
+    private let shared = Locked(Shared())
     private let done = DispatchSemaphore(value: 0)
     private var thread: Thread?
 
@@ -177,21 +178,3 @@ final class Microphone: @unchecked Sendable {
     }
 }
 
-/// CPU time of the calling thread: recognition cost, independent of other load on the machine.
-func threadCPUTime() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
-
-/// A value behind a lock, held only to read or update, never across I/O or recognition.
-final class LockedBox<Value>: @unchecked Sendable {
-    private var value: Value
-    private let lock = NSLock()
-    init(_ value: Value) { self.value = value }
-    func withLock<T>(_ body: (inout Value) throws -> T) rethrows -> T {
-        lock.lock()
-        defer { lock.unlock() }
-        return try body(&value)
-    }
-}

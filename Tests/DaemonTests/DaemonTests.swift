@@ -1,5 +1,6 @@
 import Audio
 import Foundation
+import Tensors
 import Model
 import Recognizer
 import Server

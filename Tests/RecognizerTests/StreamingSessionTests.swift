@@ -1,6 +1,7 @@
 import Decoding
 import Features
 import Foundation
+import Tensors
 import Model
 import Testing
 @testable import Recognizer

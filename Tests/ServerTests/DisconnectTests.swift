@@ -17,7 +17,9 @@ import Testing
         #expect(try receive(client, until: { if case .started = $0 { return true }; return false }).count == 1)
         let frames = 60
         try sendAudio(client, utteranceBytes(speech: 1600 * frames, silence: 0), chunk: 3200)
-        #expect(await eventually { server.statistics.framesProcessed >= 1 })
+        // Close straight after sending, with no `await` in between: in a full parallel test run the
+        // cooperative pool (two threads here) can be held by other tests for seconds, and an await before
+        // the close let the server recognise all 60 frames before the client left.
         client.close()
 
         // The session is gone from status at once, and every frame is accounted for: recognised

@@ -3,10 +3,10 @@ import Foundation
 /// A value behind a lock: owns the value and the `NSLock` guarding it, for state that worker threads
 /// share (result slots, counters, flags). Every access goes through `withLock`, so the compiler sees
 /// no unguarded path.
+/// Hold the lock only to read or update, never across I/O or recognition.
 ///
-/// It lives here, the lowest module owned by the application layer that both the trainer and the CLI
-/// import (Recognizer cannot be imported by Training); it belongs in Tensors, below every module, once
-/// that module's owner takes it. `Synchronization.Mutex` would do, but needs macOS 15 and the package
+/// It lives in Tensors, the module below every other, so that the trainer, the server, the daemon and
+/// the CLI share one definition. `Synchronization.Mutex` would do, but needs macOS 15 and the package
 /// declares macOS 13.
 public final class Locked<Value>: @unchecked Sendable {
     // `value` is only touched with `lock` held.
