@@ -51,6 +51,7 @@ options_for() {
         # The defaults: dense layers + every encoder block at lr x 0.3, masking, file-by-file validation split.
         default) echo "" ;;
         default+text) echo "--text $WORK/digits.txt" ;;
+        masks4+text) echo "--text $WORK/digits.txt --time-masks 4 --channel-masks 4 --patience 8" ;;
         general) echo "--general $GENERAL --general-share 0.2" ;;
         dense+text) echo "--encoder-blocks 0 --text $WORK/digits.txt" ;;
         dense-anchor1) echo "--encoder-blocks 0 --anchor 1" ;;
