@@ -367,18 +367,16 @@ public final class Adapter {
                     let net = try TrainableEncoder(specs: specs, parameters: parameters, trainable: trainable)
                     let result = try net.batchLossAndGradients(batch, blank: vocabulary.blank, threads: options.threads)
                     var gradients = result.meanGradients()
-                    clipByGlobalNorm(&gradients, maxNorm: options.anchor > 0 ? .infinity : options.maxGradNorm)
                     if options.anchor > 0 {
                         // L2-SP: a pull towards the base model's weights (not towards zero, as weight decay
                         // would), so a narrow domain cannot drag the layers far from general speech.
                         for name in trainable {
                             guard var g = gradients[name], let w = parameters[name], let w0 = anchorParameters[name] else { continue }
-                            let a = options.anchor
-                            for i in g.data.indices { g.data[i] += a * (w.data[i] - w0.data[i]) }
+                            for i in g.data.indices { g.data[i] += options.anchor * (w.data[i] - w0.data[i]) }
                             gradients[name] = g
                         }
-                        clipByGlobalNorm(&gradients, maxNorm: options.maxGradNorm)
                     }
+                    clipByGlobalNorm(&gradients, maxNorm: options.maxGradNorm)
                     try headOptimizer.update(parameters: &parameters, gradients: gradients, trainable: split.headParameters)
                     if !split.encoderParameters.isEmpty {
                         try encoderOptimizer.update(parameters: &parameters, gradients: gradients, trainable: split.encoderParameters)

@@ -130,6 +130,32 @@ func quickOptions() -> AdaptOptions {
         }
     }
 
+    @Test func anchorKeepsTheTrainedWeightsNearerTheBase() throws {
+        try withTemporaryDirectory { dir in
+            let data = try writeToneData(dir)
+            let basePath = dir.appendingPathComponent("base.safetensors").path
+            try writeRandomModel(to: basePath)
+            let base = try ModelFile.load(path: basePath)
+            // Squared distance of the trained layers from the base after the same run with pull `anchor`.
+            func drift(anchor: Float) throws -> Double {
+                var options = quickOptions()
+                options.valFraction = 0  // no validation: the last epoch is kept, so the runs compare like for like
+                options.anchor = anchor
+                let adapter = try Adapter(baseModel: basePath, data: AdaptData(train: data.path),
+                                          cacheRoot: dir.appendingPathComponent("cache"), options: options)
+                let adapted = try adapter.run().model
+                var sum = 0.0
+                for name in adapter.split.headParameters {
+                    for (a, b) in zip(adapted.parameters[name]!.data, base.parameters[name]!.data) { sum += Double((a - b) * (a - b)) }
+                }
+                return sum
+            }
+            let free = try drift(anchor: 0), held = try drift(anchor: 1000)
+            #expect(free > 0)
+            #expect(held < free / 4, "drift with anchor 1000: \(held), without: \(free)")
+        }
+    }
+
     @Test func optionsOutOfRangeAreRefusedNamingTheFlag() throws {
         try withTemporaryDirectory { dir in
             let model = dir.appendingPathComponent("m.safetensors").path
