@@ -51,6 +51,8 @@ options_for() {
         # The defaults: dense layers + every encoder block at lr x 0.3, masking, file-by-file validation split.
         default) echo "" ;;
         default+text) echo "--text $WORK/digits.txt" ;;
+        speed+text) echo "--text $WORK/digits.txt --speed 0.9,1,1.1" ;;
+        speed5+text) echo "--text $WORK/digits.txt --speed 0.8,0.9,1,1.1,1.2" ;;
         masks4+text) echo "--text $WORK/digits.txt --time-masks 4 --channel-masks 4 --patience 8" ;;
         general) echo "--general $GENERAL --general-share 0.2" ;;
         dense+text) echo "--encoder-blocks 0 --text $WORK/digits.txt" ;;

@@ -45,11 +45,14 @@ public struct ActivationCache: Sendable {
         }
     }
 
-    /// The entry file for `audioPath` as it is now (path, size, modification time).
-    public func entryURL(for audioPath: String) -> URL? {
+    /// The entry file for `audioPath` as it is now (path, size, modification time), played `speed` times
+    /// faster (1: as recorded; other factors are the speed-perturbed copies adaptation trains on).
+    public func entryURL(for audioPath: String, speed: Double = 1) -> URL? {
         var st = stat()
         guard stat(audioPath, &st) == 0 else { return nil }
-        let identity = "\(audioPath)\n\(st.st_size)\n\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)\n"
+        var identity = "\(audioPath)\n\(st.st_size)\n\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)\n"
+        // Unperturbed entries keep the key they always had, so existing caches stay valid.
+        if speed != 1 { identity += "speed \(speed)\n" }
         let name = String(SHA256.hex(Array(identity.utf8)).prefix(40)) + ".act"
         return directory.appendingPathComponent(name)
     }

@@ -32,6 +32,11 @@ public struct AdaptOptions: Sendable, Equatable {
     public var maxTimeWidth = 3
     public var channelMasks = 2
     public var maxChannelWidth = 24
+    /// Speed perturbation of the training recordings (not the validation ones): each factor other than 1
+    /// adds a copy played that many times faster (tempo and pitch together, like a shorter or longer vocal
+    /// tract) to the activation cache, and every epoch trains on one copy of each recording, drawn at
+    /// random. [1]: the recordings as they are.
+    public var speedFactors: [Double] = [1]
     /// Share of each epoch's items drawn from the general data set (when one is given).
     public var generalShare = 0.2
     /// Worker threads (caching, gradients, validation).
@@ -68,6 +73,11 @@ public struct AdaptOptions: Sendable, Equatable {
         guard (1...256).contains(threads) else { throw bad("--threads \(threads)", "must be in 1...256") }
         guard weightDecay >= 0, weightDecay.isFinite else { throw bad("--weight-decay \(weightDecay)", "must be 0 or more") }
         guard anchor >= 0, anchor.isFinite else { throw bad("--anchor \(anchor)", "must be 0 or more") }
+        let speeds = speedFactors.map { String($0) }.joined(separator: ",")
+        guard !speedFactors.isEmpty, speedFactors.allSatisfy({ $0 >= 0.5 && $0 <= 2 }) else {
+            throw bad("--speed \(speeds)", "give one or more factors in 0.5...2 (1: as recorded), e.g. 0.9,1,1.1")
+        }
+        guard Set(speedFactors).count == speedFactors.count else { throw bad("--speed \(speeds)", "a factor is given twice") }
     }
 
     /// The options as recorded in the adapted model's provenance.
@@ -81,7 +91,7 @@ public struct AdaptOptions: Sendable, Equatable {
             "max_time_width": .number(Double(maxTimeWidth)), "channel_masks": .number(Double(channelMasks)),
             "max_channel_width": .number(Double(maxChannelWidth)), "general_share": .number(generalShare),
             "weight_decay": .number(Double(weightDecay)), "max_grad_norm": .number(Double(maxGradNorm)),
-            "anchor": .number(Double(anchor)),
+            "anchor": .number(Double(anchor)), "speed_factors": .array(speedFactors.map { .number($0) }),
         ])
     }
 }

@@ -114,9 +114,13 @@ public final class Adapter {
     /// An utterance ready for training: its cache entry, labels and frame count.
     struct Prepared: Sendable {
         var item: ValidItem
+        /// The recording as it is (validation and scoring use this one).
         var entry: URL
         var frames: Int
         var audioSHA256: String
+        /// The copies an epoch trains on, one drawn at random per epoch: the `AdaptOptions.speedFactors`
+        /// variants that are long enough for the transcript ([entry] when not perturbed).
+        var trainingEntries: [URL]
     }
 
     var validator: ItemValidator {
@@ -149,12 +153,30 @@ public final class Adapter {
 
     // MARK: the activation cache
 
-    /// Frontend and frozen layers for every item whose cache entry is missing; items that cannot be read
-    /// (or come out too short) are returned as skipped.
-    func prepare(_ items: [ValidItem], progress: @Sendable (AdaptProgress) -> Void,
+    /// One cache entry to find or compute: item `item` played `speed` times faster.
+    struct CacheUnit: Sendable {
+        var item: Int
+        var speed: Double
+    }
+
+    struct CachedUnit: Sendable {
+        var entry: URL
+        var frames: Int
+        var audioSHA256: String
+        var hit: Bool
+    }
+
+    /// Frontend and frozen layers for every item whose cache entry is missing, and for the speed-perturbed
+    /// copies of the items whose audio paths are in `perturbed`; items that cannot be read (or come out too
+    /// short) are returned as skipped. Counts cache hits and misses per entry.
+    func prepare(_ items: [ValidItem], perturbed: Set<String> = [], progress: @Sendable (AdaptProgress) -> Void,
                  hits: inout Int, misses: inout Int) throws(AdaptError) -> (ready: [Prepared], skipped: [SkippedItem]) {
-        let n = items.count
-        let results = Locked<[Result<(Prepared, Bool), SkipReason>?]>(slots: n)
+        let copies = options.speedFactors.filter { $0 != 1 }
+        let units: [CacheUnit] = items.enumerated().flatMap { k, item in
+            [CacheUnit(item: k, speed: 1)] + (perturbed.contains(item.audio) ? copies.map { CacheUnit(item: k, speed: $0) } : [])
+        }
+        let n = units.count
+        let results = Locked<[Result<CachedUnit, SkipReason>?]>(slots: n)
         let failure = Locked<AdaptError?>(nil)
         let done = Locked(0)
         let prefix = Array(encoder.layers[0..<split.cut])
@@ -167,46 +189,57 @@ public final class Adapter {
                 failure.withLock { $0 = $0 ?? .model(path: "frontend", reason: "\(error)") }
                 return
             }
-            for k in stride(from: w, to: n, by: workers) {
+            for u in stride(from: w, to: n, by: workers) {
                 if failure.withLock({ $0 != nil }) { return }
-                let item = items[k]
-                guard let url = cache.entryURL(for: item.audio) else {
-                    results.set(k, .failure(.missingAudio)); continue
+                let unit = units[u], item = items[unit.item]
+                guard let url = cache.entryURL(for: item.audio, speed: unit.speed) else {
+                    results.set(u, .failure(.missingAudio)); continue
                 }
                 let needed = ctcMinimumFrames(labels: item.labels)
                 if let hit = ActivationCache.load(url) {
-                    results.set(k, .success((Prepared(item: item, entry: url, frames: hit.activations.rows, audioSHA256: hit.audioSHA256), true)))
+                    results.set(u, .success(CachedUnit(entry: url, frames: hit.activations.rows, audioSHA256: hit.audioSHA256, hit: true)))
                 } else {
                     do {
                         let bytes = try Data(contentsOf: URL(fileURLWithPath: item.audio))
-                        let audio = try AudioFile.read(path: item.audio, targetSampleRate: config.sampleRate)
-                        let features = frontend.compute(audio.samples)
+                        var samples = try AudioFile.read(path: item.audio, targetSampleRate: config.sampleRate).samples
+                        if unit.speed != 1 { samples = try speedPerturb(samples, factor: unit.speed) }
+                        let features = frontend.compute(samples)
                         let activations = Layer.forward(prefix, encoder.normalized(features))
                         let entry = CachedActivations(activations: activations, audioSHA256: SHA256.hex([UInt8](bytes)))
                         try ActivationCache.store(entry, to: url)
-                        results.set(k, .success((Prepared(item: item, entry: url, frames: activations.rows, audioSHA256: entry.audioSHA256), false)))
+                        results.set(u, .success(CachedUnit(entry: url, frames: activations.rows, audioSHA256: entry.audioSHA256, hit: false)))
                     } catch let error as AdaptError {
                         failure.withLock { $0 = $0 ?? error }
                         return
                     } catch let error as AudioError {
-                        results.set(k, .failure(.unreadableAudio(error.description)))
+                        results.set(u, .failure(.unreadableAudio(error.description)))
                     } catch {
-                        results.set(k, .failure(.unreadableAudio(error.localizedDescription)))
+                        results.set(u, .failure(.unreadableAudio("\(error)")))
                     }
                 }
                 // The subsampled frame count of the real features decides, not the header estimate.
-                if case .success(let (p, _))? = results.withLock({ $0[k] }), (p.frames + strideAbove - 1) / strideAbove < needed {
-                    results.set(k, .failure(.tooShort(seconds: item.seconds, frames: (p.frames + strideAbove - 1) / strideAbove, neededFrames: needed)))
+                if case .success(let c)? = results.withLock({ $0[u] }), (c.frames + strideAbove - 1) / strideAbove < needed {
+                    results.set(u, .failure(.tooShort(seconds: item.seconds / unit.speed, frames: (c.frames + strideAbove - 1) / strideAbove, neededFrames: needed)))
                 }
                 let d = done.withLock { $0 += 1; return $0 }
                 progress(.caching(done: d, total: n))
             }
         }
         if let error = failure.current { throw error }
+        // Per item: the unperturbed entry decides whether it is usable; a perturbed copy too short for
+        // the transcript (a sped-up fast talker) is only left out of training.
+        var byItem = [(own: Result<CachedUnit, SkipReason>?, copies: [(Double, CachedUnit)])](repeating: (nil, []), count: items.count)
+        for (unit, r) in zip(units, results.current) {
+            if case .success(let c)? = r { if c.hit { hits += 1 } else { misses += 1 } }
+            if unit.speed == 1 { byItem[unit.item].own = r } else if case .success(let c)? = r { byItem[unit.item].copies.append((unit.speed, c)) }
+        }
         var ready: [Prepared] = [], skipped: [SkippedItem] = []
-        for (item, r) in zip(items, results.current) {
-            switch r! {
-            case .success(let (p, hit)): ready.append(p); if hit { hits += 1 } else { misses += 1 }
+        for (item, r) in zip(items, byItem) {
+            switch r.own! {
+            case .success(let c):
+                var training = r.copies.map(\.1.entry)
+                if !perturbed.contains(item.audio) || options.speedFactors.contains(1) || training.isEmpty { training.insert(c.entry, at: 0) }
+                ready.append(Prepared(item: item, entry: c.entry, frames: c.frames, audioSHA256: c.audioSHA256, trainingEntries: training))
             case .failure(let reason): skipped.append(SkippedItem(path: item.audio, reason: reason))
             }
         }
@@ -303,7 +336,8 @@ public final class Adapter {
         var hits = 0, misses = 0
         var seen = Set<String>()
         let all = (trainItems + valItems + generalItems).filter { seen.insert($0.audio).inserted }
-        let (prepared, unreadable) = try prepare(all, progress: progress, hits: &hits, misses: &misses)
+        let (prepared, unreadable) = try prepare(all, perturbed: Set(trainItems.map(\.audio)), progress: progress,
+                                                 hits: &hits, misses: &misses)
         for s in unreadable { log("skipped \(s)") }
         skipped += unreadable
         let byPath = Dictionary(prepared.map { ($0.item.audio, $0) }, uniquingKeysWith: { a, _ in a })
@@ -356,10 +390,11 @@ public final class Adapter {
                 let slice = order[(step * options.batchSize)..<min(order.count, (step + 1) * options.batchSize)]
                 var batch: [TrainingExample] = []
                 for (p, index) in slice {
-                    guard var x = ActivationCache.load(p.entry)?.activations else {
-                        throw .cache(path: p.entry.path, reason: "the entry for \(p.item.audio) vanished or was damaged during the run")
-                    }
                     var maskRNG = SplitMix64(seed: options.seed ^ (UInt64(epoch) << 40) ^ UInt64(index))
+                    let entry = p.trainingEntries.count == 1 ? p.trainingEntries[0] : p.trainingEntries[Int(maskRNG.next() % UInt64(p.trainingEntries.count))]
+                    guard var x = ActivationCache.load(entry)?.activations else {
+                        throw .cache(path: entry.path, reason: "the entry for \(p.item.audio) vanished or was damaged during the run")
+                    }
                     augment.apply(to: &x, using: &maskRNG)
                     batch.append(TrainingExample(features: x, labels: p.item.labels))
                 }

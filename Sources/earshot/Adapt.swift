@@ -91,6 +91,10 @@ struct Adapt: ParsableCommand {
     @Option(help: "Pull of the trained weights towards the base model's (L2-SP; 0: none): keeps general recognition when the domain is narrow.")
     var anchor: Float = AdaptOptions().anchor
 
+    @Option(help: ArgumentHelp("Speed perturbation of the training recordings: comma-separated factors, each other than 1 adding a copy played that many times faster (pitch and tempo together, as from a different voice); every epoch trains on one copy of each recording, drawn at random. Costs cache space and caching time per factor, not training time.",
+                               valueName: "factors"))
+    var speed: String = AdaptOptions().speedFactors.map { $0 == 1 ? "1" : String($0) }.joined(separator: ",")
+
     @Option(help: "Activation cache folder (~/ is $HOME).")
     var cache: String = "~/.cache/earshot/adapt"
 
@@ -117,7 +121,15 @@ struct Adapt: ParsableCommand {
         o.seed = seed; o.threads = threads; o.anchor = anchor
         o.tuningUtterances = text == nil ? 0 : tuneUtterances
         o.splitByPrefix = splitBy == "prefix"
+        o.speedFactors = speedFactors ?? []
         return o
+    }
+
+    /// --speed parsed; nil when a part is not a number (`options().validate()` then names the flag).
+    var speedFactors: [Double]? {
+        let parts = speed.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        let values = parts.compactMap { Double($0) }
+        return values.count == parts.count ? values : nil
     }
 
     func resolvedBase() throws -> String {
@@ -139,6 +151,7 @@ struct Adapt: ParsableCommand {
         guard splitBy == "prefix" || splitBy == "file" else { throw CLIError("--split-by \(splitBy): must be 'prefix' or 'file'") }
         guard ["auto", "closed", "open"].contains(vocabulary) else { throw CLIError("--vocabulary \(vocabulary): must be 'auto', 'closed' or 'open'") }
         guard data != nil || text != nil else { throw CLIError("nothing to adapt to: give --data (recordings) or --text (domain text), or both") }
+        guard speedFactors != nil else { throw CLIError("--speed \(speed): give comma-separated numbers, e.g. 0.9,1,1.1") }
         guard tuneUtterances >= 0 else { throw CLIError("--tune-utterances \(tuneUtterances): must be at least 0") }
         let options = options()
         do { try options.validate() } catch { throw CLIError(error.description) }

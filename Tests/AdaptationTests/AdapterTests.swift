@@ -69,6 +69,58 @@ func quickOptions() -> AdaptOptions {
         }
     }
 
+    @Test func speedPerturbedCopiesAreCachedForTrainingItemsOnly() throws {
+        try withTemporaryDirectory { dir in
+            let data = try writeToneData(dir)
+            let model = dir.appendingPathComponent("m.safetensors").path
+            try writeRandomModel(to: model, seed: 3)
+            let cache = dir.appendingPathComponent("cache")
+            var o = quickOptions()
+            o.valFraction = 0.34
+            o.speedFactors = [0.9, 1, 1.1]
+            let adapter = try Adapter(baseModel: model, data: AdaptData(train: data.path), cacheRoot: cache, options: o)
+            let result = try adapter.run()
+            // 4 training recordings x 3 speeds + 2 validation recordings as recorded.
+            #expect((result.trainUtterances, result.validationUtterances) == (4, 2))
+            #expect((result.cacheHits, result.cacheMisses) == (0, 14))
+            let again = try Adapter(baseModel: model, data: AdaptData(train: data.path), cacheRoot: cache, options: o).run()
+            #expect((again.cacheHits, again.cacheMisses) == (14, 0))
+            #expect(again.model.parameters == result.model.parameters)
+
+            // A copy at 1.1 has about 1/1.1 of the frames of the recording; the unperturbed key is unchanged.
+            let audio = data.appendingPathComponent("right.wav").path
+            let plain = try #require(adapter.cache.entryURL(for: audio))
+            #expect(plain == adapter.cache.entryURL(for: audio, speed: 1))
+            let fast = try #require(adapter.cache.entryURL(for: audio, speed: 1.1))
+            let slow = try #require(adapter.cache.entryURL(for: audio, speed: 0.9))
+            #expect(Set([plain, fast, slow]).count == 3)
+            if let p = ActivationCache.load(plain), let f = ActivationCache.load(fast), let s = ActivationCache.load(slow) {
+                #expect(abs(Double(f.activations.rows) - Double(p.activations.rows) / 1.1) <= 2)
+                #expect(abs(Double(s.activations.rows) - Double(p.activations.rows) / 0.9) <= 2)
+                #expect(f.audioSHA256 == p.audioSHA256)
+            } else {
+                // right.wav may have landed in validation; then only its own entry exists.
+                #expect(ActivationCache.load(plain) != nil && ActivationCache.load(fast) == nil)
+            }
+            guard case .object(let a)? = result.model.description.provenance["adaptation"], case .object(let opts)? = a["options"] else {
+                Issue.record("no adaptation options in the provenance"); return
+            }
+            #expect(opts["speed_factors"] == .array([.number(0.9), .number(1), .number(1.1)]))
+
+            // Without 1 among the factors only the copies are trained on; the run still works.
+            o.speedFactors = [0.9]
+            let copiesOnly = try Adapter(baseModel: model, data: AdaptData(train: data.path), cacheRoot: cache, options: o).run()
+            #expect((copiesOnly.cacheHits, copiesOnly.cacheMisses) == (10, 0))
+        }
+    }
+
+    @Test func speedFactorsAreChecked() {
+        for bad in [[], [0.3], [1, 1], [2.5]] as [[Double]] {
+            var o = AdaptOptions(); o.speedFactors = bad
+            #expect(throws: AdaptError.self) { try o.validate() }
+        }
+    }
+
     @Test func cacheEntriesRoundTripExactly() throws {
         try withTemporaryDirectory { dir in
             var rng = SplitMix64(seed: 5)
