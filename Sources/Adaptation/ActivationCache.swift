@@ -42,6 +42,9 @@ public struct ActivationCache: Sendable {
         if !FileManager.default.fileExists(atPath: readme.path) {
             let text = "earshot adapt activation cache (safe to delete)\nbase model sha256: \(modelSHA256)\ncut below top-level layer \(cut)\n"
             try? Data(text.utf8).write(to: readme, options: .atomic)
+        } else {
+            // The folder is in use: `prune` never removes it under a run that has not stored anything yet.
+            Self.touch(readme)
         }
     }
 
@@ -76,6 +79,52 @@ public struct ActivationCache: Sendable {
             #endif
             return CachedActivations(activations: Matrix(rows: rows, cols: cols, data: values), audioSHA256: hash)
         }
+    }
+
+    /// Marks an entry as used now (its modification time), so `prune` keeps what runs still read.
+    public static func touch(_ url: URL) {
+        _ = utimes(url.path, nil)
+    }
+
+    /// What `prune` removed.
+    public struct PruneReport: Sendable, Equatable {
+        public var entries = 0
+        public var bytes: Int64 = 0
+        public var folders = 0
+    }
+
+    /// Deletes the entries under `root` (every model's and cut's folder) unused for `maxAge` seconds (by
+    /// modification time, which every run that reads an entry renews), and folders left with no entries:
+    /// those of replaced base models or deleted recordings, which no run would ever read again. An entry a
+    /// concurrent run has not reached yet is at worst recomputed by it, never read torn.
+    public static func prune(root: URL, olderThan maxAge: TimeInterval, now: Date = Date()) -> PruneReport {
+        var report = PruneReport()
+        let fm = FileManager.default
+        guard let folders = try? fm.contentsOfDirectory(at: root, includingPropertiesForKeys: nil) else { return report }
+        let cutoff = now.addingTimeInterval(-maxAge)
+        for folder in folders where (try? folder.resourceValues(forKeys: [.isDirectoryKey]).isDirectory) == true {
+            // Only folders this cache made (their README), never a stranger's files under a mistyped --cache.
+            guard fm.fileExists(atPath: folder.appendingPathComponent("README").path),
+                  let names = try? fm.contentsOfDirectory(atPath: folder.path) else { continue }
+            var left = 0
+            // Entries, and the temporary files of writes a crash interrupted.
+            for name in names where name != "README" {
+                let url = folder.appendingPathComponent(name)
+                guard let values = try? url.resourceValues(forKeys: [.contentModificationDateKey, .fileSizeKey]),
+                      let modified = values.contentModificationDate else { continue }
+                if modified < cutoff, (try? fm.removeItem(at: url)) != nil {
+                    report.entries += 1
+                    report.bytes += Int64(values.fileSize ?? 0)
+                } else {
+                    left += 1
+                }
+            }
+            if left == 0, let readme = try? folder.appendingPathComponent("README").resourceValues(forKeys: [.contentModificationDateKey]),
+               let made = readme.contentModificationDate, made < cutoff, (try? fm.removeItem(at: folder)) != nil {
+                report.folders += 1
+            }
+        }
+        return report
     }
 
     /// Writes an entry atomically.

@@ -197,6 +197,7 @@ public final class Adapter {
                 }
                 let needed = ctcMinimumFrames(labels: item.labels)
                 if let hit = ActivationCache.load(url) {
+                    ActivationCache.touch(url)
                     results.set(u, .success(CachedUnit(entry: url, frames: hit.activations.rows, audioSHA256: hit.audioSHA256, hit: true)))
                 } else {
                     do {

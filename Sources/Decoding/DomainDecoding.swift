@@ -381,7 +381,11 @@ public struct DomainDecoding: Sendable, Equatable, Codable {
     ///    time at every utterance;
     /// and the whole search once per mode in `closedVocabulary` (nil: the stored mode only). Stages 2
     /// and 3, and the modes, change the stored value only for a strictly lower WER (the first listed
-    /// wins a tie), so a search that finds nothing better leaves the decoding as it was.
+    /// wins a tie), so a search that finds nothing better leaves the decoding as it was; except that a
+    /// closed vocabulary wins a tie between modes when every reference word is in the word list. A
+    /// validation set of the speakers adapted on is often decoded perfectly both ways, and a tie then says
+    /// nothing; the data never leaving the list does (FSDD, an unseen speaker: 26.0 % WER open, 21.2 %
+    /// closed, the words forced into digits instead of spelled as heard).
     ///
     /// `posteriors[i]` is the encoder output (frames x `vocabulary.count`, logits or log posteriors:
     /// the decoder log-softmaxes each frame) of the utterance whose reference text is `references[i]`.
@@ -425,6 +429,8 @@ public struct DomainDecoding: Sendable, Equatable, Codable {
             return slots.values
         }
 
+        let listed = Set(words.map { $0.lowercased() })
+        let referencesListed = refs.allSatisfy { $0.allSatisfy(listed.contains) }
         var best: (decoding: DomainDecoding, errors: Int)? = nil
         for closed in modes {
             var out = self
@@ -455,7 +461,7 @@ public struct DomainDecoding: Sendable, Equatable, Codable {
                 stage(unknownWordPenalties.filter { $0 != out.unknownWordPenalty }) { $0.unknownWordPenalty = $1 }
             }
             stage(beams.filter { $0 != out.beam }) { $0.beam = $1 }
-            if best == nil || current < best!.errors { best = (out, current) }
+            if best == nil || current < best!.errors || (current == best!.errors && closed && referencesListed) { best = (out, current) }
         }
         var out = best!.decoding
         let wer = 100 * Double(best!.errors) / Double(referenceWords)

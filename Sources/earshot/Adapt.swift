@@ -98,6 +98,9 @@ struct Adapt: ParsableCommand {
     @Option(help: "Activation cache folder (~/ is $HOME).")
     var cache: String = "~/.cache/earshot/adapt"
 
+    @Option(help: ArgumentHelp("After a run, delete cache entries no run has read for this many days (those of replaced base models and deleted recordings); 0 keeps everything.", valueName: "days"))
+    var pruneCacheDays: Double = 30
+
     @Option(help: "Utterances per optimiser step.")
     var batch: Int = AdaptOptions().batchSize
 
@@ -152,6 +155,7 @@ struct Adapt: ParsableCommand {
         guard ["auto", "closed", "open"].contains(vocabulary) else { throw CLIError("--vocabulary \(vocabulary): must be 'auto', 'closed' or 'open'") }
         guard data != nil || text != nil else { throw CLIError("nothing to adapt to: give --data (recordings) or --text (domain text), or both") }
         guard speedFactors != nil else { throw CLIError("--speed \(speed): give comma-separated numbers, e.g. 0.9,1,1.1") }
+        guard pruneCacheDays >= 0, pruneCacheDays.isFinite else { throw CLIError("--prune-cache-days \(pruneCacheDays): must be 0 (never) or more days") }
         guard tuneUtterances >= 0 else { throw CLIError("--tune-utterances \(tuneUtterances): must be at least 0") }
         let options = options()
         do { try options.validate() } catch { throw CLIError(error.description) }
@@ -216,6 +220,14 @@ struct Adapt: ParsableCommand {
         }
         if let domainLine { print("domain LM:  \(domainLine)") }
         print("model:      \(outPath)")
+        // Only after the model is safely written: a failed run keeps every entry for the next try.
+        if result != nil && pruneCacheDays > 0 {
+            let pruned = ActivationCache.prune(root: URL(fileURLWithPath: expandTilde(cache)), olderThan: pruneCacheDays * 86_400)
+            if pruned.entries > 0 || pruned.folders > 0 {
+                print(String(format: "cache:      pruned %d entries (%.1f MiB) and %d folders unused for %g days", pruned.entries,
+                             Double(pruned.bytes) / 1_048_576, pruned.folders, pruneCacheDays))
+            }
+        }
     }
 
     /// The domain decoding of `text`, its weights (and, for --vocabulary auto, its mode) tuned on the

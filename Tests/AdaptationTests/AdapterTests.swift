@@ -114,6 +114,41 @@ func quickOptions() -> AdaptOptions {
         }
     }
 
+    @Test func pruningRemovesOnlyEntriesNoRunHasReadForTheGivenAge() throws {
+        try withTemporaryDirectory { dir in
+            let data = try writeToneData(dir)
+            let modelA = dir.appendingPathComponent("a.safetensors").path, modelB = dir.appendingPathComponent("b.safetensors").path
+            try writeRandomModel(to: modelA, seed: 1)
+            try writeRandomModel(to: modelB, seed: 2)
+            let cache = dir.appendingPathComponent("cache")
+            let a = try Adapter(baseModel: modelA, data: AdaptData(train: data.path), cacheRoot: cache, options: quickOptions()).run()
+            let b = try Adapter(baseModel: modelB, data: AdaptData(train: data.path), cacheRoot: cache, options: quickOptions()).run()
+            // A stranger's folder (no README) under the cache root is never touched.
+            let stranger = cache.appendingPathComponent("mine")
+            try FileManager.default.createDirectory(at: stranger, withIntermediateDirectories: true)
+            try Data("x".utf8).write(to: stranger.appendingPathComponent("notes.act"))
+
+            // Nothing is old yet.
+            #expect(ActivationCache.prune(root: cache, olderThan: 86_400) == .init())
+            // Fifty days on (file times set back): model A's next run reads its entries (hits renew them);
+            // model B's stay stale.
+            func age(_ folder: URL) throws {
+                for name in try FileManager.default.contentsOfDirectory(atPath: folder.path) {
+                    try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-50 * 86_400)],
+                                                          ofItemAtPath: folder.appendingPathComponent(name).path)
+                }
+            }
+            try age(a.cacheDirectory); try age(b.cacheDirectory)
+            let again = try Adapter(baseModel: modelA, data: AdaptData(train: data.path), cacheRoot: cache, options: quickOptions()).run()
+            #expect((again.cacheHits, again.cacheMisses) == (6, 0))
+            let report = ActivationCache.prune(root: cache, olderThan: 30 * 86_400)
+            #expect(report.entries == 6 && report.folders == 1 && report.bytes > 0)
+            #expect(!FileManager.default.fileExists(atPath: b.cacheDirectory.path))
+            #expect(try FileManager.default.contentsOfDirectory(atPath: a.cacheDirectory.path).count == 7)
+            #expect(FileManager.default.fileExists(atPath: stranger.appendingPathComponent("notes.act").path))
+        }
+    }
+
     @Test func speedFactorsAreChecked() {
         for bad in [[], [0.3], [1, 1], [2.5]] as [[Double]] {
             var o = AdaptOptions(); o.speedFactors = bad

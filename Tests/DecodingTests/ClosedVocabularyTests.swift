@@ -240,6 +240,21 @@ import Testing
         #expect(both.decoding.beam == domain.beam, "a wider beam is kept only when it does better")
     }
 
+    @Test func aTieBetweenModesGoesToClosedOnlyWhenTheReferencesStayInTheWordList() throws {
+        let domain = try DomainDecoding.build(text: "zero\none\ntwo\nzero one", vocabulary: .earshot)
+        // Cleanly spoken: both modes decode it perfectly.
+        let clean = [logits(spelledFrames("one two")), logits(spelledFrames("zero"))]
+        let listed = try domain.tuned(posteriors: clean, references: ["one two", "zero"], vocabulary: .earshot,
+                                      lmWeights: [0.5], wordBonuses: [1], closedVocabulary: [false, true])
+        #expect(listed.wer == 0 && listed.decoding.closedVocabulary)
+        // The same tie (a recording of "zero" transcribed "cat": one error either way), but a reference word
+        // outside the list: the data do not say the domain is closed, so the first mode listed stays.
+        let unlisted = try domain.tuned(posteriors: clean + [logits(spelledFrames("zero"))], references: ["one two", "zero", "cat"],
+                                        vocabulary: .earshot, lmWeights: [0.5], wordBonuses: [1], closedVocabulary: [false, true])
+        #expect(unlisted.wer > 0)
+        #expect(!unlisted.decoding.closedVocabulary)
+    }
+
     @Test func tuningSearchesTheUnknownWordPenalty() throws {
         // The domain never says "cat"; the audio does, faintly: each letter frame is the letter (60%) or
         // blank (40%), nothing else, so the beam holds every prefix and the empty transcript competes.
