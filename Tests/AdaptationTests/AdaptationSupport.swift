@@ -4,7 +4,6 @@ import Features
 import Foundation
 import Model
 import Tensors
-import Testing
 import TestSupport
 import Training
 

@@ -3,7 +3,6 @@ import Foundation
 import Model
 import Recognizer
 import Scoring
-import Testing
 import TestSupport
 import Training
 
