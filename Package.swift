@@ -58,23 +58,29 @@ let package = Package(
             .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
 
+        // Helpers shared by the test targets (temporary folders, espeak-ng synthesis, running the built
+        // executables, the in-process tiny model). A plain target so test targets can import it; nothing
+        // that ships depends on it.
+        .target(name: "TestSupport", dependencies: ["Tensors", "Audio", "Model", "Training"], path: "Tests/TestSupport"),
+
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
-        .testTarget(name: "AudioTests", dependencies: ["Audio", "CSndFile"]),
+        .testTarget(name: "AudioTests", dependencies: ["TestSupport", "Audio", "CSndFile"]),
         .testTarget(name: "FeaturesTests", dependencies: ["Features"]),
-        .testTarget(name: "ModelTests", dependencies: ["Model", "Features", "Tensors"]),
-        .testTarget(name: "DecodingTests", dependencies: ["Decoding", "Tensors"]),
-        .testTarget(name: "ScoringTests", dependencies: ["Scoring"]),
+        .testTarget(name: "ModelTests", dependencies: ["TestSupport", "Model", "Features", "Tensors"]),
+        .testTarget(name: "DecodingTests", dependencies: ["TestSupport", "Decoding", "Tensors"]),
+        .testTarget(name: "ScoringTests", dependencies: ["TestSupport", "Scoring"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "Features", "Decoding", "Tensors"]),
-        .testTarget(name: "RecognizerTests", dependencies: ["Recognizer", "Training", "Audio", "Model", "Decoding", "Tensors", "Features"]),
+        .testTarget(name: "RecognizerTests", dependencies: ["TestSupport", "Recognizer", "Training", "Audio", "Model", "Decoding", "Tensors", "Features"]),
         .testTarget(name: "ServerTests", dependencies: [
+            "TestSupport",
             "Server", "Recognizer", "Audio", "Model", "Tensors", "Decoding",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
-        .testTarget(name: "DaemonTests", dependencies: ["Server", "Audio", "Recognizer", "Training", "Model", "Tensors"]),
+        .testTarget(name: "DaemonTests", dependencies: ["TestSupport", "Server", "Audio", "Recognizer", "Training", "Model", "Tensors"]),
         .testTarget(name: "AdaptationTests", dependencies: [
-            "Adaptation", "Training", "Recognizer", "Audio", "Model", "Scoring", "Decoding", "Tensors", "Features",
+            "TestSupport", "Adaptation", "Training", "Recognizer", "Audio", "Model", "Scoring", "Decoding", "Tensors", "Features",
         ]),
-        .testTarget(name: "EndToEndTests", dependencies: ["Recognizer", "Training", "Audio", "Model", "Scoring", "Decoding", "Tensors"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["TestSupport", "Recognizer", "Training", "Audio", "Model", "Scoring", "Decoding", "Tensors"]),
     ]
 )

@@ -4,7 +4,7 @@ import Features
 import Foundation
 import Model
 import Tensors
-import Testing
+import TestSupport
 import Training
 
 /// A sine tone (with a little harmonic so the log-mels are not mostly the log guard), for items whose
@@ -44,41 +44,8 @@ func writeRandomModel(to path: String, seed: UInt64 = 7) throws -> ModelFile {
     return model
 }
 
-/// The earshot executable of this build, or a test failure saying how to build it.
-func earshotExecutable(filePath: String = #filePath) throws -> String {
-    let root = URL(fileURLWithPath: filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    var folders: [URL] = []
-    for bundle in Bundle.allBundles {
-        let parts = bundle.bundleURL.pathComponents
-        if let i = parts.firstIndex(where: { $0.hasSuffix(".xctest") }) {
-            folders.append(URL(fileURLWithPath: NSString.path(withComponents: Array(parts[..<i]))))
-        }
-    }
-    folders.append(root.appendingPathComponent(".build/debug"))
-    let candidates = folders.map { $0.appendingPathComponent("earshot").path }
-    guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-        Issue.record("the earshot executable was not found (looked for \(candidates)); build it with `swift build --build-tests` first")
-        throw CancellationError()
-    }
-    return found
-}
-
-/// Runs the CLI; output goes to files (a full pipe cannot stall the child).
-func runEarshot(_ arguments: [String], scratch: URL) throws -> (status: Int32, stdout: String, stderr: String) {
-    let out = scratch.appendingPathComponent(".out-\(UUID().uuidString)"), err = scratch.appendingPathComponent(".err-\(UUID().uuidString)")
-    _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-    _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-    defer { try? FileManager.default.removeItem(at: out); try? FileManager.default.removeItem(at: err) }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: try earshotExecutable())
-    process.arguments = arguments
-    var environment = ProcessInfo.processInfo.environment
-    environment["EARSHOT_MODEL"] = nil
-    process.environment = environment
-    process.standardInput = FileHandle.nullDevice
-    process.standardOutput = try FileHandle(forWritingTo: out)
-    process.standardError = try FileHandle(forWritingTo: err)
-    try process.run()
-    process.waitUntilExit()
-    return (process.terminationStatus, try String(contentsOf: out, encoding: .utf8), try String(contentsOf: err, encoding: .utf8))
+/// Runs the CLI (the build's `earshot`) with `arguments`; output goes to files in `scratch`, so a full
+/// pipe cannot stall the child.
+func runEarshot(_ arguments: [String], scratch: URL) throws -> ProcessResult {
+    try runProcess(try earshotExecutable(), arguments, scratch: scratch)
 }

@@ -4,6 +4,7 @@ import Foundation
 import Model
 import Tensors
 import Testing
+import TestSupport
 import Training
 @testable import Adaptation
 

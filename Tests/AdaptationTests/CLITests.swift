@@ -2,6 +2,7 @@ import Foundation
 import Model
 import Recognizer
 import Testing
+import TestSupport
 @testable import Adaptation
 
 @Suite struct CLITests {
@@ -11,7 +12,7 @@ import Testing
             try writeRandomModel(to: model)
             let data = try writeToneData(dir)
             let out = dir.appendingPathComponent("out.safetensors").path
-            func adapt(_ extra: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+            func adapt(_ extra: [String]) throws -> ProcessResult {
                 try runEarshot(["adapt"] + extra, scratch: dir)
             }
             let usage = try adapt(["--base", model])

@@ -2,6 +2,7 @@ import Decoding
 import Features
 import Foundation
 import Testing
+import TestSupport
 @testable import Adaptation
 
 @Suite struct DataTests {

@@ -5,6 +5,7 @@ import Model
 import Recognizer
 import Scoring
 import Testing
+import TestSupport
 import Training
 @testable import Adaptation
 

@@ -1,6 +1,7 @@
 import Audio
 import Foundation
 import Testing
+import TestSupport
 
 /// Each broken input must give its own `AudioError` case, and the message must name the file.
 @Suite struct AudioErrorTests {

@@ -1,6 +1,7 @@
 import Audio
 import Foundation
 import Testing
+import TestSupport
 
 @Suite struct AudioFileTests {
     static let rates = [8000, 11025, 22050, 44100, 48000]

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Audio
 
 /// A device that follows a script, for the recovery paths a real device cannot be made to take on demand:

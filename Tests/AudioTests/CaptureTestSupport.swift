@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Audio
 
 /// A raw audio file behind ALSA's `file` PCM plugin: the plugin reads `input.raw` as the captured audio
@@ -16,17 +17,7 @@ struct FileBackedPCM {
         self.directory = directory
         inputPath = directory.file(inputName)
         configFile = directory.file("asoundrc")
-        let text = """
-            pcm.\(Self.name) {
-              type file
-              slave.pcm null
-              file "/dev/null"
-              infile "\(inputPath)"
-              format "raw"
-            }
-
-            """
-        try text.write(toFile: configFile, atomically: true, encoding: .utf8)
+        try fileBackedPCMConfiguration(name: Self.name, infile: inputPath).write(toFile: configFile, atomically: true, encoding: .utf8)
     }
 
     /// Writes `frames` (interleaved, values in [-1, 1]) as the plugin's input in `format`. Atomically, so a

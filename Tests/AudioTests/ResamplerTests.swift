@@ -1,6 +1,7 @@
 import Audio
 import Foundation
 import Testing
+import TestSupport
 
 @Suite struct ResamplerTests {
     /// Tones inside the flat band of even the fastest converter for every rate tested: it is flat to 80 % of

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 
 /// A fresh directory under the system temp dir, removed when the value is released.
 final class TemporaryDirectory {
@@ -15,19 +16,6 @@ final class TemporaryDirectory {
     func file(_ name: String) -> String { path + "/" + name }
 
     deinit { try? FileManager.default.removeItem(atPath: path) }
-}
-
-/// Deterministic generator so random chunkings and noise are the same on every run (SplitMix64).
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
 
 /// A sum of sines, the exact continuous-time reference a correct resampler must reproduce.
@@ -71,16 +59,12 @@ func rms(_ signal: [Float], over range: Range<Int>) -> Double {
     (range.reduce(0.0) { $0 + Double(signal[$1]) * Double(signal[$1]) } / Double(range.count)).squareRoot()
 }
 
-/// The package root, found from this file's path (Tests/AudioTests/TestSupport.swift).
-let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-    .deletingLastPathComponent().deletingLastPathComponent()
-
 /// Runs `script` with the test-only Python (numpy/scipy); `inputs` are passed as raw float32 files whose
 /// paths are argv[1...], and the script writes raw float32 to the path in env OUT. Fails the test (never
 /// skips) when the interpreter is missing.
 func runPythonReference(_ script: String, inputs: [[Float]], in directory: TemporaryDirectory) throws -> [Float] {
     let python = ProcessInfo.processInfo.environment["EARSHOT_TEST_PYTHON"]
-        ?? packageRoot.appendingPathComponent(".venv/bin/python").path
+        ?? packageRoot().appendingPathComponent(".venv/bin/python").path
     try #require(FileManager.default.isExecutableFile(atPath: python),
                  "test Python not found at \(python): run scripts/setup.sh (or set EARSHOT_TEST_PYTHON)")
     var arguments = ["-c", script]

@@ -3,6 +3,7 @@ import Model
 import Recognizer
 import Server
 import Testing
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc

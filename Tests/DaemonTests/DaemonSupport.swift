@@ -4,40 +4,15 @@ import Model
 import Recognizer
 import Server
 import Testing
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-// Process-level helpers: a real earshotd (and earshot) from the build folder, run with posix_spawn so
-// that a test controls its environment and descriptors (socket activation passes fd 3).
-
-/// The package root, from this file's path (Tests/DaemonTests/DaemonSupport.swift).
-func packageRoot(filePath: String = #filePath) -> URL {
-    URL(fileURLWithPath: filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-}
-
-/// A built executable of this package: next to the test bundle, else in .build/debug. Missing fails the
-/// test with what to run.
-func builtExecutable(_ name: String) throws -> String {
-    var folders: [URL] = []
-    for url in [Bundle.main.executableURL] + Bundle.allBundles.map(\.bundleURL) {
-        guard let url else { continue }
-        let parts = url.pathComponents
-        if let i = parts.firstIndex(where: { $0.hasSuffix(".xctest") }) {
-            folders.append(URL(fileURLWithPath: NSString.path(withComponents: Array(parts[..<i]))))
-        } else {
-            folders.append(url.deletingLastPathComponent())
-        }
-    }
-    folders.append(packageRoot().appendingPathComponent(".build/debug"))
-    let candidates = folders.map { $0.appendingPathComponent(name).path }
-    guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-        Issue.record("\(name) was not found (looked for \(candidates)); build it with `swift build --build-tests` first")
-        throw CancellationError()
-    }
-    return found
-}
+// Process-level helpers: a real earshotd (and earshot) from the build folder (TestSupport's
+// `builtExecutable`), run with posix_spawn so that a test controls its environment and descriptors
+// (socket activation passes fd 3).
 
 /// A scratch folder for one test, removed at deinit. Unix socket paths must stay under 108 bytes, so it
 /// is short and under /tmp.
@@ -123,11 +98,6 @@ final class Child: @unchecked Sendable {
 
     var stdout: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
     var stderr: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
-}
-
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
 }
 
 /// A running earshotd on a socket in a scratch folder. `start` waits for its socket to answer `hello`.
@@ -307,16 +277,7 @@ struct FilePCM {
     init(scratch: Scratch) throws {
         inputPath = scratch.path("mic.raw")
         configFile = scratch.path("asoundrc")
-        try """
-            pcm.\(Self.name) {
-              type file
-              slave.pcm null
-              file "/dev/null"
-              infile "\(inputPath)"
-              format "raw"
-            }
-
-            """.write(toFile: configFile, atomically: true, encoding: .utf8)
+        try fileBackedPCMConfiguration(name: Self.name, infile: inputPath).write(toFile: configFile, atomically: true, encoding: .utf8)
     }
 
     /// The daemon flags that capture from this PCM at 16 kHz mono 16-bit for `duration` seconds.

@@ -5,13 +5,14 @@ import Model
 import Recognizer
 import Server
 import Testing
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// earshotd as users and systemd run it: a real process on a real Unix socket, the tiny model trained
-/// in-process (Tests/RecognizerTests/TinyModel.swift), ALSA's file plugin as the microphone. Serialized:
+/// in-process (Tests/TestSupport/TinyModel.swift), ALSA's file plugin as the microphone. Serialized:
 /// every test runs a daemon, and the machine has two cores.
 @Suite("earshotd", .serialized)
 struct DaemonTests {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import Tensors
 @testable import Decoding
 
@@ -26,19 +27,10 @@ import Tensors
         defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("lm.arpa").path
         try #require(mkfifo(path, 0o600) == 0)
-        let box = ResultBox<String>()
-        let done = DispatchSemaphore(value: 0)
-        Thread {
-            do { _ = try NGramLanguageModel(arpaFile: URL(fileURLWithPath: path)); box.value = "loaded" } catch { box.value = "\(error)" }
-            done.signal()
-        }.start()
-        if done.wait(timeout: .now() + 5) == .timedOut {
-            Issue.record("reading a FIFO blocked waiting for a writer")
-            let fd = open(path, O_WRONLY)  // releases the blocked reader
-            if fd >= 0 { close(fd) }
-            done.wait()
+        let outcome = try returnsPromptly(unblocking: path) { () -> String in
+            do { _ = try NGramLanguageModel(arpaFile: URL(fileURLWithPath: path)); return "loaded" } catch { return "\(error)" }
         }
-        #expect(box.value == LanguageModelError.unreadable(file: path, reason: "not a regular file").description)
+        #expect(outcome == LanguageModelError.unreadable(file: path, reason: "not a regular file").description)
     }
 
     // MARK: vocabulary from a model's token list
@@ -184,9 +176,4 @@ import Tensors
         #expect(abs(word.end - 6 * 0.04) < 1e-12)
         #expect(word.confidence.isFinite)
     }
-}
-
-/// Carries a worker thread's result; written once before the semaphore is signalled, read after.
-final class ResultBox<T>: @unchecked Sendable {
-    var value: T?
 }

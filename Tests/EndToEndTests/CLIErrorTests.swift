@@ -1,6 +1,7 @@
 import Foundation
 import Model
 import Testing
+import TestSupport
 
 /// The CLI's failure paths: each mistake gives exit status 1, nothing on stdout and exactly one stderr
 /// line, `earshot: ...`, naming the flag, value or file at fault.

@@ -5,6 +5,7 @@ import Model
 import Recognizer
 import Scoring
 import Testing
+import TestSupport
 
 /// The `earshot` executable as a user runs it: a subprocess on real files, with the shared tiny model.
 /// Expected transcripts come from the library (`Recognizer` on the same file), never from literals.
@@ -13,7 +14,7 @@ import Testing
     struct Fixture {
         var dir: URL
         var model: URL
-        var tiny: TinyModel
+        var tiny: EndToEndModel
         var earshot: String
 
         func run(_ arguments: [String]) throws -> ProcessResult {
@@ -42,7 +43,7 @@ import Testing
     }
 
     func withFixture(_ label: String = #function, _ body: (Fixture) throws -> Void) throws {
-        let tiny = try TinyModel.shared()
+        let tiny = try EndToEndModel.shared()
         let earshot = try earshotExecutable()
         try withTemporaryDirectory(label) { dir in
             let model = dir.appendingPathComponent("tiny.safetensors")
@@ -194,7 +195,7 @@ import Testing
     @Test func transcribeParallelJobsKeepInputOrder() throws {
         try withFixture { f in
             // Long and short files interleaved, so with two workers later files often finish first.
-            let words = try f.speak(TinyModel.words)
+            let words = try f.speak(EndToEndModel.words)
             let long = try f.sentence(["left", "right", "left", "right", "up", "down"], gap: 1.0, name: "long.wav")
             let inputs = [long, words[0], words[1], long, words[2], words[3], words[4], long, words[5]]
             let parallel = try f.run(["transcribe", "--model", f.model.path, "--jobs", "2"] + inputs.map(\.path))
@@ -230,7 +231,7 @@ import Testing
             // Held-out renderings of known words, words the model never heard, and sentences, so the
             // alignment has substitutions, deletions and insertions to count.
             var entries: [(file: URL, text: String)] = []
-            for (url, word) in zip(try f.speak(TinyModel.words, voice: "en-029", pitch: 70), TinyModel.words) { entries.append((url, word)) }
+            for (url, word) in zip(try f.speak(EndToEndModel.words, voice: "en-029", pitch: 70), EndToEndModel.words) { entries.append((url, word)) }
             for (url, word) in zip(try f.speak(["stop", "go", "seven", "zebra"], voice: "en"), ["stop", "go", "seven", "zebra"]) {
                 entries.append((url, word))
             }

@@ -1,6 +1,7 @@
 import Foundation
 import Model
 import Testing
+import TestSupport
 
 /// The documented pre-training recipe, end to end at toy scale: the corpus script's smoke mode, then
 /// `earshot train` with the shipped base recipe (models/earshot-base-en.train.toml) pointed at that

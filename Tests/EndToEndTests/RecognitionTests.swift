@@ -4,6 +4,7 @@ import Model
 import Recognizer
 import Scoring
 import Testing
+import TestSupport
 
 @Suite struct RecognitionTests {
     /// Trains the shared tiny model (synthesised words and phrases, in-process `Trainer`) and
@@ -17,7 +18,7 @@ import Testing
     /// channels, which stalls in a local minimum on some seeds, 50-67%; both fail it. The untrained
     /// model must score at least 90%: a random network may hit a two-letter word by luck, not a tenth.
     @Test func tinyModelLearnsSynthesisedWords() throws {
-        let tiny = try TinyModel.shared()
+        let tiny = try EndToEndModel.shared()
         let before = try score(tiny.untrained, on: tiny.heldOut)
         let after = try score(tiny.trained, on: tiny.heldOut)
         print(String(format: "tiny model (seed %llu): trained in %.1f s; held-out WER %.2f%% (CER %.2f%%), untrained %.2f%%",
@@ -64,7 +65,7 @@ import Testing
     /// `confidenceTolerance` (float32 rounding, see there), for every decoder, any chunking, and for a
     /// stream reused across utterances (finish() must leave it clean).
     @Test func streamingRecognitionEqualsOffline() throws {
-        let tiny = try TinyModel.shared()
+        let tiny = try EndToEndModel.shared()
         var rng = SeededGenerator(state: 7)
         // Single words and the three-word sentences (several words per transcript).
         let utterances = tiny.heldOut.enumerated().filter { $0.offset % 6 == 0 || $0.element.text.contains(" ") }.map(\.element.samples)

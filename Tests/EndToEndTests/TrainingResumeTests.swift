@@ -2,20 +2,18 @@ import Foundation
 import Model
 import Tensors
 import Testing
+import TestSupport
 import Training
 
 @Suite struct TrainingResumeTests {
-    /// A small run with every augmentation on: speed perturbation, noise and SpecAugment, each drawn
-    /// for about half the utterances, so the check covers their random streams.
+    /// A small run with every augmentation on: the tiny recipe shrunk (32 channels, 1 block, short
+    /// batches) with speed perturbation, noise and SpecAugment each drawn for about half the
+    /// utterances, so the check covers their random streams.
     static func config(manifest: URL, output: URL, steps: Int) -> TrainConfig {
-        var c = TrainConfig()
-        c.data.train = manifest.path
-        c.data.valid = ""
+        var c = TinyModel.config(manifest: manifest, output: output, seed: 5)
         c.model.channels = 32
         c.model.blocks = 1
-        c.model.kernel = 5
         c.model.hidden = 32
-        c.optimizer.learningRate = 0.003
         c.optimizer.warmupSteps = 2
         c.optimizer.totalSteps = steps
         c.optimizer.batchSeconds = 2.5
@@ -27,11 +25,7 @@ import Training
         c.augment.maxFrequencyWidth = 8
         c.augment.timeMasks = 2
         c.augment.maxTimeWidth = 5
-        c.run.output = output.path
-        c.run.seed = 5
-        c.run.checkpointMinutes = 1000
         c.run.logEverySteps = 1000
-        c.run.threads = 2
         return c
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import Tensors
 import Features
 @testable import Model
@@ -166,25 +167,4 @@ private func architectureJSON(conv edits: [String: String], keepSubsampling: Boo
         ])
         #expect(EncoderArchitecture(layers: layers, inputDim: 4).parameterShapes.map(\.name) == LayerSpec.parameters(of: layers).map(\.name))
     }
-}
-
-/// Runs `body` on another thread and returns its result; if it has not returned within 5 s (an open
-/// of the FIFO at `path` waiting for a writer) records an issue, then opens the FIFO for writing to
-/// release it, so a regression fails the test instead of hanging the run.
-func returnsPromptly<T: Sendable>(unblocking path: String, _ body: @escaping @Sendable () -> T) throws -> T {
-    let box = ResultBox<T>()
-    let done = DispatchSemaphore(value: 0)
-    Thread { box.value = body(); done.signal() }.start()
-    if done.wait(timeout: .now() + 5) == .timedOut {
-        Issue.record("reading a FIFO blocked waiting for a writer")
-        let fd = open(path, O_WRONLY)
-        if fd >= 0 { close(fd) }
-        done.wait()
-    }
-    return try #require(box.value)
-}
-
-/// Carries a worker thread's result; written once before the semaphore is signalled, read after.
-final class ResultBox<T>: @unchecked Sendable {
-    var value: T?
 }

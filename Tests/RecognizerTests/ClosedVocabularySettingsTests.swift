@@ -5,6 +5,7 @@ import Model
 @testable import Recognizer
 import Tensors
 import Testing
+import TestSupport
 
 /// The closed-vocabulary choice through the settings rule `earshot` and `earshotd` share: taken from the
 /// model's domain decoding, overridden either way by the user's setting, closed to an `--lm` model's

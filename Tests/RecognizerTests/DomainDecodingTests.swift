@@ -5,6 +5,7 @@ import Model
 @testable import Recognizer
 import Tensors
 import Testing
+import TestSupport
 
 /// The model's embedded domain decoding: stored in and read back from a model file, used by the
 /// settings rule the CLI and the daemon share, overridden or turned off by the user's settings.

@@ -5,6 +5,7 @@ import Model
 @testable import Recognizer
 import Tensors
 import Testing
+import TestSupport
 
 /// A random-free model of any frontend geometry: every weight zero and the output bias favouring blank,
 /// so every frame is confidently blank (never speech) whatever the audio. 8 channels, one block.

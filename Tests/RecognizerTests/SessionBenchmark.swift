@@ -3,6 +3,7 @@ import Foundation
 import Model
 import Tensors
 import Testing
+import TestSupport
 @testable import Recognizer
 
 /// CPU figures, not a test: runs only with EARSHOT_BENCH set.

@@ -1,6 +1,7 @@
 import Decoding
 import Foundation
 @testable import Recognizer
+import TestSupport
 
 /// A test stream: words and silences laid end to end at 16 kHz, with where each word is.
 struct Scene {

@@ -4,6 +4,7 @@ import Foundation
 import Tensors
 import Model
 import Testing
+import TestSupport
 @testable import Recognizer
 import Training
 

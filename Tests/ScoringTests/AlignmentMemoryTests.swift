@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Scoring
 
 @Suite struct AlignmentMemoryTests {
@@ -35,14 +36,8 @@ import Testing
     }
 
     @Test func twoRowAlignmentEqualsTheFullMatrixOne() {
-        var seed: UInt64 = 2024
-        func next() -> Int {  // SplitMix64 (Scoring's tests do not depend on Tensors)
-            seed &+= 0x9E37_79B9_7F4A_7C15
-            var z = seed
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return Int((z ^ (z >> 31)) % 1_000_000)
-        }
+        var rng = SeededGenerator(state: 2024)
+        func next() -> Int { Int(rng.next() % 1_000_000) }
         for _ in 0..<300 {
             let alphabet = ["a", "b", "c", "d"].prefix(1 + next() % 4)
             let r = (0..<(next() % 12)).map { _ in alphabet[next() % alphabet.count] }

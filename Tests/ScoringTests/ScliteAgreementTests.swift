@@ -1,31 +1,15 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Scoring
 
 /// Scores a generated corpus with NIST sclite (package sctk) and with Scoring, and requires the same
 /// counts per utterance and in total.
 @Suite struct ScliteAgreementTests {
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
-    static func sclitePath() -> String? {
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
-        let candidates = path.split(separator: ":").map { "\($0)/sclite" } + ["/usr/lib/sctk/bin/sclite", "/usr/local/bin/sclite"]
-        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
-    }
-
     /// ~200 pairs: random references (some empty) and hypotheses made by random substitutions,
     /// deletions and insertions (some empty, some unrelated).
     static func corpus() -> [(reference: String, hypothesis: String)] {
-        var rng = Generator(state: 2024)
+        var rng = SeededGenerator(state: 2024)
         let words = ["a", "the", "cat", "sat", "on", "mat", "it's", "dog", "ran", "far", "away", "x", "up"]
         var pairs: [(reference: String, hypothesis: String)] = []
         for i in 0..<200 {
@@ -100,10 +84,7 @@ import Testing
     }
 
     func compare(characters: Bool) throws {
-        guard let sclite = Self.sclitePath() else {
-            Issue.record("sclite (Debian package sctk) not found: run scripts/setup.sh")
-            return
-        }
+        let sclite = try sclitePath()
         let pairs = Self.corpus()
         #expect(pairs.contains { $0.reference.isEmpty } && pairs.contains { $0.hypothesis.isEmpty })
         let truth = try Self.runSclite(sclite, refs: pairs.map(\.reference), hyps: pairs.map(\.hypothesis), characters: characters)

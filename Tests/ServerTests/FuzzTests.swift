@@ -1,5 +1,6 @@
 import Server
 import Testing
+import TestSupport
 
 /// The codec must survive anything a socket can deliver, and cutting must not depend on how reads split.
 @Suite struct FuzzTests {

@@ -6,6 +6,7 @@ import Recognizer
 import Server
 import Tensors
 import Testing
+import TestSupport
 
 /// The server with the real `Recognizer` and `StreamingSession` behind `RecognizerEngine`. The model is
 /// small and randomly initialised: what it says is meaningless, but it is deterministic, so the events a

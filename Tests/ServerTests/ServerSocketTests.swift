@@ -4,6 +4,7 @@ import Foundation
 import Recognizer
 @testable import Server
 import Testing
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc

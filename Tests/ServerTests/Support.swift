@@ -2,6 +2,7 @@ import Decoding
 import Foundation
 import Recognizer
 import Server
+import TestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -100,11 +101,6 @@ func connect(_ path: String) throws -> SocketClient {
     return client
 }
 
-struct TestFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
-
 /// Receives until a message matches, returning everything received on the way (the match last).
 func receive(_ client: SocketClient, until match: (ServerMessage) -> Bool, timeout: Double = 10) throws -> [ServerMessage] {
     var seen: [ServerMessage] = []
@@ -146,19 +142,6 @@ func finals(_ messages: [ServerMessage]) -> [String] {
 func isStopped(_ m: ServerMessage) -> Bool { if case .stopped = m { return true }; return false }
 func isPong(_ m: ServerMessage) -> Bool { if case .pong = m { return true }; return false }
 func errorCode(_ m: ServerMessage) -> ErrorCode? { if case .error(let code, _) = m { return code }; return nil }
-
-/// A seeded generator (SplitMix64) so fuzz failures reproduce.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// A fake engine that takes its time, so audio piles up on the server faster than it is recognised.
 final class SlowEngine: TranscriptionEngine {

@@ -3,7 +3,7 @@ import Foundation
 import Model
 import Recognizer
 import Scoring
-import Testing
+import TestSupport
 import Training
 
 /// Audio with the text that was spoken, at the model's sample rate.
@@ -13,15 +13,18 @@ struct LabelledAudio: Sendable {
     var text: String { rendering.text }
 }
 
-/// A tiny CTC model trained in-process on a few espeak-ng words, shared by every test of the process.
+/// The end-to-end tests' tiny CTC model, trained in-process on a few espeak-ng words and two-word
+/// phrases, shared by every test of the process. Its recipe (words, voices, speeds, training
+/// configuration) is `TinyModel`'s; what differs is the phrases in the corpus (so the model learns the
+/// word separator) and the held-out audio it is judged on.
 ///
-/// Owns the trained and the untrained (step 0) model and the held-out audio it is judged on. The
-/// training corpus is synthesised into a temporary folder that is removed as soon as training ends;
-/// tests that need files write the model (and audio) into their own temporary folders.
-struct TinyModel: Sendable {
-    static let words = ["yes", "no", "up", "down", "left", "right"]
-    static let trainingVoices = ["en", "en-us", "en-gb-scotland", "en-029"]
-    static let trainingSpeeds = [130, 170]
+/// Owns the trained and the untrained (step 0) model and the held-out audio. The training corpus is
+/// synthesised into a temporary folder that is removed as soon as training ends; tests that need files
+/// write the model (and audio) into their own temporary folders.
+struct EndToEndModel: Sendable {
+    static let words = TinyModel.words
+    static let trainingVoices = TinyModel.trainingVoices
+    static let trainingSpeeds = TinyModel.trainingSpeeds
 
     /// Two-word phrases, spoken with a pause, so the model learns the word separator.
     static let phrases = ["yes no", "up down", "left right", "no up", "down left", "right yes"]
@@ -53,33 +56,6 @@ struct TinyModel: Sendable {
         ProcessInfo.processInfo.environment["EARSHOT_E2E_SEED"].flatMap { UInt64($0) } ?? 1
     }
 
-    /// Sized so that every seed measured (1 to 10) converges in 300 steps while training stays around
-    /// 10 s in a debug build: with 64 channels some seeds stall in a local minimum (emitting a stray
-    /// final 't' after 'yes' and 'no'), 96 channels and a 128-wide hidden layer do not.
-    static func config(manifest: URL, output: URL, seed: UInt64) -> TrainConfig {
-        var c = TrainConfig()
-        c.data.train = manifest.path
-        c.data.valid = ""
-        c.model.channels = 96
-        c.model.blocks = 2
-        c.model.kernel = 5
-        c.model.hidden = 128
-        c.optimizer.learningRate = 0.003
-        c.optimizer.warmupSteps = 10
-        c.optimizer.totalSteps = 300
-        c.optimizer.batchSeconds = 8
-        c.augment.speedProbability = 0
-        c.augment.noiseProbability = 0
-        c.augment.timeMasks = 0
-        c.augment.frequencyMasks = 0
-        c.run.output = output.path
-        c.run.seed = seed
-        c.run.logEverySteps = 100
-        c.run.checkpointMinutes = 1000
-        c.run.threads = 2
-        return c
-    }
-
     let seed: UInt64
     let untrained: ModelFile
     let trained: ModelFile
@@ -87,11 +63,11 @@ struct TinyModel: Sendable {
     let trainingWallSeconds: Double
 
     /// The model of this test process, trained on first use. Later callers get the same one.
-    static func shared() throws -> TinyModel { try cache.get() }
+    static func shared() throws -> EndToEndModel { try cache.get() }
 
-    private static let cache = TinyModelCache()
+    private static let cache = BuiltOnce { try EndToEndModel.train() }
 
-    static func train() throws -> TinyModel {
+    static func train() throws -> EndToEndModel {
         try withTemporaryDirectory("tinyModel") { dir in
             let corpus = dir.appendingPathComponent("corpus"), held = dir.appendingPathComponent("heldout")
             try FileManager.default.createDirectory(at: corpus, withIntermediateDirectories: true)
@@ -116,32 +92,16 @@ struct TinyModel: Sendable {
             trainingLock.lock()
             defer { trainingLock.unlock() }
             let start = Date()
-            let trainer = try Trainer(config: config(manifest: manifest, output: dir.appendingPathComponent("run"), seed: seed),
+            let trainer = try Trainer(config: TinyModel.config(manifest: manifest, output: dir.appendingPathComponent("run"), seed: seed),
                                       log: { _ in })
             // Step 0: random weights with the estimated feature statistics, the baseline that must fail.
             try trainer.saveCheckpoint()
             let untrained = try ModelFile.load(path: trainer.lastModelURL.path)
             try trainer.run(shouldStop: { false }, progress: { _ in })
             let trained = try ModelFile.load(path: trainer.lastModelURL.path)
-            return TinyModel(seed: seed, untrained: untrained, trained: trained, heldOut: heldOut,
-                             trainingWallSeconds: Date().timeIntervalSince(start))
+            return EndToEndModel(seed: seed, untrained: untrained, trained: trained, heldOut: heldOut,
+                                 trainingWallSeconds: Date().timeIntervalSince(start))
         }
-    }
-}
-
-/// The process's one `TinyModel`, built under a lock on first use so that tests running in parallel
-/// wait for the single training instead of each starting their own. A failed training is remembered
-/// and rethrown to every later caller.
-final class TinyModelCache: @unchecked Sendable {
-    // `result` behind `lock`; the lock is held for the whole training.
-    private let lock = NSLock()
-    private var result: Result<TinyModel, any Error>?
-
-    func get() throws -> TinyModel {
-        lock.lock()
-        defer { lock.unlock() }
-        if result == nil { result = Result { try TinyModel.train() } }
-        return try result!.get()
     }
 }
 

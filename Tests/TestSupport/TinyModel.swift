@@ -1,23 +1,51 @@
 import Audio
 import Foundation
 import Model
-import Recognizer
-import Testing
 import Training
 
-/// A tiny CTC model trained in-process on espeak-ng words, shared by every test of the process, and
-/// 16 kHz renderings of its words to build test streams from.
-///
-/// The recipe is the end-to-end tests' (Tests/EndToEndTests/TinyModel.swift): 6 words x 4 voices x 2
-/// speeds, 96 channels, 2 blocks, 300 steps, measured there to converge for every seed 1-10 in about
-/// 10 s of a debug build. It is a model that really recognises words, which is what endpointing needs:
-/// its blank-dominant frames in silence and non-blank frames in words are what the session reads.
-struct TinyModel: Sendable {
-    static let words = ["yes", "no", "up", "down", "left", "right"]
-    static let trainingVoices = ["en", "en-us", "en-gb-scotland", "en-029"]
-    static let trainingSpeeds = [130, 170]
+/// One lock for every in-process training of the test process. Training changes OpenBLAS's
+/// process-wide thread count around each batch (Training's BatchGradients), and results depend on
+/// that count in the last bits, so two overlapping trainings could perturb each other; the exact
+/// resume check (EndToEndTests) needs its runs undisturbed. All test targets share one process.
+public let trainingLock = NSLock()
 
-    static func config(manifest: URL, output: URL) -> TrainConfig {
+/// Builds a value once per test process, under a lock on first use, so that tests running in parallel
+/// wait for the single build (a training) instead of each starting their own. A failed build is
+/// remembered and rethrown to every later caller.
+public final class BuiltOnce<Value: Sendable>: @unchecked Sendable {
+    // `result` behind `lock`; the lock is held for the whole build.
+    private let lock = NSLock()
+    private var result: Result<Value, any Error>?
+    private let build: @Sendable () throws -> Value
+
+    public init(_ build: @escaping @Sendable () throws -> Value) { self.build = build }
+
+    public func get() throws -> Value {
+        lock.lock()
+        defer { lock.unlock() }
+        if result == nil { result = Result { try build() } }
+        return try result!.get()
+    }
+}
+
+/// A tiny CTC model trained in-process on espeak-ng words, shared by every test of the process, and
+/// 16 kHz renderings of its words to build test streams from (RecognizerTests, AdaptationTests,
+/// DaemonTests).
+///
+/// The recipe (`words`, `trainingVoices`, `trainingSpeeds`, `config`) is also the end-to-end tests':
+/// 6 words x 4 voices x 2 speeds, 96 channels, 2 blocks, 300 steps, measured there to converge for
+/// every seed 1-10 in about 10 s of a debug build. It is a model that really recognises words, which is
+/// what endpointing needs: its blank-dominant frames in silence and non-blank frames in words are what
+/// the session reads.
+public struct TinyModel: Sendable {
+    public static let words = ["yes", "no", "up", "down", "left", "right"]
+    public static let trainingVoices = ["en", "en-us", "en-gb-scotland", "en-029"]
+    public static let trainingSpeeds = [130, 170]
+
+    /// Sized so that every seed measured (1 to 10) converges in 300 steps while training stays around
+    /// 10 s in a debug build: with 64 channels some seeds stall in a local minimum (emitting a stray
+    /// final 't' after 'yes' and 'no'), 96 channels and a 128-wide hidden layer do not.
+    public static func config(manifest: URL, output: URL, seed: UInt64 = 1) -> TrainConfig {
         var c = TrainConfig()
         c.data.train = manifest.path
         c.data.valid = ""
@@ -34,7 +62,7 @@ struct TinyModel: Sendable {
         c.augment.timeMasks = 0
         c.augment.frequencyMasks = 0
         c.run.output = output.path
-        c.run.seed = 1
+        c.run.seed = seed
         c.run.logEverySteps = 100
         c.run.checkpointMinutes = 1000
         c.run.threads = 2
@@ -44,16 +72,17 @@ struct TinyModel: Sendable {
     /// Milliseconds of silence put before the training renderings, in turn.
     static let leadingSilence = [0, 150, 350, 600, 250]
 
-    let trained: ModelFile
+    public let trained: ModelFile
     /// Each word spoken by voice "en" at 170 wpm (a training rendering: these tests are about
     /// segmentation, not about generalising to new voices).
-    let spoken: [String: [Float]]
-    let trainingWallSeconds: Double
+    public let spoken: [String: [Float]]
+    public let trainingWallSeconds: Double
 
-    static func shared() throws -> TinyModel { try cache.get() }
-    private static let cache = TinyModelCache()
+    /// The model of this test process, trained on first use. Later callers get the same one.
+    public static func shared() throws -> TinyModel { try cache.get() }
+    private static let cache = BuiltOnce { try TinyModel.train() }
 
-    static func train() throws -> TinyModel {
+    public static func train() throws -> TinyModel {
         try withTemporaryDirectory("tinyModel") { dir in
             let corpus = dir.appendingPathComponent("corpus")
             try FileManager.default.createDirectory(at: corpus, withIntermediateDirectories: true)
@@ -76,6 +105,8 @@ struct TinyModel: Sendable {
             }
             let manifest = corpus.appendingPathComponent("train.tsv")
             try writeManifest(zip(padded, renderings).map { ($0, $1.text) }, to: manifest)
+            trainingLock.lock()
+            defer { trainingLock.unlock() }
             let start = Date()
             let trainer = try Trainer(config: config(manifest: manifest, output: dir.appendingPathComponent("run")), log: { _ in })
             try trainer.run(shouldStop: { false }, progress: { _ in })
@@ -86,25 +117,10 @@ struct TinyModel: Sendable {
 
     /// The word as spoken, with espeak-ng's own leading and trailing near-silence trimmed off, so a
     /// test controls every gap itself.
-    func word(_ w: String) -> [Float] {
+    public func word(_ w: String) -> [Float] {
         let s = spoken[w]!
         let first = s.firstIndex { abs($0) > 1e-3 } ?? 0
         let last = s.lastIndex { abs($0) > 1e-3 } ?? s.count - 1
         return Array(s[first...last])
-    }
-}
-
-/// The process's one `TinyModel`, trained under a lock on first use so that tests running in parallel
-/// wait for the single training. A failed training is remembered and rethrown to every later caller.
-final class TinyModelCache: @unchecked Sendable {
-    // `result` behind `lock`; the lock is held for the whole training.
-    private let lock = NSLock()
-    private var result: Result<TinyModel, any Error>?
-
-    func get() throws -> TinyModel {
-        lock.lock()
-        defer { lock.unlock() }
-        if result == nil { result = Result { try TinyModel.train() } }
-        return try result!.get()
     }
 }

@@ -1,1 +1,0 @@
-../RecognizerTests/Support.swift

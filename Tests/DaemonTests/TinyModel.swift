@@ -1,1 +1,0 @@
-../RecognizerTests/TinyModel.swift
