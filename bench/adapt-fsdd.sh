@@ -55,6 +55,8 @@ options_for() {
         speed5+text) echo "--text $WORK/digits.txt --speed 0.8,0.9,1,1.1,1.2" ;;
         masks4+text) echo "--text $WORK/digits.txt --time-masks 4 --channel-masks 4 --patience 8" ;;
         general) echo "--general $GENERAL --general-share 0.2" ;;
+        rehearse+text) echo "--text $WORK/digits.txt --rehearse" ;;
+        speed5-rehearse+text) echo "--text $WORK/digits.txt --rehearse --speed 0.8,0.9,1,1.1,1.2" ;;
         dense+text) echo "--encoder-blocks 0 --text $WORK/digits.txt" ;;
         dense-anchor1) echo "--encoder-blocks 0 --anchor 1" ;;
         dense) echo "--encoder-blocks 0" ;;

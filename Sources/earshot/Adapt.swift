@@ -85,7 +85,13 @@ struct Adapt: ParsableCommand {
     @Option(help: "A general manifest (e.g. the base model's training data) mixed into every epoch, so adapting does not unlearn general speech.")
     var general: String?
 
-    @Option(help: "Share of each epoch's utterances drawn from --general.")
+    @Flag(help: ArgumentHelp("Mix general speech into every epoch without a corpus: the shipped sentence list (rehearsal-en.tsv beside the base model) synthesised once with espeak-ng into the cache folder. Keeps general recognition when the domain is narrow, at some cost to the domain; needs espeak-ng."))
+    var rehearse = false
+
+    @Option(help: ArgumentHelp("The sentence list --rehearse synthesises (espeak-ng voice<TAB>words per minute<TAB>text per line).", valueName: "tsv"))
+    var rehearsalList: String?
+
+    @Option(help: "Share of each epoch's utterances drawn from --general or --rehearse.")
     var generalShare: Double = AdaptOptions().generalShare
 
     @Option(help: "Pull of the trained weights towards the base model's (L2-SP; 0: none): keeps general recognition when the domain is narrow.")
@@ -135,6 +141,20 @@ struct Adapt: ParsableCommand {
         return values.count == parts.count ? values : nil
     }
 
+    /// --rehearsal-list, else rehearsal-en.tsv beside the base model, else in the shipped models folders.
+    func resolvedRehearsalList(basePath: String) throws -> String {
+        if let rehearsalList {
+            let path = expandTilde(rehearsalList)
+            guard FileManager.default.fileExists(atPath: path) else { throw CLIError("--rehearsal-list \(path): no such file") }
+            return path
+        }
+        let name = "rehearsal-en.tsv"
+        let candidates = [URL(fileURLWithPath: basePath).deletingLastPathComponent().appendingPathComponent(name).path]
+            + RecognitionOptions.defaultModelCandidates().map { URL(fileURLWithPath: $0).deletingLastPathComponent().appendingPathComponent(name).path }
+        if let found = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) { return found }
+        throw CLIError("--rehearse: no sentence list \(name) found (looked in: \(candidates.joined(separator: ", "))); pass --rehearsal-list PATH")
+    }
+
     func resolvedBase() throws -> String {
         if let base { return expandTilde(base) }
         if let env = ProcessInfo.processInfo.environment["EARSHOT_MODEL"], !env.isEmpty { return env }
@@ -169,9 +189,12 @@ struct Adapt: ParsableCommand {
         if URL(fileURLWithPath: outPath).standardizedFileURL == URL(fileURLWithPath: basePath).standardizedFileURL {
             throw CLIError("--out \(out) is the base model; write the adapted model to another file")
         }
-        if general == nil && generalShare != AdaptOptions().generalShare {
-            throw CLIError("--general-share \(generalShare) only applies with --general MANIFEST")
+        if general == nil && !rehearse && generalShare != AdaptOptions().generalShare {
+            throw CLIError("--general-share \(generalShare) only applies with --general MANIFEST or --rehearse")
         }
+        if general != nil && rehearse { throw CLIError("--general and --rehearse both give general data: choose one") }
+        if rehearsalList != nil && !rehearse { throw CLIError("--rehearsal-list only applies with --rehearse") }
+        if rehearse && self.data == nil { throw CLIError("--rehearse mixes general speech into training on --data: give --data too") }
         // Before the base model is read: a mistyped path should cost nothing.
         for (flag, path) in [("--data", self.data), ("--val", val), ("--general", general), ("--text", text)] {
             guard let path else { continue }
@@ -187,7 +210,18 @@ struct Adapt: ParsableCommand {
         var model: ModelFile
         var result: AdaptResult?
         if let dataPath = self.data {
-            let data = AdaptData(train: expandTilde(dataPath), validation: val.map(expandTilde), general: general.map(expandTilde))
+            var generalPath = general.map(expandTilde)
+            if rehearse {
+                let list = try resolvedRehearsalList(basePath: basePath)
+                display.log("rehearsal: synthesising \(list) with espeak-ng (once; kept in the cache folder)")
+                do {
+                    generalPath = try RehearsalSet(list: list).manifest(root: URL(fileURLWithPath: expandTilde(cache)), threads: threads)
+                } catch {
+                    display.finish()
+                    throw CLIError("\(error)")
+                }
+            }
+            let data = AdaptData(train: expandTilde(dataPath), validation: val.map(expandTilde), general: generalPath)
             do {
                 result = try Self.adapt(basePath: basePath, data: data, cache: URL(fileURLWithPath: expandTilde(cache)),
                                         options: options, display: display)

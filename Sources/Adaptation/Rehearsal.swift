@@ -1,0 +1,125 @@
+import Dispatch
+import Foundation
+import Model
+import Tensors
+
+/// General speech to rehearse while adapting, for users without the base model's corpus: the shipped
+/// sentence list (`models/rehearsal-en.tsv`: espeak-ng voice, words per minute, text) synthesised once with
+/// espeak-ng into a folder of WAV files and a manifest, which `Adapter` then mixes in as its general data.
+///
+/// Owns one folder per list and espeak-ng version, `<root>/rehearsal-<hash>/`, reused by later runs; files
+/// are written under temporary names and renamed, and the manifest last, so an interrupted synthesis is
+/// finished, not trusted, by the next run.
+public struct RehearsalSet: Sendable {
+    public let list: String
+    public let espeak: String
+
+    /// `espeak`: the espeak-ng program (a path, or a name looked up in PATH).
+    public init(list: String, espeak: String = "espeak-ng") {
+        self.list = list
+        self.espeak = espeak
+    }
+
+    /// One sentence of the list.
+    struct Line: Sendable {
+        var voice: String
+        var wordsPerMinute: Int
+        var text: String
+    }
+
+    func lines() throws(AdaptError) -> [Line] {
+        let content: String
+        do { content = try String(contentsOfFile: list, encoding: .utf8) } catch {
+            throw .data(path: list, reason: "cannot read the rehearsal sentence list: \(error.localizedDescription)")
+        }
+        var out: [Line] = []
+        for (n, raw) in content.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            let parts = line.split(separator: "\t", maxSplits: 2).map(String.init)
+            guard parts.count == 3, let wpm = Int(parts[1]), (80...450).contains(wpm), !parts[2].isEmpty,
+                  parts[0].allSatisfy({ $0.isLetter || $0.isNumber || "-+_".contains($0) }) else {
+                throw .data(path: list, reason: "line \(n + 1) is not 'voice<TAB>words-per-minute<TAB>text'")
+            }
+            out.append(Line(voice: parts[0], wordsPerMinute: wpm, text: parts[2]))
+        }
+        guard !out.isEmpty else { throw .data(path: list, reason: "the rehearsal sentence list is empty") }
+        return out
+    }
+
+    /// The manifest of the synthesised set under `root`, synthesising what is missing (`threads` espeak-ng
+    /// processes at a time; `progress(done, total)` after each sentence).
+    public func manifest(root: URL, threads: Int = 2, progress: @Sendable (Int, Int) -> Void = { _, _ in }) throws(AdaptError) -> String {
+        let lines = try lines()
+        let version = try run(["--version"]).trimmingCharacters(in: .whitespacesAndNewlines)
+        let key = SHA256.hex(Array((version + "\n" + lines.map { "\($0.voice)\t\($0.wordsPerMinute)\t\($0.text)" }.joined(separator: "\n")).utf8))
+        let folder = root.appendingPathComponent("rehearsal-" + key.prefix(24), isDirectory: true)
+        let manifest = folder.appendingPathComponent("manifest.tsv")
+        if FileManager.default.fileExists(atPath: manifest.path) { return manifest.path }
+        do { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) } catch {
+            throw .cache(path: folder.path, reason: error.localizedDescription)
+        }
+        let failure = Locked<AdaptError?>(nil)
+        let done = Locked(0)
+        let workers = max(1, min(threads, lines.count))
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            for k in stride(from: w, to: lines.count, by: workers) {
+                if failure.withLock({ $0 != nil }) { return }
+                let wav = folder.appendingPathComponent(String(format: "%04d.wav", k))
+                if !FileManager.default.fileExists(atPath: wav.path) {
+                    let tmp = folder.appendingPathComponent(String(format: ".%04d.wav.tmp", k))
+                    do {
+                        _ = try run(["-v", lines[k].voice, "-s", String(lines[k].wordsPerMinute), "-w", tmp.path, "--", lines[k].text])
+                        guard rename(tmp.path, wav.path) == 0 else {
+                            throw AdaptError.cache(path: wav.path, reason: String(cString: strerror(errno)))
+                        }
+                    } catch let error as AdaptError {
+                        failure.withLock { $0 = $0 ?? error }
+                        return
+                    } catch {
+                        failure.withLock { $0 = $0 ?? .cache(path: wav.path, reason: "\(error)") }
+                        return
+                    }
+                }
+                let d = done.withLock { $0 += 1; return $0 }
+                progress(d, lines.count)
+            }
+        }
+        if let error = failure.current { throw error }
+        let text = lines.indices.map { String(format: "%04d.wav", $0) + "\t" + lines[$0].text + "\n" }.joined()
+        do { try Data(text.utf8).write(to: manifest, options: .atomic) } catch {
+            throw .cache(path: manifest.path, reason: error.localizedDescription)
+        }
+        return manifest.path
+    }
+
+    /// Runs espeak-ng with `arguments`; its standard output, or an error naming the program and what it said.
+    func run(_ arguments: [String]) throws(AdaptError) -> String {
+        let process = Process()
+        if espeak.contains("/") {
+            process.executableURL = URL(fileURLWithPath: espeak)
+            process.arguments = arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = [espeak] + arguments
+        }
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        process.standardInput = FileHandle.nullDevice
+        do { try process.run() } catch {
+            throw .option(name: "--rehearse", reason: "cannot run \(espeak) (\(error.localizedDescription)); install espeak-ng (Debian package espeak-ng)")
+        }
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            let said = String(decoding: stderr, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            if process.terminationStatus == 127 {
+                throw .option(name: "--rehearse", reason: "\(espeak) is not installed; install espeak-ng (Debian package espeak-ng)")
+            }
+            throw .data(path: list, reason: "\(espeak) \(arguments.prefix(4).joined(separator: " ")) failed (exit \(process.terminationStatus)): \(said)")
+        }
+        return String(decoding: stdout, as: UTF8.self)
+    }
+}

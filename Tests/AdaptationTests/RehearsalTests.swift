@@ -1,0 +1,51 @@
+import Foundation
+import Testing
+import TestSupport
+@testable import Adaptation
+
+@Suite struct RehearsalTests {
+    @Test func theListIsSynthesisedOnceIntoAManifestOfRealAudio() throws {
+        try withTemporaryDirectory { dir in
+            let list = dir.appendingPathComponent("list.tsv")
+            try Data("# voice, wpm, text\nen-us+m3\t160\tturn the volume up\n\nen-gb-x-rp+f2\t175\tseven thousand and one\n".utf8).write(to: list)
+            let root = dir.appendingPathComponent("cache")
+            let set = RehearsalSet(list: list.path)
+            let manifest = try set.manifest(root: root)
+            let lines = try String(contentsOfFile: manifest, encoding: .utf8).split(separator: "\n")
+            #expect(lines == ["0000.wav\tturn the volume up", "0001.wav\tseven thousand and one"])
+            let folder = URL(fileURLWithPath: manifest).deletingLastPathComponent()
+            for name in ["0000.wav", "0001.wav"] {
+                let size = try FileManager.default.attributesOfItem(atPath: folder.appendingPathComponent(name).path)[.size] as? Int ?? 0
+                #expect(size > 16_000, "\(name): \(size) bytes, less than half a second of 22 kHz audio")
+            }
+            // Reused, not synthesised again.
+            let before = try FileManager.default.attributesOfItem(atPath: folder.appendingPathComponent("0000.wav").path)[.modificationDate] as? Date
+            #expect(try set.manifest(root: root) == manifest)
+            #expect(try FileManager.default.attributesOfItem(atPath: folder.appendingPathComponent("0000.wav").path)[.modificationDate] as? Date == before)
+            // Another list is another folder.
+            try Data("en-us+m3\t150\topen the terminal\n".utf8).write(to: list)
+            #expect(try set.manifest(root: root) != manifest)
+        }
+    }
+
+    @Test func badListsAndAMissingProgramAreNamed() throws {
+        try withTemporaryDirectory { dir in
+            let list = dir.appendingPathComponent("list.tsv")
+            try Data("en-us+m3\t160\tfine\nen-us+m3\tfast\tnot a number\n".utf8).write(to: list)
+            #expect(throws: AdaptError.data(path: list.path, reason: "line 2 is not 'voice<TAB>words-per-minute<TAB>text'")) {
+                try RehearsalSet(list: list.path).manifest(root: dir)
+            }
+            try Data("# only a comment\n".utf8).write(to: list)
+            #expect(throws: AdaptError.data(path: list.path, reason: "the rehearsal sentence list is empty")) {
+                try RehearsalSet(list: list.path).manifest(root: dir)
+            }
+            try Data("en-us+m3\t160\tfine\n".utf8).write(to: list)
+            do {
+                _ = try RehearsalSet(list: list.path, espeak: "no-such-espeak-program").manifest(root: dir)
+                Issue.record("a missing program was not reported")
+            } catch {
+                #expect("\(error)".contains("install espeak-ng"), "\(error)")
+            }
+        }
+    }
+}
