@@ -40,7 +40,7 @@ public struct ActivationCache: Sendable {
         // A note for whoever finds the folder: what it holds and that it may be deleted.
         let readme = directory.appendingPathComponent("README")
         if !FileManager.default.fileExists(atPath: readme.path) {
-            let text = "earshot adapt activation cache (safe to delete)\nbase model sha256: \(modelSHA256)\ncut below top-level layer \(cut)\n"
+            let text = "\(Self.readmeHeading) (safe to delete)\nbase model sha256: \(modelSHA256)\ncut below top-level layer \(cut)\n"
             try? Data(text.utf8).write(to: readme, options: .atomic)
         } else {
             // The folder is in use: `prune` never removes it under a run that has not stored anything yet.
@@ -91,40 +91,68 @@ public struct ActivationCache: Sendable {
         public var entries = 0
         public var bytes: Int64 = 0
         public var folders = 0
+        /// Another run held the cache, so nothing was looked at.
+        public var busy = false
     }
+
+    static let readmeHeading = "earshot adapt activation cache"
 
     /// Deletes the entries under `root` (every model's and cut's folder) unused for `maxAge` seconds (by
     /// modification time, which every run that reads an entry renews), and folders left with no entries:
-    /// those of replaced base models or deleted recordings, which no run would ever read again. An entry a
-    /// concurrent run has not reached yet is at worst recomputed by it, never read torn.
+    /// those of replaced base models or deleted recordings, which no run would ever read again.
+    ///
+    /// Touches only folders this cache made (a 32-hex-digit name holding its README) and only the plain
+    /// files in them, so a mistyped --cache cannot cost a stranger's files. Runs only while no adaptation
+    /// holds the cache (`Lock`), so no run loses an entry between finding it and reading it.
     public static func prune(root: URL, olderThan maxAge: TimeInterval, now: Date = Date()) -> PruneReport {
         var report = PruneReport()
+        guard let lock = Lock(root: root, exclusive: true) else { report.busy = true; return report }
+        defer { withExtendedLifetime(lock) {} }
         let fm = FileManager.default
-        guard let folders = try? fm.contentsOfDirectory(at: root, includingPropertiesForKeys: nil) else { return report }
+        guard let folders = try? fm.contentsOfDirectory(atPath: root.path) else { return report }
         let cutoff = now.addingTimeInterval(-maxAge)
-        for folder in folders where (try? folder.resourceValues(forKeys: [.isDirectoryKey]).isDirectory) == true {
-            // Only folders this cache made (their README), never a stranger's files under a mistyped --cache.
-            guard fm.fileExists(atPath: folder.appendingPathComponent("README").path),
+        for name in folders where name.count == 32 && name.allSatisfy(\.isHexDigit) {
+            let folder = root.appendingPathComponent(name)
+            let readme = folder.appendingPathComponent("README")
+            guard let heading = try? String(contentsOf: readme, encoding: .utf8), heading.hasPrefix(readmeHeading),
                   let names = try? fm.contentsOfDirectory(atPath: folder.path) else { continue }
             var left = 0
             // Entries, and the temporary files of writes a crash interrupted.
-            for name in names where name != "README" {
-                let url = folder.appendingPathComponent(name)
-                guard let values = try? url.resourceValues(forKeys: [.contentModificationDateKey, .fileSizeKey]),
-                      let modified = values.contentModificationDate else { continue }
-                if modified < cutoff, (try? fm.removeItem(at: url)) != nil {
+            for file in names where file != "README" {
+                var st = stat()
+                let path = folder.appendingPathComponent(file).path
+                guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { left += 1; continue }
+                let modified = Date(timeIntervalSince1970: Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9)
+                if modified < cutoff, unlink(path) == 0 {
                     report.entries += 1
-                    report.bytes += Int64(values.fileSize ?? 0)
+                    report.bytes += Int64(st.st_size)
                 } else {
                     left += 1
                 }
             }
-            if left == 0, let readme = try? folder.appendingPathComponent("README").resourceValues(forKeys: [.contentModificationDateKey]),
-               let made = readme.contentModificationDate, made < cutoff, (try? fm.removeItem(at: folder)) != nil {
-                report.folders += 1
-            }
+            var st = stat()
+            guard left == 0, stat(readme.path, &st) == 0, Double(st.st_mtim.tv_sec) < cutoff.timeIntervalSince1970 else { continue }
+            // rmdir, not a recursive delete: a folder that gained anything meanwhile stays.
+            if unlink(readme.path) == 0 && rmdir(folder.path) == 0 { report.folders += 1 }
         }
         return report
+    }
+
+    /// An advisory lock (flock) on `<root>/.lock`: shared while an adaptation uses the cache, exclusive
+    /// while `prune` deletes. Released when the value is dropped (or the process dies).
+    public final class Lock: Sendable {
+        let fd: Int32
+
+        /// Shared: waits for a prune to finish. Exclusive: nil at once when any run holds the cache.
+        public init?(root: URL, exclusive: Bool) {
+            try? FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+            let fd = open(root.appendingPathComponent(".lock").path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { return nil }
+            guard flock(fd, exclusive ? LOCK_EX | LOCK_NB : LOCK_SH) == 0 else { close(fd); return nil }
+            self.fd = fd
+        }
+
+        deinit { close(fd) }
     }
 
     /// Writes an entry atomically.

@@ -10,7 +10,8 @@ import Training
 
 /// What an adaptation run reports while it works (the CLI draws a bar or prints lines from these).
 public enum AdaptProgress: Sendable {
-    /// Frozen-encoder activations: `done` of `total` utterances found in the cache or computed.
+    /// Frozen-encoder activations: `done` of `total` cache entries (recordings, and their speed-perturbed
+    /// copies) found in the cache or computed.
     case caching(done: Int, total: Int)
     /// One optimiser step finished; `loss` is the running mean CTC loss of the epoch.
     case training(epoch: Int, epochs: Int, step: Int, stepsPerEpoch: Int, loss: Double)
@@ -42,7 +43,8 @@ public struct AdaptResult: Sendable {
     public var trainUtterances: Int
     public var validationUtterances: Int
     public var skipped: [SkippedItem]
-    /// Utterances whose activations came from the cache, and those computed in this run.
+    /// Cache entries (recordings and their speed-perturbed copies) read from the cache, and those computed
+    /// in this run.
     public var cacheHits: Int
     public var cacheMisses: Int
     public var cacheDirectory: URL
@@ -80,6 +82,8 @@ public final class Adapter {
     public let basePath: String
     public let split: LayerSplit
     let cache: ActivationCache
+    /// Held for the adapter's life, so `ActivationCache.prune` never deletes under it.
+    let cacheLock: ActivationCache.Lock
     let encoder: Encoder
     let frontendConfig: FrontendConfig
     let vocabulary: Vocabulary
@@ -108,6 +112,10 @@ public final class Adapter {
         self.log = log
         vocabulary = Vocabulary(ctcTokens: model.description.vocabulary)
         split = try LayerSplit(architecture: model.description.architecture, layers: options.layers, encoderBlocks: options.encoderBlocks)
+        guard let lock = ActivationCache.Lock(root: cacheRoot, exclusive: false) else {
+            throw .cache(path: cacheRoot.path, reason: "cannot create or lock \(cacheRoot.appendingPathComponent(".lock").path)")
+        }
+        cacheLock = lock
         cache = try ActivationCache(root: cacheRoot, modelSHA256: model.sha256 ?? "unknown", cut: split.cut)
     }
 
@@ -163,7 +171,6 @@ public final class Adapter {
         var entry: URL
         var frames: Int
         var audioSHA256: String
-        var hit: Bool
     }
 
     /// Frontend and frozen layers for every item whose cache entry is missing, and for the speed-perturbed
@@ -179,6 +186,7 @@ public final class Adapter {
         let results = Locked<[Result<CachedUnit, SkipReason>?]>(slots: n)
         let failure = Locked<AdaptError?>(nil)
         let done = Locked(0)
+        let counts = Locked((hits: 0, misses: 0))
         let prefix = Array(encoder.layers[0..<split.cut])
         let encoder = self.encoder, cache = self.cache, config = frontendConfig, strideAbove = strideAboveCut
         let workers = max(1, min(options.threads, n))
@@ -196,9 +204,11 @@ public final class Adapter {
                     results.set(u, .failure(.missingAudio)); continue
                 }
                 let needed = ctcMinimumFrames(labels: item.labels)
+                // Touched before it is read: the use is on record however long the run takes.
+                ActivationCache.touch(url)
                 if let hit = ActivationCache.load(url) {
-                    ActivationCache.touch(url)
-                    results.set(u, .success(CachedUnit(entry: url, frames: hit.activations.rows, audioSHA256: hit.audioSHA256, hit: true)))
+                    counts.withLock { $0.hits += 1 }
+                    results.set(u, .success(CachedUnit(entry: url, frames: hit.activations.rows, audioSHA256: hit.audioSHA256)))
                 } else {
                     do {
                         let bytes = try Data(contentsOf: URL(fileURLWithPath: item.audio))
@@ -208,7 +218,8 @@ public final class Adapter {
                         let activations = Layer.forward(prefix, encoder.normalized(features))
                         let entry = CachedActivations(activations: activations, audioSHA256: SHA256.hex([UInt8](bytes)))
                         try ActivationCache.store(entry, to: url)
-                        results.set(u, .success(CachedUnit(entry: url, frames: activations.rows, audioSHA256: entry.audioSHA256, hit: false)))
+                        counts.withLock { $0.misses += 1 }
+                        results.set(u, .success(CachedUnit(entry: url, frames: activations.rows, audioSHA256: entry.audioSHA256)))
                     } catch let error as AdaptError {
                         failure.withLock { $0 = $0 ?? error }
                         return
@@ -230,8 +241,9 @@ public final class Adapter {
         // Per item: the unperturbed entry decides whether it is usable; a perturbed copy too short for
         // the transcript (a sped-up fast talker) is only left out of training.
         var byItem = [(own: Result<CachedUnit, SkipReason>?, copies: [(Double, CachedUnit)])](repeating: (nil, []), count: items.count)
+        hits += counts.current.hits
+        misses += counts.current.misses
         for (unit, r) in zip(units, results.current) {
-            if case .success(let c)? = r { if c.hit { hits += 1 } else { misses += 1 } }
             if unit.speed == 1 { byItem[unit.item].own = r } else if case .success(let c)? = r { byItem[unit.item].copies.append((unit.speed, c)) }
         }
         var ready: [Prepared] = [], skipped: [SkippedItem] = []
@@ -275,13 +287,17 @@ public final class Adapter {
         let workers = max(1, min(options.threads, n))
         DispatchQueue.concurrentPerform(iterations: workers) { w in
             for k in stride(from: w, to: n, by: workers) {
-                guard let entry = ActivationCache.load(items[k].entry) else { out.set(k, ("", .nan)); continue }
+                // A vanished entry is reported after the loop, not scored as silence.
+                guard let entry = ActivationCache.load(items[k].entry) else { continue }
                 let logits = net.forward(entry.activations)
                 var decoder = GreedyDecoder(vocabulary: vocab, frameDuration: frameDuration)
                 decoder.accept(logits)
                 let loss = (try? ctcLoss(logits: logits, labels: items[k].item.labels, blank: vocab.blank)).map { $0.impossible ? Double.nan : Double($0.loss) } ?? .nan
                 out.set(k, (decoder.finalize().text, loss))
             }
+        }
+        if let k = out.current.firstIndex(where: { $0 == nil }) {
+            throw .cache(path: items[k].entry.path, reason: "the entry for \(items[k].item.audio) vanished or was damaged during the run")
         }
         let results = out.current.map { $0! }
         let score = CorpusScore(pairs: zip(items, results).map { ($0.item.text, $1.hyp) })
@@ -296,7 +312,9 @@ public final class Adapter {
         do { net = try TrainableEncoder(specs: suffixSpecs, parameters: parameters) } catch { throw .training(error.description) }
         var out: [(logits: Matrix, reference: String)] = []
         for item in items {
-            guard let entry = ActivationCache.load(item.entry) else { continue }
+            guard let entry = ActivationCache.load(item.entry) else {
+                throw .cache(path: item.entry.path, reason: "the entry for \(item.item.audio) vanished or was damaged during the run")
+            }
             out.append((net.forward(entry.activations), item.item.text))
         }
         return out

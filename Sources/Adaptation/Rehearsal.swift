@@ -22,6 +22,7 @@ public struct RehearsalSet: Sendable {
 
     /// One sentence of the list.
     struct Line: Sendable {
+        var number: Int
         var voice: String
         var wordsPerMinute: Int
         var text: String
@@ -41,7 +42,7 @@ public struct RehearsalSet: Sendable {
                   parts[0].allSatisfy({ $0.isLetter || $0.isNumber || "-+_".contains($0) }) else {
                 throw .data(path: list, reason: "line \(n + 1) is not 'voice<TAB>words-per-minute<TAB>text'")
             }
-            out.append(Line(voice: parts[0], wordsPerMinute: wpm, text: parts[2]))
+            out.append(Line(number: n + 1, voice: parts[0], wordsPerMinute: wpm, text: parts[2]))
         }
         guard !out.isEmpty else { throw .data(path: list, reason: "the rehearsal sentence list is empty") }
         return out
@@ -51,7 +52,8 @@ public struct RehearsalSet: Sendable {
     /// processes at a time; `progress(done, total)` after each sentence).
     public func manifest(root: URL, threads: Int = 2, progress: @Sendable (Int, Int) -> Void = { _, _ in }) throws(AdaptError) -> String {
         let lines = try lines()
-        let version = try run(["--version"]).trimmingCharacters(in: .whitespacesAndNewlines)
+        let version = try run(["--version"], what: "\(espeak) --version").trimmingCharacters(in: .whitespacesAndNewlines)
+        try checkVoices(lines)
         let key = SHA256.hex(Array((version + "\n" + lines.map { "\($0.voice)\t\($0.wordsPerMinute)\t\($0.text)" }.joined(separator: "\n")).utf8))
         let folder = root.appendingPathComponent("rehearsal-" + key.prefix(24), isDirectory: true)
         let manifest = folder.appendingPathComponent("manifest.tsv")
@@ -67,9 +69,11 @@ public struct RehearsalSet: Sendable {
                 if failure.withLock({ $0 != nil }) { return }
                 let wav = folder.appendingPathComponent(String(format: "%04d.wav", k))
                 if !FileManager.default.fileExists(atPath: wav.path) {
-                    let tmp = folder.appendingPathComponent(String(format: ".%04d.wav.tmp", k))
+                    // The process id keeps two runs synthesising at once off each other's files.
+                    let tmp = folder.appendingPathComponent(String(format: ".%04d.wav.%d.tmp", k, getpid()))
                     do {
-                        _ = try run(["-v", lines[k].voice, "-s", String(lines[k].wordsPerMinute), "-w", tmp.path, "--", lines[k].text])
+                        _ = try run(["-v", lines[k].voice, "-s", String(lines[k].wordsPerMinute), "-w", tmp.path, "--", lines[k].text],
+                                    what: "\(list) line \(lines[k].number)")
                         guard rename(tmp.path, wav.path) == 0 else {
                             throw AdaptError.cache(path: wav.path, reason: String(cString: strerror(errno)))
                         }
@@ -93,8 +97,34 @@ public struct RehearsalSet: Sendable {
         return manifest.path
     }
 
-    /// Runs espeak-ng with `arguments`; its standard output, or an error naming the program and what it said.
-    func run(_ arguments: [String]) throws(AdaptError) -> String {
+    /// Refuses a voice espeak-ng does not have: given an unknown one it would speak in its default voice
+    /// and exit 0, and the rehearsal would quietly be one voice.
+    func checkVoices(_ lines: [Line]) throws(AdaptError) {
+        // `--voices` lists each voice's language (column 2) and file (column 5, e.g. "gmw/en", which `-v en`
+        // names); `--voices=variant` lists the variants' files ("!v/NAME").
+        func column(_ listing: String, _ index: Int) -> [String] {
+            listing.split(separator: "\n").dropFirst().compactMap { row in
+                let fields = row.split(separator: " ", omittingEmptySubsequences: true)
+                return fields.count > index ? String(fields[index]) : nil
+            }
+        }
+        func basename(_ path: String) -> String { path.split(separator: "/").last.map(String.init) ?? path }
+        let voices = try run(["--voices"], what: "\(espeak) --voices")
+        let languages = Set((column(voices, 1) + column(voices, 4).map(basename)).map { $0.lowercased() })
+        let variants = Set(column(try run(["--voices=variant"], what: "\(espeak) --voices=variant"), 4).map(basename))
+        for line in lines {
+            let parts = line.voice.split(separator: "+", maxSplits: 1).map(String.init)
+            guard languages.contains(parts[0].lowercased()) else {
+                throw .data(path: list, reason: "line \(line.number): espeak-ng has no language '\(parts[0])' (espeak-ng --voices lists them)")
+            }
+            if parts.count == 2 && !variants.contains(parts[1]) {
+                throw .data(path: list, reason: "line \(line.number): espeak-ng has no voice variant '\(parts[1])' (espeak-ng --voices=variant lists them)")
+            }
+        }
+    }
+
+    /// Runs espeak-ng with `arguments`; its standard output, or an error naming `what` and what espeak-ng said.
+    func run(_ arguments: [String], what: String) throws(AdaptError) -> String {
         let process = Process()
         if espeak.contains("/") {
             process.executableURL = URL(fileURLWithPath: espeak)
@@ -110,15 +140,23 @@ public struct RehearsalSet: Sendable {
         do { try process.run() } catch {
             throw .option(name: "--rehearse", reason: "cannot run \(espeak) (\(error.localizedDescription)); install espeak-ng (Debian package espeak-ng)")
         }
+        // Both pipes drained at once: a full stderr pipe must not block the process while stdout is read.
+        let stderrData = Locked(Data())
+        let drained = DispatchGroup()
+        DispatchQueue.global().async(group: drained) {
+            let data = err.fileHandleForReading.readDataToEndOfFile()
+            stderrData.withLock { $0 = data }
+        }
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        drained.wait()
+        let stderr = stderrData.current
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
             let said = String(decoding: stderr, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             if process.terminationStatus == 127 {
                 throw .option(name: "--rehearse", reason: "\(espeak) is not installed; install espeak-ng (Debian package espeak-ng)")
             }
-            throw .data(path: list, reason: "\(espeak) \(arguments.prefix(4).joined(separator: " ")) failed (exit \(process.terminationStatus)): \(said)")
+            throw .option(name: "--rehearse", reason: "\(what): espeak-ng failed (exit \(process.terminationStatus)): \(said)")
         }
         return String(decoding: stdout, as: UTF8.self)
     }

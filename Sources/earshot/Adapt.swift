@@ -97,7 +97,7 @@ struct Adapt: ParsableCommand {
     @Option(help: "Pull of the trained weights towards the base model's (L2-SP; 0: none): keeps general recognition when the domain is narrow.")
     var anchor: Float = AdaptOptions().anchor
 
-    @Option(help: ArgumentHelp("Speed perturbation of the training recordings: comma-separated factors, each other than 1 adding a copy played that many times faster (pitch and tempo together, as from a different voice); every epoch trains on one copy of each recording, drawn at random. Costs cache space and caching time per factor, not training time.",
+    @Option(help: ArgumentHelp("Speed perturbation of the training recordings: comma-separated factors; each epoch trains on one version of each recording, drawn at random from these speeds (1: as recorded; 1.1: 10% faster, pitch and tempo together, as from a different voice). Include 1 to keep the recordings as they are among them. Each factor costs cache space and caching time, not training time.",
                                valueName: "factors"))
     var speed: String = AdaptOptions().speedFactors.map { $0 == 1 ? "1" : String($0) }.joined(separator: ",")
 
@@ -209,6 +209,7 @@ struct Adapt: ParsableCommand {
         let display = AdaptDisplay(terminal: isatty(STDERR_FILENO) == 1)
         var model: ModelFile
         var result: AdaptResult?
+        var rehearsedList: String?
         if let dataPath = self.data {
             var generalPath = general.map(expandTilde)
             if rehearse {
@@ -216,6 +217,7 @@ struct Adapt: ParsableCommand {
                 display.log("rehearsal: synthesising \(list) with espeak-ng (once; kept in the cache folder)")
                 do {
                     generalPath = try RehearsalSet(list: list).manifest(root: URL(fileURLWithPath: expandTilde(cache)), threads: threads)
+                    rehearsedList = list
                 } catch {
                     display.finish()
                     throw CLIError("\(error)")
@@ -233,6 +235,10 @@ struct Adapt: ParsableCommand {
             model = result!.model
         } else {
             do { model = try ModelFile.load(path: basePath) } catch { throw CLIError("\(error)") }
+        }
+        if let rehearsedList, let listText = try? Data(contentsOf: URL(fileURLWithPath: rehearsedList)) {
+            model.description.provenance["rehearsal"] = .object([
+                "list": .string(rehearsedList), "sha256": .string(SHA256.hex([UInt8](listText))), "synthesiser": .string("espeak-ng")])
         }
         var domainLine: String?
         if let domainText, let textPath = text {
@@ -257,7 +263,9 @@ struct Adapt: ParsableCommand {
         // Only after the model is safely written: a failed run keeps every entry for the next try.
         if result != nil && pruneCacheDays > 0 {
             let pruned = ActivationCache.prune(root: URL(fileURLWithPath: expandTilde(cache)), olderThan: pruneCacheDays * 86_400)
-            if pruned.entries > 0 || pruned.folders > 0 {
+            if pruned.busy {
+                print("cache:      not pruned: another adaptation is using it")
+            } else if pruned.entries > 0 || pruned.folders > 0 {
                 print(String(format: "cache:      pruned %d entries (%.1f MiB) and %d folders unused for %g days", pruned.entries,
                              Double(pruned.bytes) / 1_048_576, pruned.folders, pruneCacheDays))
             }

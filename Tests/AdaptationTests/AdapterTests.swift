@@ -73,45 +73,53 @@ func quickOptions() -> AdaptOptions {
     @Test func speedPerturbedCopiesAreCachedForTrainingItemsOnly() throws {
         try withTemporaryDirectory { dir in
             let data = try writeToneData(dir)
+            // An explicit validation set: which recordings train is then fixed, not a hash of temp paths.
+            let val = dir.appendingPathComponent("val")
+            try FileManager.default.createDirectory(at: val, withIntermediateDirectories: true)
+            try writeItem(val, "stop.wav", seconds: 0.8, frequency: 330, text: "stop")
+            try writeItem(val, "go.wav", seconds: 0.7, frequency: 270, text: "go")
             let model = dir.appendingPathComponent("m.safetensors").path
             try writeRandomModel(to: model, seed: 3)
             let cache = dir.appendingPathComponent("cache")
             var o = quickOptions()
-            o.valFraction = 0.34
             o.speedFactors = [0.9, 1, 1.1]
-            let adapter = try Adapter(baseModel: model, data: AdaptData(train: data.path), cacheRoot: cache, options: o)
+            let adapter = try Adapter(baseModel: model, data: AdaptData(train: data.path, validation: val.path), cacheRoot: cache, options: o)
             let result = try adapter.run()
-            // 4 training recordings x 3 speeds + 2 validation recordings as recorded.
-            #expect((result.trainUtterances, result.validationUtterances) == (4, 2))
-            #expect((result.cacheHits, result.cacheMisses) == (0, 14))
-            let again = try Adapter(baseModel: model, data: AdaptData(train: data.path), cacheRoot: cache, options: o).run()
-            #expect((again.cacheHits, again.cacheMisses) == (14, 0))
+            // 6 training recordings x 3 speeds + 2 validation recordings as recorded.
+            #expect((result.trainUtterances, result.validationUtterances) == (6, 2))
+            #expect((result.cacheHits, result.cacheMisses) == (0, 20))
+            let again = try Adapter(baseModel: model, data: AdaptData(train: data.path, validation: val.path), cacheRoot: cache, options: o).run()
+            #expect((again.cacheHits, again.cacheMisses) == (20, 0))
             #expect(again.model.parameters == result.model.parameters)
 
             // A copy at 1.1 has about 1/1.1 of the frames of the recording; the unperturbed key is unchanged.
             let audio = data.appendingPathComponent("right.wav").path
             let plain = try #require(adapter.cache.entryURL(for: audio))
             #expect(plain == adapter.cache.entryURL(for: audio, speed: 1))
-            let fast = try #require(adapter.cache.entryURL(for: audio, speed: 1.1))
-            let slow = try #require(adapter.cache.entryURL(for: audio, speed: 0.9))
-            #expect(Set([plain, fast, slow]).count == 3)
-            if let p = ActivationCache.load(plain), let f = ActivationCache.load(fast), let s = ActivationCache.load(slow) {
-                #expect(abs(Double(f.activations.rows) - Double(p.activations.rows) / 1.1) <= 2)
-                #expect(abs(Double(s.activations.rows) - Double(p.activations.rows) / 0.9) <= 2)
-                #expect(f.audioSHA256 == p.audioSHA256)
-            } else {
-                // right.wav may have landed in validation; then only its own entry exists.
-                #expect(ActivationCache.load(plain) != nil && ActivationCache.load(fast) == nil)
-            }
+            let p = try #require(ActivationCache.load(plain))
+            let fastURL = try #require(adapter.cache.entryURL(for: audio, speed: 1.1))
+            let slowURL = try #require(adapter.cache.entryURL(for: audio, speed: 0.9))
+            let f = try #require(ActivationCache.load(fastURL))
+            let s = try #require(ActivationCache.load(slowURL))
+            #expect(abs(Double(f.activations.rows) - Double(p.activations.rows) / 1.1) <= 2)
+            #expect(abs(Double(s.activations.rows) - Double(p.activations.rows) / 0.9) <= 2)
+            #expect(f.activations != p.activations)
+            #expect(f.audioSHA256 == p.audioSHA256)
+            // Validation recordings get no copies.
+            #expect(adapter.cache.entryURL(for: val.appendingPathComponent("go.wav").path, speed: 1.1).map { ActivationCache.load($0) == nil } == true)
             guard case .object(let a)? = result.model.description.provenance["adaptation"], case .object(let opts)? = a["options"] else {
                 Issue.record("no adaptation options in the provenance"); return
             }
             #expect(opts["speed_factors"] == .array([.number(0.9), .number(1), .number(1.1)]))
 
-            // Without 1 among the factors only the copies are trained on; the run still works.
+            // Without 1 among the factors only the copies are trained on, so the result differs from
+            // training on the recordings and one copy.
             o.speedFactors = [0.9]
-            let copiesOnly = try Adapter(baseModel: model, data: AdaptData(train: data.path), cacheRoot: cache, options: o).run()
-            #expect((copiesOnly.cacheHits, copiesOnly.cacheMisses) == (10, 0))
+            let copiesOnly = try Adapter(baseModel: model, data: AdaptData(train: data.path, validation: val.path), cacheRoot: cache, options: o).run()
+            #expect((copiesOnly.cacheHits, copiesOnly.cacheMisses) == (14, 0))
+            o.speedFactors = [0.9, 1]
+            let withOriginals = try Adapter(baseModel: model, data: AdaptData(train: data.path, validation: val.path), cacheRoot: cache, options: o).run()
+            #expect(copiesOnly.model.parameters != withOriginals.model.parameters)
         }
     }
 
@@ -124,10 +132,16 @@ func quickOptions() -> AdaptOptions {
             let cache = dir.appendingPathComponent("cache")
             let a = try Adapter(baseModel: modelA, data: AdaptData(train: data.path), cacheRoot: cache, options: quickOptions()).run()
             let b = try Adapter(baseModel: modelB, data: AdaptData(train: data.path), cacheRoot: cache, options: quickOptions()).run()
-            // A stranger's folder (no README) under the cache root is never touched.
-            let stranger = cache.appendingPathComponent("mine")
-            try FileManager.default.createDirectory(at: stranger, withIntermediateDirectories: true)
-            try Data("x".utf8).write(to: stranger.appendingPathComponent("notes.act"))
+            // Strangers' folders under the cache root are never touched, even with a README, even when
+            // named like a cache folder.
+            let stranger = cache.appendingPathComponent("mine"), lookalike = cache.appendingPathComponent(String(repeating: "ab", count: 16))
+            for folder in [stranger, lookalike] {
+                try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+                try Data("my notes\n".utf8).write(to: folder.appendingPathComponent("README"))
+                try Data("x".utf8).write(to: folder.appendingPathComponent("notes.act"))
+                try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-50 * 86_400)],
+                                                      ofItemAtPath: folder.appendingPathComponent("notes.act").path)
+            }
 
             // Nothing is old yet.
             #expect(ActivationCache.prune(root: cache, olderThan: 86_400) == .init())
@@ -147,6 +161,16 @@ func quickOptions() -> AdaptOptions {
             #expect(!FileManager.default.fileExists(atPath: b.cacheDirectory.path))
             #expect(try FileManager.default.contentsOfDirectory(atPath: a.cacheDirectory.path).count == 7)
             #expect(FileManager.default.fileExists(atPath: stranger.appendingPathComponent("notes.act").path))
+            #expect(FileManager.default.fileExists(atPath: lookalike.appendingPathComponent("notes.act").path))
+
+            // Nothing is pruned while a run holds the cache.
+            try age(a.cacheDirectory)
+            do {
+                let holder = try #require(ActivationCache.Lock(root: cache, exclusive: false))
+                #expect(ActivationCache.prune(root: cache, olderThan: 30 * 86_400).busy)
+                withExtendedLifetime(holder) {}
+            }
+            #expect(ActivationCache.prune(root: cache, olderThan: 30 * 86_400).entries == 6)
         }
     }
 

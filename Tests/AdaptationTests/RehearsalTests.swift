@@ -16,12 +16,19 @@ import TestSupport
             let folder = URL(fileURLWithPath: manifest).deletingLastPathComponent()
             for name in ["0000.wav", "0001.wav"] {
                 let size = try FileManager.default.attributesOfItem(atPath: folder.appendingPathComponent(name).path)[.size] as? Int ?? 0
-                #expect(size > 16_000, "\(name): \(size) bytes, less than half a second of 22 kHz audio")
+                #expect(size > 22_050, "\(name): \(size) bytes, less than half a second of 22 kHz 16-bit audio")
             }
             // Reused, not synthesised again.
             let before = try FileManager.default.attributesOfItem(atPath: folder.appendingPathComponent("0000.wav").path)[.modificationDate] as? Date
             #expect(try set.manifest(root: root) == manifest)
             #expect(try FileManager.default.attributesOfItem(atPath: folder.appendingPathComponent("0000.wav").path)[.modificationDate] as? Date == before)
+            // An interrupted synthesis (no manifest, a torn temporary file) is finished by the next run.
+            try FileManager.default.removeItem(atPath: manifest)
+            try FileManager.default.removeItem(at: folder.appendingPathComponent("0001.wav"))
+            try Data("torn".utf8).write(to: folder.appendingPathComponent(".0001.wav.99999.tmp"))
+            #expect(try set.manifest(root: root) == manifest)
+            let redone = try FileManager.default.attributesOfItem(atPath: folder.appendingPathComponent("0001.wav").path)[.size] as? Int ?? 0
+            #expect(redone > 22_050)
             // Another list is another folder.
             try Data("en-us+m3\t150\topen the terminal\n".utf8).write(to: list)
             #expect(try set.manifest(root: root) != manifest)
@@ -37,6 +44,14 @@ import TestSupport
             }
             try Data("# only a comment\n".utf8).write(to: list)
             #expect(throws: AdaptError.data(path: list.path, reason: "the rehearsal sentence list is empty")) {
+                try RehearsalSet(list: list.path).manifest(root: dir)
+            }
+            try Data("en-us+m3\t160\tfine\nen-us+nosuchvariant\t160\tfine\n".utf8).write(to: list)
+            #expect(throws: AdaptError.data(path: list.path, reason: "line 2: espeak-ng has no voice variant 'nosuchvariant' (espeak-ng --voices=variant lists them)")) {
+                try RehearsalSet(list: list.path).manifest(root: dir)
+            }
+            try Data("xx-nowhere+m3\t160\tfine\n".utf8).write(to: list)
+            #expect(throws: AdaptError.data(path: list.path, reason: "line 1: espeak-ng has no language 'xx-nowhere' (espeak-ng --voices lists them)")) {
                 try RehearsalSet(list: list.path).manifest(root: dir)
             }
             try Data("en-us+m3\t160\tfine\n".utf8).write(to: list)

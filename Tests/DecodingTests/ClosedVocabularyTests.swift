@@ -252,6 +252,10 @@ import Testing
         let unlisted = try domain.tuned(posteriors: clean + [logits(spelledFrames("zero"))], references: ["one two", "zero", "cat"],
                                         vocabulary: .earshot, lmWeights: [0.5], wordBonuses: [1], closedVocabulary: [false, true])
         #expect(unlisted.wer > 0)
+        // It was a tie: closed alone does exactly as well.
+        let closedOnly = try domain.tuned(posteriors: clean + [logits(spelledFrames("zero"))], references: ["one two", "zero", "cat"],
+                                          vocabulary: .earshot, lmWeights: [0.5], wordBonuses: [1], closedVocabulary: [true])
+        #expect(closedOnly.wer == unlisted.wer && closedOnly.decoding.closedVocabulary)
         #expect(!unlisted.decoding.closedVocabulary)
     }
 
