@@ -31,6 +31,9 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         public var blocks = 10
         public var kernel = 9
         public var hidden = 512
+        /// Residual blocks that see one more future frame (40 ms) each; with the front convs' 30 ms,
+        /// the model's look-ahead is 30 + 40 x this many ms (4: 190 ms, all 12 of 12 blocks: 510 ms).
+        public var lookAheadBlocks = 4
         /// Start from this model's weights instead of random ones.
         public var initFrom = ""
         public init() {}
@@ -108,6 +111,7 @@ extension TrainConfig.ModelConfig {
         blocks = try c.decodeIfPresent(Int.self, forKey: .blocks) ?? d.blocks
         kernel = try c.decodeIfPresent(Int.self, forKey: .kernel) ?? d.kernel
         hidden = try c.decodeIfPresent(Int.self, forKey: .hidden) ?? d.hidden
+        lookAheadBlocks = try c.decodeIfPresent(Int.self, forKey: .lookAheadBlocks) ?? d.lookAheadBlocks
         initFrom = try c.decodeIfPresent(String.self, forKey: .initFrom) ?? d.initFrom
     }
 }
@@ -202,6 +206,10 @@ extension TrainConfig {
         try atLeast("model.blocks", model.blocks, 0)
         try atLeast("model.kernel", model.kernel, 2)
         try atLeast("model.hidden", model.hidden, 1)
+        try atLeast("model.look_ahead_blocks", model.lookAheadBlocks, 0)
+        guard model.lookAheadBlocks <= model.blocks else {
+            throw fail("model.look_ahead_blocks", model.lookAheadBlocks, "must be at most model.blocks (\(model.blocks))")
+        }
 
         try positive("optimizer.learning_rate", Double(optimizer.learningRate))
         try atLeast("optimizer.warmup_steps", optimizer.warmupSteps, 0)

@@ -101,7 +101,8 @@ public final class Trainer {
         optimizer = AdamW(config: adamConfig)
         architecture = BaseArchitecture.architecture(inputDim: frontendConfig.melBins, channels: config.model.channels,
                                                      blocks: config.model.blocks, kernel: config.model.kernel,
-                                                     hidden: config.model.hidden, vocabularySize: vocabulary.count)
+                                                     hidden: config.model.hidden, vocabularySize: vocabulary.count,
+                                                     lookAheadBlocks: config.model.lookAheadBlocks)
         normalization = InputNormalization(mean: [Float](repeating: 0, count: frontendConfig.melBins),
                                              std: [Float](repeating: 1, count: frontendConfig.melBins))
 
