@@ -45,7 +45,7 @@ struct Adapt: ParsableCommand {
     @Option(help: "Domain text (UTF-8, one phrase or sentence per line): a language model, word list and hotwords stored with the model.")
     var text: String?
 
-    @Option(help: ArgumentHelp("With --text: 'closed' decodes only the text's words (commands, digits), 'open' lets other words through at a penalty, 'auto' picks the better on the validation split (open without --data).", valueName: "auto|closed|open"))
+    @Option(help: ArgumentHelp("With --text: 'closed' decodes only the text's words (commands, digits), 'open' lets other words through at a penalty, 'auto' picks the better on the validation split (closed on a tie if every validation word is in the text; open without --data).", valueName: "auto|closed|open"))
     var vocabulary: String = "auto"
 
     @Option(help: "Validation utterances used to tune the --text language model's weights.")

@@ -24,6 +24,8 @@ func quickOptions() -> AdaptOptions {
     o.valFraction = 0
     o.batchSize = 3
     o.encoderBlocks = 0
+    // One cache entry per recording, so the tests can count them (speed copies have their own test).
+    o.speedFactors = [1]
     return o
 }
 

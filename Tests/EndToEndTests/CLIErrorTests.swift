@@ -159,7 +159,6 @@ extension CLITests {
                 ("[augment]\nspeed_probability = -0.1", "augment.speed_probability"),
                 ("[model]\nkernel = 1", "model.kernel"),
                 ("[model]\nchannels = 0", "model.channels"),
-                ("[model]\nblocks = 4\nlook_ahead_blocks = 5", "model.look_ahead_blocks"),
                 ("[model]\nlook_ahead_blocks = -1", "model.look_ahead_blocks"),
                 ("[data]\nstatistics_utterances = 0", "data.statistics_utterances"),
                 ("[data]\nmax_seconds = 0.1", "data.max_seconds"),
