@@ -48,9 +48,11 @@ wer() { "$EARSHOT" eval "$2" --model "$1" "${@:3}" 2>/dev/null | awk '/^WER:/ {s
 
 options_for() {
     case "$1" in
-        # The defaults: dense layers + every encoder block at lr x 0.3, masking, file-by-file validation split.
+        # The defaults: dense layers + every encoder block at lr x 0.3, masking, file-by-file validation
+        # split, speed copies 0.8-1.2.
         default) echo "" ;;
         default+text) echo "--text $WORK/digits.txt" ;;
+        nospeed+text) echo "--text $WORK/digits.txt --speed 1" ;;
         speed+text) echo "--text $WORK/digits.txt --speed 0.9,1,1.1" ;;
         speed5+text) echo "--text $WORK/digits.txt --speed 0.8,0.9,1,1.1,1.2" ;;
         masks4+text) echo "--text $WORK/digits.txt --time-masks 4 --channel-masks 4 --patience 8" ;;
