@@ -71,8 +71,9 @@ import TestSupport
         let ops = ErrorRate.align(reference: r, hypothesis: h)
         let growth = try Self.peakResidentBytes() - before
         #expect(ErrorRate.counts(ops).referenceLength == n)
-        // Cells (16 MB) plus the operation list and slack for other tests running at the same time;
-        // the full cost matrix alone would be 128 MB more.
-        #expect(growth < 64 << 20, "peak grew by \(growth >> 20) MB")
+        // Cells (16 MB) plus the operation list, plus whatever other tests allocate at the same time:
+        // peak RSS is the whole process's, and a full parallel run has added 57 MB (73 MB seen in CI).
+        // An 8-byte cost per cell would add 128 MB on top of the cells, so 100 MB still tells them apart.
+        #expect(growth < 100 << 20, "peak grew by \(growth >> 20) MB")
     }
 }
