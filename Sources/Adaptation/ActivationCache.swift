@@ -99,7 +99,8 @@ public struct ActivationCache: Sendable {
 
     /// Deletes the entries under `root` (every model's and cut's folder) unused for `maxAge` seconds (by
     /// modification time, which every run that reads an entry renews), and folders left with no entries:
-    /// those of replaced base models or deleted recordings, which no run would ever read again.
+    /// those of replaced base models or deleted recordings, which no run would ever read again; and
+    /// `RehearsalSet` folders no run has used for as long (those of an older sentence list or espeak-ng).
     ///
     /// Touches only folders this cache made (a 32-hex-digit name holding its README) and only the plain
     /// files in them, so a mistyped --cache cannot cost a stranger's files. Runs only while no adaptation
@@ -111,6 +112,9 @@ public struct ActivationCache: Sendable {
         let fm = FileManager.default
         guard let folders = try? fm.contentsOfDirectory(atPath: root.path) else { return report }
         let cutoff = now.addingTimeInterval(-maxAge)
+        for name in folders where RehearsalSet.isFolderName(name) {
+            if RehearsalSet.removeIfUnused(root.appendingPathComponent(name), cutoff: cutoff, report: &report) { report.folders += 1 }
+        }
         for name in folders where name.count == 32 && name.allSatisfy(\.isHexDigit) {
             let folder = root.appendingPathComponent(name)
             let readme = folder.appendingPathComponent("README")

@@ -57,7 +57,11 @@ public struct RehearsalSet: Sendable {
         let key = SHA256.hex(Array((version + "\n" + lines.map { "\($0.voice)\t\($0.wordsPerMinute)\t\($0.text)" }.joined(separator: "\n")).utf8))
         let folder = root.appendingPathComponent("rehearsal-" + key.prefix(24), isDirectory: true)
         let manifest = folder.appendingPathComponent("manifest.tsv")
-        if FileManager.default.fileExists(atPath: manifest.path) { return manifest.path }
+        if FileManager.default.fileExists(atPath: manifest.path) {
+            // In use: `ActivationCache.prune` keeps folders whose newest file is recent.
+            ActivationCache.touch(manifest)
+            return manifest.path
+        }
         do { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) } catch {
             throw .cache(path: folder.path, reason: error.localizedDescription)
         }
@@ -121,6 +125,39 @@ public struct RehearsalSet: Sendable {
                 throw .data(path: list, reason: "line \(line.number): espeak-ng has no voice variant '\(parts[1])' (espeak-ng --voices=variant lists them)")
             }
         }
+    }
+
+    /// Whether `name` is a folder `manifest` makes: "rehearsal-" and 24 hex digits.
+    static func isFolderName(_ name: String) -> Bool {
+        name.hasPrefix("rehearsal-") && name.count == 34 && name.dropFirst(10).allSatisfy(\.isHexDigit)
+    }
+
+    /// Deletes a rehearsal folder whose files are all older than `cutoff` (a run renews its manifest),
+    /// holding only what `manifest` writes (NNNN.wav, manifest.tsv, .NNNN.wav.PID.tmp); anything else
+    /// there, or anything recent, keeps it. Adds the deleted files to `report`; true when it is gone.
+    static func removeIfUnused(_ folder: URL, cutoff: Date, report: inout ActivationCache.PruneReport) -> Bool {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder.path) else { return false }
+        func ours(_ name: String) -> Bool {
+            let digits = { (s: Substring) in s.count == 4 && s.allSatisfy(\.isNumber) }
+            if name == "manifest.tsv" { return true }
+            if name.hasSuffix(".wav") && !name.hasPrefix(".") { return digits(name.dropLast(4)) }
+            let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+            return name.hasPrefix(".") && parts.count == 5 && digits(parts[1]) && parts[2] == "wav" && parts[4] == "tmp"
+                && parts[3].allSatisfy(\.isNumber)
+        }
+        var sizes: [(String, Int64)] = []
+        for name in names {
+            var st = stat()
+            let path = folder.appendingPathComponent(name).path
+            guard ours(name), lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG,
+                  Double(st.st_mtim.tv_sec) < cutoff.timeIntervalSince1970 else { return false }
+            sizes.append((path, Int64(st.st_size)))
+        }
+        for (path, size) in sizes where unlink(path) == 0 {
+            report.entries += 1
+            report.bytes += size
+        }
+        return rmdir(folder.path) == 0
     }
 
     /// Runs espeak-ng with `arguments`; its standard output, or an error naming `what` and what espeak-ng said.

@@ -35,6 +35,36 @@ import TestSupport
         }
     }
 
+    @Test func pruningRemovesRehearsalFoldersNoRunHasUsed() throws {
+        try withTemporaryDirectory { dir in
+            let root = dir.appendingPathComponent("cache")
+            func make(_ text: String) throws -> URL {
+                let list = dir.appendingPathComponent("\(text).tsv")
+                try Data("en-us+m3\t160\t\(text)\n".utf8).write(to: list)
+                return URL(fileURLWithPath: try RehearsalSet(list: list.path).manifest(root: root)).deletingLastPathComponent()
+            }
+            func age(_ folder: URL) throws {
+                for name in try FileManager.default.contentsOfDirectory(atPath: folder.path) {
+                    try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-50 * 86_400)],
+                                                          ofItemAtPath: folder.appendingPathComponent(name).path)
+                }
+            }
+            let old = try make("open the door"), reused = try make("close the door"), fresh = try make("lock the door")
+            try age(old); try age(reused)
+            // A stranger's files in a folder named like ours keep it.
+            let lookalike = root.appendingPathComponent("rehearsal-" + String(repeating: "0", count: 24))
+            try FileManager.default.createDirectory(at: lookalike, withIntermediateDirectories: true)
+            try Data("mine".utf8).write(to: lookalike.appendingPathComponent("notes.txt"))
+            try age(lookalike)
+            // A run that uses a set renews it.
+            _ = try make("close the door")
+            let report = ActivationCache.prune(root: root, olderThan: 30 * 86_400)
+            #expect(report.folders == 1 && report.entries == 2, "\(report)")
+            #expect(!FileManager.default.fileExists(atPath: old.path))
+            for kept in [reused, fresh, lookalike] { #expect(FileManager.default.fileExists(atPath: kept.path), "\(kept.lastPathComponent)") }
+        }
+    }
+
     @Test func badListsAndAMissingProgramAreNamed() throws {
         try withTemporaryDirectory { dir in
             let list = dir.appendingPathComponent("list.tsv")
