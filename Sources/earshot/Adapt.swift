@@ -255,8 +255,12 @@ struct Adapt: ParsableCommand {
         }
         if let result {
             print("validation: \(result.validationUtterances) utterances, training: \(result.trainUtterances), skipped: \(result.skipped.count)")
-            print("before:     \(figures(result.before))  (greedy)")
-            print("after:      \(figures(result.after))  (greedy, epoch \(result.bestEpoch) of \(result.epochsRun))")
+            if result.before == nil {
+                print("before/after: no validation set (--val-fraction 0 and no --val); epochs run: \(result.epochsRun)")
+            } else {
+                print("before:     \(figures(result.before))  (greedy)")
+                print("after:      \(figures(result.after))  (greedy, epoch \(result.bestEpoch) of \(result.epochsRun))")
+            }
         }
         if let domainLine { print("domain LM:  \(domainLine)") }
         print("model:      \(outPath)")
