@@ -49,3 +49,21 @@ func writeRandomModel(to path: String, seed: UInt64 = 7) throws -> ModelFile {
 func runEarshot(_ arguments: [String], scratch: URL) throws -> ProcessResult {
     try runProcess(try earshotExecutable(), arguments, scratch: scratch)
 }
+
+/// Sets the modification time of every file in `folder` `days` days back: how the pruning tests make
+/// cache entries and rehearsal sets look unused.
+func backdateFiles(in folder: URL, days: Double = 50) throws {
+    for name in try FileManager.default.contentsOfDirectory(atPath: folder.path) {
+        try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-days * 86_400)],
+                                              ofItemAtPath: folder.appendingPathComponent(name).path)
+    }
+}
+
+/// Two different random models in `dir` (a.safetensors seed 1, b.safetensors seed 2): two base models
+/// whose caches must stay apart.
+func twoRandomModels(in dir: URL) throws -> (a: String, b: String) {
+    let a = dir.appendingPathComponent("a.safetensors").path, b = dir.appendingPathComponent("b.safetensors").path
+    try writeRandomModel(to: a, seed: 1)
+    try writeRandomModel(to: b, seed: 2)
+    return (a, b)
+}

@@ -33,9 +33,7 @@ func quickOptions() -> AdaptOptions {
     @Test func activationsAreCachedReusedAndRecomputedWhenModelOrAudioChange() throws {
         try withTemporaryDirectory { dir in
             let data = try writeToneData(dir)
-            let modelA = dir.appendingPathComponent("a.safetensors").path, modelB = dir.appendingPathComponent("b.safetensors").path
-            try writeRandomModel(to: modelA, seed: 1)
-            try writeRandomModel(to: modelB, seed: 2)
+            let (modelA, modelB) = try twoRandomModels(in: dir)
             let cache = dir.appendingPathComponent("cache")
             func run(_ model: String, layers: Int = 2) throws -> AdaptResult {
                 var o = quickOptions(); o.layers = layers
@@ -128,9 +126,7 @@ func quickOptions() -> AdaptOptions {
     @Test func pruningRemovesOnlyEntriesNoRunHasReadForTheGivenAge() throws {
         try withTemporaryDirectory { dir in
             let data = try writeToneData(dir)
-            let modelA = dir.appendingPathComponent("a.safetensors").path, modelB = dir.appendingPathComponent("b.safetensors").path
-            try writeRandomModel(to: modelA, seed: 1)
-            try writeRandomModel(to: modelB, seed: 2)
+            let (modelA, modelB) = try twoRandomModels(in: dir)
             let cache = dir.appendingPathComponent("cache")
             let a = try Adapter(baseModel: modelA, data: AdaptData(train: data.path), cacheRoot: cache, options: quickOptions()).run()
             let b = try Adapter(baseModel: modelB, data: AdaptData(train: data.path), cacheRoot: cache, options: quickOptions()).run()
@@ -149,13 +145,7 @@ func quickOptions() -> AdaptOptions {
             #expect(ActivationCache.prune(root: cache, olderThan: 86_400) == .init())
             // Fifty days on (file times set back): model A's next run reads its entries (hits renew them);
             // model B's stay stale.
-            func age(_ folder: URL) throws {
-                for name in try FileManager.default.contentsOfDirectory(atPath: folder.path) {
-                    try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-50 * 86_400)],
-                                                          ofItemAtPath: folder.appendingPathComponent(name).path)
-                }
-            }
-            try age(a.cacheDirectory); try age(b.cacheDirectory)
+            try backdateFiles(in: a.cacheDirectory); try backdateFiles(in: b.cacheDirectory)
             let again = try Adapter(baseModel: modelA, data: AdaptData(train: data.path), cacheRoot: cache, options: quickOptions()).run()
             #expect((again.cacheHits, again.cacheMisses) == (6, 0))
             let report = ActivationCache.prune(root: cache, olderThan: 30 * 86_400)
@@ -166,7 +156,7 @@ func quickOptions() -> AdaptOptions {
             #expect(FileManager.default.fileExists(atPath: lookalike.appendingPathComponent("notes.act").path))
 
             // Nothing is pruned while a run holds the cache.
-            try age(a.cacheDirectory)
+            try backdateFiles(in: a.cacheDirectory)
             do {
                 let holder = try #require(ActivationCache.Lock(root: cache, exclusive: false))
                 #expect(ActivationCache.prune(root: cache, olderThan: 30 * 86_400).busy)

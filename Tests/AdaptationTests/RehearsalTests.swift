@@ -43,19 +43,13 @@ import TestSupport
                 try Data("en-us+m3\t160\t\(text)\n".utf8).write(to: list)
                 return URL(fileURLWithPath: try RehearsalSet(list: list.path).manifest(root: root)).deletingLastPathComponent()
             }
-            func age(_ folder: URL) throws {
-                for name in try FileManager.default.contentsOfDirectory(atPath: folder.path) {
-                    try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-50 * 86_400)],
-                                                          ofItemAtPath: folder.appendingPathComponent(name).path)
-                }
-            }
             let old = try make("open the door"), reused = try make("close the door"), fresh = try make("lock the door")
-            try age(old); try age(reused)
+            try backdateFiles(in: old); try backdateFiles(in: reused)
             // A stranger's files in a folder named like ours keep it.
             let lookalike = root.appendingPathComponent("rehearsal-" + String(repeating: "0", count: 24))
             try FileManager.default.createDirectory(at: lookalike, withIntermediateDirectories: true)
             try Data("mine".utf8).write(to: lookalike.appendingPathComponent("notes.txt"))
-            try age(lookalike)
+            try backdateFiles(in: lookalike)
             // A run that uses a set renews it.
             _ = try make("close the door")
             let report = ActivationCache.prune(root: root, olderThan: 30 * 86_400)
@@ -68,21 +62,16 @@ import TestSupport
     @Test func badListsAndAMissingProgramAreNamed() throws {
         try withTemporaryDirectory { dir in
             let list = dir.appendingPathComponent("list.tsv")
-            try Data("en-us+m3\t160\tfine\nen-us+m3\tfast\tnot a number\n".utf8).write(to: list)
-            #expect(throws: AdaptError.data(path: list.path, reason: "line 2 is not 'voice<TAB>words-per-minute<TAB>text'")) {
-                try RehearsalSet(list: list.path).manifest(root: dir)
-            }
-            try Data("# only a comment\n".utf8).write(to: list)
-            #expect(throws: AdaptError.data(path: list.path, reason: "the rehearsal sentence list is empty")) {
-                try RehearsalSet(list: list.path).manifest(root: dir)
-            }
-            try Data("en-us+m3\t160\tfine\nen-us+nosuchvariant\t160\tfine\n".utf8).write(to: list)
-            #expect(throws: AdaptError.data(path: list.path, reason: "line 2: espeak-ng has no voice variant 'nosuchvariant' (espeak-ng --voices=variant lists them)")) {
-                try RehearsalSet(list: list.path).manifest(root: dir)
-            }
-            try Data("xx-nowhere+m3\t160\tfine\n".utf8).write(to: list)
-            #expect(throws: AdaptError.data(path: list.path, reason: "line 1: espeak-ng has no language 'xx-nowhere' (espeak-ng --voices lists them)")) {
-                try RehearsalSet(list: list.path).manifest(root: dir)
+            let bad: [(list: String, reason: String)] = [
+                ("en-us+m3\t160\tfine\nen-us+m3\tfast\tnot a number\n", "line 2 is not 'voice<TAB>words-per-minute<TAB>text'"),
+                ("# only a comment\n", "the rehearsal sentence list is empty"),
+                ("en-us+m3\t160\tfine\nen-us+nosuchvariant\t160\tfine\n",
+                 "line 2: espeak-ng has no voice variant 'nosuchvariant' (espeak-ng --voices=variant lists them)"),
+                ("xx-nowhere+m3\t160\tfine\n", "line 1: espeak-ng has no language 'xx-nowhere' (espeak-ng --voices lists them)"),
+            ]
+            for c in bad {
+                try Data(c.list.utf8).write(to: list)
+                #expect(throws: AdaptError.data(path: list.path, reason: c.reason)) { try RehearsalSet(list: list.path).manifest(root: dir) }
             }
             try Data("en-us+m3\t160\tfine\n".utf8).write(to: list)
             do {
