@@ -61,6 +61,43 @@ public struct SpecAugment: Sendable, Equatable, Codable {
     }
 }
 
+/// Vocal tract length perturbation (Jaitly & Hinton, 2013) done on log-mel features: each frame's
+/// spectrum is stretched along the mel axis, so bin `f` takes the value at bin `f / factor` (linear
+/// interpolation; past the top bin, the top bin's value). A factor above 1 moves formants up, as a
+/// shorter vocal tract does. On the mel scale a linear warp is only an approximation of scaling
+/// hertz, but the point is a plausible new speaker, not an exact one; it is applied before the
+/// global normalisation, whose per-bin statistics would otherwise be moved with the bins.
+public struct FrequencyWarp: Sendable, Equatable {
+    public var factor: Float
+
+    public init(factor: Float) { self.factor = factor }
+
+    public func apply(to features: Matrix) -> Matrix {
+        let T = features.rows, F = features.cols
+        guard F > 1, factor != 1 else { return features }
+        var out = Matrix(rows: T, cols: F)
+        // Source positions are the same for every frame.
+        var lower = [Int](repeating: 0, count: F), weight = [Float](repeating: 0, count: F)
+        for f in 0..<F {
+            let source = min(Float(f) / factor, Float(F - 1))
+            let i = min(Int(source), F - 2)
+            lower[f] = i; weight[f] = source - Float(i)
+        }
+        features.data.withUnsafeBufferPointer { x in
+            out.data.withUnsafeMutableBufferPointer { y in
+                for t in 0..<T {
+                    let row = t * F
+                    for f in 0..<F {
+                        let a = x[row + lower[f]], b = x[row + lower[f] + 1]
+                        y[row + f] = a + weight[f] * (b - a)
+                    }
+                }
+            }
+        }
+        return out
+    }
+}
+
 /// Adds `noise` to `signal` scaled so that signal power / added-noise power is `snrDB` decibels.
 ///
 /// The noise starts at a random offset and wraps around when shorter than the signal, so one long noise

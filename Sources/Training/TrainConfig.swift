@@ -1,4 +1,5 @@
 import Foundation
+import Model
 
 /// Everything `earshot train` needs, read from a TOML file (see docs/training.md); every key has a
 /// default so a config can be as short as the two manifest paths.
@@ -31,10 +32,13 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         public var blocks = 10
         public var kernel = 9
         public var hidden = 512
-        /// Residual blocks that see one more future frame (40 ms) each; with the front convs' 30 ms,
-        /// the model's look-ahead is 30 + 40 x this many ms (4: 190 ms, all 12 of 12 blocks: 510 ms). More
-        /// than `blocks` means every block.
+        /// Residual blocks that see one more future frame (one encoder frame) each; with 40 ms frames
+        /// and the front convs' 30 ms, the model's look-ahead is 30 + 40 x this many ms (4: 190 ms, all
+        /// 12 of 12 blocks: 510 ms); with 20 ms frames 30 + 20 x this many. More than `blocks` means every block.
         public var lookAheadBlocks = 4
+        /// 10 ms feature frames per encoder frame: 4 (40 ms) or 2 (20 ms, twice the compute, an
+        /// easier alignment for character CTC).
+        public var subsampling = 4
         /// Start from this model's weights instead of random ones.
         public var initFrom = ""
         public init() {}
@@ -66,6 +70,10 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         /// Share of utterances mixed with generated noise at an SNR drawn from `snrRange` (dB).
         public var noiseProbability = 0.3
         public var snrRange = [5.0, 30.0]
+        /// Share of utterances whose spectrum is stretched along frequency by a factor drawn from
+        /// `warpRange` (a vocal-tract-length perturbation: more speakers from the same voices).
+        public var warpProbability = 0.0
+        public var warpRange = [0.9, 1.1]
         public init() {}
     }
 
@@ -113,6 +121,7 @@ extension TrainConfig.ModelConfig {
         kernel = try c.decodeIfPresent(Int.self, forKey: .kernel) ?? d.kernel
         hidden = try c.decodeIfPresent(Int.self, forKey: .hidden) ?? d.hidden
         lookAheadBlocks = try c.decodeIfPresent(Int.self, forKey: .lookAheadBlocks) ?? d.lookAheadBlocks
+        subsampling = try c.decodeIfPresent(Int.self, forKey: .subsampling) ?? d.subsampling
         initFrom = try c.decodeIfPresent(String.self, forKey: .initFrom) ?? d.initFrom
     }
 }
@@ -143,6 +152,8 @@ extension TrainConfig.AugmentConfig {
         speedRange = try c.decodeIfPresent([Double].self, forKey: .speedRange) ?? d.speedRange
         noiseProbability = try c.decodeIfPresent(Double.self, forKey: .noiseProbability) ?? d.noiseProbability
         snrRange = try c.decodeIfPresent([Double].self, forKey: .snrRange) ?? d.snrRange
+        warpProbability = try c.decodeIfPresent(Double.self, forKey: .warpProbability) ?? d.warpProbability
+        warpRange = try c.decodeIfPresent([Double].self, forKey: .warpRange) ?? d.warpRange
     }
 }
 
@@ -208,6 +219,9 @@ extension TrainConfig {
         try atLeast("model.kernel", model.kernel, 2)
         try atLeast("model.hidden", model.hidden, 1)
         try atLeast("model.look_ahead_blocks", model.lookAheadBlocks, 0)
+        guard BaseArchitecture.subsamplings.contains(model.subsampling) else {
+            throw fail("model.subsampling", model.subsampling, "must be 2 or 4")
+        }
 
         try positive("optimizer.learning_rate", Double(optimizer.learningRate))
         try atLeast("optimizer.warmup_steps", optimizer.warmupSteps, 0)
@@ -229,6 +243,12 @@ extension TrainConfig {
         try range("augment.speed_range", augment.speedRange, positive: true)
         try fraction("augment.noise_probability", augment.noiseProbability)
         try range("augment.snr_range", augment.snrRange, positive: false)
+        try fraction("augment.warp_probability", augment.warpProbability)
+        try range("augment.warp_range", augment.warpRange, positive: true)
+        // A factor of 2 already moves half the spectrum off the top bin; beyond that a warp is noise.
+        guard augment.warpRange.allSatisfy({ (0.5...2).contains($0) }) else {
+            throw fail("augment.warp_range", augment.warpRange, "must lie within [0.5, 2]")
+        }
 
         guard !run.output.isEmpty else { throw .config("run.output is empty: name the run folder") }
         try positive("run.checkpoint_minutes", run.checkpointMinutes)

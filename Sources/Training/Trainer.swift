@@ -102,7 +102,8 @@ public final class Trainer {
         architecture = BaseArchitecture.architecture(inputDim: frontendConfig.melBins, channels: config.model.channels,
                                                      blocks: config.model.blocks, kernel: config.model.kernel,
                                                      hidden: config.model.hidden, vocabularySize: vocabulary.count,
-                                                     lookAheadBlocks: config.model.lookAheadBlocks)
+                                                     lookAheadBlocks: config.model.lookAheadBlocks,
+                                                     subsampling: config.model.subsampling)
         normalization = InputNormalization(mean: [Float](repeating: 0, count: frontendConfig.melBins),
                                              std: [Float](repeating: 1, count: frontendConfig.melBins))
 
@@ -457,7 +458,13 @@ struct ExampleMaker: Sendable {
             let snr = Float(Double.random(in: a.snrRange[0]...a.snrRange[1], using: &rng))
             mixNoise(into: &samples, noise: noise, snrDB: snr, using: &rng)
         }
-        var features = normalization.apply(frontend.compute(samples))
+        var logMel = frontend.compute(samples)
+        // Drawn only when enabled, so runs configured before the warp existed resume bit-for-bit.
+        if doAugment && a.warpProbability > 0 && Double.random(in: 0..<1, using: &rng) < a.warpProbability {
+            let factor = Float(Double.random(in: a.warpRange[0]...a.warpRange[1], using: &rng))
+            logMel = FrequencyWarp(factor: factor).apply(to: logMel)
+        }
+        var features = normalization.apply(logMel)
         if doAugment {
             let spec = SpecAugment(frequencyMasks: a.frequencyMasks, maxFrequencyWidth: a.maxFrequencyWidth,
                                    timeMasks: a.timeMasks, maxTimeWidth: a.maxTimeWidth,

@@ -7,8 +7,8 @@ import Training
 
 @Suite struct TrainingResumeTests {
     /// A small run with every augmentation on: the tiny recipe shrunk (32 channels, 1 block, short
-    /// batches) with speed perturbation, noise and SpecAugment each drawn for about half the
-    /// utterances, so the check covers their random streams.
+    /// batches, 20 ms frames) with speed perturbation, noise, frequency warping and SpecAugment each
+    /// drawn for about half the utterances, so the check covers their random streams.
     static func config(manifest: URL, output: URL, steps: Int) -> TrainConfig {
         var c = TinyModel.config(manifest: manifest, output: output, seed: 5)
         c.model.channels = 32
@@ -25,6 +25,9 @@ import Training
         c.augment.maxFrequencyWidth = 8
         c.augment.timeMasks = 2
         c.augment.maxTimeWidth = 5
+        c.augment.warpProbability = 0.5
+        c.augment.warpRange = [0.85, 1.15]
+        c.model.subsampling = 2
         c.run.logEverySteps = 1000
         return c
     }

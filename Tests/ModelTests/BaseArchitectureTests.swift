@@ -22,13 +22,26 @@ import Tensors
         #expect(blocksWithLookAhead == 4)
     }
 
-    @Test func smallBaseEncoderStreamsLikeItRunsOffline() throws {
+    /// Subsampling 2 keeps the parameters and halves the frame: conv2 steps by one frame instead of
+    /// two, so its two future frames of 20 ms are the same 20 ms, and each look-ahead block adds 20 ms.
+    @Test func subsamplingTwoHalvesTheFrameAndTheBlocksLookAhead() throws {
+        let four = BaseArchitecture.architecture(channels: 32, blocks: 6, hidden: 40, lookAheadBlocks: 6)
+        let two = BaseArchitecture.architecture(channels: 32, blocks: 6, hidden: 40, lookAheadBlocks: 6, subsampling: 2)
+        try two.validate()
+        #expect(two.subsampling == 2 && four.subsampling == 4)
+        #expect(two.parameterCount == four.parameterCount)
+        #expect(four.lookAheadMs == 30 + 6 * 40)
+        #expect(two.lookAheadMs == 30 + 6 * 20)
+    }
+
+    @Test(arguments: [2, 4]) func smallBaseEncoderStreamsLikeItRunsOffline(subsampling: Int) throws {
         var rng = SeededRandom(seed: 40)
-        let arch = BaseArchitecture.architecture(inputDim: 10, channels: 16, blocks: 3, kernel: 5, hidden: 24, vocabularySize: 7, lookAheadBlocks: 2)
+        let arch = BaseArchitecture.architecture(inputDim: 10, channels: 16, blocks: 3, kernel: 5, hidden: 24, vocabularySize: 7,
+                                                 lookAheadBlocks: 2, subsampling: subsampling)
         let encoder = try Encoder(architecture: arch, parameters: randomParameters(arch, rng: &rng))
         let input = rng.matrix(101, 10, scale: 2)
         let offline = encoder.forward(input)
-        #expect(offline.rows == 26 && offline.cols == 7)
+        #expect(offline.rows == (101 + subsampling - 1) / subsampling && offline.cols == 7)
         var state = encoder.makeStream()
         var streamed = Matrix(rows: 0, cols: 7)
         for start in stride(from: 0, to: 101, by: 10) { streamed.append(rowsOf: state.accept(input.rows(start..<min(start + 10, 101)))) }

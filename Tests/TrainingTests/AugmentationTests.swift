@@ -104,4 +104,29 @@ import Tensors
         #expect(throws: TrainingError.self) { try speedPerturb([1, 2, 3], factor: 0) }
         #expect(throws: TrainingError.self) { try speedPerturb([1, 2, 3], factor: .nan) }
     }
+
+    /// Linear interpolation is exact on a spectrum linear in the bin, so every output bin must equal
+    /// the line at f / factor, and the top bin's value past the end.
+    @Test(arguments: [Float(0.85), 1.0, 1.2])
+    func frequencyWarpReadsBinFOverFactor(factor: Float) {
+        let bins = 40, frames = 3
+        let x = Matrix(rows: frames, cols: bins, data: (0..<(frames * bins)).map { Float($0 / bins) * 100 + 0.5 * Float($0 % bins) - 3 })
+        let y = FrequencyWarp(factor: factor).apply(to: x)
+        for t in 0..<frames {
+            for f in 0..<bins {
+                let source = min(Double(f) / Double(factor), Double(bins - 1))
+                let expected = Double(t) * 100 + 0.5 * source - 3
+                #expect(abs(Double(y[t, f]) - expected) < 1e-4, "frame \(t) bin \(f): \(y[t, f]) against \(expected)")
+            }
+        }
+    }
+
+    /// A formant-like peak moves up by the factor: a factor above 1 is a shorter vocal tract.
+    @Test func frequencyWarpMovesAPeakByTheFactor() {
+        let bins = 80
+        let peak = (0..<bins).map { f in Float(exp(-pow(Double(f) - 30, 2) / 8)) }
+        let y = FrequencyWarp(factor: 1.2).apply(to: Matrix(rows: 1, cols: bins, data: peak))
+        let centroid = (0..<bins).map { Double($0) * Double(y[0, $0]) }.reduce(0, +) / y.data.map(Double.init).reduce(0, +)
+        #expect(abs(centroid - 36) < 0.1, "centroid \(centroid)")
+    }
 }
