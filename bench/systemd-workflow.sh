@@ -15,14 +15,17 @@
 #   4. checks the daemon now serves the adapted model (status, its journal), reads the adaptation's
 #      scheduling, nice, OOM score, I/O class and cgroup limits from /proc and the cgroup files while
 #      it runs, and triggers the path unit again with nothing new: the condition skips the run and
-#      the unit does not fail;
+#      the unit does not fail; then a slow copy (30 hidden files, one every 0.2 s, as rsync's
+#      temporary files arrive) must leave earshot-adapt.path active (with systemd's default start
+#      limit on the service, or the 20-in-10-s trigger limit the path unit had, it went down);
+#      prints what systemd itself logged at warning level (directives it could not apply here);
 #   5. powers the namespace's systemd off (earshotd stops in order) and checks nothing is left: no
 #      process or mount of the namespaces, no cgroup, host /etc/passwd, /etc/group, /etc/shadow and
 #      the kernel settings systemd touches unchanged, the background `earshot train` still running.
 #
 # Run (as root, on Linux with /lib/systemd/systemd, unshare/nsenter from util-linux, overlayfs):
 #   swift build -c release --product earshot && swift build -c release --product earshotd
-#   sudo bench/systemd-workflow.sh            # ITEMS=10 recordings; ITEMS=4 ... for a quicker run
+#   sudo bench/systemd-workflow.sh     # ITEMS=40 recordings (digits 0-9 of each speaker in turn)
 #
 # The host is never changed: the namespace sees /etc, /var and /usr as overlays whose writes land in a
 # temporary folder, a private /run, /tmp and /dev, / read-only, /proc/sys and /sys read-only (kernel
@@ -113,7 +116,7 @@ fi
 
 # ---------------------------------------------------------------------------------------------------
 # Outside: the host side.
-ITEMS=${ITEMS:-10}
+ITEMS=${ITEMS:-40}
 BIN=$ROOT/.build/release
 FSDD=${FSDD:-/work/shared/data/fsdd/recordings}
 MODEL=$ROOT/models/earshot-base-en.safetensors
@@ -304,7 +307,7 @@ for _ in $(seq 1 1800); do
         echo "cmdline:     $(tr "\0" " " < /proc/$p/cmdline)"
         echo "user:        $(ps -o user= -p $p)"
         echo "policy:      $(chrt -p $p | sed -n "s/.*policy: //p") (threads: $(ps -L -o cls= -p $p | sort | uniq -c | tr -s " " | tr "\n" ";"))"
-        echo "nice:        $(ps -o ni= -p $p | tr -d " ")"
+        echo "nice:        $(cut -d" " -f19 /proc/$p/stat)"
         echo "ionice:      $(ionice -p $p)"
         echo "oom_score_adj: $(cat /proc/$p/oom_score_adj)"
         grep -E "^(NoNewPrivs|Seccomp|CapEff|CapBnd):" /proc/$p/status | tr -s "\t" " "
@@ -331,6 +334,7 @@ echo "$JOURNAL" | sed 's/^/     journal| /'
 echo "$JOURNAL" | grep -q "Finished " || fail "earshot-adapt.service did not finish (see its journal above)"
 [ -n "$SEEN_ADAPT" ] || say "   (the adaptation ended before its process could be sampled)"
 say "   earshot-adapt.service ran to the end in $((END_T - DROP_T)) s after the drop: $(in_ns systemctl show -p Result -p ExecMainStatus earshot-adapt.service | tr '\n' ' ')"
+echo "$JOURNAL" | grep -E "earshot\[[0-9]+\]: (before|after): " | sed 's/.*: \(before\|after\):/   adapt \1:/' || true
 in_ns test -f /var/lib/earshot/models/adapted.safetensors || fail "no adapted model written"
 in_ns test ! -e /var/lib/earshot/domain/.adapt-pending || fail ".adapt-pending still there"
 say "   $(in_ns stat -c '%A %U:%G %s bytes %n' /var/lib/earshot/models/adapted.safetensors)"
@@ -349,22 +353,32 @@ TEXT2=$(as_member /usr/local/bin/earshot stream --socket "$SOCK" "$TEST_WAV") ||
 say "   earshot stream $(basename "$TEST_WAV") (\"seven\", a take not in the drop) with the adapted model: '$TEXT2'"
 
 say "   second trigger with nothing new (a hidden file created and removed in the spool)"
-RUNS_BEFORE=$(in_ns journalctl -u earshot-adapt.service -o cat --no-pager | grep -c "^Starting " || true)
 C2=$(cursor)
 as_member sh -c "touch '$SPOOL/.poke' && rm '$SPOOL/.poke'"
 for _ in $(seq 1 120); do
   J2=$(adapt_journal "$C2" -o cat)
-  echo "$J2" | grep -qE "^Starting " && [ "$(in_ns systemctl show -P ActiveState earshot-adapt.service)" != activating ] && break
+  echo "$J2" | grep -qE "Skipped due to|^Finished |Failed with result" && [ "$(in_ns systemctl show -P ActiveState earshot-adapt.service)" != activating ] && break
   sleep 0.5
 done
 echo "$J2" | sed 's/^/     journal| /'
-echo "$J2" | grep -q "^Starting " || fail "the path unit did not start the service on the second change"
+echo "$J2" | grep -q "nothing new" || fail "the path unit did not run the service (its condition) on the second change"
+echo "$J2" | grep -q "Skipped due to 'exec-condition'" || fail "the second run was not skipped by its ExecCondition="
 echo "$J2" | grep -q "Finished " && fail "the second run adapted again although nothing was new"
 SHOW=$(in_ns systemctl show -p ActiveState -p Result -p ConditionResult earshot-adapt.service | tr '\n' ' ')
 say "   after the second trigger: $SHOW; is-failed: $(in_ns systemctl is-failed earshot-adapt.service || true); path unit: $(in_ns systemctl is-active earshot-adapt.path)"
 [ "$(in_ns systemctl is-failed earshot-adapt.service || true)" != failed ] || fail "the skipped run left the unit failed"
 [ "$(in_ns systemctl is-active earshot-adapt.path)" = active ] || fail "earshot-adapt.path is no longer active: $(in_ns systemctl show -p Result earshot-adapt.path)"
-say "   runs started so far: $((RUNS_BEFORE + 1)); timer: $(in_ns systemctl show -P NextElapseUSecRealtime earshot-adapt.timer) next"
+say "   a slow copy: 30 files written one every 0.2 s (hidden names: each change runs the service, whose condition skips)"
+C3=$(cursor)
+as_member sh -c "cd '$SPOOL' && for i in \$(seq 1 30); do echo x > .slow-\$i; sleep 0.2; done; rm -f .slow-*"
+sleep 2
+J3=$(adapt_journal "$C3" -o cat)
+say "   runs skipped by the condition during the copy: $(echo "$J3" | grep -c "Skipped due to" || true); path unit: $(in_ns systemctl show -p ActiveState -p Result earshot-adapt.path | tr '\n' ' ')"
+in_ns journalctl -u earshot-adapt.path --after-cursor="$C3" -o cat --no-pager | sed 's/^/     journal| /'
+[ "$(in_ns systemctl is-active earshot-adapt.path)" = active ] || fail "a slow copy into the spool stopped earshot-adapt.path: $(in_ns systemctl show -p Result earshot-adapt.path)"
+say "   what systemd (PID 1) logged at warning level or above since boot:"
+in_ns journalctl -b -p warning _PID=1 -o cat --no-pager | sed 's/^/     journal| /'
+say "   timer: next run $(in_ns systemctl show -P NextElapseUSecRealtime earshot-adapt.timer)"
 
 # ---------------------------------------------------------------------------------------------------
 say "5. poweroff of the namespace's systemd"
@@ -374,14 +388,17 @@ for _ in $(seq 1 90); do kill -0 "$NSPID" 2>/dev/null || break; sleep 1; done
 kill -0 "$NSPID" 2>/dev/null && fail "systemd did not power off within 90 s"
 wait "$UNSHARE_PID" && ns_rc=0 || ns_rc=$?
 NSPID=""
-say "   systemd exited (unshare status $ns_rc)"
+say "   systemd exited (unshare status $ns_rc: systemd-shutdown ends a container's PID 1 that way)"
 JDIR=$W/ov/var/up/log/journal/$MACHINE_ID
 if [ -d "$JDIR" ]; then
   journalctl --directory="$JDIR" -u earshotd.service -o cat --no-pager | tail -n 6 | sed 's/^/     journal| /'
 fi
 UNSHARE_PID=""
-left_p=$(for p in /proc/[0-9]*; do [ "$(readlink "$p/ns/pid" 2>/dev/null)" = "$PIDNS" ] && echo "${p#/proc/}"; done | tr '\n' ' ')
-left_m=$(for p in /proc/[0-9]*; do [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$MNTNS" ] && echo "${p#/proc/}"; done | tr '\n' ' ')
+left_p="" left_m=""
+for p in /proc/[0-9]*; do
+  if [ "$(readlink "$p/ns/pid" 2>/dev/null)" = "$PIDNS" ]; then left_p+=" ${p#/proc/}"; fi
+  if [ "$(readlink "$p/ns/mnt" 2>/dev/null)" = "$MNTNS" ]; then left_m+=" ${p#/proc/}"; fi
+done
 [ -z "$left_p$left_m" ] || fail "processes left in the namespaces: $left_p $left_m"
 for cg in "${CGROUPS[@]}"; do find "$cg" -depth -type d -exec rmdir {} \; ; done
 for cg in "${CGROUPS[@]}"; do [ ! -d "$cg" ] || fail "cgroup $cg left"; done
