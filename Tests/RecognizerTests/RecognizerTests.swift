@@ -102,8 +102,8 @@ func blankModel(frontend: FrontendConfig) -> ModelFile {
     /// The streaming recogniser and training validation (`Trainer.validate`: offline frontend, whole
     /// utterance `Encoder.forward`, greedy decoding) must agree, or validation WER would not predict
     /// what users get.
-    @Test func recognizeEqualsTheTrainingValidationPath() throws {
-        let tiny = try TinyModel.shared()
+    @Test(arguments: [4, 2]) func recognizeEqualsTheTrainingValidationPath(subsampling: Int) throws {
+        let tiny = try TinyModel.shared(subsampling: subsampling)
         let recognizer = try Recognizer(model: tiny.trained)
         let frontend = try LogMelFrontend(config: recognizer.frontendConfig, mode: .offline)
         let encoder = try Encoder(model: tiny.trained)

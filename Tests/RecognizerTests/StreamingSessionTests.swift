@@ -39,11 +39,15 @@ import Training
         ("model on hiss", 1e-6, EndpointConfig(silenceLevel: -140)),
     ]
 
-    @Test(arguments: [0, 1])
-    func threeWordsBetweenSilencesGiveThreeFinalsEqualToOfflineRecognition(variant: Int) throws {
-        let tiny = try TinyModel.shared()
+    /// Both silences with the usual 40 ms frames, and gated zeros with a 20 ms model (subsampling 2),
+    /// whose session steps in 320-sample blocks.
+    @Test(arguments: [(0, 4), (1, 4), (0, 2)])
+    func threeWordsBetweenSilencesGiveThreeFinalsEqualToOfflineRecognition(variant: Int, subsampling: Int) throws {
+        let tiny = try TinyModel.shared(subsampling: subsampling)
         let (name, noise, config) = Self.silences[variant]
         let recognizer = try Recognizer(model: tiny.trained)
+        try #require(recognizer.encoder.subsampling == subsampling)
+        let block = 160 * subsampling
         let scene = Scene([.silence(0.5), .word("left"), .silence(1), .word("down"), .silence(1), .word("right"), .silence(1)],
                           model: tiny, noise: noise)
         let session = StreamingSession(recognizer: recognizer, config: config)
@@ -60,7 +64,7 @@ import Training
                 #expect(i + 1 < events.count && events[i + 1].event == .endpoint(utterance: u, reason: .silence, at: events.endpoints[u].at))
             }
         }
-        let lookAhead = Double(recognizer.encoder.lookAheadFrames * 160 + 400 - Self.block) / Self.sampleRate
+        let lookAhead = Double(recognizer.encoder.lookAheadFrames * 160 + 400 - block) / Self.sampleRate
         for (final, word) in zip(finals, scene.words) {
             Self.expectMatchesOffline(final, scene.samples, recognizer)
             let wordStart = Double(word.span.lowerBound) / Self.sampleRate, wordEnd = Double(word.span.upperBound) / Self.sampleRate
@@ -74,14 +78,14 @@ import Training
             let at = events.endpoints[final.utterance].at
             #expect(at == Double(final.segment.upperBound) / Self.sampleRate)
             let latency = at - final.end
-            #expect(latency >= config.trailingSilence && latency <= config.trailingSilence + lookAhead + 0.04 + 1e-9,
+            #expect(latency >= config.trailingSilence && latency <= config.trailingSilence + lookAhead + Double(block) / Self.sampleRate + 1e-9,
                     "\(name): endpoint \(latency) s after speech (look-ahead \(lookAhead) s)")
             print("\(name): '\(final.transcript.text)' speech \(final.start)-\(final.end) s, segment \(final.segment), endpoint \(at) s: \(String(format: "%.3f", latency)) s after the speech")
         }
         // Utterances are disjoint in speech; segments overlap only in the silence between them: the
         // look-ahead re-fed into the next segment and up to 0.32 s of leading context before it.
         for (a, b) in zip(finals, finals.dropFirst()) {
-            #expect(b.segment.lowerBound >= a.segment.upperBound - Int(lookAhead * Self.sampleRate) - Self.block - 5120)
+            #expect(b.segment.lowerBound >= a.segment.upperBound - Int(lookAhead * Self.sampleRate) - block - 5120)
             #expect(Double(b.segment.lowerBound) / Self.sampleRate > a.end)
         }
     }

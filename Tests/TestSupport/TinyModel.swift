@@ -45,8 +45,9 @@ public struct TinyModel: Sendable {
     /// Sized so that every seed measured (1 to 10) converges in 300 steps while training stays around
     /// 10 s in a debug build: with 64 channels some seeds stall in a local minimum (emitting a stray
     /// final 't' after 'yes' and 'no'), 96 channels and a 128-wide hidden layer do not.
-    public static func config(manifest: URL, output: URL, seed: UInt64 = 1) -> TrainConfig {
+    public static func config(manifest: URL, output: URL, seed: UInt64 = 1, subsampling: Int = 4) -> TrainConfig {
         var c = TrainConfig()
+        c.model.subsampling = subsampling
         c.data.train = manifest.path
         c.data.valid = ""
         c.model.channels = 96
@@ -79,10 +80,14 @@ public struct TinyModel: Sendable {
     public let trainingWallSeconds: Double
 
     /// The model of this test process, trained on first use. Later callers get the same one.
-    public static func shared() throws -> TinyModel { try cache.get() }
+    /// `subsampling` 2 is the same recipe with 20 ms encoder frames (a second model, trained on first use).
+    public static func shared(subsampling: Int = 4) throws -> TinyModel {
+        try (subsampling == 2 ? twentyMsCache : cache).get()
+    }
     private static let cache = BuiltOnce { try TinyModel.train() }
+    private static let twentyMsCache = BuiltOnce { try TinyModel.train(subsampling: 2) }
 
-    public static func train() throws -> TinyModel {
+    public static func train(subsampling: Int = 4) throws -> TinyModel {
         try withTemporaryDirectory("tinyModel") { dir in
             let corpus = dir.appendingPathComponent("corpus")
             try FileManager.default.createDirectory(at: corpus, withIntermediateDirectories: true)
@@ -108,7 +113,8 @@ public struct TinyModel: Sendable {
             trainingLock.lock()
             defer { trainingLock.unlock() }
             let start = Date()
-            let trainer = try Trainer(config: config(manifest: manifest, output: dir.appendingPathComponent("run")), log: { _ in })
+            let trainer = try Trainer(config: config(manifest: manifest, output: dir.appendingPathComponent("run"), subsampling: subsampling),
+                                      log: { _ in })
             try trainer.run(shouldStop: { false }, progress: { _ in })
             let trained = try ModelFile.load(path: trainer.lastModelURL.path)
             return TinyModel(trained: trained, spoken: spoken, trainingWallSeconds: Date().timeIntervalSince(start))
