@@ -34,6 +34,9 @@ public enum ModelError: Error, CustomStringConvertible, Equatable, Sendable {
     case inconsistentArchitecture(file: String, reason: String)
     /// The vocabulary size differs from the last layer's output size.
     case vocabularyMismatch(file: String, vocabularySize: Int, outputSize: Int)
+    /// Models that cannot be averaged with the first one given: another architecture, frontend,
+    /// vocabulary, feature statistics or domain decoding.
+    case cannotAverage(file: String, first: String, reason: String)
 
     public var description: String {
         switch self {
@@ -59,6 +62,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable, Sendable {
         case .inconsistentArchitecture(let f, let r): return "\(f): inconsistent architecture: \(r)"
         case .vocabularyMismatch(let f, let v, let o):
             return "\(f): vocabulary has \(v) tokens but the last layer outputs \(o) values per frame"
+        case .cannotAverage(let f, let first, let r):
+            return "\(f): cannot be averaged with \(first): \(r) (average snapshots of one training run)"
         }
     }
 
@@ -68,6 +73,7 @@ public enum ModelError: Error, CustomStringConvertible, Equatable, Sendable {
         case .unreadable(let f, _), .unwritable(let f, _), .truncated(let f, _), .malformedHeader(let f, _),
              .badTensor(let f, _, _), .unsupportedDType(let f, _, _), .notAModel(let f, _),
              .unsupportedFormatVersion(let f, _, _), .malformedMetadata(let f, _, _), .unknownLayerType(let f, _),
+             .cannotAverage(let f, _, _),
              .missingParameter(let f, _, _), .wrongShape(let f, _, _, _), .nonFiniteParameter(let f, _, _),
              .inconsistentArchitecture(let f, _), .vocabularyMismatch(let f, _, _):
             return f

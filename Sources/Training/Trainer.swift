@@ -251,6 +251,22 @@ public final class Trainer {
         }
     }
 
+    /// Where `saveSnapshot` writes the model of `step`.
+    public func snapshotURL(step: Int) -> URL {
+        outputDir.appendingPathComponent("snapshots").appendingPathComponent(String(format: "step-%08d.safetensors", step))
+    }
+
+    /// The plain model at this step, kept for checkpoint averaging (`earshot model average`).
+    func saveSnapshot() throws {
+        let url = snapshotURL(step: state.step)
+        do {
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try modelFile(includeOptimizer: false).save(path: url.path)
+        } catch {
+            throw TrainerError.checkpoint(path: url.path, reason: "\(error)")
+        }
+    }
+
     func resume(from url: URL, adam: AdamWConfig) throws {
         let model: ModelFile
         do { model = try ModelFile.load(path: url.path) } catch { throw TrainerError.checkpoint(path: url.path, reason: "\(error)") }
@@ -366,6 +382,9 @@ public final class Trainer {
                            p.step, p.epoch, p.loss, p.learningRate, p.gradNorm, p.speed,
                            result.impossible.isEmpty ? "" : " (\(result.impossible.count) impossible utterances skipped)"))
                 windowLoss = 0; windowSteps = 0; windowAudio = 0; windowStart = Date()
+            }
+            if config.run.snapshotEverySteps > 0 && state.step % config.run.snapshotEverySteps == 0 {
+                try saveSnapshot()
             }
             if !valid.isEmpty && state.step % config.run.validEverySteps == 0 {
                 try validate()

@@ -282,6 +282,34 @@ import TestSupport
         }
     }
 
+    /// `model average` writes a loadable model recording its inputs, and refuses what is not a
+    /// snapshot of the same run (here a model with a domain decoding), naming that file.
+    @Test func modelAverageWritesTheMeanAndRefusesAForeignModel() throws {
+        try withFixture { f in
+            let copy = f.dir.appendingPathComponent("copy.safetensors"), out = f.dir.appendingPathComponent("avg.safetensors")
+            try FileManager.default.copyItem(at: f.model, to: copy)
+            let r = try f.run(["model", "average", "--out", out.path, f.model.path, copy.path])
+            #expect(r.status == 0, "\(r.stderr)")
+            let averaged = try ModelFile.load(path: out.path)
+            #expect(averaged.parameters == f.tiny.trained.parameters, "the mean of a model and its copy is the model")
+            guard case .array(let sources)? = averaged.description.provenance["averaged_from"] else {
+                Issue.record("no averaged_from in \(averaged.description.provenance)"); return
+            }
+            #expect(sources.count == 2)
+
+            let text = f.dir.appendingPathComponent("words.txt")
+            try Data("yes\nno\n".utf8).write(to: text)
+            let domain = f.dir.appendingPathComponent("domain.safetensors")
+            #expect(try f.run(["adapt", "--base", f.model.path, "--text", text.path, "--out", domain.path]).status == 0)
+            let refused = try f.run(["model", "average", "--out", f.dir.appendingPathComponent("no.safetensors").path, f.model.path, domain.path])
+            #expect(refused.status == 1)
+            #expect(refused.stderr.contains(domain.path) && refused.stderr.contains("another domain decoding"), "\(refused.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: f.dir.appendingPathComponent("no.safetensors").path))
+            let one = try f.run(["model", "average", "--out", out.path, f.model.path])
+            #expect(one.status != 0 && one.stderr.contains("at least two"), "\(one.stderr)")
+        }
+    }
+
     @Test func adaptTextStoresADomainLMThatModelInfoShowsAndTranscribeUses() throws {
         try withFixture { f in
             let text = f.dir.appendingPathComponent("phrases.txt")

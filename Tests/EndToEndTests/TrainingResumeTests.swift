@@ -83,6 +83,30 @@ import Training
         }
     }
 
+    /// `run.snapshot_every_steps` keeps a plain model at each multiple, named by its step, and the
+    /// last one is the run's final model.
+    @Test func snapshotsAreKeptEveryNSteps() throws {
+        trainingLock.lock()
+        defer { trainingLock.unlock() }
+        try withTemporaryDirectory { dir in
+            let renderings = ["yes", "no"].map { Rendering(text: $0, voice: "en-us", speed: 160) }
+            let files = try synthesize(renderings, into: dir)
+            let manifest = dir.appendingPathComponent("train.tsv")
+            try writeManifest(zip(files, renderings).map { ($0, $1.text) }, to: manifest)
+            var config = Self.config(manifest: manifest, output: dir.appendingPathComponent("run"), steps: 7)
+            config.run.snapshotEverySteps = 3
+            let trainer = try Trainer(config: config, log: { _ in })
+            try trainer.run(shouldStop: { false }, progress: { _ in })
+            let folder = dir.appendingPathComponent("run/snapshots")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: folder.path).sorted()
+                    == ["step-00000003.safetensors", "step-00000006.safetensors"])
+            let six = try ModelFile.load(path: trainer.snapshotURL(step: 6).path)
+            let three = try ModelFile.load(path: trainer.snapshotURL(step: 3).path)
+            #expect(six.description.provenance["steps"] == .string("6"))
+            #expect(six.parameters != three.parameters)
+        }
+    }
+
     /// A checkpoint whose AdamW moments do not fit its parameters (doctored here; in life, moments
     /// copied from another model) is refused when the run resumes, naming the checkpoint and the
     /// tensor, instead of the optimiser indexing past the moments' end at the first step.

@@ -3,7 +3,7 @@ import Testing
 import Tensors
 @testable import Model
 
-private func smallModel(seed: UInt64 = 30) -> ModelFile {
+func smallModel(seed: UInt64 = 30) -> ModelFile {
     var rng = SeededRandom(seed: seed)
     let arch = EncoderArchitecture(layers: [
         .conv1d(Conv1DSpec(name: "conv", inChannels: 4, outChannels: 6, kernel: 3, stride: 2, rightContext: 1)),

@@ -1,0 +1,56 @@
+import Tensors
+
+extension ModelFile {
+    /// The element-wise mean of the parameters of several snapshots of one training run (checkpoint
+    /// averaging: the mean of the last few snapshots of a decaying schedule usually decodes better than
+    /// any one of them, at no training cost).
+    ///
+    /// Everything but the learned weights must agree with the first model: architecture, frontend,
+    /// vocabulary, domain decoding, and the feature statistics (`frontend.mean`, `frontend.std`), which
+    /// a run fixes once; models from different runs differ there, and averaging the weights of
+    /// independently trained models gives nonsense. Sums are taken in double precision, in the order
+    /// given. The result carries the last model's provenance plus `averaged_from` (each file with its
+    /// SHA-256 when known).
+    public static func average(_ models: [(file: String, model: ModelFile)]) throws(ModelError) -> ModelFile {
+        guard let (firstFile, first) = models.first else {
+            throw .cannotAverage(file: "<memory>", first: "<nothing>", reason: "no models given")
+        }
+        let fixed: Set<String> = [InputNormalization.meanName, InputNormalization.stdName]
+        for (file, model) in models.dropFirst() {
+            func refuse(_ reason: String) -> ModelError { .cannotAverage(file: file, first: firstFile, reason: reason) }
+            let a = first.description, b = model.description
+            guard a.architecture == b.architecture else { throw refuse("another architecture") }
+            guard a.frontendJSON == b.frontendJSON else { throw refuse("another frontend") }
+            guard a.vocabulary == b.vocabulary else { throw refuse("another vocabulary") }
+            guard a.decodingJSON == b.decodingJSON else { throw refuse("another domain decoding") }
+            guard Set(first.parameters.keys) == Set(model.parameters.keys) else {
+                let odd = Set(first.parameters.keys).symmetricDifference(model.parameters.keys).sorted()
+                throw refuse("other tensors (\(odd.prefix(3).joined(separator: ", ")))")
+            }
+            for (name, t) in first.parameters {
+                let u = model.parameters[name]!
+                guard u.shape == t.shape else { throw refuse("tensor '\(name)' is shaped \(u.shape), not \(t.shape)") }
+                if fixed.contains(name) && u.data != t.data {
+                    throw refuse("other feature statistics ('\(name)'), so another training run")
+                }
+            }
+        }
+        var averaged: [String: Tensor] = [:]
+        let scale = 1 / Double(models.count)
+        for (name, t) in first.parameters {
+            if fixed.contains(name) { averaged[name] = t; continue }
+            var sum = [Double](repeating: 0, count: t.data.count)
+            for (_, model) in models {
+                model.parameters[name]!.data.withUnsafeBufferPointer { x in
+                    for i in 0..<sum.count { sum[i] += Double(x[i]) }
+                }
+            }
+            averaged[name] = Tensor(shape: t.shape, data: sum.map { Float($0 * scale) })
+        }
+        var description = models.last!.model.description
+        description.provenance["averaged_from"] = .array(models.map { file, model in
+            .string(model.sha256.map { "\(file) (sha256 \($0))" } ?? file)
+        })
+        return ModelFile(description: description, parameters: averaged)
+    }
+}

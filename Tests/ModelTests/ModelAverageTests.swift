@@ -1,0 +1,63 @@
+import Foundation
+import Testing
+import Tensors
+@testable import Model
+
+/// `ModelFile.average` (checkpoint averaging) against sums written out here, and its refusals.
+@Suite struct ModelAverageTests {
+    /// Three models of one "run": the same description and feature statistics, other weights.
+    static func snapshots() -> [(file: String, model: ModelFile)] {
+        let base = smallModel(seed: 40)
+        return (0..<3).map { k in
+            var m = smallModel(seed: 41 + UInt64(k))
+            m.parameters["frontend.mean"] = base.parameters["frontend.mean"]
+            m.parameters["frontend.std"] = base.parameters["frontend.std"]
+            m.description.provenance["steps"] = .number(Double(1000 * (k + 1)))
+            return (file: "step-\(k).safetensors", model: m)
+        }
+    }
+
+    @Test func everyWeightIsTheMeanAndTheStatisticsAreKept() throws {
+        let inputs = Self.snapshots()
+        let averaged = try ModelFile.average(inputs)
+        #expect(Set(averaged.parameters.keys) == Set(inputs[0].model.parameters.keys))
+        for (name, t) in averaged.parameters {
+            let values = inputs.map { $0.model.parameters[name]!.data }
+            for i in t.data.indices {
+                let mean = (Double(values[0][i]) + Double(values[1][i]) + Double(values[2][i])) / 3
+                #expect(abs(Double(t.data[i]) - mean) <= 1e-7 * max(1, abs(mean)), "\(name)[\(i)]")
+            }
+            #expect(t.shape == inputs[0].model.parameters[name]!.shape)
+        }
+        // The inputs' weights differ, so the mean is none of them.
+        #expect(averaged.parameters["out.weight"] != inputs[0].model.parameters["out.weight"])
+        #expect(averaged.parameters["frontend.std"] == inputs[0].model.parameters["frontend.std"])
+        #expect(averaged.description.provenance["steps"] == .number(3000))
+        #expect(averaged.description.provenance["averaged_from"] == .array(inputs.map { .string($0.file) }))
+        try averaged.validate()
+    }
+
+    @Test func averagingAModelWithItselfGivesItBack() throws {
+        let m = smallModel(seed: 50)
+        let averaged = try ModelFile.average([("a", m), ("a again", m)])
+        #expect(averaged.parameters == m.parameters)
+    }
+
+    @Test func modelsOfAnotherRunOrShapeAreRefusedNamingTheFile() throws {
+        var inputs = Self.snapshots()
+        inputs[2].model.parameters["frontend.mean"]!.data[0] += 1
+        #expect(throws: ModelError.cannotAverage(file: "step-2.safetensors", first: "step-0.safetensors",
+                                                 reason: "other feature statistics ('frontend.mean'), so another training run")) {
+            try ModelFile.average(inputs)
+        }
+        inputs = Self.snapshots()
+        inputs[1].model.description.vocabulary[2] = "x"
+        #expect(throws: ModelError.cannotAverage(file: "step-1.safetensors", first: "step-0.safetensors", reason: "another vocabulary")) {
+            try ModelFile.average(inputs)
+        }
+        inputs = Self.snapshots()
+        inputs[1].model.parameters["extra"] = Tensor(shape: [1], data: [0])
+        #expect(throws: ModelError.self) { try ModelFile.average(inputs) }
+        #expect(throws: ModelError.self) { try ModelFile.average([]) }
+    }
+}
