@@ -83,16 +83,21 @@ import Training
         }
     }
 
-    /// `run.snapshot_every_steps` keeps a plain model at each multiple, named by its step, and the
-    /// last one is the run's final model.
+    /// "yes" and "no" in one voice, and their manifest: the smallest training set.
+    static func yesNoManifest(in dir: URL) throws -> URL {
+        let renderings = ["yes", "no"].map { Rendering(text: $0, voice: "en-us", speed: 160) }
+        let files = try synthesize(renderings, into: dir)
+        let manifest = dir.appendingPathComponent("train.tsv")
+        try writeManifest(zip(files, renderings).map { ($0, $1.text) }, to: manifest)
+        return manifest
+    }
+
+    /// `run.snapshot_every_steps` keeps a plain model at each multiple of it, named by its step.
     @Test func snapshotsAreKeptEveryNSteps() throws {
         trainingLock.lock()
         defer { trainingLock.unlock() }
         try withTemporaryDirectory { dir in
-            let renderings = ["yes", "no"].map { Rendering(text: $0, voice: "en-us", speed: 160) }
-            let files = try synthesize(renderings, into: dir)
-            let manifest = dir.appendingPathComponent("train.tsv")
-            try writeManifest(zip(files, renderings).map { ($0, $1.text) }, to: manifest)
+            let manifest = try Self.yesNoManifest(in: dir)
             var config = Self.config(manifest: manifest, output: dir.appendingPathComponent("run"), steps: 7)
             config.run.snapshotEverySteps = 3
             let trainer = try Trainer(config: config, log: { _ in })
@@ -114,10 +119,7 @@ import Training
         trainingLock.lock()
         defer { trainingLock.unlock() }
         try withTemporaryDirectory { dir in
-            let renderings = ["yes", "no"].map { Rendering(text: $0, voice: "en-us", speed: 160) }
-            let files = try synthesize(renderings, into: dir)
-            let manifest = dir.appendingPathComponent("train.tsv")
-            try writeManifest(zip(files, renderings).map { ($0, $1.text) }, to: manifest)
+            let manifest = try Self.yesNoManifest(in: dir)
             var config = Self.config(manifest: manifest, output: dir.appendingPathComponent("run"), steps: 1)
             config.model.channels = 8
             config.model.hidden = 8
