@@ -396,6 +396,39 @@ import Training
             try session.replaceRecognizer(try Recognizer(model: other))
         }
     }
+
+    /// A replacement with another encoder frame (a 40 ms model replaced by a 20 ms one, and back) takes
+    /// over at the boundary with its own block size: the next utterance is what offline recognition
+    /// with the new model gives, and so are the utterances after it.
+    @Test(arguments: [(4, 2), (2, 4)])
+    func replacementWithAnotherFrameRateRecognisesLikeItsOwnOfflineRun(from: Int, to: Int) throws {
+        let first = try Recognizer(model: TinyModel.shared(subsampling: from).trained)
+        let second = try Recognizer(model: TinyModel.shared(subsampling: to).trained)
+        let tiny = try TinyModel.shared()
+        let scene = Scene([.silence(0.5), .word("left"), .silence(1), .word("down"), .silence(1.03), .word("right"), .silence(1)],
+                          model: tiny)
+        let session = StreamingSession(recognizer: first)
+        var events: [Timed] = []
+        var at = 0
+        while events.partials.isEmpty && at < scene.samples.count {
+            let end = min(at + 500, scene.samples.count)
+            events += session.accept(Array(scene.samples[at..<end])).map { Timed(event: $0, received: end) }
+            at = end
+        }
+        try #require(!events.partials.isEmpty)
+        try session.replaceRecognizer(second)
+        var rng = SeededGenerator(state: 12)
+        events += run(session, Array(scene.samples[at...]), maxChunk: 1000, rng: &rng).map {
+            Timed(event: $0.event, received: $0.received + at)
+        }
+        let finals = events.finals
+        try #require(finals.count == 3, "\(events.events)")
+        #expect(finals.map(\.transcript.text) == ["left", "down", "right"])
+        Self.expectMatchesOffline(finals[0], scene.samples, first)
+        Self.expectMatchesOffline(finals[1], scene.samples, second)
+        Self.expectMatchesOffline(finals[2], scene.samples, second)
+        #expect(session.recognizer === second)
+    }
 }
 
 @Suite struct EndpointConfigTests {
