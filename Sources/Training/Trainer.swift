@@ -39,6 +39,8 @@ public struct TrainProgress: Sendable {
     public var gradNorm: Float
     /// Audio seconds trained per wall-clock second since the last report.
     public var speed: Double
+    /// Wall-clock seconds to `totalSteps` at the step rate since the last report.
+    public var secondsLeft: Double
 }
 
 /// The checkpointed position of a run: enough, with parameters and optimiser state, to resume exactly.
@@ -376,10 +378,12 @@ public final class Trainer {
                 let elapsed = Date().timeIntervalSince(windowStart)
                 let p = TrainProgress(step: state.step, totalSteps: config.optimizer.totalSteps, epoch: epoch + 1,
                                       loss: windowLoss / Double(windowSteps), learningRate: report.learningRate,
-                                      gradNorm: report.gradNorm, speed: windowAudio / max(elapsed, 1e-9))
+                                      gradNorm: report.gradNorm, speed: windowAudio / max(elapsed, 1e-9),
+                                      secondsLeft: Double(config.optimizer.totalSteps - state.step) * elapsed / Double(windowSteps))
                 progress(p)
-                log(String(format: "step %d epoch %d loss %.4f lr %.2e grad-norm %.2f speed %.1fx real time%@",
-                           p.step, p.epoch, p.loss, p.learningRate, p.gradNorm, p.speed,
+                let left = Int(p.secondsLeft.rounded())
+                log(String(format: "step %d epoch %d loss %.4f lr %.2e grad-norm %.2f speed %.1fx real time, %dh%02dm left%@",
+                           p.step, p.epoch, p.loss, p.learningRate, p.gradNorm, p.speed, left / 3600, left / 60 % 60,
                            result.impossible.isEmpty ? "" : " (\(result.impossible.count) impossible utterances skipped)"))
                 windowLoss = 0; windowSteps = 0; windowAudio = 0; windowStart = Date()
             }

@@ -76,8 +76,9 @@ struct Train: ParsableCommand {
                 let width = 24, filled = Int(done * Double(width))
                 let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
                 let elapsed = Date().timeIntervalSince(start)
-                let line = String(format: "[%@] step %d/%d  epoch %d  loss %.3f  %.0fx real time  %@ elapsed",
-                                  bar, p.step, p.totalSteps, p.epoch, p.loss, p.speed, ProgressReporter.duration(elapsed))
+                let line = String(format: "[%@] step %d/%d  epoch %d  loss %.3f  %.0fx real time  %@ elapsed, %@ left",
+                                  bar, p.step, p.totalSteps, p.epoch, p.loss, p.speed, ProgressReporter.duration(elapsed),
+                                  ProgressReporter.duration(p.secondsLeft))
                 FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
             }
         } catch {

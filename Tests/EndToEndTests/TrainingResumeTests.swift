@@ -112,6 +112,26 @@ import Training
         }
     }
 
+    /// Each report estimates the time left from the steps since the previous one: none at the last
+    /// step, some before it; the log line says it.
+    @Test func reportsSayHowLongTheRunHasLeft() throws {
+        trainingLock.lock()
+        defer { trainingLock.unlock() }
+        try withTemporaryDirectory { dir in
+            let manifest = try Self.yesNoManifest(in: dir)
+            var config = Self.config(manifest: manifest, output: dir.appendingPathComponent("run"), steps: 4)
+            config.run.logEverySteps = 2
+            let lines = Locked<[String]>([])
+            let trainer = try Trainer(config: config, log: { line in lines.withLock { $0.append(line) } })
+            var reports: [TrainProgress] = []
+            try trainer.run(shouldStop: { false }, progress: { reports.append($0) })
+            #expect(reports.map(\.step) == [2, 4])
+            #expect(reports[0].secondsLeft > 0 && reports[1].secondsLeft == 0)
+            let stepLines = lines.current.filter { $0.hasPrefix("step ") }
+            #expect(stepLines.count == 2 && stepLines[1].hasSuffix("real time, 0h00m left"), "\(stepLines)")
+        }
+    }
+
     /// A checkpoint whose AdamW moments do not fit its parameters (doctored here; in life, moments
     /// copied from another model) is refused when the run resumes, naming the checkpoint and the
     /// tensor, instead of the optimiser indexing past the moments' end at the first step.
