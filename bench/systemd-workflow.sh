@@ -91,6 +91,8 @@ if [ "${1:-}" = "--namespace-init" ]; then
 
   # The host's enabled units (postgresql, getty, apt timers...) are not this namespace's business, and
   # those that act on the shared kernel or clock are masked (in the overlay /etc only).
+  # Only ever on the overlay: should its mount have failed silently, this would be the host's /etc.
+  [ "$(findmnt -n -o FSTYPE /etc)" = overlay ] || { echo "namespace init: /etc is not the overlay; stopping" >&2; exit 1; }
   rm -rf /etc/systemd/system/*.wants
   for u in modprobe@.service systemd-modules-load.service systemd-sysctl.service systemd-binfmt.service \
            proc-sys-fs-binfmt_misc.automount proc-sys-fs-binfmt_misc.mount systemd-timesyncd.service \
