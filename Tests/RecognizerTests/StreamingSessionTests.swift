@@ -352,6 +352,19 @@ import Training
         #expect(result.longest <= 8000 + 40_000, "segment grew to \(result.longest) samples")
     }
 
+    /// Feeds `samples` in 500-sample chunks until the first partial: the events so far and how many
+    /// samples were fed.
+    static func feedUntilFirstPartial(_ session: StreamingSession, _ samples: [Float]) -> ([Timed], Int) {
+        var events: [Timed] = []
+        var at = 0
+        while events.partials.isEmpty && at < samples.count {
+            let end = min(at + 500, samples.count)
+            events += session.accept(Array(samples[at..<end])).map { Timed(event: $0, received: end) }
+            at = end
+        }
+        return (events, at)
+    }
+
     /// The replacement spells every letter one further along the alphabet (same weights, so the same
     /// speech decisions): which model wrote a final is visible in its text.
     @Test func replacedRecognizerTakesOverAtTheNextUtteranceBoundary() throws {
@@ -364,14 +377,8 @@ import Training
         let second = try Recognizer(model: shifted)
         let scene = Scene([.silence(0.5), .word("left"), .silence(1), .word("down"), .silence(1)], model: tiny)
         let session = StreamingSession(recognizer: first)
-        var events: [Timed] = []
-        var at = 0
         // Up to the first partial: utterance 0 is in flight when the replacement arrives.
-        while events.partials.isEmpty && at < scene.samples.count {
-            let end = min(at + 500, scene.samples.count)
-            events += session.accept(Array(scene.samples[at..<end])).map { Timed(event: $0, received: end) }
-            at = end
-        }
+        var (events, at) = Self.feedUntilFirstPartial(session, scene.samples)
         try #require(!events.partials.isEmpty)
         try session.replaceRecognizer(second)
         #expect(session.recognizer === first)
@@ -408,13 +415,8 @@ import Training
         let scene = Scene([.silence(0.5), .word("left"), .silence(1), .word("down"), .silence(1.03), .word("right"), .silence(1)],
                           model: tiny)
         let session = StreamingSession(recognizer: first)
-        var events: [Timed] = []
-        var at = 0
-        while events.partials.isEmpty && at < scene.samples.count {
-            let end = min(at + 500, scene.samples.count)
-            events += session.accept(Array(scene.samples[at..<end])).map { Timed(event: $0, received: end) }
-            at = end
-        }
+        // Up to the first partial: utterance 0 is in flight when the replacement arrives.
+        var (events, at) = Self.feedUntilFirstPartial(session, scene.samples)
         try #require(!events.partials.isEmpty)
         try session.replaceRecognizer(second)
         var rng = SeededGenerator(state: 12)
