@@ -38,7 +38,7 @@ let package = Package(
             "Tensors", "Audio", "Features", "Model", "Decoding", "Scoring", "Recognizer", "Training", "CBLAS",
         ]),
         .target(name: "Server", dependencies: [
-            "Tensors", "Audio", "Recognizer", "Decoding",
+            "Tensors", "Audio", "Model", "Recognizer", "Decoding",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),

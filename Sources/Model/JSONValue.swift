@@ -40,12 +40,38 @@ public enum JSONValue: Codable, Sendable, Equatable, CustomStringConvertible {
 
     var compact: String {
         switch self {
-        case .string(let s): return jsonString(s)
+        case .string(let s): return Self.quoted(s)
         case .number(let d): return d == d.rounded() && abs(d) < 1e15 ? String(Int(d)) : String(d)
         case .bool(let b): return String(b)
         case .null: return "null"
         case .array(let a): return "[" + a.map(\.compact).joined(separator: ",") + "]"
-        case .object(let o): return "{" + o.keys.sorted().map { "\(jsonString($0)):\(o[$0]!.compact)" }.joined(separator: ",") + "}"
+        case .object(let o): return "{" + o.keys.sorted().map { "\(Self.quoted($0)):\(o[$0]!.compact)" }.joined(separator: ",") + "}"
         }
+    }
+
+    /// A JSON string literal (RFC 8259 escaping), written by hand so that model headers are compact with
+    /// a deterministic key order (equal models give byte-identical files), and shared with the daemon's
+    /// protocol messages, which are built without an encoder on the hot path.
+    public static func quoted(_ s: String) -> String {
+        var out = "\""
+        out.unicodeScalars.reserveCapacity(s.unicodeScalars.count + 2)
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if scalar.value < 0x20 {
+                    let hex = String(scalar.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        out += "\""
+        return out
     }
 }

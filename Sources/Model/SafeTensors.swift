@@ -150,7 +150,7 @@ public struct SafeTensors: Sendable, Equatable {
         var first = true
         if !metadata.isEmpty {
             json += "\"__metadata__\":{"
-            json += metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }.joined(separator: ",")
+            json += metadata.keys.sorted().map { "\(JSONValue.quoted($0)):\(JSONValue.quoted(metadata[$0]!))" }.joined(separator: ",")
             json += "}"
             first = false
         }
@@ -160,7 +160,7 @@ public struct SafeTensors: Sendable, Equatable {
             let size = t.count * 4
             if !first { json += "," }
             first = false
-            json += "\(jsonString(name)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + size)]}"
+            json += "\(JSONValue.quoted(name)):{\"dtype\":\"F32\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + size)]}"
             offset += size
         }
         json += "}"
@@ -238,26 +238,4 @@ private func exactInt(_ v: Any) -> Int? {
     if let i = v as? Int { return i }
     if let d = v as? Double, d == d.rounded(), abs(d) < 9e15 { return Int(d) }
     return nil
-}
-
-/// A JSON string literal (RFC 8259 escaping), written by hand so the header is compact and its key
-/// order deterministic (equal models give byte-identical files).
-func jsonString(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if u.value < 0x20 {
-                out += "\\u" + String(repeating: "0", count: 4 - String(u.value, radix: 16).count) + String(u.value, radix: 16)
-            } else {
-                out.unicodeScalars.append(u)
-            }
-        }
-    }
-    return out + "\""
 }

@@ -1,3 +1,5 @@
+import Model
+
 /// A parsed JSON value, for reading messages field by field with precise error messages.
 enum WireJSON: Sendable, Equatable {
     case null
@@ -241,26 +243,5 @@ struct JSONObjectWriter {
         return "\(value)"
     }
 
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        out.unicodeScalars.reserveCapacity(s.unicodeScalars.count + 2)
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 {
-                    let hex = String(scalar.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        out += "\""
-        return out
-    }
+    static func quote(_ s: String) -> String { JSONValue.quoted(s) }
 }

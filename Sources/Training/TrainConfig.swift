@@ -224,7 +224,8 @@ extension TrainConfig {
         try atLeast("model.hidden", model.hidden, 1)
         try atLeast("model.look_ahead_blocks", model.lookAheadBlocks, 0)
         guard BaseArchitecture.subsamplings.contains(model.subsampling) else {
-            throw fail("model.subsampling", model.subsampling, "must be 2 or 4")
+            throw fail("model.subsampling", model.subsampling,
+                       "must be " + BaseArchitecture.subsamplings.map(String.init).joined(separator: " or "))
         }
 
         try positive("optimizer.learning_rate", Double(optimizer.learningRate))
