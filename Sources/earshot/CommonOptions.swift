@@ -19,7 +19,7 @@ struct RecognitionOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp(
         "Beam width of CTC prefix beam search (at least 1).",
-        discussion: "Default: 1, greedy best-path decoding (the fastest), without --lm and --hotword; 16 with either. --lm and --hotword need beam search, so they refuse an explicit --beam 1."))
+        discussion: "Default: 1, greedy best-path decoding (the fastest), without --lm and --hotword; \(DecodingSettings.defaultSearchBeam) with either. --lm and --hotword need beam search, so they refuse an explicit --beam 1."))
     var beam: Int?
 
     @Option(help: ArgumentHelp("Word n-gram language model in ARPA format, fused during beam search.",
