@@ -4,6 +4,7 @@
 #   --lm-args: decoding flags of the beam+LM column (default "--closed-vocabulary": words from the LM's
 #    vocabulary only, as Pocketsphinx decodes from its dictionary; weights from bench/tune-lm.sh on the
 #    validation set, never the test set)
+#   BEAM: beam width of that column (default 32, as earshot's default with an LM)
 #   (default manifests: the synthetic corpus's test.tsv if present, then bench/make-test-sets.sh's
 #    fsdd-test, ps-librivox, ps-cards; default LM: ~/.cache/earshot/lm/en-us.arpa, made by setup)
 set -euo pipefail
@@ -44,14 +45,15 @@ score() {
     awk '/Sum\/Avg/ { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) v[++k] = $i; print v[k - 1]; exit }'
 }
 
-echo "WER (%) scored by sclite; Earshot greedy (no LM), Earshot beam 16 + general LM ($(basename "$lm") $lm_args), Pocketsphinx (general LM)"
+beam=${BEAM:-32}
+echo "WER (%) scored by sclite; Earshot greedy (no LM), Earshot beam $beam + general LM ($(basename "$lm") $lm_args), Pocketsphinx (general LM)"
 printf '%-18s %6s  %10s  %10s  %12s\n' "test set" "utts" "greedy" "beam+LM" "Pocketsphinx"
 for m in "${sets[@]}"; do
   name=$(basename "$(dirname "$m")")-$(basename "$m" .tsv)
   "$earshot" eval "$m" "${model_args[@]}" --hyps "$work/$name.earshot.tsv" > "$work/$name.eval" 2>/dev/null || true
   lmwer="-"
   if [ -f "$lm" ]; then
-    "$earshot" eval "$m" "${model_args[@]}" --lm "$lm" --beam 16 $lm_args --hyps "$work/$name.lm.tsv" > "$work/$name.lm.eval" 2>/dev/null || true
+    "$earshot" eval "$m" "${model_args[@]}" --lm "$lm" --beam "$beam" $lm_args --hyps "$work/$name.lm.tsv" > "$work/$name.lm.eval" 2>/dev/null || true
     lmwer=$(score "$m" "$work/$name.lm.tsv")
   fi
   "$here/bench/pocketsphinx-hyps.sh" "$m" "$work/$name.ps.tsv" 2>/dev/null
