@@ -2,10 +2,13 @@
 """Synthesises Earshot's multi-voice English training corpus with Debian's TTS engines (espeak-ng, flite,
 festival) and sox augmentation, with train / valid / test split by voice AND by text.
 
-  corpus/synthesize.py --out DIR --hours 100 [--eval-hours 1] [--small] [--jobs N] [--seed S]
+  corpus/synthesize.py --out DIR --hours 100 [--eval-hours 1] [--accented-hours H] [--small] [--jobs N] [--seed S]
 
 Writes DIR/{train,valid,test}.tsv (`relative/audio/path<TAB>text`), DIR/voices.tsv (each utterance's
 engine, voice, parameters, text source and augmentation), DIR/summary.json and DIR/summary.txt.
+--accented-hours adds a training-only split, DIR/accented.tsv: training texts read with an accent by
+festival's Italian, Czech, Finnish and Indian voices (accented.py), and DIR/train+accented.tsv, both
+training sets in one manifest. It leaves the other splits exactly as they were.
 Resumable: utterances already recorded in DIR/meta/*.jsonl are skipped; audio is written to a
 temporary name and renamed, so an interrupted run never leaves a half-written file under its final name.
 Deterministic given --seed (and --jobs 1; with more jobs the set of utterances is the same up to the
@@ -31,8 +34,10 @@ import texts  # noqa: E402
 import voices  # noqa: E402
 
 SPLITS = ["test", "valid", "train"]  # the small eval splits first, so they are usable early
+EXTRA_SPLITS = ["accented"]  # training-only supplements, made after the others when asked for
+POOL_OF = {"accented": "train"}  # the split whose texts and babble bed a supplement uses
 SOURCE_SHARE = {"lm": 0.40, "fortunes": 0.27, "docs": 0.03, "numbers": 0.20, "commands": 0.10}
-SMALL_COUNTS = {"test": 10, "valid": 10, "train": 40}
+SMALL_COUNTS = {"test": 10, "valid": 10, "train": 40, "accented": 10}
 MIN_SECONDS, MAX_SECONDS = 1.0, 15.0
 TEXT_VERSION = 1
 
@@ -47,6 +52,8 @@ def parse_args(argv=None):
                    help="output folder (default ~/.cache/earshot/corpus)")
     p.add_argument("--hours", type=float, default=100.0, help="hours of TRAINING audio (default 100)")
     p.add_argument("--eval-hours", type=float, default=1.0, help="hours of valid and of test audio (default 1)")
+    p.add_argument("--accented-hours", type=float, default=0.0,
+                   help="hours of the accented training supplement (default 0: none; with --small, 10 utterances)")
     p.add_argument("--small", action="store_true",
                    help="smoke test: 60 utterances (40 train, 10 valid, 10 test), small text pools")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
@@ -95,14 +102,15 @@ def plans(split, pools, seed, ext):
     """The endless, deterministic sequence of utterance plans of a split; plan i depends only on
     (seed, split, i) and the pools."""
     split_voices = voices.voices_for(split)
-    engines = [e for e in ("espeak", "flite", "festival")
-               if split_voices[e] and voices.ENGINE_SHARE[split][e] > 0]
+    engines = [e for e in ("espeak", "flite", "festival", "accented")
+               if split_voices.get(e) and voices.ENGINE_SHARE[split].get(e, 0) > 0]
     engine_weights = [voices.ENGINE_SHARE[split][e] for e in engines]
-    sources = [s for s in SOURCE_SHARE if pools[s][split]]
+    text_split = POOL_OF.get(split, split)
+    sources = [s for s in SOURCE_SHARE if pools[s][text_split]]
     source_weights = [SOURCE_SHARE[s] for s in sources]
     orders = {}
     for s in sources:
-        order = list(pools[s][split])
+        order = list(pools[s][text_split])
         random.Random(f"{seed}|{split}|{s}").shuffle(order)
         orders[s] = order
     cursor = {s: 0 for s in sources}
@@ -151,7 +159,8 @@ def work(plan, out, beds, audio_format):
     final = os.path.join(out, plan["path"])
     os.makedirs(os.path.dirname(final), exist_ok=True)
     try:
-        length = augment.render(tts_wav, final, plan["aug"], beds, plan["split"], work_dir, audio_format)
+        length = augment.render(tts_wav, final, plan["aug"], beds, POOL_OF.get(plan["split"], plan["split"]),
+                               work_dir, audio_format)
     except (subprocess.CalledProcessError, OSError) as err:
         record["rejected"] = f"sox failed: {err}"
         return record
@@ -211,7 +220,8 @@ def load_records(out, split):
 
 def write_outputs(out, all_records):
     lines = {"voices": ["path\tsplit\tengine\tvoice\tparams\tsource\taugmentation\tduration\taug_json"]}
-    for split in SPLITS:
+    manifests = {}
+    for split in SPLITS + [x for x in EXTRA_SPLITS if all_records.get(x)]:
         manifest = []
         for i in sorted(all_records.get(split, {})):
             rec = all_records[split][i]
@@ -222,13 +232,17 @@ def write_outputs(out, all_records):
             lines["voices"].append("\t".join([rec["path"], split, rec["engine"], rec["voice"], params,
                                               rec["source"], augment.describe(rec["aug"]),
                                               f"{rec['duration']:.3f}", json.dumps(rec["aug"])]))
+        manifests[split] = manifest
         atomic_write(os.path.join(out, f"{split}.tsv"), "".join(m + "\n" for m in manifest))
+    if "accented" in manifests:
+        atomic_write(os.path.join(out, "train+accented.tsv"),
+                     "".join(m + "\n" for m in manifests["train"] + manifests["accented"]))
     atomic_write(os.path.join(out, "voices.tsv"), "".join(v + "\n" for v in lines["voices"]))
 
 
 def summarise(all_records, wall_seconds):
     summary = {"splits": {}, "engines": {}, "wall_seconds_this_run": round(wall_seconds, 1)}
-    for split in SPLITS:
+    for split in SPLITS + [x for x in EXTRA_SPLITS if all_records.get(x)]:
         recs = list(all_records.get(split, {}).values())
         ok = [r for r in recs if "rejected" not in r]
         by = {}
@@ -284,7 +298,7 @@ def run_split(split, args, pools, beds, records, meta_fh, all_records, started):
         def enough(total, count): return count >= SMALL_COUNTS[split]
         goal = f"{SMALL_COUNTS[split]} utterances"
     else:
-        target = (args.hours if split == "train" else args.eval_hours) * 3600.0
+        target = {"train": args.hours, "accented": args.accented_hours}.get(split, args.eval_hours) * 3600.0
         def enough(total, count): return total >= target
         goal = f"{target / 3600.0:.2f} h"
     total = sum(r["duration"] for r in records.values() if "rejected" not in r)
@@ -346,15 +360,16 @@ def main(argv=None):
     args = parse_args(argv)
     args.out = os.path.abspath(args.out)
     os.makedirs(args.out, exist_ok=True)
+    splits = SPLITS + (["accented"] if args.accented_hours > 0 else [])
     if args.report:
-        records = {split: load_records(args.out, split) for split in SPLITS}
+        records = {split: load_records(args.out, split) for split in SPLITS + EXTRA_SPLITS}
         print(summary_text(summarise(records, 0.0)), end="")
         return
     for tool in ("espeak-ng", "flite", "festival", "sox"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed: run scripts/setup.sh")
     voices.check_disjoint()
-    voices.check_installed()
+    voices.check_installed(accented_voices=args.accented_hours > 0)
     lock = open(os.path.join(args.out, ".lock"), "w")
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -369,8 +384,8 @@ def main(argv=None):
                                    babble_sources(args.out, pools, args.seed, args.small),
                                    seconds=20.0 if args.small else augment.NOISE_BED_SECONDS)
     os.makedirs(os.path.join(args.out, "meta"), exist_ok=True)
-    all_records = {split: load_records(args.out, split) for split in SPLITS}
-    for split in SPLITS:
+    all_records = {split: load_records(args.out, split) for split in SPLITS + EXTRA_SPLITS}
+    for split in splits:
         meta_path = os.path.join(args.out, "meta", f"{split}.jsonl")
         if os.path.exists(meta_path) and os.path.getsize(meta_path):
             with open(meta_path, "rb+") as fh:  # an interrupted run can leave a line without its newline

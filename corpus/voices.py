@@ -6,6 +6,8 @@ import os
 import subprocess
 import time
 
+import accented
+
 ESPEAK_ACCENTS = ["en-us", "en", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-gb-x-gbcwmd",
                   "en-029", "en-us-nyc"]
 # espeak-ng's variants (voices/!v) that sound like a person; the novelty ones (robosoft*, Demonic,
@@ -33,11 +35,14 @@ FESTIVAL_VOICES = {"train": ["kal_diphone", "cmu_us_slt_arctic_hts"], "valid": [
                    "test": ["ked_diphone"]}
 ENGINE_SHARE = {"train": {"espeak": 0.55, "flite": 0.25, "festival": 0.20},
                 "valid": {"espeak": 0.70, "flite": 0.30, "festival": 0.0},
-                "test": {"espeak": 0.55, "flite": 0.25, "festival": 0.20}}
+                "test": {"espeak": 0.55, "flite": 0.25, "festival": 0.20},
+                "accented": {"accented": 1.0}}
 
 
 def voices_for(split):
     """{engine: [voice ids]} for a split; an espeak voice id is 'accent+variant'."""
+    if split == "accented":
+        return {"accented": list(accented.VOICES)}
     train_variants = [v for v in ESPEAK_VARIANTS if v not in TEST_VARIANTS and v not in VALID_VARIANTS]
     if split == "train":
         espeak = [f"{a}+{v}" for a in TRAIN_ACCENTS for v in train_variants]
@@ -65,15 +70,18 @@ FESTIVAL_PACKAGES = {"kal_diphone": "festvox-kallpc16k", "ked_diphone": "festvox
                      "cmu_us_slt_arctic_hts": "festvox-us-slt-hts"}
 
 
-def check_installed():
+def check_installed(accented_voices=False):
     """Raises SystemExit naming the Debian package when a festival voice is missing: festival would
     otherwise fall back to its default voice silently and mislabel the utterance's voice."""
-    import glob
-    for split in ("train", "valid", "test"):
-        for voice in FESTIVAL_VOICES[split]:
-            if not glob.glob(f"/usr/share/festival/voices/*/{voice}"):
-                raise SystemExit(f"festival voice {voice} is not installed: run scripts/setup.sh "
-                                 f"(Debian package {FESTIVAL_PACKAGES.get(voice, '?')})")
+    packages = dict(FESTIVAL_PACKAGES)
+    wanted = [v for split in ("train", "valid", "test") for v in FESTIVAL_VOICES[split]]
+    if accented_voices:
+        packages.update({v: p for v, (_, _, p) in accented.VOICES.items()})
+        wanted += list(accented.VOICES)
+    for voice in wanted:
+        if accented.voice_dir(voice) is None:
+            raise SystemExit(f"festival voice {voice} is not installed: run scripts/setup.sh "
+                             f"(Debian package {packages.get(voice, '?')})")
 
 
 def choose_params(engine, rng):
@@ -99,6 +107,9 @@ def synthesize(engine, voice, params, text, wav_path):
     elif engine == "festival":
         _festival_server(os.path.dirname(os.path.abspath(wav_path))).synthesize(
             voice, params["stretch"], text, wav_path)
+    elif engine == "accented":
+        _festival_server(os.path.dirname(os.path.abspath(wav_path))).synthesize_accented(
+            voice, params["stretch"], text, wav_path)
     else:
         raise ValueError(f"unknown engine {engine}")
 
@@ -114,11 +125,14 @@ class FestivalServer:
         self.proc = None
         self.voice = None
         self.count = 0
+        self.prelude = False
+        self.pairs = {}
 
     def _start(self):
         self.proc = subprocess.Popen(["festival"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, text=True)
         self.voice = None
+        self.prelude = False
 
     def close(self):
         if self.proc is not None:
@@ -151,6 +165,32 @@ class FestivalServer:
         safe = text.replace("\\", " ").replace('"', " ")
         self._run(f"(Parameter.set 'Duration_Stretch {stretch})\n"
                   f'(utt.save.wave (utt.synth (Utterance Text "{safe}")) "{wav_path}" \'riff)')
+        if not os.path.exists(wav_path):
+            raise OSError(f"festival wrote no audio for: {text}")
+
+    def synthesize_accented(self, voice, stretch, text, wav_path):
+        """The text in one of accented.VOICES (see accented.py). Raises OSError when the voice lacks a
+        phone pair the utterance needs even with substitutes (festival would put silence there)."""
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+        if not self.prelude:
+            self._run(accented.PRELUDE)
+            self.prelude = True
+        if voice not in self.pairs:
+            self.pairs[voice] = accented.diphones(voice)
+        safe = text.replace("\\", " ").replace('"', " ")
+        segfile = os.path.join(self.work_dir, f"festival-segments-{os.getpid()}")
+        self._run(f'(xl-front "{safe}" {stretch} "{segfile}")')
+        self.voice = "kal_diphone"
+        with open(segfile) as fh:
+            english = fh.read().split()
+        os.remove(segfile)
+        language, f0_factor, _ = accented.VOICES[voice]
+        choices, missing = accented.choose(english, language, self.pairs[voice])
+        if missing:
+            raise OSError(f"{voice} lacks {missing} phone pair(s) for: {text}")
+        self._run(f"(voice_{voice})\n(xl-back '{accented.scheme_list(choices)} {f0_factor} \"{wav_path}\")")
+        self.voice = voice
         if not os.path.exists(wav_path):
             raise OSError(f"festival wrote no audio for: {text}")
 

@@ -14,6 +14,9 @@ PACKAGES=(
   alsa-utils sctk sox pocketsphinx pocketsphinx-en-us pocketsphinx-testdata sphinxbase-utils
   # corpus synthesis: the text-to-speech engines and their voices
   espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts fortunes fortunes-min
+  # ... and the nine non-English human voices of the accented supplement (corpus/accented.py)
+  festvox-itapc16k festvox-italp16k festvox-czech-dita festvox-czech-krb festvox-czech-machac
+  festvox-czech-ph festvox-suopuhe-lj festvox-suopuhe-mv festvox-hi-nsk
   python3-venv
   # earshotd's tests: systemd-analyze verifies the units in systemd/
   systemd

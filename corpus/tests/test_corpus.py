@@ -17,6 +17,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.dirname(HERE)
 sys.path.insert(0, CORPUS)
 
+import accented  # noqa: E402
 import textnorm  # noqa: E402
 import texts  # noqa: E402
 import voices  # noqa: E402
@@ -103,6 +104,40 @@ class VoiceSplit(unittest.TestCase):
             self.assertGreaterEqual(len({e for e, _ in held}), 2, f"{split} uses one engine only")
 
 
+# festival's radio phone set as kal_diphone's front end produces it (its phoneset minus h#/brth).
+ENGLISH_PHONES = ("pau aa ae ah ao aw ax axr ay b ch d dh dx eh el em en er ey f g hh hv ih iy jh k l m "
+                  "n nx ng ow oy p r s sh t th uh uw v w y z zh").split()
+
+
+class AccentedVoices(unittest.TestCase):
+    def test_every_english_phone_has_a_substitute_each_voice_says(self):
+        for voice, (language, _, _) in accented.VOICES.items():
+            pairs = accented.diphones(voice)
+            phones = {p for pair in pairs for p in pair.split("-", 1)}
+            for english in ENGLISH_PHONES:
+                options = accented.MAPS[language].get(english)
+                self.assertIsNotNone(options, f"{language}: no substitute for {english}")
+                usable = [sub for sub in options.split("|") if all(p in phones for p in sub.split())]
+                self.assertTrue(usable, f"{voice} says none of {english}'s substitutes {options}")
+
+    def test_search_avoids_missing_pairs_then_prefers_the_first_substitute(self):
+        have = {"#-s", "s-a:", "a:-#", "#-z", "z-a:", "s-#", "a:-s"}
+        # "z" is preferred, but z-# is missing: the search says s at the end, z at the start.
+        path, missing = accented.choose(["pau", "z", "aa", "z", "pau"], "czech", have)
+        self.assertEqual(path, [["#"], ["z"], ["a:"], ["s"], ["#"]])
+        self.assertEqual(missing, 0)
+        # A pair no substitute can avoid is counted, not hidden.
+        path, missing = accented.choose(["pau", "z", "aa", "z", "pau"], "czech", have - {"a:-s"})
+        self.assertEqual(missing, 1)
+        # Diphthongs become two phones; a dropped phone joins its neighbours.
+        have = {"#-a", "a-i", "i-#", "a-#"}
+        self.assertEqual(accented.choose(["pau", "hh", "ay", "pau"], "italian", have)[0],
+                         [["#"], [], ["a", "i"], ["#"]])
+
+    def test_scheme_list(self):
+        self.assertEqual(accented.scheme_list([["#"], [], ["e", "i"]]), '(("#") () ("e" "i"))')
+
+
 class SmallRun(unittest.TestCase):
     """Runs the whole recipe in --small mode and checks its outputs."""
 
@@ -112,6 +147,12 @@ class SmallRun(unittest.TestCase):
         cls.out = cls.tmp.name
         cls.proc = subprocess.run([sys.executable, os.path.join(CORPUS, "synthesize.py"), "--small",
                                    "--out", cls.out], capture_output=True, text=True, timeout=300)
+        with open(os.path.join(cls.out, "train.tsv")) as fh:
+            cls.train_before = fh.read()
+        # The accented supplement, added to the finished corpus afterwards.
+        cls.accented = subprocess.run([sys.executable, os.path.join(CORPUS, "synthesize.py"), "--small",
+                                       "--accented-hours", "1", "--out", cls.out],
+                                      capture_output=True, text=True, timeout=300)
 
     @classmethod
     def tearDownClass(cls):
@@ -153,6 +194,27 @@ class SmallRun(unittest.TestCase):
             for _, text in self.manifest(split):
                 self.assertNotIn(text, train_texts)
                 self.assertNotIn(text, train_pool)
+
+    def test_accented_supplement_reads_training_texts_in_the_accented_voices_only(self):
+        self.assertEqual(self.accented.returncode, 0, self.accented.stdout[-2000:] + self.accented.stderr[-2000:])
+        rows = self.manifest("accented")
+        self.assertEqual(len(rows), 10)
+        with open(os.path.join(self.out, "train.tsv")) as fh:
+            self.assertEqual(fh.read(), self.train_before, "the training split must not change")
+        self.assertEqual(self.manifest("train+accented"), self.manifest("train") + rows)
+        with open(os.path.join(self.out, "text", "pools.json")) as fh:
+            pools = json.load(fh)["pools"]
+        train_pool = {s for src in pools.values() for s in src["train"]}
+        with open(os.path.join(self.out, "voices.tsv")) as fh:
+            meta = {r[0]: r for r in (line.rstrip("\n").split("\t") for line in fh)}
+        for path, text in rows:
+            self.assertRegex(text, LABEL_RE)
+            self.assertIn(text, train_pool)
+            self.assertEqual(meta[path][1:3], ["accented", "accented"])
+            self.assertIn(meta[path][3], accented.VOICES)
+            seconds = float(subprocess.run(["soxi", "-D", os.path.join(self.out, path)],
+                                           capture_output=True, text=True).stdout)
+            self.assertTrue(1.0 <= seconds <= 15.0, f"{path}: {seconds} s")
 
     def test_second_run_resumes_without_redoing_anything(self):
         self.assertEqual(self.proc.returncode, 0)
