@@ -1,5 +1,6 @@
 import Foundation
 import Model
+import Recognizer
 import Testing
 import TestSupport
 
@@ -129,7 +130,7 @@ extension CLITests {
     @Test func benchNamesTheDecodingItRuns() throws {
         try withFixture { f in
             let audio = try f.speak(["down"])[0].path
-            for (args, expected) in [([String](), "greedy"), (["--hotword", "down"], "beam search, width 16 (1 hotword)"),
+            for (args, expected) in [([String](), "greedy"), (["--hotword", "down"], "beam search, width \(DecodingSettings.defaultSearchBeam) (1 hotword)"),
                                      (["--beam", "4"], "beam search, width 4")] {
                 let r = try f.run(["bench", "--model", f.model.path, "--audio", audio] + args)
                 #expect(r.status == 0, "\(r.stderr)")
