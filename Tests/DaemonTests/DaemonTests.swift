@@ -350,19 +350,9 @@ struct DaemonTests {
         let fx = try TinyFixture(scratch: scratch)
         // The microphone reads a FIFO: it blocks (like a real device between periods) once the word is
         // read, so the word is still in flight when SIGTERM comes.
-        let fifo = scratch.path("mic.fifo")
-        try #require(mkfifo(fifo, 0o600) == 0)
-        // O_RDWR: opening does not wait for a reader. O_CLOEXEC: the daemon must not inherit a writer, or
-        // closing ours would not end its read.
-        let writer = open(fifo, O_RDWR | O_CLOEXEC)
-        try #require(writer >= 0)
+        let (writer, asoundrc) = try fifoMicrophone(scratch)
         var writerOpen = true
         defer { if writerOpen { close(writer) } }
-        let asoundrc = scratch.path("asoundrc")
-        try """
-            pcm.earshot_fifo { type file slave.pcm null file "/dev/null" infile "\(fifo)" format "raw" }
-
-            """.write(toFile: asoundrc, atomically: true, encoding: .utf8)
         let daemon = try Daemon(scratch: scratch, model: fx.modelPath, arguments: [
             "--device", "earshot_fifo", "--alsa-config", asoundrc, "--capture-rate", "16000", "--capture-channels", "1",
             "--capture-period-ms", "10", "--capture-buffer-ms", "100"])
@@ -425,22 +415,31 @@ struct DaemonTests {
         #expect(finalIndex != nil && closeIndex != nil && finalIndex! < closeIndex!, "the final comes before the goodbye")
     }
 
+    /// An ALSA PCM `earshot_fifo` (in the returned asoundrc) that captures from a FIFO, and the FIFO's
+    /// writing end: the daemon's capture blocks in a read, like a real device between periods, until
+    /// the test writes samples (16-bit, as configured). O_RDWR: opening does not wait for a reader.
+    /// O_CLOEXEC: the daemon must not inherit a writer, or closing ours would not end its read.
+    func fifoMicrophone(_ scratch: Scratch) throws -> (writer: Int32, asoundrc: String) {
+        let fifo = scratch.path("mic.fifo")
+        try #require(mkfifo(fifo, 0o600) == 0)
+        let writer = open(fifo, O_RDWR | O_CLOEXEC)
+        try #require(writer >= 0)
+        let asoundrc = scratch.path("asoundrc")
+        try """
+            pcm.earshot_fifo { type file slave.pcm null file "/dev/null" infile "\(fifo)" format "raw" }
+
+            """.write(toFile: asoundrc, atomically: true, encoding: .utf8)
+        return (writer, asoundrc)
+    }
+
     @Test("a second SIGTERM during shutdown exits at once")
     func secondSignalExitsAtOnce() throws {
         let scratch = try Scratch()
         let fx = try TinyFixture(scratch: scratch)
         // A FIFO microphone that never delivers keeps the capture thread in a read, so the orderly
         // shutdown waits; the second signal must not.
-        let fifo = scratch.path("mic.fifo")
-        try #require(mkfifo(fifo, 0o600) == 0)
-        let writer = open(fifo, O_RDWR | O_CLOEXEC)
-        try #require(writer >= 0)
+        let (writer, asoundrc) = try fifoMicrophone(scratch)
         defer { close(writer) }
-        let asoundrc = scratch.path("asoundrc")
-        try """
-            pcm.earshot_fifo { type file slave.pcm null file "/dev/null" infile "\(fifo)" format "raw" }
-
-            """.write(toFile: asoundrc, atomically: true, encoding: .utf8)
         let daemon = try Daemon(scratch: scratch, model: fx.modelPath, arguments: [
             "--device", "earshot_fifo", "--alsa-config", asoundrc, "--capture-rate", "16000", "--capture-channels", "1"])
         daemon.child.signal(SIGTERM)
