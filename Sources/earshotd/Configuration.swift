@@ -1,6 +1,7 @@
 import Audio
 import Foundation
 import Logging
+import Model
 import Recognizer
 import TOMLKit
 
@@ -108,20 +109,8 @@ struct DaemonConfiguration: Equatable {
 
     /// The configuration as a TOML file (`--print-config`), every key written out.
     func toml() -> String {
-        func q(_ s: String) -> String {
-            var out = "\""
-            for c in s.unicodeScalars {
-                switch c {
-                case "\"": out += "\\\""
-                case "\\": out += "\\\\"
-                case "\n": out += "\\n"
-                case "\t": out += "\\t"
-                default:
-                    if c.value < 0x20 { out += String(format: "\\u%04X", c.value) } else { out.unicodeScalars.append(c) }
-                }
-            }
-            return out + "\""
-        }
+        // A JSON string literal is also a TOML basic string (the same escapes, \uXXXX included).
+        func q(_ s: String) -> String { JSONValue.quoted(s) }
         func d(_ x: Double) -> String { x == x.rounded() && abs(x) < 1e15 ? String(format: "%.1f", x) : "\(x)" }
         var lines = [
             "socket = \(q(socket))",
