@@ -186,7 +186,10 @@ class FestivalServer:
             english = fh.read().split()
         os.remove(segfile)
         language, f0_factor, _ = accented.VOICES[voice]
-        choices, missing = accented.choose(english, language, self.pairs[voice])
+        try:
+            choices, missing = accented.choose(english, language, self.pairs[voice])
+        except ValueError as err:  # a phone the front end has never produced before: reject, go on
+            raise OSError(f"{err}, in: {text}") from err
         if missing:
             raise OSError(f"{voice} lacks {missing} phone pair(s) for: {text}")
         self._run(f"(voice_{voice})\n(xl-back '{accented.scheme_list(choices)} {f0_factor} \"{wav_path}\")")

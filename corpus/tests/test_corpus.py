@@ -133,6 +133,9 @@ class AccentedVoices(unittest.TestCase):
         have = {"#-a", "a-i", "i-#", "a-#"}
         self.assertEqual(accented.choose(["pau", "hh", "ay", "pau"], "italian", have)[0],
                          [["#"], [], ["a", "i"], ["#"]])
+        # A phone with no substitutes is an error naming it, not a silent gap.
+        with self.assertRaisesRegex(ValueError, "brth"):
+            accented.choose(["pau", "brth", "pau"], "czech", have)
 
     def test_scheme_list(self):
         self.assertEqual(accented.scheme_list([["#"], [], ["e", "i"]]), '(("#") () ("e" "i"))')
