@@ -50,4 +50,11 @@ if [ ! -s "$LM_ARPA" ] || [ "$LM_BIN" -nt "$LM_ARPA" ]; then
 fi
 
 swift build -c release
+
+# The same LM in Earshot's binary format (earshot lm compile): 51 MB, loads in about 0.1 s instead of
+# 2 s. earshot transcribe uses it by default when present.
+LM_ESLM=${LM_ARPA%.arpa}.eslm
+if [ ! -s "$LM_ESLM" ] || [ "$LM_ARPA" -nt "$LM_ESLM" ]; then
+  .build/release/earshot lm compile "$LM_ARPA" --out "$LM_ESLM"
+fi
 echo "setup: done; run scripts/test.sh to run the test suite"

@@ -1,9 +1,12 @@
 import Foundation
+import Tensors
 
 extension NGramLanguageModel {
     /// Loads an ARPA file (`\data\`, `\1-grams:` ... `\N-grams:`, `\end\`; any order; log10 values).
     public init(arpaFile url: URL) throws {
-        try self.init(arpaBytes: try readRegularFile(url.path), name: url.path)
+        let bytes: [UInt8]
+        do { bytes = try readRegularFile(url.path) } catch { throw LanguageModelError.unreadable(file: url.path, reason: error.reason) }
+        try self.init(arpaBytes: bytes, name: url.path)
     }
 
     /// Parses ARPA text; `name` is used in error messages.
@@ -14,29 +17,6 @@ extension NGramLanguageModel {
     init(arpaBytes input: [UInt8], name: String) throws {
         var reader = ARPAParser(bytes: input, name: name)
         self = try reader.parse()
-    }
-}
-
-/// The bytes of the regular file at `path`. Opened with O_NONBLOCK so that a FIFO (whose open would
-/// otherwise wait for a writer, possibly forever) is refused at once by the regular-file check.
-private func readRegularFile(_ path: String) throws -> [UInt8] {
-    let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-    guard fd >= 0 else { throw LanguageModelError.unreadable(file: path, reason: String(cString: strerror(errno))) }
-    var status = stat()
-    guard fstat(fd, &status) == 0 else {
-        let reason = String(cString: strerror(errno))
-        close(fd)
-        throw LanguageModelError.unreadable(file: path, reason: reason)
-    }
-    guard (status.st_mode & S_IFMT) == S_IFREG else {
-        close(fd)
-        throw LanguageModelError.unreadable(file: path, reason: "not a regular file")
-    }
-    let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
-    do {
-        return Array(try handle.readToEnd() ?? Data())
-    } catch {
-        throw LanguageModelError.unreadable(file: path, reason: "\(error.localizedDescription)")
     }
 }
 
@@ -226,6 +206,7 @@ private struct ARPAParser {
         guard expectedOrder == order + 1 else {
             throw LanguageModelError.missingSection(file: name, section: "\\\(expectedOrder)-grams:")
         }
+        model.freeze()
         return model
     }
 }

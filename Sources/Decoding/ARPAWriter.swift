@@ -132,6 +132,7 @@ extension NGramLanguageModel {
                 }
             }
         }
+        model.freeze()
         return model
     }
 }

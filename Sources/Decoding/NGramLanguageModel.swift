@@ -133,8 +133,14 @@ public struct NGramLanguageModel: Sendable {
 
 let ln10 = 2.302585092994046
 
-/// The n-grams of one order. Unigrams are indexed by word id (no hash); higher orders by
-/// `context index << 32 | word id`.
+/// The n-grams of one order.
+///
+/// Built with a hash index (`insert`, `find` by `context index << 32 | word id`); `freeze()` then
+/// lays every order out as a trie: the n-grams sorted by (context, word), each context's followers a
+/// contiguous range (`childStart`) searched by bisection. The frozen layout is what every loaded or
+/// trained model serves from, and what the binary format (`NGramLanguageModel+Binary`) stores: flat
+/// arrays that load with a copy instead of two million hash insertions. Unigrams are indexed by word
+/// id in both.
 struct NGramTable: Sendable {
     var index: [UInt64: Int32] = [:]
     var context: [Int32] = []
@@ -146,8 +152,12 @@ struct NGramTable: Sendable {
     /// false for placeholder entries created only because a longer n-gram needs them as a context
     /// (ARPA files should list every prefix, but not all tools do).
     var present: [Bool] = []
+    /// Frozen layout only (orders 2 and up): the followers of context `c` (an index into the order below)
+    /// are entries `childStart[c] ..< childStart[c + 1]`, sorted by word id. Empty while building.
+    var childStart: [Int32] = []
 
     var count: Int { logProb.count }
+    var isFrozen: Bool { !childStart.isEmpty }
 
     @inline(__always)
     static func key(_ context: Int32, _ word: Int32) -> UInt64 {
@@ -155,12 +165,27 @@ struct NGramTable: Sendable {
     }
 
     @inline(__always)
-    func find(context: Int32, word: Int32) -> Int32? {
-        index[Self.key(context, word)]
+    func find(context: Int32, word w: Int32) -> Int32? {
+        guard isFrozen else { return index[Self.key(context, w)] }
+        return childStart.withUnsafeBufferPointer { starts -> Int32? in
+            let c = Int(context)
+            guard c >= 0, c + 1 < starts.count else { return nil }
+            var lo = Int(starts[c]), hi = Int(starts[c + 1])
+            return word.withUnsafeBufferPointer { words -> Int32? in
+                while lo < hi {
+                    let mid = (lo + hi) >> 1
+                    let m = words[mid]
+                    if m == w { return Int32(mid) }
+                    if m < w { lo = mid + 1 } else { hi = mid }
+                }
+                return nil
+            }
+        }
     }
 
-    /// Appends an entry (higher orders) and returns its index, or the existing index.
+    /// Appends an entry (higher orders) and returns its index, or the existing index. Only while building.
     mutating func insert(context: Int32, word w: Int32, logProb p: Float, backoff b: Float, present isPresent: Bool) -> (Int32, inserted: Bool) {
+        precondition(!isFrozen, "n-gram table is frozen")
         let k = Self.key(context, w)
         if let existing = index[k] { return (existing, false) }
         let i = Int32(logProb.count)
@@ -171,5 +196,45 @@ struct NGramTable: Sendable {
         backoff.append(b)
         present.append(isPresent)
         return (i, true)
+    }
+
+    /// Renumbers this table's contexts through `contextMap` (old index in the order below -> new),
+    /// sorts the entries by (context, word), fills `childStart` for `contextCount` contexts and drops the
+    /// hash index. Returns this table's own old -> new map, which the order above renumbers through.
+    mutating func freeze(contextMap: [Int32], contextCount: Int) -> [Int32] {
+        let n = count
+        let contexts = context.map { contextMap[Int($0)] }
+        let keys = (0..<n).map { Self.key(contexts[$0], word[$0]) }
+        let order = (0..<n).sorted { keys[$0] < keys[$1] }
+        var map = [Int32](repeating: 0, count: n)
+        for (new, old) in order.enumerated() { map[old] = Int32(new) }
+        context = order.map { contexts[$0] }
+        word = order.map { word[$0] }
+        logProb = order.map { logProb[$0] }
+        backoff = order.map { backoff[$0] }
+        present = order.map { present[$0] }
+        childStart = Self.starts(of: context, contextCount: contextCount)
+        index = [:]
+        return map
+    }
+
+    /// `childStart` for entries sorted by `contexts`: the first entry of each context, then the end.
+    static func starts(of contexts: [Int32], contextCount: Int) -> [Int32] {
+        var starts = [Int32](repeating: 0, count: contextCount + 1)
+        for c in contexts { starts[Int(c) + 1] += 1 }
+        for c in 0..<contextCount { starts[c + 1] += starts[c] }
+        return starts
+    }
+}
+
+extension NGramLanguageModel {
+    /// Lays every order out as a sorted trie (see `NGramTable`); n-gram indices change, probabilities
+    /// do not. Called once a model is complete (parsed or trained); a frozen model takes no insertions.
+    mutating func freeze() {
+        guard order >= 2, !tables[1].isFrozen else { return }
+        var map = (0..<Int32(tables[0].count)).map { $0 }
+        for n in 2...order {
+            map = tables[n - 1].freeze(contextMap: map, contextCount: tables[n - 2].count)
+        }
     }
 }

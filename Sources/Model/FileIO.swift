@@ -1,77 +1,11 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import Tensors
 
-private func errnoText() -> String { String(cString: strerror(errno)) }
+// Model files read and written through Tensors' file I/O, with the failure as a `ModelError`.
 
-/// Reads a whole file with POSIX calls (models are tens of megabytes, so one buffer is fine).
-///
-/// Opened with O_NONBLOCK so that a FIFO (which would otherwise wait for a writer, possibly forever)
-/// reaches the regular-file check at once; on a regular file the flag has no effect.
 func readFile(_ path: String) throws(ModelError) -> [UInt8] {
-    let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-    guard fd >= 0 else { throw .unreadable(file: path, reason: errnoText()) }
-    defer { close(fd) }
-    var st = stat()
-    guard fstat(fd, &st) == 0 else { throw .unreadable(file: path, reason: errnoText()) }
-    guard (st.st_mode & S_IFMT) == S_IFREG else { throw .unreadable(file: path, reason: "not a regular file") }
-    let size = Int(st.st_size)
-    var failure: String?
-    let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
-        var done = 0
-        while done < size {
-            let r = Glibc.read(fd, buffer.baseAddress! + done, size - done)
-            if r < 0 {
-                if errno == EINTR { continue }
-                failure = errnoText(); break
-            }
-            if r == 0 { break }  // shrank while reading; decode reports the truncation
-            done += r
-        }
-        initialized = done
-    }
-    if let failure { throw .unreadable(file: path, reason: failure) }
-    return bytes
+    do { return try readRegularFile(path) } catch { throw .unreadable(file: path, reason: error.reason) }
 }
 
-/// Writes `bytes` to `path` so that a crash or power cut leaves either the old file or the complete
-/// new one, never a half-written model: write a temporary file in the same directory (rename is only
-/// atomic within one file system), fsync it, rename it over `path`, then fsync the directory so the
-/// rename itself is durable.
 func writeFileAtomically(_ bytes: [UInt8], to path: String) throws(ModelError) {
-    let slash = path.lastIndex(of: "/")
-    let directory = slash.map { $0 == path.startIndex ? "/" : String(path[..<$0]) } ?? "."
-    let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
-    let temp = (directory == "/" ? "" : directory) + "/.\(base).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-
-    let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-    guard fd >= 0 else { throw .unwritable(file: path, reason: "cannot create \(temp): \(errnoText())") }
-    var failure: String?
-    bytes.withUnsafeBytes { raw in
-        var done = 0
-        while done < raw.count {
-            let w = Glibc.write(fd, raw.baseAddress! + done, raw.count - done)
-            if w < 0 {
-                if errno == EINTR { continue }
-                failure = "write failed: \(errnoText())"; return
-            }
-            done += w
-        }
-    }
-    if failure == nil, fsync(fd) != 0 { failure = "fsync failed: \(errnoText())" }
-    if close(fd) != 0, failure == nil { failure = "close failed: \(errnoText())" }
-    if failure == nil, rename(temp, path) != 0 { failure = "rename failed: \(errnoText())" }
-    if let failure {
-        unlink(temp)
-        throw .unwritable(file: path, reason: failure)
-    }
-    let dfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    if dfd >= 0 {
-        // The data is already in place; a failing directory fsync (some file systems refuse it) only
-        // weakens durability, so it is not an error.
-        _ = fsync(dfd)
-        close(dfd)
-    }
+    do { try Tensors.writeFileAtomically(bytes, to: path) } catch { throw .unwritable(file: path, reason: error.reason) }
 }

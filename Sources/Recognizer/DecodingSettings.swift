@@ -119,7 +119,7 @@ public struct DecodingSettings: Sendable, Equatable {
         }
         if let languageModel {
             let model: NGramLanguageModel
-            do { model = try NGramLanguageModel(arpaFile: URL(fileURLWithPath: languageModel)) } catch {
+            do { model = try NGramLanguageModel(file: URL(fileURLWithPath: languageModel)) } catch {
                 throw .languageModel(path: languageModel, reason: "\(error)")
             }
             var lexicon: Lexicon? = nil

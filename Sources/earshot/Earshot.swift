@@ -18,7 +18,7 @@ struct Earshot: ParsableCommand {
         The model defaults to earshot-base-en.safetensors (see `earshot transcribe --help` for
         where it is looked for); EARSHOT_MODEL overrides it.
         """,
-        subcommands: [Transcribe.self, Eval.self, Bench.self, ModelCommand.self, Train.self, Adapt.self, Listen.self,
+        subcommands: [Transcribe.self, Eval.self, Bench.self, ModelCommand.self, LMCommand.self, Train.self, Adapt.self, Listen.self,
                       StreamCommand.self, Status.self, Reload.self, Ingest.self])
 
     /// ArgumentParser's `main`, except that a `CLIError` (a failure the user can act on, already in
