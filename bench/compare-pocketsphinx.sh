@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Earshot and Pocketsphinx side by side on the same audio, both scored by NIST sclite.
-# Usage: bench/compare-pocketsphinx.sh [--model PATH] [--lm ARPA] [--lm-args "FLAGS"] [MANIFEST...]
+# Usage: bench/compare-pocketsphinx.sh [--model PATH] [--lm FILE] [--lm-args "FLAGS"] [MANIFEST...]
 #   --lm-args: decoding flags of the beam+LM column (default "--closed-vocabulary": words from the LM's
 #    vocabulary only, as Pocketsphinx decodes from its dictionary; weights from bench/tune-lm.sh on the
 #    validation set, never the test set)
 #   BEAM: beam width of that column (default 32, as earshot's default with an LM)
 #   (default manifests: the synthetic corpus's test.tsv if present, then bench/make-test-sets.sh's
-#    fsdd-test, ps-librivox, ps-cards; default LM: ~/.cache/earshot/lm/en-us.arpa, made by setup)
+#    fsdd-test, ps-librivox, ps-cards; default LM: ~/.cache/earshot/lm/en-us.eslm, made by setup)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 model_args=()
-lm=$HOME/.cache/earshot/lm/en-us.arpa
+lm=$HOME/.cache/earshot/lm/en-us.eslm
 lm_args="--closed-vocabulary"
 while [ $# -gt 0 ]; do
   case "$1" in

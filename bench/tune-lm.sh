@@ -2,13 +2,13 @@
 # Grid search of the general LM's weight and word bonus on a validation manifest (never the test set):
 # prints WER (sclite-compatible, `earshot eval`) for each pair, best last.
 #
-#   bench/tune-lm.sh [--model PATH] [--lm ARPA] [--limit N] [--vocabulary closed|open] VALID.tsv
+#   bench/tune-lm.sh [--model PATH] [--lm FILE] [--limit N] [--vocabulary closed|open] VALID.tsv
 #
-# Defaults: the shipped model, ~/.cache/earshot/lm/en-us.arpa, the first 200 utterances, closed vocabulary.
+# Defaults: the shipped model, ~/.cache/earshot/lm/en-us.eslm, the first 200 utterances, closed vocabulary.
 # Environment: WEIGHTS="0.3 0.6 1.0" BONUSES="0 1.5 3" (the grid), EARSHOT (binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-model=models/earshot-base-en.safetensors lm=$HOME/.cache/earshot/lm/en-us.arpa limit=200 vocab=closed
+model=models/earshot-base-en.safetensors lm=$HOME/.cache/earshot/lm/en-us.eslm limit=200 vocab=closed
 while [ $# -gt 1 ]; do
   case $1 in
     --model) model=$2; shift 2;; --lm) lm=$2; shift 2;; --limit) limit=$2; shift 2;;

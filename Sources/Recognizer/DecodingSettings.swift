@@ -22,7 +22,7 @@ public struct DecodingSettings: Sendable, Equatable {
     /// Beam width for CTC prefix beam search; 1 is greedy best-path decoding (widened when an LM or
     /// hotwords are used: they need a search).
     public var beam: Int
-    /// A word n-gram model in ARPA format, fused during beam search.
+    /// A word n-gram model file (ARPA or binary), fused during beam search.
     public var languageModel: String?
     /// Weight of the language model's log-probability (alpha); nil: the model's domain decoding's, else
     /// `defaultLMWeight`.
@@ -38,6 +38,11 @@ public struct DecodingSettings: Sendable, Equatable {
     /// domain decoding's choice (open without one).
     public var closedVocabulary: Bool?
 
+    /// Weights for the general English trigram (pocketsphinx-en-us's, scripts/setup.sh) with the shipped
+    /// model, closed vocabulary: `WEIGHTS="0.5 0.6 0.8 1.0" BONUSES="0 0.5 1" bench/tune-lm.sh` on 200
+    /// validation utterances chose 0.8 and 0 (35.5 % WER; models/README.md).
+    public static let generalLMWeight = 0.8
+    public static let generalWordBonus = 0.0
     public static let defaultLMWeight = 0.5
     public static let defaultWordBonus = 1.0
     /// Beam width used when a language model or hotwords ask for beam search and no width is given.

@@ -16,12 +16,25 @@ struct Transcribe: ParsableCommand {
         --output-dir each file gets FILE-NAME.<txt|json|srt|vtt> there (written atomically). \
         A file that cannot be read is reported on stderr by name and reason; the others are still \
         transcribed, and the exit status is 1 if any failed.
+
+        Decoding: a model adapted with --text decodes with its own domain LM. Any other model decodes \
+        with the general English language model when one is installed: beam search (width \
+        \(DecodingSettings.defaultSearchBeam)) with pocketsphinx-en-us's trigram, closed vocabulary, \
+        LM weight \(DecodingSettings.generalLMWeight), word bonus \(DecodingSettings.generalWordBonus) \
+        (35 % WER against 58 % greedy on the synthetic test set; models/README.md). It is $EARSHOT_LM, else \
+        \(RecognitionOptions.generalLMName) in ~/.cache/earshot/lm (scripts/setup.sh makes it with \
+        `earshot lm compile`), ../share/earshot/lm next to the binary, /usr/local/share/earshot/lm or \
+        /usr/share/earshot/lm. Without one, or with --no-general-lm, --beam 1, --no-model-lm or \
+        EARSHOT_LM set empty, decoding is greedy (the fastest). --lm replaces it.
         """)
 
     @Argument(help: "Audio files: WAV, FLAC, OGG/Vorbis, AIFF, MP3, ... at any sample rate and channel count.")
     var files: [String]
 
     @OptionGroup var recognition: RecognitionOptions
+
+    @Flag(name: .customLong("no-general-lm"), help: "Do not decode with the general English language model (see below): greedy decoding, or beam search for --hotword.")
+    var noGeneralLM = false
 
     @Option(help: "Output format: text, json (words with times and confidences), srt or vtt (subtitles).")
     var format: FormatArgument = .text
@@ -56,7 +69,7 @@ struct Transcribe: ParsableCommand {
                 firstInput[name] = path
             }
         }
-        let (recognizer, _) = try recognition.makeRecognizer()
+        let (recognizer, _) = try recognition.makeRecognizer(generalLM: noGeneralLM ? nil : RecognitionOptions.generalLanguageModel())
         if let outputDir {
             do { try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true) } catch {
                 throw CLIError("--output-dir '\(outputDir)': cannot create the folder: \(error.localizedDescription)")

@@ -17,8 +17,8 @@ import TestSupport
         var tiny: EndToEndModel
         var earshot: String
 
-        func run(_ arguments: [String]) throws -> ProcessResult {
-            try runProcess(earshot, arguments, scratch: dir, directory: dir)
+        func run(_ arguments: [String], environment: [String: String] = [:]) throws -> ProcessResult {
+            try runProcess(earshot, arguments, scratch: dir, directory: dir, environment: environment)
         }
 
         /// What the library says for a file: `earshot transcribe` must print exactly this.

@@ -86,6 +86,9 @@ public func runProcess(_ executable: String, _ arguments: [String], scratch: URL
     if let directory { process.currentDirectoryURL = directory }
     var environment = ProcessInfo.processInfo.environment
     environment["EARSHOT_MODEL"] = nil
+    // No general LM unless a test gives one: transcribe would otherwise pick up the machine's
+    // (scripts/setup.sh compiles it into ~/.cache/earshot/lm).
+    environment["EARSHOT_LM"] = ""
     environment.merge(overrides) { $1 }
     process.environment = environment
     process.standardInput = FileHandle.nullDevice
