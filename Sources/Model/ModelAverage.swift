@@ -10,7 +10,8 @@ extension ModelFile {
     /// a run fixes once; models from different runs differ there, and averaging the weights of
     /// independently trained models gives nonsense. Sums are taken in double precision, in the order
     /// given. The result carries the last model's provenance plus `averaged_from` (each file with its
-    /// SHA-256 when known).
+    /// SHA-256 when known), less `best_valid_wer`: that figure belongs to the run's snapshots, and a
+    /// model card or `earshot model info` would otherwise show it as the mean's, which no trainer scored.
     public static func average(_ models: [(file: String, model: ModelFile)]) throws(ModelError) -> ModelFile {
         guard let (firstFile, first) = models.first else {
             throw .cannotAverage(file: "<memory>", first: "<nothing>", reason: "no models given")
@@ -48,6 +49,7 @@ extension ModelFile {
             averaged[name] = Tensor(shape: t.shape, data: sum.map { Float($0 * scale) })
         }
         var description = models.last!.model.description
+        description.provenance["best_valid_wer"] = nil
         description.provenance["averaged_from"] = .array(models.map { file, model in
             .string(model.sha256.map { "\(file) (sha256 \($0))" } ?? file)
         })

@@ -13,6 +13,7 @@ import Tensors
             m.parameters["frontend.mean"] = base.parameters["frontend.mean"]
             m.parameters["frontend.std"] = base.parameters["frontend.std"]
             m.description.provenance["steps"] = .number(Double(1000 * (k + 1)))
+            m.description.provenance["best_valid_wer"] = .string("61.13")
             return (file: "step-\(k).safetensors", model: m)
         }
     }
@@ -34,6 +35,7 @@ import Tensors
         #expect(averaged.parameters["frontend.std"] == inputs[0].model.parameters["frontend.std"])
         #expect(averaged.description.provenance["steps"] == .number(3000))
         #expect(averaged.description.provenance["averaged_from"] == .array(inputs.map { .string($0.file) }))
+        #expect(averaged.description.provenance["best_valid_wer"] == nil, "the snapshots' figure, not the mean's")
         try averaged.validate()
     }
 
