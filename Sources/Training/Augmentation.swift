@@ -98,6 +98,40 @@ public struct FrequencyWarp: Sendable, Equatable {
     }
 }
 
+/// Random equalisation of log-mel features: the same smooth curve is added to every frame, as a voice's
+/// timbre or a microphone's response would colour the spectrum. The curve is a sum of three cosines along
+/// the mel axis, `sum_k a_k cos(pi k f / (F - 1))`, with `a_k` drawn in `[-decibels, decibels] / k`, so
+/// the broad tilt varies most and finer ripples less (at most about 1.8 x `decibels` in all). Applied
+/// to natural-log mel power, before the global normalisation, like `FrequencyWarp`.
+public struct SpectralShape: Sendable, Equatable {
+    /// The curve per mel bin, in natural-log power units (dB x ln 10 / 10).
+    public var gains: [Float]
+
+    public init(gains: [Float]) { self.gains = gains }
+
+    public static func random(bins: Int, decibels: Double, using rng: inout some RandomNumberGenerator) -> SpectralShape {
+        let amplitudes = (1...3).map { k in Double.random(in: -decibels...decibels, using: &rng) / Double(k) }
+        let toLog = log(10.0) / 10
+        return SpectralShape(gains: (0..<bins).map { f in
+            let x = bins > 1 ? Double.pi * Double(f) / Double(bins - 1) : 0
+            var db = 0.0
+            for (i, a) in amplitudes.enumerated() { db += a * cos(Double(i + 1) * x) }
+            return Float(db * toLog)
+        })
+    }
+
+    public func apply(to features: Matrix) -> Matrix {
+        precondition(features.cols == gains.count, "spectral shape for \(gains.count) bins applied to \(features.cols)")
+        var out = features
+        out.data.withUnsafeMutableBufferPointer { y in
+            for t in 0..<features.rows {
+                for f in 0..<gains.count { y[t * gains.count + f] += gains[f] }
+            }
+        }
+        return out
+    }
+}
+
 /// Adds `noise` to `signal` scaled so that signal power / added-noise power is `snrDB` decibels.
 ///
 /// The noise starts at a random offset and wraps around when shorter than the signal, so one long noise

@@ -74,6 +74,10 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         /// `warpRange` (a vocal-tract-length perturbation: more speakers from the same voices).
         public var warpProbability = 0.0
         public var warpRange = [0.9, 1.1]
+        /// Share of utterances whose spectrum is coloured by a random smooth equaliser curve of up to
+        /// about `eqDecibels` per component (`SpectralShape`): other vocal tracts and microphones.
+        public var eqProbability = 0.0
+        public var eqDecibels = 6.0
         public init() {}
     }
 
@@ -157,6 +161,8 @@ extension TrainConfig.AugmentConfig {
         snrRange = try c.decodeIfPresent([Double].self, forKey: .snrRange) ?? d.snrRange
         warpProbability = try c.decodeIfPresent(Double.self, forKey: .warpProbability) ?? d.warpProbability
         warpRange = try c.decodeIfPresent([Double].self, forKey: .warpRange) ?? d.warpRange
+        eqProbability = try c.decodeIfPresent(Double.self, forKey: .eqProbability) ?? d.eqProbability
+        eqDecibels = try c.decodeIfPresent(Double.self, forKey: .eqDecibels) ?? d.eqDecibels
     }
 }
 
@@ -253,6 +259,11 @@ extension TrainConfig {
         // A factor of 2 already moves half the spectrum off the top bin; beyond that a warp is noise.
         guard augment.warpRange.allSatisfy({ (0.5...2).contains($0) }) else {
             throw fail("augment.warp_range", augment.warpRange, "must lie within [0.5, 2]")
+        }
+        try fraction("augment.eq_probability", augment.eqProbability)
+        // Beyond ±20 dB per component a curve reshapes speech past recognition; it is a typo, not a choice.
+        guard augment.eqDecibels.isFinite, (0...20).contains(augment.eqDecibels) else {
+            throw fail("augment.eq_decibels", augment.eqDecibels, "must lie within [0, 20]")
         }
 
         guard !run.output.isEmpty else { throw .config("run.output is empty: name the run folder") }

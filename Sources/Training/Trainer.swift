@@ -487,6 +487,9 @@ struct ExampleMaker: Sendable {
             let factor = Float(Double.random(in: a.warpRange[0]...a.warpRange[1], using: &rng))
             logMel = FrequencyWarp(factor: factor).apply(to: logMel)
         }
+        if doAugment && a.eqProbability > 0 && Double.random(in: 0..<1, using: &rng) < a.eqProbability {
+            logMel = SpectralShape.random(bins: logMel.cols, decibels: a.eqDecibels, using: &rng).apply(to: logMel)
+        }
         var features = normalization.apply(logMel)
         if doAugment {
             let spec = SpecAugment(frequencyMasks: a.frequencyMasks, maxFrequencyWidth: a.maxFrequencyWidth,

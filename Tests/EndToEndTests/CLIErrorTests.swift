@@ -165,6 +165,8 @@ extension CLITests {
                 ("[augment]\nwarp_probability = 1.5", "augment.warp_probability"),
                 ("[augment]\nwarp_range = [0.3, 1.1]", "augment.warp_range"),
                 ("[augment]\nwarp_range = [1.1, 0.9]", "augment.warp_range"),
+                ("[augment]\neq_probability = 2", "augment.eq_probability"),
+                ("[augment]\neq_decibels = 40", "augment.eq_decibels"),
                 ("[data]\nstatistics_utterances = 0", "data.statistics_utterances"),
                 ("[data]\nmax_seconds = 0.1", "data.max_seconds"),
                 ("[optimizer]\nlearning_rate = -1", "optimizer.learning_rate"),

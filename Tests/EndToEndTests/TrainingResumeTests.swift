@@ -27,6 +27,8 @@ import Training
         c.augment.maxTimeWidth = 5
         c.augment.warpProbability = 0.5
         c.augment.warpRange = [0.85, 1.15]
+        c.augment.eqProbability = 0.5
+        c.augment.eqDecibels = 6
         c.model.subsampling = 2
         c.run.logEverySteps = 1000
         return c

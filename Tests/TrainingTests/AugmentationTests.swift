@@ -129,4 +129,34 @@ import Tensors
         let centroid = (0..<bins).map { Double($0) * Double(y[0, $0]) }.reduce(0, +) / y.data.map(Double.init).reduce(0, +)
         #expect(abs(centroid - 36) < 0.1, "centroid \(centroid)")
     }
+
+    /// The equaliser adds one curve to every frame; in power terms it multiplies each mel bin by
+    /// 10^(dB/10), so adding it to the log-mels of a scaled spectrum equals the log-mels of the scaled
+    /// spectrum. Checked against the curve's definition written out here.
+    @Test func spectralShapeAddsOneSmoothBoundedCurveToEveryFrame() {
+        let bins = 80, frames = 4
+        var rng = SplitMix64(seed: 9)
+        var check = SplitMix64(seed: 9)
+        let shape = SpectralShape.random(bins: bins, decibels: 6, using: &rng)
+        let a = (1...3).map { k in Double.random(in: -6.0...6.0, using: &check) / Double(k) }
+        for f in 0..<bins {
+            let x = Double.pi * Double(f) / Double(bins - 1)
+            let db: Double = a[0] * cos(x) + a[1] * cos(2 * x) + a[2] * cos(3 * x)
+            let expected: Double = db * log(10.0) / 10
+            let got = Double(shape.gains[f])
+            #expect(abs(got - expected) < 1e-5, "bin \(f)")
+            let bound: Double = 6 * (1 + 0.5 + 1.0 / 3)
+            #expect(abs(db) <= bound + 1e-9)
+        }
+        let x = Matrix(rows: frames, cols: bins, data: (0..<(frames * bins)).map { Float($0 % 7) - 2 })
+        let y = shape.apply(to: x)
+        for t in 0..<frames {
+            for f in 0..<bins {
+                let expected: Float = x[t, f] + shape.gains[f]
+                #expect(y[t, f] == expected)
+            }
+        }
+        // Zero decibels is the identity.
+        #expect(SpectralShape.random(bins: bins, decibels: 0, using: &rng).apply(to: x) == x)
+    }
 }
