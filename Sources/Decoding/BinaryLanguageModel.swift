@@ -54,7 +54,8 @@ extension NGramLanguageModel {
     }
 
     /// Loads a binary model (`writeBinary`). The file is mapped rather than read, so its pages are
-    /// only borrowed while the tables are copied out of them.
+    /// only borrowed while the tables are copied out of them. (Truncating a mapped file would fault the
+    /// reader; `writeBinary` replaces files by rename, which leaves a reader's inode whole.)
     public init(binaryFile url: URL) throws {
         let path = url.path
         let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
