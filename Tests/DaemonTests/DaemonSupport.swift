@@ -29,7 +29,8 @@ final class Scratch: @unchecked Sendable {
 }
 
 /// A child process started with posix_spawn: stdout and stderr go to files in the scratch folder; the
-/// environment is the test's minus anything systemd-related, plus `environment`. Killed (SIGKILL) at
+/// environment is the test's minus anything systemd-related, with no general LM for `earshot transcribe`
+/// (`EARSHOT_LM` empty: the machine's would change its decoding), plus `environment`. Killed (SIGKILL) at
 /// deinit if still running, so a failing test leaves no daemon behind.
 final class Child: @unchecked Sendable {
     let pid: pid_t
@@ -47,6 +48,7 @@ final class Child: @unchecked Sendable {
                     "JOURNAL_STREAM", "EARSHOT_SOCKET", "EARSHOT_MODEL"] {
             env[key] = nil
         }
+        env["EARSHOT_LM"] = ""
         env.merge(environment) { $1 }
 
         var actions = posix_spawn_file_actions_t()
