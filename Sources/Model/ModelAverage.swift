@@ -7,8 +7,9 @@ extension ModelFile {
     ///
     /// Everything but the learned weights must agree with the first model: architecture, frontend,
     /// vocabulary, domain decoding, and the feature statistics (`frontend.mean`, `frontend.std`), which
-    /// a run fixes once; models from different runs differ there, and averaging the weights of
-    /// independently trained models gives nonsense. Sums are taken in double precision, in the order
+    /// a run fixes once; independently started runs differ there, and averaging the weights of
+    /// independently trained models gives nonsense. Runs that start from one model (`init_from`) keep its
+    /// statistics and stay close enough in weight space for their mean to work (a "model soup"). Sums are taken in double precision, in the order
     /// given. The result carries the last model's provenance plus `averaged_from` (each file with its
     /// SHA-256 when known), less `best_valid_wer`: that figure belongs to the run's snapshots, and a
     /// model card or `earshot model info` would otherwise show it as the mean's, which no trainer scored.

@@ -29,8 +29,10 @@ struct ModelCommand: ParsableCommand {
                 Checkpoint averaging: the element-wise mean of the last few snapshots of a run (earshot \
                 train writes them with run.snapshot_every_steps) usually decodes better than any one of \
                 them. The models must share architecture, frontend, vocabulary and feature statistics, \
-                which snapshots of one run do; anything else is refused, naming the file. The output \
-                records the inputs (provenance 'averaged_from') and is written atomically.
+                which snapshots of one run do, and so do snapshots of runs started from the same model \
+                (model.init_from keeps its statistics; their mean is a "model soup", which is how the \
+                shipped model was made); anything else is refused, naming the file. The output records \
+                the inputs (provenance 'averaged_from') and is written atomically.
 
                 Example:
                   earshot model average --out avg.safetensors run/snapshots/step-00028000.safetensors \
