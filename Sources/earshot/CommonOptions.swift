@@ -147,7 +147,7 @@ struct RecognitionOptions: ParsableArguments {
         }
         do { return try settings.makeOptions(vocabulary: Recognizer.vocabulary(of: model), modelDecoding: domain) } catch {
             if case .languageModel(let path, let reason) = error {
-                throw CLIError(lm == nil ? "general language model \(path) (EARSHOT_LM; --no-general-lm decodes without it): \(reason)" : "--lm \(path): \(reason)")
+                throw CLIError(lm == nil ? "general language model \(path) (transcribe's default; EARSHOT_LM= or --no-general-lm decodes without it): \(reason)" : "--lm \(path): \(reason)")
             }
             if case .modelDecoding = error { throw CLIError(error.description) }
             if case .closedVocabularyWithoutWords = error { throw CLIError("--" + error.description + " (model: \(path))") }
