@@ -43,7 +43,9 @@ fi
 # binary, which Debian's sphinx_lm_convert cannot convert. 112 MB, about 15 s; kept in the user cache
 # beside the corpus (derived, regenerable, shared by every checkout, never committed).
 LM_BIN=/usr/share/pocketsphinx/model/en-us/en-us.lm.bin
-LM_ARPA=${EARSHOT_LM_DIR:-$HOME/.cache/earshot/lm}/en-us.arpa
+# (The same folder earshot transcribe looks in: $XDG_CACHE_HOME or ~/.cache. With EARSHOT_LM_DIR
+# elsewhere, point transcribe at it with EARSHOT_LM=$EARSHOT_LM_DIR/en-us.eslm.)
+LM_ARPA=${EARSHOT_LM_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/earshot/lm}/en-us.arpa
 if [ ! -s "$LM_ARPA" ] || [ "$LM_BIN" -nt "$LM_ARPA" ]; then
   echo "setup: converting $LM_BIN to $LM_ARPA"
   "$PY" scripts/pocketsphinx-lm.py "$LM_BIN" "$LM_ARPA"

@@ -80,6 +80,8 @@ private struct ARPAParser {
             return v
         }
         guard let value, value.isFinite else { throw malformed("'\(text(r))' is not a number") }
+        // Stored as Float: a value beyond its range would become infinite.
+        guard Float(value).isFinite else { throw malformed("'\(text(r))' is out of range") }
         return Float(value)
     }
 

@@ -24,6 +24,8 @@ import Tensors
 /// or foreign file is an error naming it, never a crash or a wrong lookup.
 extension NGramLanguageModel {
     static let binaryMagic: [UInt8] = Array("EARSHOT-LM".utf8) + [0, 1]
+    /// Highest order the binary format takes (a sanity bound for the reader; real models are 2-5).
+    static let maxBinaryOrder = 16
 
     /// Whether `bytes` start like a binary model (of any format version).
     static func looksBinary(_ bytes: [UInt8]) -> Bool {
@@ -53,24 +55,12 @@ extension NGramLanguageModel {
         }
     }
 
-    /// Loads a binary model (`writeBinary`). The file is mapped rather than read, so its pages are
-    /// only borrowed while the tables are copied out of them. (Truncating a mapped file would fault the
-    /// reader; `writeBinary` replaces files by rename, which leaves a reader's inode whole.)
+    /// Loads a binary model (`writeBinary`). The file is read whole rather than mapped: a mapped file
+    /// overwritten in place (`cp` over it) while loading would kill the process with SIGBUS.
     public init(binaryFile url: URL) throws {
-        let path = url.path
-        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-        guard fd >= 0 else { throw LanguageModelError.unreadable(file: path, reason: String(cString: strerror(errno))) }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw LanguageModelError.unreadable(file: path, reason: String(cString: strerror(errno))) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw LanguageModelError.unreadable(file: path, reason: "not a regular file") }
-        let size = Int(st.st_size)
-        guard size > 0 else { try self.init(binaryBytes: UnsafeRawBufferPointer(start: nil, count: 0), name: path); return }
-        guard let base = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
-            throw LanguageModelError.unreadable(file: path, reason: String(cString: strerror(errno)))
-        }
-        defer { munmap(base, size) }
-        try self.init(binaryBytes: UnsafeRawBufferPointer(start: base, count: size), name: path)
+        let bytes: [UInt8]
+        do { bytes = try readRegularFile(url.path) } catch { throw LanguageModelError.unreadable(file: url.path, reason: error.reason) }
+        try self.init(binaryBytes: bytes, name: url.path)
     }
 
     init(binaryBytes bytes: UnsafeRawBufferPointer, name: String) throws {
@@ -114,6 +104,9 @@ extension NGramLanguageModel {
 
     /// Writes the binary form to `url` atomically (temporary file, fsync, rename).
     public func writeBinary(to url: URL) throws {
+        guard order <= Self.maxBinaryOrder else {
+            throw LanguageModelError.unwritable(file: url.path, reason: "order \(order): the binary format holds orders up to \(Self.maxBinaryOrder)")
+        }
         do { try writeFileAtomically(binaryBytes(), to: url.path) } catch {
             throw LanguageModelError.unwritable(file: url.path, reason: error.reason)
         }
@@ -171,18 +164,22 @@ private struct BinaryReader {
         }
         position = magic.count
         let order = Int(try integer(UInt32.self, "header"))
-        guard (1...16).contains(order) else { throw damaged("order \(order)") }
+        guard (1...NGramLanguageModel.maxBinaryOrder).contains(order) else { throw damaged("order \(order)") }
         var counts: [Int] = []
         for n in 1...order {
             let c = try integer(UInt64.self, "header")
             // Every entry takes at least 5 bytes, so a count beyond the file's size is damage, not a
             // reason to reserve memory.
-            guard c <= UInt64(bytes.count) else { throw damaged("\(c) \(n)-grams in a file of \(bytes.count) bytes") }
+            guard c <= UInt64(bytes.count), c < UInt64(Int32.max) else { throw damaged("\(c) \(n)-grams in a file of \(bytes.count) bytes") }
             counts.append(Int(c))
         }
         let wordBytes = try integer(UInt64.self, "header")
         guard wordBytes <= UInt64(bytes.count) else { throw damaged("a word list of \(wordBytes) bytes") }
         let wordRange = try take(Int(wordBytes), "word list")
+        // Each word takes at least two bytes (a character and "\n"): checked before reserving room for them.
+        guard counts[0] <= wordRange.count / 2 else {
+            throw damaged("\(counts[0]) words in a word list of \(wordRange.count) bytes")
+        }
 
         var model = NGramLanguageModel(order: order)
         model.words.reserveCapacity(counts[0])

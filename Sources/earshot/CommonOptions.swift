@@ -150,6 +150,9 @@ struct RecognitionOptions: ParsableArguments {
                 throw CLIError(lm == nil ? "general language model \(path) (transcribe's default; EARSHOT_LM= or --no-general-lm decodes without it): \(reason)" : "--lm \(path): \(reason)")
             }
             if case .modelDecoding = error { throw CLIError(error.description) }
+            if case .closedVocabularyWithoutWords = error, lm == nil, let general = settings.languageModel {
+                throw CLIError("general language model \(general) (transcribe's default; EARSHOT_LM= or --no-general-lm decodes without it): \(error.description) (model: \(path))")
+            }
             if case .closedVocabularyWithoutWords = error { throw CLIError("--" + error.description + " (model: \(path))") }
             throw CLIError("--" + error.description)
         }

@@ -136,6 +136,10 @@ import Tensors
         version[11] = 9
         try expectUnreadable(version, containing: "format version 9")
         try expectUnreadable(Array("\\data\\\nngram 1=1\n".utf8), containing: "not a binary Earshot language model")
+        // More words than the word list has room for: refused before any room is reserved for them.
+        var manyWords = good
+        manyWords.replaceSubrange(16..<24, with: withUnsafeBytes(of: UInt64(20).littleEndian) { Array($0) })
+        try expectUnreadable(manyWords, containing: "20 words in a word list of")
         // A bigram's word id past the vocabulary: found by the bigram word array's contents.
         var badWord = good
         let lm = try NGramLanguageModel(arpaText: NGramLanguageModelTests.tinyARPA)
@@ -182,5 +186,17 @@ import Tensors
         #expect(throws: LanguageModelError.unreadable(file: "/nonexistent/x.eslm", reason: "No such file or directory")) {
             try NGramLanguageModel(file: URL(fileURLWithPath: "/nonexistent/x.eslm"))
         }
+    }
+
+    /// What compile would write but no loader could read is refused on the way in or out.
+    @Test func valuesBeyondFloatAndOrdersBeyondTheFormatAreRefused() throws {
+        #expect(throws: LanguageModelError.self) {
+            try NGramLanguageModel(arpaText: "\\data\\\nngram 1=1\n\n\\1-grams:\n-1e39 a\n\n\\end\\\n")
+        }
+        let deep = NGramLanguageModel.train(sentences: ["a b c"], order: NGramLanguageModel.maxBinaryOrder + 1)
+        let url = temporaryURL("eslm")
+        defer { try? FileManager.default.removeItem(at: url) }
+        #expect(throws: LanguageModelError.self) { try deep.writeBinary(to: url) }
+        #expect(!FileManager.default.fileExists(atPath: url.path))
     }
 }

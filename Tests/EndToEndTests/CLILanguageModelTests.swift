@@ -45,7 +45,12 @@ extension CLITests {
             }
             // Default: the general LM, closed vocabulary: only "down" can be said.
             let withLM = try transcript([], general)
+            // (Nothing at all is what it makes of "yes": spelling "down" costs more than the search keeps.)
             #expect(withLM != greedy && withLM.split(separator: " ").allSatisfy { $0 == "down" }, "'\(withLM)'")
+            // And a word it knows comes out through it.
+            let down = try f.speak(["down"])[0]
+            let r = try f.run(["transcribe", "--model", f.model.path, down.path], environment: general)
+            #expect(r.status == 0 && r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "down", "\(r.stdout)\(r.stderr)")
             #expect(try transcript([], ["EARSHOT_LM": arpa.path]) == withLM, "ARPA and binary decode alike")
             // Each way of turning it off gives the greedy transcript.
             #expect(try transcript(["--no-general-lm"], general) == greedy)
