@@ -1,12 +1,9 @@
 import Foundation
-import Tensors
 
 extension NGramLanguageModel {
     /// Loads an ARPA file (`\data\`, `\1-grams:` ... `\N-grams:`, `\end\`; any order; log10 values).
     public init(arpaFile url: URL) throws {
-        let bytes: [UInt8]
-        do { bytes = try readRegularFile(url.path) } catch { throw LanguageModelError.unreadable(file: url.path, reason: error.reason) }
-        try self.init(arpaBytes: bytes, name: url.path)
+        try self.init(arpaBytes: try Self.readBytes(url), name: url.path)
     }
 
     /// Parses ARPA text; `name` is used in error messages.

@@ -48,19 +48,23 @@ extension NGramLanguageModel {
     /// Loads a language model file in either format: binary (`writeBinary`) or ARPA text, told apart by
     /// the binary magic.
     public init(file url: URL) throws {
-        if Self.isBinaryFile(url) {
-            try self.init(binaryFile: url)
+        let bytes = try Self.readBytes(url)
+        if Self.looksBinary(bytes) {
+            try self.init(binaryBytes: bytes, name: url.path)
         } else {
-            try self.init(arpaFile: url)
+            try self.init(arpaBytes: bytes, name: url.path)
         }
+    }
+
+    /// The whole file, or an error naming it (a FIFO or other non-regular file is refused at once).
+    static func readBytes(_ url: URL) throws(LanguageModelError) -> [UInt8] {
+        do { return try readRegularFile(url.path) } catch { throw .unreadable(file: url.path, reason: error.reason) }
     }
 
     /// Loads a binary model (`writeBinary`). The file is read whole rather than mapped: a mapped file
     /// overwritten in place (`cp` over it) while loading would kill the process with SIGBUS.
     public init(binaryFile url: URL) throws {
-        let bytes: [UInt8]
-        do { bytes = try readRegularFile(url.path) } catch { throw LanguageModelError.unreadable(file: url.path, reason: error.reason) }
-        try self.init(binaryBytes: bytes, name: url.path)
+        try self.init(binaryBytes: try Self.readBytes(url), name: url.path)
     }
 
     init(binaryBytes bytes: UnsafeRawBufferPointer, name: String) throws {
