@@ -52,6 +52,8 @@ options_for() {
         # split, speed copies 0.8-1.2.
         default) echo "" ;;
         default+text) echo "--text $WORK/digits.txt" ;;
+        seed2+text) echo "--text $WORK/digits.txt --seed 2" ;;
+        seed3+text) echo "--text $WORK/digits.txt --seed 3" ;;
         nospeed+text) echo "--text $WORK/digits.txt --speed 1" ;;
         speed+text) echo "--text $WORK/digits.txt --speed 0.9,1,1.1" ;;
         speed5+text) echo "--text $WORK/digits.txt --speed 0.8,0.9,1,1.1,1.2" ;;

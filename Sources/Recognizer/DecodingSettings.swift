@@ -95,10 +95,36 @@ public struct DecodingSettings: Sendable, Equatable {
     /// `base`, made once by `makeOptions()` without a model (so a large `languageModel` is read once, not
     /// at every model reload), for `model`: `base` itself unless the model's domain decoding applies,
     /// then the options the rule gives with it. Equal to `makeOptions(for:)` but for the hotword
-    /// character check, which `base` made without a vocabulary skipped.
+    /// character check, which `base` made without a vocabulary skipped. A closed vocabulary made for
+    /// another alphabet is spelled again in the model's, and scored again, as `makeOptions` would have.
     public func makeOptions(for model: ModelFile, file: String = "<memory>", base: DecodingOptions) throws(DecodingSettingsError) -> DecodingOptions {
-        guard let domain = try modelDecoding(of: model, file: file) else { return base }
-        return try makeOptions(vocabulary: Recognizer.vocabulary(of: model), modelDecoding: domain)
+        let vocabulary = Recognizer.vocabulary(of: model)
+        guard let domain = try modelDecoding(of: model, file: file) else {
+            if closedVocabulary == true && base.beam?.lexicon == nil {
+                throw .closedVocabularyWithoutWords(reason: useModelDecoding ? "the model \(file) has no domain decoding and no language model is given"
+                                                                            : "the model's domain decoding is turned off and no language model is given")
+            }
+            guard let lexicon = base.beam?.lexicon, lexicon.vocabulary != vocabulary, let lm = base.languageModel else { return base }
+            var options = base
+            options.beam?.lexicon = lexicon.respelled(for: vocabulary).scored(by: lm)
+            guard options.beam?.lexicon?.spellableCount ?? 0 > 0 else {
+                throw .closedVocabularyWithoutWords(reason: "the language model has no word the model \(file) can spell")
+            }
+            return options
+        }
+        return try makeOptions(vocabulary: vocabulary, modelDecoding: domain)
+    }
+
+    /// These settings decoding with the general English LM at `path` (`GeneralLanguageModel`): at the
+    /// weights measured for it unless given, with a closed vocabulary unless chosen. For when nothing else
+    /// asks for an LM: no `languageModel`, and no domain decoding in the model (which takes precedence).
+    public func usingGeneralLanguageModel(_ path: String) -> DecodingSettings {
+        var settings = self
+        settings.languageModel = path
+        settings.lmWeight = lmWeight ?? Self.generalLMWeight
+        settings.wordBonus = wordBonus ?? Self.generalWordBonus
+        settings.closedVocabulary = closedVocabulary ?? true
+        return settings
     }
 
     /// The options a `Recognizer` decodes with. Loads the language model (which may take a while for a

@@ -131,10 +131,7 @@ struct RecognitionOptions: ParsableArguments {
         let domain: DomainDecoding?
         do { domain = try settings.modelDecoding(of: model, file: path) } catch { throw CLIError(error.description) }
         if let generalLM, lm == nil, domain == nil, !noModelLM, beam != 1 {
-            settings.languageModel = generalLM
-            settings.lmWeight = lmWeight ?? DecodingSettings.generalLMWeight
-            settings.wordBonus = wordBonus ?? DecodingSettings.generalWordBonus
-            settings.closedVocabulary = vocabularyMode.map { $0 == .closedVocabulary } ?? true
+            settings = settings.usingGeneralLanguageModel(generalLM)
         }
         if settings.languageModel == nil && domain == nil {
             for (flag, value) in [("--lm-weight", lmWeight), ("--word-bonus", wordBonus)] {
@@ -156,30 +153,6 @@ struct RecognitionOptions: ParsableArguments {
             if case .closedVocabularyWithoutWords = error { throw CLIError("--" + error.description + " (model: \(path))") }
             throw CLIError("--" + error.description)
         }
-    }
-
-    static let generalLMName = "en-us.eslm"
-
-    /// Where `earshot transcribe` looks for the general English LM (scripts/setup.sh compiles it into
-    /// the user cache; an install puts it under share/).
-    static func generalLMCandidates() -> [String] {
-        let environment = ProcessInfo.processInfo.environment
-        let cache = environment["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? (NSHomeDirectory() as NSString).appendingPathComponent(".cache")
-        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-        return [
-            (cache as NSString).appendingPathComponent("earshot/lm/\(generalLMName)"),
-            exe.appendingPathComponent("../share/earshot/lm/\(generalLMName)").standardized.path,
-            "/usr/local/share/earshot/lm/\(generalLMName)",
-            "/usr/share/earshot/lm/\(generalLMName)",
-        ]
-    }
-
-    /// The general LM to decode with by default: `$EARSHOT_LM` when set (empty: none), else the first
-    /// candidate that exists, else none (greedy decoding).
-    static func generalLanguageModel() -> String? {
-        if let env = ProcessInfo.processInfo.environment["EARSHOT_LM"] { return env.isEmpty ? nil : env }
-        return generalLMCandidates().first { FileManager.default.fileExists(atPath: $0) }
     }
 
     /// The recogniser the flags ask for; `generalLM` as in `decodingOptions`.

@@ -22,7 +22,7 @@ struct Transcribe: ParsableCommand {
         \(DecodingSettings.defaultSearchBeam)) with pocketsphinx-en-us's trigram, closed vocabulary, \
         LM weight \(DecodingSettings.generalLMWeight), word bonus \(DecodingSettings.generalWordBonus) \
         (35 % WER against 58 % greedy on the synthetic test set; models/README.md). It is $EARSHOT_LM, else \
-        \(RecognitionOptions.generalLMName) in ~/.cache/earshot/lm (scripts/setup.sh makes it with \
+        \(GeneralLanguageModel.fileName) in ~/.cache/earshot/lm (scripts/setup.sh makes it with \
         `earshot lm compile`), ../share/earshot/lm next to the binary, /usr/local/share/earshot/lm or \
         /usr/share/earshot/lm. Without one, or with --no-general-lm, --beam 1, --no-model-lm or \
         EARSHOT_LM set empty, decoding is greedy (the fastest). --lm replaces it.
@@ -69,7 +69,7 @@ struct Transcribe: ParsableCommand {
                 firstInput[name] = path
             }
         }
-        let (recognizer, _) = try recognition.makeRecognizer(generalLM: noGeneralLM ? nil : RecognitionOptions.generalLanguageModel())
+        let (recognizer, _) = try recognition.makeRecognizer(generalLM: noGeneralLM ? nil : GeneralLanguageModel.locate())
         if let outputDir {
             do { try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true) } catch {
                 throw CLIError("--output-dir '\(outputDir)': cannot create the folder: \(error.localizedDescription)")

@@ -23,6 +23,9 @@ struct DaemonConfiguration: Equatable {
     var capture = Capture()
     var endpoint = EndpointConfig()
     var decoding = DecodingSettings()
+    /// `decoding.general_lm`: with no `decoding.lm`, decode with the general English LM when one is
+    /// installed (found as `earshot transcribe` finds it), unless the model has its own domain decoding.
+    var generalLanguageModel = true
 
     /// The microphone: which ALSA PCM, how it is opened, how far recognition may fall behind it.
     struct Capture: Equatable {
@@ -155,7 +158,9 @@ struct DaemonConfiguration: Equatable {
         // override the model's.
         if let w = decoding.lmWeight { lines.append("lm_weight = \(d(w))") }
         if let b = decoding.wordBonus { lines.append("word_bonus = \(d(b))") }
+        if let c = decoding.closedVocabulary { lines.append("closed_vocabulary = \(c)") }
         lines += [
+            "general_lm = \(generalLanguageModel)",
             "model_lm = \(decoding.useModelDecoding)",
             "hotwords = [\(decoding.hotwords.map(q).joined(separator: ", "))]",
         ]
@@ -309,6 +314,8 @@ private struct TableReader {
             if let v = try t.double("word_bonus") { c.decoding.wordBonus = v }
             if let v = try t.strings("hotwords") { c.decoding.hotwords = v }
             if let v = try t.bool("model_lm") { c.decoding.useModelDecoding = v }
+            if let v = try t.bool("general_lm") { c.generalLanguageModel = v }
+            if let v = try t.bool("closed_vocabulary") { c.decoding.closedVocabulary = v }
             try t.finish()
         }
         try finish()

@@ -53,12 +53,37 @@ final class Daemon: @unchecked Sendable {
 
     init(config: DaemonConfiguration) throws(DaemonError) {
         self.config = config
-        do { options = try config.decoding.makeOptions() } catch { throw .decoding(error.description) }
+        let base = Self.baseSettings(config: config, generalLM: GeneralLanguageModel.locate())
+        do { options = try base.makeOptions() } catch {
+            if config.decoding.languageModel == nil, let general = base.languageModel {
+                throw .decoding("general language model \(general) (decoding.general_lm = false, --no-general-lm or EARSHOT_LM= decodes without it): \(error.description)")
+            }
+            throw .decoding(error.description)
+        }
+        if let lm = base.languageModel {
+            logger.info("decoding with a language model", metadata: [
+                "lm": "\(lm)", "general": "\(config.decoding.languageModel == nil)",
+                "closed_vocabulary": "\(options.beam?.lexicon != nil)", "beam": "\(options.beam?.beamWidth ?? 1)"])
+        }
         // One core per stream: BLAS threads would only contend with the other sessions.
         BLASThreads.set(1)
         let engine = try Self.loadStartupEngine(config: config, options: options, logger: modelLogger)
         current = Locked(engine)
         modelLogger.info("model loaded", metadata: ["path": "\(engine.modelPath ?? "?")", "parameters": "\(engine.recognizer.model.parameterCount)"])
+    }
+
+    /// The decoding settings without a model, read once (an LM may take a while to read): `decoding.lm`
+    /// if set, else `generalLM` (the installed general English LM) when `decoding.general_lm` and
+    /// `decoding.model_lm` are on, at its measured weights, as `earshot transcribe` decodes. A model's own
+    /// domain decoding replaces these at load (`loadEngine`, with the settings as configured). Without an
+    /// LM here only a model can close the vocabulary, so `closed_vocabulary` is left to that check.
+    static func baseSettings(config: DaemonConfiguration, generalLM: String?) -> DecodingSettings {
+        var settings = config.decoding
+        if settings.languageModel == nil, config.generalLanguageModel, settings.useModelDecoding, let generalLM {
+            settings = settings.usingGeneralLanguageModel(generalLM)
+        }
+        if settings.languageModel == nil { settings.closedVocabulary = nil }
+        return settings
     }
 
     /// The configured model, or, when it is missing or unusable and `fallback_model` is set, the

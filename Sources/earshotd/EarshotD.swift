@@ -128,6 +128,17 @@ struct EarshotD: AsyncParsableCommand {
     @Flag(name: .customLong("no-model-lm"), help: "Ignore the model's own domain decoding (LM, hotwords, weights). [decoding.model_lm = false]")
     var noModelLM = false
 
+    @Flag(name: .customLong("no-general-lm"), help: ArgumentHelp(
+        "Without --lm, do not decode with the installed general English LM (docs/language-models.md). [decoding.general_lm = false]"))
+    var noGeneralLM = false
+
+    @Flag(help: ArgumentHelp("Recognise only the LM's words (the model's domain words, or --lm's or the general LM's), or let others through. [decoding.closed_vocabulary]"))
+    var vocabularyMode: VocabularyMode?
+
+    enum VocabularyMode: EnumerableFlag {
+        case closedVocabulary, openVocabulary
+    }
+
     /// The file's configuration with the flags on top.
     func resolvedConfiguration() throws(ConfigError) -> DaemonConfiguration {
         var c = try DaemonConfiguration.load(file: config ?? DaemonConfiguration.defaultFile, explicit: config != nil)
@@ -170,6 +181,8 @@ struct EarshotD: AsyncParsableCommand {
         if let wordBonus { c.decoding.wordBonus = wordBonus }
         if !hotwords.isEmpty { c.decoding.hotwords = hotwords }
         if noModelLM { c.decoding.useModelDecoding = false }
+        if noGeneralLM { c.generalLanguageModel = false }
+        if let vocabularyMode { c.decoding.closedVocabulary = vocabularyMode == .closedVocabulary }
         try c.validate()
         return c
     }

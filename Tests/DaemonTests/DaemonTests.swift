@@ -221,6 +221,52 @@ struct DaemonTests {
         #expect(daemon.terminate() == 0)
     }
 
+    @Test("with a general LM installed, earshotd decodes as `earshot transcribe` does; --no-general-lm and --open-vocabulary as there")
+    func generalLanguageModel() throws {
+        let scratch = try Scratch()
+        let fx = try TinyFixture(scratch: scratch)
+        let earshot = try builtExecutable("earshot")
+        let lm = scratch.path("down.arpa")
+        try SampleLanguageModels.downOnlyARPA.write(toFile: lm, atomically: true, encoding: .utf8)
+        let installed = ["EARSHOT_LM": lm]
+        let audio = scratch.path("yes-down.wav")
+        try writeWAV(scene([(nil, 0.2), ("yes", 0), (nil, 0.25), ("down", 0), (nil, 0.2)], model: fx.tiny), to: audio)
+
+        func transcribe(_ flags: [String], _ environment: [String: String], _ tag: String) throws -> String {
+            let t = try Child(earshot, ["transcribe", "--model", fx.modelPath] + flags + [audio], scratch: scratch,
+                              environment: environment, tag: tag)
+            #expect(t.wait(timeout: 60) == 0, "\(t.stderr)")
+            return t.stdout
+        }
+        func stream(_ daemonFlags: [String], _ tag: String) throws -> String {
+            let daemon = try Daemon(scratch: scratch, model: fx.modelPath, arguments: ["--no-capture"] + daemonFlags,
+                                    socket: scratch.path("\(tag).sock"), environment: installed)
+            let s = try Child(earshot, ["stream", "--socket", daemon.socket, audio], scratch: scratch, tag: tag)
+            #expect(s.wait(timeout: 60) == 0, "\(s.stderr)")
+            #expect(daemon.terminate() == 0)
+            return s.stdout
+        }
+        let withLM = try transcribe([], installed, "t-lm")
+        let greedy = try transcribe([], [:], "t-greedy")
+        let open = try transcribe(["--open-vocabulary"], installed, "t-open")
+        // The closed vocabulary holds only "down", so "yes" cannot come out with the LM.
+        #expect(greedy.contains("yes") && !withLM.contains("yes") && withLM.contains("down"), "greedy '\(greedy)', LM '\(withLM)'")
+        #expect(try stream([], "s-lm") == withLM)
+        #expect(try stream(["--no-general-lm"], "s-greedy") == greedy)
+        #expect(try stream(["--open-vocabulary"], "s-open") == open)
+
+        // An installed general LM that cannot be read stops the daemon at start with a line naming it
+        // and how to do without it.
+        let broken = scratch.path("broken.arpa")
+        try "\\data\\\nngram 1=7\n".write(toFile: broken, atomically: true, encoding: .utf8)
+        let failed = try Child(try builtExecutable("earshotd"),
+                               ["--config", scratch.path("none.toml"), "--socket", scratch.path("broken.sock"),
+                                "--model", fx.modelPath, "--no-capture"],
+                               scratch: scratch, environment: ["EARSHOT_LM": broken], tag: "broken")
+        #expect(failed.wait(timeout: 30) == 1)
+        #expect(failed.stderr.contains(broken) && failed.stderr.contains("general_lm = false"), "\(failed.stderr)")
+    }
+
     @Test("16 clients streaming at once all get their finals")
     func sixteenConcurrentClients() throws {
         let scratch = try Scratch()
@@ -466,13 +512,15 @@ struct DaemonTests {
             trailing_silence = 0.9
             [decoding]
             hotwords = ["earshot:4"]
+            general_lm = false
 
             """.write(toFile: file, atomically: true, encoding: .utf8)
-        let merged = try Child(earshotd, ["--config", file, "--device", "plughw:2", "--print-config"], scratch: scratch)
+        let merged = try Child(earshotd, ["--config", file, "--device", "plughw:2", "--closed-vocabulary", "--print-config"], scratch: scratch)
         #expect(merged.wait(timeout: 20) == 0, "\(merged.stderr)")
         let text = merged.stdout
         for line in ["model = \"/m.safetensors\"", #"fallback_model = "/my \"base\" \\ models\tü/base.safetensors""#, "socket_mode = \"0640\"", "device = \"plughw:2\"",
-                     "trailing_silence = 0.9", "hotwords = [\"earshot:4\"]", "enabled = true"] {
+                     "trailing_silence = 0.9", "hotwords = [\"earshot:4\"]", "enabled = true", "general_lm = false",
+                     "closed_vocabulary = true"] {
             #expect(text.contains(line + "\n"), "missing \(line) in \(text)")
         }
         // What --print-config writes reads back to the same configuration.

@@ -4,30 +4,10 @@ import TestSupport
 
 /// `earshot lm compile`/`info`, and the general LM `earshot transcribe` decodes with by default.
 extension CLITests {
-    /// A general LM that knows one of the tiny model's words: with its closed vocabulary nothing else
-    /// can come out, so its use shows in the transcript.
-    static let downOnlyARPA = """
-    \\data\\
-    ngram 1=4
-    ngram 2=2
-
-    \\1-grams:
-    -99\t<s>\t-0.3
-    -0.3\tdown\t-0.2
-    -0.5\t</s>
-    -2.0\t<unk>
-
-    \\2-grams:
-    -0.1\t<s> down
-    -0.1\tdown </s>
-
-    \\end\\
-    """
-
     @Test func transcribeDecodesWithTheGeneralLMUnlessToldNot() throws {
         try withFixture { f in
             let arpa = f.dir.appendingPathComponent("down.arpa"), binary = f.dir.appendingPathComponent("down.eslm")
-            try Data(Self.downOnlyARPA.utf8).write(to: arpa)
+            try Data(SampleLanguageModels.downOnlyARPA.utf8).write(to: arpa)
             let compiled = try f.run(["lm", "compile", arpa.path, "--out", binary.path])
             #expect(compiled.status == 0, "\(compiled.stderr)")
             #expect(compiled.stdout.contains("order 2, 4/2 n-grams"), "\(compiled.stdout)")
@@ -60,7 +40,7 @@ extension CLITests {
             // An open vocabulary lets the acoustics through again; --lm replaces the general LM.
             #expect(try transcript(["--open-vocabulary"], general) == "yes")
             let other = f.dir.appendingPathComponent("yes.arpa")
-            try Data(Self.downOnlyARPA.replacingOccurrences(of: "down", with: "yes").utf8).write(to: other)
+            try Data(SampleLanguageModels.downOnlyARPA.replacingOccurrences(of: "down", with: "yes").utf8).write(to: other)
             #expect(try transcript(["--lm", other.path, "--closed-vocabulary"], general) == "yes")
             // eval measures what it is told: no general LM by default.
             let manifest = f.dir.appendingPathComponent("one.tsv")

@@ -75,4 +75,30 @@ import TestSupport
             #expect(try DecodingSettings(languageModel: arpa.path).makeOptions(for: plain).beam?.lexicon == nil)
         }
     }
+
+    /// The daemon reads an LM once, before any model (`makeOptions()`), and fits those options to each
+    /// model it loads: a closed vocabulary must come out as `makeOptions(for:)` makes it directly, even
+    /// for a model whose letters sit at other output indices.
+    @Test func optionsMadeWithoutAModelFitAModelWithAnotherAlphabet() throws {
+        let plain = blankModel(frontend: FrontendConfig())
+        var description = plain.description
+        let tokens = Vocabulary.earshot.tokens
+        description.vocabulary = Array(tokens[..<3]) + tokens[3...].reversed()
+        let reordered = ModelFile(description: description, parameters: plain.parameters)
+        #expect(Recognizer.vocabulary(of: reordered) != .earshot)
+        try withTemporaryDirectory { dir in
+            let arpa = dir.appendingPathComponent("cmd.arpa")
+            try NGramLanguageModel.train(sentences: ["open the door", "close the door"], order: 2).writeARPA(to: arpa)
+            let settings = DecodingSettings(languageModel: arpa.path, closedVocabulary: true)
+            let base = try settings.makeOptions()
+            let direct = try settings.makeOptions(for: reordered).beam?.lexicon
+            #expect(direct?.vocabulary == Recognizer.vocabulary(of: reordered) && direct?.lookahead != nil)
+            #expect(try DecodingSettings().makeOptions(for: reordered, base: base).beam?.lexicon == direct)
+            #expect(try DecodingSettings().makeOptions(for: plain, base: base).beam?.lexicon == base.beam?.lexicon)
+        }
+        // Closing with neither an LM nor the model's word list is refused here too.
+        #expect(throws: DecodingSettingsError.self) {
+            try DecodingSettings(closedVocabulary: true).makeOptions(for: plain, base: .greedy)
+        }
+    }
 }
