@@ -166,3 +166,36 @@ public func speedPerturb(_ samples: [Float], factor: Double) throws(TrainingErro
     do { return try Resampler.resample(samples, from: from, to: base) }
     catch { throw .augmentation("speed perturbation by \(factor) failed: \(error)") }
 }
+
+/// The samples from the first to the last loud 10 ms frame of `samples`: loud is within `rangeDB` of the
+/// loudest frame's energy. Nil when no frame is quieter than that (nothing to trim: continuous sound or
+/// noise) or the signal is silent.
+public func speechBounds(_ samples: [Float], sampleRate: Int, rangeDB: Double = 40) -> Range<Int>? {
+    let frame = max(1, sampleRate / 100)
+    let frames = samples.count / frame
+    guard frames > 0 else { return nil }
+    var energy = [Double](repeating: 0, count: frames)
+    for f in 0..<frames {
+        var e = 0.0
+        for x in samples[f * frame ..< (f + 1) * frame] { e += Double(x) * Double(x) }
+        energy[f] = e / Double(frame)
+    }
+    guard let peak = energy.max(), peak > 0 else { return nil }
+    let threshold = peak * pow(10, -rangeDB / 10)
+    guard energy.contains(where: { $0 < threshold }),
+          let first = energy.firstIndex(where: { $0 >= threshold }),
+          let last = energy.lastIndex(where: { $0 >= threshold }) else { return nil }
+    return first * frame ..< min(samples.count, (last + 1) * frame)
+}
+
+/// Edge trimming: the utterance cut to its speech (`speechBounds`) plus margins of `leading` and
+/// `trailing` seconds, as a recording cut tightly around its words begins and ends (FSDD's digits,
+/// clips from a voice-activity detector). A model trained only on utterances padded with silence hears
+/// speech that starts at the first sample badly: its first and last frames see the encoder's zero padding
+/// right after a sound. Unchanged when nothing is quiet enough to be an edge.
+public func trimSilence(_ samples: [Float], sampleRate: Int, leading: Double, trailing: Double) -> [Float] {
+    guard let speech = speechBounds(samples, sampleRate: sampleRate) else { return samples }
+    let start = max(0, speech.lowerBound - Int(leading * Double(sampleRate)))
+    let end = min(samples.count, speech.upperBound + Int(trailing * Double(sampleRate)))
+    return Array(samples[start..<end])
+}

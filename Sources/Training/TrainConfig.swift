@@ -78,6 +78,10 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         /// about `eqDecibels` per component (`SpectralShape`): other vocal tracts and microphones.
         public var eqProbability = 0.0
         public var eqDecibels = 6.0
+        /// Share of utterances cut to their speech with at most `trimMargin` seconds of the silence around
+        /// it kept at each end (`trimSilence`): recordings cut tightly around their words.
+        public var trimProbability = 0.0
+        public var trimMargin = 0.05
         public init() {}
     }
 
@@ -163,6 +167,8 @@ extension TrainConfig.AugmentConfig {
         warpRange = try c.decodeIfPresent([Double].self, forKey: .warpRange) ?? d.warpRange
         eqProbability = try c.decodeIfPresent(Double.self, forKey: .eqProbability) ?? d.eqProbability
         eqDecibels = try c.decodeIfPresent(Double.self, forKey: .eqDecibels) ?? d.eqDecibels
+        trimProbability = try c.decodeIfPresent(Double.self, forKey: .trimProbability) ?? d.trimProbability
+        trimMargin = try c.decodeIfPresent(Double.self, forKey: .trimMargin) ?? d.trimMargin
     }
 }
 
@@ -264,6 +270,10 @@ extension TrainConfig {
         // Beyond ±20 dB per component a curve reshapes speech past recognition; it is a typo, not a choice.
         guard augment.eqDecibels.isFinite, (0...20).contains(augment.eqDecibels) else {
             throw fail("augment.eq_decibels", augment.eqDecibels, "must lie within [0, 20]")
+        }
+        try fraction("augment.trim_probability", augment.trimProbability)
+        guard augment.trimMargin.isFinite, (0...1).contains(augment.trimMargin) else {
+            throw fail("augment.trim_margin", augment.trimMargin, "must lie within [0, 1] seconds")
         }
 
         guard !run.output.isEmpty else { throw .config("run.output is empty: name the run folder") }

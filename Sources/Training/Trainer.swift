@@ -472,6 +472,12 @@ struct ExampleMaker: Sendable {
         var rng = SplitMix64(seed: (seed &* 0x2545_F491_4F6C_DD1D) ^ (UInt64(epoch) << 40) ^ UInt64(index))
         var samples = try AudioFile.read(path: u.path, targetSampleRate: frontendConfig.sampleRate).samples
         let a = augment
+        // Drawn only when enabled, like the warp and the equaliser, so earlier runs resume bit-for-bit.
+        if doAugment && a.trimProbability > 0 && Double.random(in: 0..<1, using: &rng) < a.trimProbability {
+            samples = trimSilence(samples, sampleRate: frontendConfig.sampleRate,
+                                  leading: Double.random(in: 0...a.trimMargin, using: &rng),
+                                  trailing: Double.random(in: 0...a.trimMargin, using: &rng))
+        }
         if doAugment && Double.random(in: 0..<1, using: &rng) < a.speedProbability {
             let factor = Double.random(in: a.speedRange[0]...a.speedRange[1], using: &rng)
             samples = try speedPerturb(samples, factor: factor)

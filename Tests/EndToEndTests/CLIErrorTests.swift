@@ -167,6 +167,8 @@ extension CLITests {
                 ("[augment]\nwarp_range = [1.1, 0.9]", "augment.warp_range"),
                 ("[augment]\neq_probability = 2", "augment.eq_probability"),
                 ("[augment]\neq_decibels = 40", "augment.eq_decibels"),
+                ("[augment]\ntrim_probability = -0.1", "augment.trim_probability"),
+                ("[augment]\ntrim_margin = 2", "augment.trim_margin"),
                 ("[data]\nstatistics_utterances = 0", "data.statistics_utterances"),
                 ("[data]\nmax_seconds = 0.1", "data.max_seconds"),
                 ("[optimizer]\nlearning_rate = -1", "optimizer.learning_rate"),

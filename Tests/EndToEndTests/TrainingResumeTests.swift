@@ -29,6 +29,7 @@ import Training
         c.augment.warpRange = [0.85, 1.15]
         c.augment.eqProbability = 0.5
         c.augment.eqDecibels = 6
+        c.augment.trimProbability = 0.5
         c.model.subsampling = 2
         c.run.logEverySteps = 1000
         return c

@@ -159,4 +159,37 @@ import Tensors
         // Zero decibels is the identity.
         #expect(SpectralShape.random(bins: bins, decibels: 0, using: &rng).apply(to: x) == x)
     }
+
+    /// 0.3 s of near-silence (white noise 60 dB down), 0.5 s of a 300 Hz tone, 0.4 s of near-silence,
+    /// at 16 kHz: the speech is samples 4800 ..< 12800.
+    static func toneBetweenSilences() -> [Float] {
+        var rng = SplitMix64(seed: 3)
+        return (0..<19_200).map { i in
+            let floor = Float.random(in: -1...1, using: &rng) * 0.0005
+            return (4800..<12800).contains(i) ? 0.5 * Float(sin(2 * Double.pi * 300 * Double(i) / 16_000)) + floor : floor
+        }
+    }
+
+    @Test func silenceIsTrimmedToTheSpeechPlusTheMargins() throws {
+        let x = Self.toneBetweenSilences()
+        let bounds = try #require(speechBounds(x, sampleRate: 16_000))
+        // Within one 10 ms frame of the truth.
+        #expect(abs(bounds.lowerBound - 4800) <= 160 && abs(bounds.upperBound - 12_800) <= 160, "\(bounds)")
+        let tight = trimSilence(x, sampleRate: 16_000, leading: 0, trailing: 0)
+        #expect(tight == Array(x[bounds]))
+        let margins = trimSilence(x, sampleRate: 16_000, leading: 0.05, trailing: 0.02)
+        #expect(margins == Array(x[(bounds.lowerBound - 800)..<(bounds.upperBound + 320)]))
+        // Margins wider than the silence keep the whole edge, never more.
+        #expect(trimSilence(x, sampleRate: 16_000, leading: 1, trailing: 1) == x)
+    }
+
+    @Test func soundWithoutQuietEdgesIsLeftAlone() {
+        var rng = SplitMix64(seed: 5)
+        let noise = (0..<16_000).map { _ in Float.random(in: -0.3...0.3, using: &rng) }
+        #expect(speechBounds(noise, sampleRate: 16_000) == nil)
+        #expect(trimSilence(noise, sampleRate: 16_000, leading: 0, trailing: 0) == noise)
+        let silent = [Float](repeating: 0, count: 8000)
+        #expect(trimSilence(silent, sampleRate: 16_000, leading: 0, trailing: 0) == silent)
+        #expect(trimSilence([], sampleRate: 16_000, leading: 0, trailing: 0) == [])
+    }
 }
