@@ -207,18 +207,17 @@ private struct BinaryReader {
             var t = NGramTable()
             t.logProb = try array(Float.self, count: count, "\(n)-gram probabilities")
             guard t.logProb.allSatisfy({ $0.isFinite && $0 <= 0 }) else { throw damaged("a \(n)-gram probability is not a log10 value") }
-            t.backoff = n < order ? try array(Float.self, count: count, "\(n)-gram back-offs") : [Float](repeating: 0, count: count)
+            t.backoff = n < order ? try array(Float.self, count: count, "\(n)-gram back-offs") : []
             guard t.backoff.allSatisfy(\.isFinite) else { throw damaged("a \(n)-gram back-off is not finite") }
             let present = try array(UInt8.self, count: count, "\(n)-gram flags")
             guard present.allSatisfy({ $0 <= 1 }) else { throw damaged("a \(n)-gram flag is neither 0 nor 1") }
             t.present = present.map { $0 == 1 }
             if n == 1 {
                 t.word = (0..<wordCount).map { $0 }
-                t.context = [Int32](repeating: -1, count: count)
             } else {
                 t.word = try array(Int32.self, count: count, "\(n)-gram words")
                 t.childStart = try array(Int32.self, count: counts[n - 2] + 1, "\(n)-gram index")
-                t.context = try contexts(of: t, order: n, wordCount: wordCount)
+                try checkIndex(of: t, order: n, wordCount: wordCount)
             }
             model.tables[n - 1] = t
         }
@@ -226,12 +225,11 @@ private struct BinaryReader {
         return model
     }
 
-    /// Each entry's context from `childStart`, checking that the ranges tile the table and that words
-    /// are valid and strictly increasing within each range (which bisection relies on).
-    func contexts(of t: NGramTable, order n: Int, wordCount: Int32) throws -> [Int32] {
+    /// Checks that `childStart`'s ranges tile the table and that words are valid and strictly increasing
+    /// within each range (which bisection relies on).
+    func checkIndex(of t: NGramTable, order n: Int, wordCount: Int32) throws {
         let starts = t.childStart
         guard starts.first == 0, starts.last == Int32(t.count) else { throw damaged("the \(n)-gram index does not cover the table") }
-        var context = [Int32](repeating: 0, count: t.count)
         for c in 0..<(starts.count - 1) {
             let lo = Int(starts[c]), hi = Int(starts[c + 1])
             guard lo <= hi, hi <= t.count else { throw damaged("the \(n)-gram index is out of order or past the table at context \(c)") }
@@ -240,9 +238,7 @@ private struct BinaryReader {
                 let w = t.word[i]
                 guard w > previous, w < wordCount else { throw damaged("\(n)-gram \(i) has word id \(w) out of order or range") }
                 previous = w
-                context[i] = Int32(c)
             }
         }
-        return context
     }
 }

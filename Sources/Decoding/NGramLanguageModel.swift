@@ -123,7 +123,7 @@ public struct NGramLanguageModel: Sendable {
         var m = n
         while m > 1 {
             out.append(tables[m - 1].word[Int(idx)])
-            idx = tables[m - 1].context[Int(idx)]
+            idx = tables[m - 1].contextOf(idx)
             m -= 1
         }
         out.append(idx)
@@ -143,11 +143,14 @@ let ln10 = 2.302585092994046
 /// id in both.
 struct NGramTable: Sendable {
     var index: [UInt64: Int32] = [:]
+    /// Each entry's context (an index into the order below) while building; empty once frozen, where
+    /// `childStart` holds the same and scoring never asks (a 15 MB array for the general English LM).
     var context: [Int32] = []
     var word: [Int32] = []
     /// log10 probability (ARPA value).
     var logProb: [Float] = []
-    /// log10 back-off weight; 0 when absent.
+    /// log10 back-off weight; 0 when absent. Empty for the highest order once frozen: nothing follows
+    /// its n-grams, so scoring never reads it.
     var backoff: [Float] = []
     /// false for placeholder entries created only because a longer n-gram needs them as a context
     /// (ARPA files should list every prefix, but not all tools do).
@@ -183,6 +186,19 @@ struct NGramTable: Sendable {
         }
     }
 
+    /// The context (an index into the order below) of entry `i`: stored while building, found by
+    /// bisection in `childStart` once frozen (the last context whose followers start at or before `i`,
+    /// so empty ranges are passed over).
+    func contextOf(_ i: Int32) -> Int32 {
+        guard isFrozen else { return context[Int(i)] }
+        var lo = 0, hi = childStart.count - 1
+        while lo + 1 < hi {
+            let mid = (lo + hi) >> 1
+            if childStart[mid] <= i { lo = mid } else { hi = mid }
+        }
+        return Int32(lo)
+    }
+
     /// Appends an entry (higher orders) and returns its index, or the existing index. Only while building.
     mutating func insert(context: Int32, word w: Int32, logProb p: Float, backoff b: Float, present isPresent: Bool) -> (Int32, inserted: Bool) {
         precondition(!isFrozen, "n-gram table is frozen")
@@ -201,19 +217,19 @@ struct NGramTable: Sendable {
     /// Renumbers this table's contexts through `contextMap` (old index in the order below -> new),
     /// sorts the entries by (context, word), fills `childStart` for `contextCount` contexts and drops the
     /// hash index. Returns this table's own old -> new map, which the order above renumbers through.
-    mutating func freeze(contextMap: [Int32], contextCount: Int) -> [Int32] {
+    mutating func freeze(contextMap: [Int32], contextCount: Int, highest: Bool) -> [Int32] {
         let n = count
         let contexts = context.map { contextMap[Int($0)] }
         let keys = (0..<n).map { Self.key(contexts[$0], word[$0]) }
         let order = (0..<n).sorted { keys[$0] < keys[$1] }
         var map = [Int32](repeating: 0, count: n)
         for (new, old) in order.enumerated() { map[old] = Int32(new) }
-        context = order.map { contexts[$0] }
         word = order.map { word[$0] }
         logProb = order.map { logProb[$0] }
-        backoff = order.map { backoff[$0] }
+        backoff = highest ? [] : order.map { backoff[$0] }
         present = order.map { present[$0] }
-        childStart = Self.starts(of: context, contextCount: contextCount)
+        childStart = Self.starts(of: order.map { contexts[$0] }, contextCount: contextCount)
+        context = []
         index = [:]
         return map
     }
@@ -233,8 +249,9 @@ extension NGramLanguageModel {
     mutating func freeze() {
         guard order >= 2, !tables[1].isFrozen else { return }
         var map = (0..<Int32(tables[0].count)).map { $0 }
+        tables[0].context = []
         for n in 2...order {
-            map = tables[n - 1].freeze(contextMap: map, contextCount: tables[n - 2].count)
+            map = tables[n - 1].freeze(contextMap: map, contextCount: tables[n - 2].count, highest: n == order)
         }
     }
 }
