@@ -32,7 +32,7 @@ import TestSupport
     @Test func zeroByteFileIsReportedAsEmpty() throws {
         let directory = try TemporaryDirectory()
         let path = directory.file("empty.wav")
-        FileManager.default.createFile(atPath: path, contents: Data())
+        #expect(FileManager.default.createFile(atPath: path, contents: Data()))
         let error = readError(path)
         #expect(error == .empty(path: path, byteCount: 0))
         #expect(error?.description == "cannot read '\(path)': the file is empty (0 bytes)")
