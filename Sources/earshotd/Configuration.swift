@@ -95,10 +95,14 @@ struct DaemonConfiguration: Equatable {
             if explicit { throw .unreadable(file: file, reason: "no such file") }
             return config
         }
-        let text: String
-        do { text = try String(contentsOfFile: file, encoding: .utf8) } catch {
+        // Read to the end rather than by size, so `--config /dev/null` (no settings) works too.
+        let fd = open(file, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .unreadable(file: file, reason: String(cString: strerror(errno))) }
+        let data: Data
+        do { data = try FileHandle(fileDescriptor: fd, closeOnDealloc: true).readToEnd() ?? Data() } catch {
             throw .unreadable(file: file, reason: (error as NSError).localizedDescription)
         }
+        guard let text = String(data: data, encoding: .utf8) else { throw .unreadable(file: file, reason: "not UTF-8 text") }
         let table: TOMLTable
         do { table = try TOMLTable(string: text) } catch let error as TOMLParseError {
             throw .syntax(file: file, line: error.source.begin.line, reason: error.description)

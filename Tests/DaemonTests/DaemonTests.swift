@@ -536,6 +536,16 @@ struct DaemonTests {
         #expect(bad.wait(timeout: 20) == 1)
         #expect(bad.stderr.contains("unknown key 'endpoint.trailing_silense'"), "\(bad.stderr)")
 
+        // /dev/null is the usual way to say "no settings": it reads as an empty file.
+        let null = try Child(earshotd, ["--config", "/dev/null", "--print-config"], scratch: scratch)
+        #expect(null.wait(timeout: 20) == 0, "\(null.stderr)")
+        #expect(null.stdout.contains("general_lm = true\n"), "\(null.stdout)")
+        let notUTF8 = scratch.path("latin1.toml")
+        try Data([0x6D, 0x6F, 0x64, 0x65, 0x6C, 0x20, 0x3D, 0x20, 0x22, 0xE9, 0x22, 0x0A]).write(to: URL(fileURLWithPath: notUTF8))
+        let latin1 = try Child(earshotd, ["--config", notUTF8, "--print-config"], scratch: scratch)
+        #expect(latin1.wait(timeout: 20) == 1)
+        #expect(latin1.stderr.contains(notUTF8) && latin1.stderr.contains("UTF-8"), "\(latin1.stderr)")
+
         let missing = try Child(earshotd, ["--config", scratch.path("nope.toml"), "--print-config"], scratch: scratch)
         #expect(missing.wait(timeout: 20) == 1)
         #expect(missing.stderr.contains("nope.toml") && missing.stderr.contains("no such file"), "\(missing.stderr)")
