@@ -185,7 +185,8 @@ public func speechBounds(_ samples: [Float], sampleRate: Int, rangeDB: Double = 
     guard energy.contains(where: { $0 < threshold }),
           let first = energy.firstIndex(where: { $0 >= threshold }),
           let last = energy.lastIndex(where: { $0 >= threshold }) else { return nil }
-    return first * frame ..< min(samples.count, (last + 1) * frame)
+    // A loud last frame keeps the tail shorter than a frame too: only quiet audio is ever cut.
+    return first * frame ..< (last == frames - 1 ? samples.count : (last + 1) * frame)
 }
 
 /// Edge trimming: the utterance cut to its speech (`speechBounds`) plus margins of `leading` and
@@ -193,9 +194,12 @@ public func speechBounds(_ samples: [Float], sampleRate: Int, rangeDB: Double = 
 /// clips from a voice-activity detector). A model trained only on utterances padded with silence hears
 /// speech that starts at the first sample badly: its first and last frames see the encoder's zero padding
 /// right after a sound. Unchanged when nothing is quiet enough to be an edge.
-public func trimSilence(_ samples: [Float], sampleRate: Int, leading: Double, trailing: Double) -> [Float] {
+/// Unchanged too when the cut would leave fewer than `minimumSamples` (a CTC target needs its frames).
+public func trimSilence(_ samples: [Float], sampleRate: Int, leading: Double, trailing: Double,
+                        minimumSamples: Int = 0) -> [Float] {
     guard let speech = speechBounds(samples, sampleRate: sampleRate) else { return samples }
     let start = max(0, speech.lowerBound - Int(leading * Double(sampleRate)))
     let end = min(samples.count, speech.upperBound + Int(trailing * Double(sampleRate)))
+    guard end - start >= minimumSamples else { return samples }
     return Array(samples[start..<end])
 }

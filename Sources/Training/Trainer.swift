@@ -329,7 +329,7 @@ public final class Trainer {
         let slots = Locked<[Result<TrainingExample, any Error>?]>(slots: indices.count)
         let workers = max(1, min(config.run.threads, indices.count))
         let maker = ExampleMaker(utterances: train, frontendConfig: frontendConfig, normalization: normalization,
-                                 augment: config.augment, seed: config.run.seed)
+                                 augment: config.augment, seed: config.run.seed, encoderFrameDuration: encoderFrameDuration)
         DispatchQueue.concurrentPerform(iterations: workers) { w in
             let frontend: LogMelFrontend
             let mine = stride(from: w, to: indices.count, by: workers)
@@ -466,6 +466,8 @@ struct ExampleMaker: Sendable {
     let normalization: InputNormalization
     let augment: TrainConfig.AugmentConfig
     let seed: UInt64
+    /// Seconds of audio per encoder output frame.
+    let encoderFrameDuration: Double
 
     func example(_ index: Int, epoch: Int, frontend: LogMelFrontend, augment doAugment: Bool) throws -> TrainingExample {
         let u = utterances[index]
@@ -474,9 +476,12 @@ struct ExampleMaker: Sendable {
         let a = augment
         // Drawn only when enabled, like the warp and the equaliser, so earlier runs resume bit-for-bit.
         if doAugment && a.trimProbability > 0 && Double.random(in: 0..<1, using: &rng) < a.trimProbability {
+            // Room for the labels as loading requires it (`Trainer.load`), even after the fastest speed-up.
+            let needed = Double(u.labels.count) * encoderFrameDuration * 1.1 * (a.speedRange.max() ?? 1)
             samples = trimSilence(samples, sampleRate: frontendConfig.sampleRate,
                                   leading: Double.random(in: 0...a.trimMargin, using: &rng),
-                                  trailing: Double.random(in: 0...a.trimMargin, using: &rng))
+                                  trailing: Double.random(in: 0...a.trimMargin, using: &rng),
+                                  minimumSamples: Int((needed * Double(frontendConfig.sampleRate)).rounded(.up)))
         }
         if doAugment && Double.random(in: 0..<1, using: &rng) < a.speedProbability {
             let factor = Double.random(in: a.speedRange[0]...a.speedRange[1], using: &rng)

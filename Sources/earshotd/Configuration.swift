@@ -80,6 +80,9 @@ struct DaemonConfiguration: Equatable {
             }
         }
         if decoding.beam < 1 { throw bad("decoding.beam", "must be at least 1") }
+        if decoding.closedVocabulary == true, decoding.languageModel == nil, !decoding.useModelDecoding {
+            throw bad("decoding.closed_vocabulary", "= true needs a word list, and decoding.model_lm = false turns off both the model's domain LM and the general LM: set decoding.lm, or leave model_lm on")
+        }
         for spec in decoding.hotwords {
             do { _ = try DecodingSettings.parseHotword(spec) } catch { throw bad("decoding.hotwords", error.description) }
         }

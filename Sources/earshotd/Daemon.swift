@@ -39,7 +39,8 @@ final class Daemon: @unchecked Sendable {
     // `server`, `microphone` and `timers` are set in `start` before any other thread can see them; the
     // engine is behind `current`'s lock and reloads behind `reloadLock`; hence @unchecked.
     let config: DaemonConfiguration
-    let options: DecodingOptions
+    /// The decoding options without a model, made when a model first needs them (see `BaseDecoding`).
+    let base: BaseDecoding
     let logger = Logger(label: "earshot.daemon")
     let modelLogger = Logger(label: "earshot.recognizer")
     let captureLogger = Logger(label: "earshot.capture")
@@ -53,53 +54,30 @@ final class Daemon: @unchecked Sendable {
 
     init(config: DaemonConfiguration) throws(DaemonError) {
         self.config = config
-        let base = Self.baseSettings(config: config, generalLM: GeneralLanguageModel.locate())
-        do { options = try base.makeOptions() } catch {
-            if config.decoding.languageModel == nil, let general = base.languageModel {
-                throw .decoding("general language model \(general) (decoding.general_lm = false, --no-general-lm or EARSHOT_LM= decodes without it): \(error.description)")
-            }
-            throw .decoding(error.description)
-        }
-        if let lm = base.languageModel {
-            logger.info("decoding with a language model", metadata: [
-                "lm": "\(lm)", "general": "\(config.decoding.languageModel == nil)",
-                "closed_vocabulary": "\(options.beam?.lexicon != nil)", "beam": "\(options.beam?.beamWidth ?? 1)"])
-        }
+        base = BaseDecoding(config: config, generalLM: GeneralLanguageModel.locate(), logger: logger)
         // One core per stream: BLAS threads would only contend with the other sessions.
         BLASThreads.set(1)
-        let engine = try Self.loadStartupEngine(config: config, options: options, logger: modelLogger)
+        let engine = try Self.loadStartupEngine(config: config, base: base, logger: modelLogger)
         current = Locked(engine)
         modelLogger.info("model loaded", metadata: ["path": "\(engine.modelPath ?? "?")", "parameters": "\(engine.recognizer.model.parameterCount)"])
-    }
-
-    /// The decoding settings without a model, read once (an LM may take a while to read): `decoding.lm`
-    /// if set, else `generalLM` (the installed general English LM) when `decoding.general_lm` and
-    /// `decoding.model_lm` are on, at its measured weights, as `earshot transcribe` decodes. A model's own
-    /// domain decoding replaces these at load (`loadEngine`, with the settings as configured). Without an
-    /// LM here only a model can close the vocabulary, so `closed_vocabulary` is left to that check.
-    static func baseSettings(config: DaemonConfiguration, generalLM: String?) -> DecodingSettings {
-        var settings = config.decoding
-        if settings.languageModel == nil, config.generalLanguageModel, settings.useModelDecoding, let generalLM {
-            settings = settings.usingGeneralLanguageModel(generalLM)
-        }
-        if settings.languageModel == nil { settings.closedVocabulary = nil }
-        return settings
     }
 
     /// The configured model, or, when it is missing or unusable and `fallback_model` is set, the
     /// fallback (logged as a warning). This lets `model` name an adapted model that the adaptation job
     /// has not written yet: the daemon starts on the shipped base model and a later reload (SIGHUP or
-    /// `reload`, both of which read `model`) picks the adapted one up.
-    static func loadStartupEngine(config: DaemonConfiguration, options: DecodingOptions,
+    /// `reload`, both of which read `model`) picks the adapted one up. Decoding settings that cannot be
+    /// used fail at once: no fallback model would fix them.
+    static func loadStartupEngine(config: DaemonConfiguration, base: BaseDecoding,
                                   logger: Logger) throws(DaemonError) -> RecognizerEngine {
         do {
-            return try loadEngine(path: config.model, settings: config.decoding, options: options, endpoint: config.endpoint)
+            return try loadEngine(path: config.model, settings: config.decoding, base: base, endpoint: config.endpoint)
         } catch {
+            if case .decoding = error { throw error }
             guard let fallback = config.fallbackModel else { throw error }
             logger.warning("the configured model is unusable; serving the fallback model until a reload finds it usable",
                            metadata: ["model": "\(config.model)", "reason": "\(error)", "fallback": "\(fallback)"])
             do {
-                return try loadEngine(path: fallback, settings: config.decoding, options: options, endpoint: config.endpoint)
+                return try loadEngine(path: fallback, settings: config.decoding, base: base, endpoint: config.endpoint)
             } catch let fallbackError {
                 throw .model(path: fallback, reason: "the fallback model is unusable too (\(fallbackError)); the configured model \(config.model): \(error)")
             }
@@ -109,20 +87,24 @@ final class Daemon: @unchecked Sendable {
     /// Loads and checks a model: `ModelFile.load` validates the file's structure, every tensor's shape
     /// and finiteness, the frontend and the vocabulary; the recogniser builds its encoder; and half a
     /// second of silence is recognised so every stage has run once before the model serves anyone.
-    /// `options` are the settings' options without a model; a model with its own domain decoding gets
-    /// the options `DecodingSettings` makes with it (the rule the CLI follows too).
-    static func loadEngine(path: String, settings: DecodingSettings, options: DecodingOptions, endpoint: EndpointConfig) throws(DaemonError) -> RecognizerEngine {
-        let recognizer: Recognizer
-        do throws(ModelError) {
-            let model = try ModelFile.load(path: path)
-            let modelOptions: DecodingOptions
-            do { modelOptions = try settings.makeOptions(for: model, file: path, base: options) } catch {
-                throw ModelError.malformedMetadata(file: path, key: "decoding", reason: error.description)
-            }
-            recognizer = try Recognizer(model: model, options: modelOptions, file: path)
-        } catch {
-            throw .model(path: path, reason: error.description)
+    /// A model with its own domain decoding gets the options `DecodingSettings` makes with it (the rule
+    /// the CLI follows too); any other model gets `base`'s, made on first need.
+    static func loadEngine(path: String, settings: DecodingSettings, base: BaseDecoding, endpoint: EndpointConfig) throws(DaemonError) -> RecognizerEngine {
+        func unusable(_ error: ModelError) -> DaemonError { .model(path: path, reason: error.description) }
+        func badDecoding(_ error: DecodingSettingsError) -> DaemonError {
+            // Closing the vocabulary without a word list is the settings' fault, not the model file's.
+            if case .closedVocabularyWithoutWords = error { return .decoding("closed_vocabulary: \(error.description)") }
+            return unusable(.malformedMetadata(file: path, key: "decoding", reason: error.description))
         }
+        let model: ModelFile
+        do { model = try ModelFile.load(path: path) } catch { throw unusable(error) }
+        let ownDecoding: Bool
+        do { ownDecoding = try settings.modelDecoding(of: model, file: path) != nil } catch { throw badDecoding(error) }
+        let baseOptions = ownDecoding ? DecodingOptions.greedy : try base.options()
+        let modelOptions: DecodingOptions
+        do { modelOptions = try settings.makeOptions(for: model, file: path, base: baseOptions) } catch { throw badDecoding(error) }
+        let recognizer: Recognizer
+        do { recognizer = try Recognizer(model: model, options: modelOptions, file: path) } catch { throw unusable(error) }
         _ = recognizer.recognize([Float](repeating: 0, count: recognizer.sampleRate / 2))
         return RecognizerEngine(recognizer: recognizer, endpointConfig: endpoint, modelPath: path)
     }
@@ -248,7 +230,7 @@ final class Daemon: @unchecked Sendable {
         modelLogger.info("reloading model", metadata: ["path": "\(path)"])
         let engine: RecognizerEngine
         do throws(DaemonError) {
-            engine = try Self.loadEngine(path: path, settings: config.decoding, options: options, endpoint: config.endpoint)
+            engine = try Self.loadEngine(path: path, settings: config.decoding, base: base, endpoint: config.endpoint)
             if let microphone, engine.sampleRate != microphone.capture.configuration.outputRate {
                 throw .sampleRate(path: path, model: engine.sampleRate,
                                              microphone: microphone.capture.configuration.outputRate)
@@ -290,5 +272,51 @@ final class Daemon: @unchecked Sendable {
         }
         await server.shutdown(flushingSessions: true)
         logger.info("stopped")
+    }
+}
+
+/// The decoding options for models without their own domain decoding: `decoding.lm` if set, else the
+/// installed general English LM (when `decoding.general_lm` and `decoding.model_lm` are on) at its
+/// measured weights, as `earshot transcribe` decodes; else none (greedy, or a beam for hotwords).
+/// Made once, when the first such model loads (at start-up or at a reload), and kept: an LM takes a while
+/// to read and tens of MB to hold, which a daemon serving an adapted model with its own LM never needs.
+final class BaseDecoding: @unchecked Sendable {
+    // `made` is behind `lock`; hence @unchecked.
+    let settings: DecodingSettings
+    private let configuredLM: Bool
+    private let logger: Logger
+    private let lock = NSLock()
+    private var made: DecodingOptions?
+
+    init(config: DaemonConfiguration, generalLM: String?, logger: Logger) {
+        var settings = config.decoding
+        if settings.languageModel == nil, config.generalLanguageModel, settings.useModelDecoding, let generalLM {
+            settings = settings.usingGeneralLanguageModel(generalLM)
+        }
+        // Without an LM only a model's own word list can close the vocabulary: `loadEngine` checks that.
+        if settings.languageModel == nil { settings.closedVocabulary = nil }
+        self.settings = settings
+        configuredLM = config.decoding.languageModel != nil
+        self.logger = logger
+    }
+
+    func options() throws(DaemonError) -> DecodingOptions {
+        lock.lock()
+        defer { lock.unlock() }
+        if let made { return made }
+        let options: DecodingOptions
+        do { options = try settings.makeOptions() } catch {
+            if !configuredLM, let general = settings.languageModel {
+                throw .decoding("general language model \(general) (decoding.general_lm = false, --no-general-lm or EARSHOT_LM= decodes without it): \(error.description)")
+            }
+            throw .decoding(error.description)
+        }
+        if let lm = settings.languageModel {
+            logger.info("decoding with a language model", metadata: [
+                "lm": "\(lm)", "general": "\(!configuredLM)", "closed_vocabulary": "\(options.beam?.lexicon != nil)",
+                "beam": "\(options.beam?.beamWidth ?? 1)"])
+        }
+        made = options
+        return options
     }
 }

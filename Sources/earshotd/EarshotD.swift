@@ -108,7 +108,7 @@ struct EarshotD: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Non-speech after which a segment restarts (s). [endpoint.max_leading_silence]", valueName: "s"))
     var maxLeadingSilence: Double?
 
-    @Option(help: ArgumentHelp("CTC beam width; 1 is greedy. [decoding.beam]", valueName: "n"))
+    @Option(help: ArgumentHelp("CTC beam width; 1 is greedy, or 32 when an LM is used (the general LM, --lm or the model's). [decoding.beam]", valueName: "n"))
     var beam: Int?
 
     @Option(help: ArgumentHelp("Word language model: ARPA, or binary from earshot lm compile (loads about 20x faster). [decoding.lm]", valueName: "file"))

@@ -265,6 +265,27 @@ struct DaemonTests {
                                scratch: scratch, environment: ["EARSHOT_LM": broken], tag: "broken")
         #expect(failed.wait(timeout: 30) == 1)
         #expect(failed.stderr.contains(broken) && failed.stderr.contains("general_lm = false"), "\(failed.stderr)")
+
+        // A model with its own domain LM never needs the general one, so a damaged one does not matter,
+        // and the daemon decodes as transcribe does with that model.
+        let words = scratch.path("words.txt")
+        try "yes\nno\n".write(toFile: words, atomically: true, encoding: .utf8)
+        let domainModel = scratch.path("domain.safetensors")
+        let adapt = try Child(earshot, ["adapt", "--base", fx.modelPath, "--text", words, "--vocabulary", "closed", "--out", domainModel],
+                              scratch: scratch, tag: "adapt")
+        #expect(adapt.wait(timeout: 60) == 0, "\(adapt.stderr)")
+        let ownRun = try Child(earshot, ["transcribe", "--model", domainModel, audio], scratch: scratch,
+                               environment: ["EARSHOT_LM": broken], tag: "t-own")
+        #expect(ownRun.wait(timeout: 60) == 0, "\(ownRun.stderr)")
+        let own = ownRun.stdout
+        #expect(own.contains("yes") && !own.contains("down"), "'\(own)'")
+        let daemon = try Daemon(scratch: scratch, model: domainModel, arguments: ["--no-capture"],
+                                socket: scratch.path("own.sock"), environment: ["EARSHOT_LM": broken])
+        let s = try Child(earshot, ["stream", "--socket", daemon.socket, audio], scratch: scratch, tag: "s-own")
+        #expect(s.wait(timeout: 60) == 0, "\(s.stderr)")
+        #expect(s.stdout == own)
+        #expect(daemon.terminate() == 0)
+        #expect(!daemon.child.stderr.contains("decoding with a language model"), "the general LM was not read")
     }
 
     @Test("16 clients streaming at once all get their finals")
@@ -549,6 +570,10 @@ struct DaemonTests {
         let missing = try Child(earshotd, ["--config", scratch.path("nope.toml"), "--print-config"], scratch: scratch)
         #expect(missing.wait(timeout: 20) == 1)
         #expect(missing.stderr.contains("nope.toml") && missing.stderr.contains("no such file"), "\(missing.stderr)")
+
+        let noWords = try Child(earshotd, ["--config", again, "--closed-vocabulary", "--no-model-lm", "--print-config"], scratch: scratch)
+        #expect(noWords.wait(timeout: 20) == 1)
+        #expect(noWords.stderr.contains("decoding.closed_vocabulary"), "\(noWords.stderr)")
 
         let badValue = try Child(earshotd, ["--config", again, "--trailing-silence=-1", "--print-config"], scratch: scratch)
         #expect(badValue.wait(timeout: 20) == 1)

@@ -191,5 +191,16 @@ import Tensors
         let silent = [Float](repeating: 0, count: 8000)
         #expect(trimSilence(silent, sampleRate: 16_000, leading: 0, trailing: 0) == silent)
         #expect(trimSilence([], sampleRate: 16_000, leading: 0, trailing: 0) == [])
+        // Loud at both ends with a pause between (and a partial last frame): nothing is an edge.
+        let pause = Self.toneBetweenSilences()
+        let loudEnds = Array(pause[4800..<12_800]) + Array(pause[0..<4800]) + Array(pause[4800..<12_850])
+        #expect(trimSilence(loudEnds, sampleRate: 16_000, leading: 0, trailing: 0) == loudEnds)
+    }
+
+    @Test func aCutThatWouldLeaveTooLittleForTheLabelsIsNotMade() {
+        let x = Self.toneBetweenSilences()
+        // The speech is 8000 samples: a minimum above what the cut leaves keeps the whole utterance.
+        #expect(trimSilence(x, sampleRate: 16_000, leading: 0, trailing: 0, minimumSamples: 9000) == x)
+        #expect(trimSilence(x, sampleRate: 16_000, leading: 0, trailing: 0, minimumSamples: 7000).count < 8400)
     }
 }
