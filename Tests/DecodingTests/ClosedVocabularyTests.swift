@@ -280,4 +280,20 @@ import Testing
         #expect(tuned.wer == 0)
         #expect(tuned.decoding.unknownWordPenalty == 0)
     }
+
+    @Test func aTieInAClosedVocabularyGoesToTheLargestBonus() throws {
+        // Cleanly spoken words decode perfectly at every grid point: the tie goes to the largest bonus in
+        // a closed vocabulary (first weight), and to the first grid point in an open one.
+        let domain = try DomainDecoding.build(text: "zero\none\ntwo\nzero one", vocabulary: .earshot)
+        let clean = [logits(spelledFrames("one two")), logits(spelledFrames("zero"))]
+        func tuned(_ closed: Bool) throws -> DomainDecoding {
+            let r = try domain.tuned(posteriors: clean, references: ["one two", "zero"], vocabulary: .earshot,
+                                     lmWeights: [0.5, 1], wordBonuses: [-1, 0, 5, 2], beams: [], closedVocabulary: [closed])
+            #expect(r.wer == 0)
+            return r.decoding
+        }
+        let closed = try tuned(true), open = try tuned(false)
+        #expect(closed.closedVocabulary && closed.lmWeight == 0.5 && closed.wordBonus == 5)
+        #expect(!open.closedVocabulary && open.lmWeight == 0.5 && open.wordBonus == -1)
+    }
 }
