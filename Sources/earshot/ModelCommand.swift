@@ -1,10 +1,11 @@
 import ArgumentParser
 import Model
 import Recognizer
+import Training
 
 struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "model", abstract: "Inspect and combine model files.", subcommands: [Info.self, Average.self])
+        commandName: "model", abstract: "Inspect and combine model files.", subcommands: [Info.self, Average.self, Deepen.self])
 
     struct Info: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -56,6 +57,58 @@ struct ModelCommand: ParsableCommand {
                 try ModelFile.average(loaded).save(path: out)
                 print("averaged \(models.count) models into \(out)")
             } catch {
+                throw CLIError(error.description)
+            }
+        }
+    }
+
+    struct Deepen: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Insert residual blocks into a model, each starting near the identity, to train it on with more capacity.",
+            discussion: """
+                Progressive growing: the new blocks copy the shape of the model's residual blocks, with a \
+                causal depthwise convolution (the look-ahead, and so the latency, is unchanged), and are \
+                spread evenly between the old ones. Their LayerNorm gain starts at --gain, so the deepened \
+                model decodes almost as the original does; train it on with model.init_from (a fresh \
+                optimiser) to let the new blocks learn. Blocks are renumbered in order. Each block costs \
+                about channels x (channels + kernel) multiplies per frame: six blocks make the shipped \
+                model about a third slower. Written atomically.
+
+                Example:
+                  earshot model deepen --blocks 6 --out deeper.safetensors models/earshot-base-en.safetensors
+                """)
+
+        @Option(help: "Residual blocks to add.")
+        var blocks: Int
+
+        @Option(help: "Starting LayerNorm gain of the new blocks (0 computes exactly the old model but never learns).")
+        var gain: Float = 0.05
+
+        @Option(help: "Seed for the new blocks' convolution weights.")
+        var seed: UInt64 = 1
+
+        @Option(help: "The deepened model to write (.safetensors).")
+        var out: String
+
+        @Argument(help: "Model file (.safetensors).")
+        var model: String
+
+        func validate() throws {
+            guard blocks >= 1 else { throw ValidationError("--blocks must be at least 1") }
+            guard gain > 0, gain.isFinite else { throw ValidationError("--gain must be a positive number (at 0 the new blocks never learn)") }
+            guard out != model else { throw ValidationError("--out \(out) is the input; write the deepened model elsewhere") }
+        }
+
+        func run() throws {
+            do {
+                let original = try ModelFile.load(path: model)
+                let deeper = try original.deepened(by: blocks, gain: gain, seed: seed, file: model)
+                try deeper.save(path: out)
+                let before = original.description.architecture, after = deeper.description.architecture
+                print("\(model): \(before.parameterCount) parameters -> \(out): \(after.parameterCount) (\(blocks) blocks added; look-ahead \(Int(after.lookAheadMs)) ms)")
+            } catch let error as DeepenError {
+                throw CLIError(error.description)
+            } catch let error as ModelError {
                 throw CLIError(error.description)
             }
         }
