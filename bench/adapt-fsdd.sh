@@ -49,10 +49,11 @@ wer() { "$EARSHOT" eval "$2" --model "$1" "${@:3}" 2>/dev/null | awk '/^WER:/ {s
 options_for() {
     case "$1" in
         # The defaults: dense layers + every encoder block at lr x 0.3, masking, file-by-file validation
-        # split, speed copies 0.8-1.2.
+        # split, speed copies 0.8-1.2, the mean of three runs.
         default) echo "" ;;
         default+text) echo "--text $WORK/digits.txt" ;;
         seed2+text) echo "--text $WORK/digits.txt --seed 2" ;;
+        single+text) echo "--text $WORK/digits.txt --runs 1" ;;
         seed3+text) echo "--text $WORK/digits.txt --seed 3" ;;
         nospeed+text) echo "--text $WORK/digits.txt --speed 1" ;;
         speed+text) echo "--text $WORK/digits.txt --speed 0.9,1,1.1" ;;
@@ -85,7 +86,8 @@ for config in $CONFIGS; do
         /usr/bin/time -f '%e %M' -o "$WORK/time" "$EARSHOT" adapt --base "$BASE" --data "$WORK/$split-train.tsv" \
             --out "$out" --cache "$WORK/cache" $(options_for "$config") > "$WORK/stdout" 2> "$WORK/log-$config-$split"
         read -r secs kb < "$WORK/time"
-        epochs=$(sed -n 's/.*epoch \([0-9]*\) of \([0-9]*\)).*/\1\/\2/p' "$WORK/stdout")
+        # "epoch B of N" for one run; "N epochs in all" (over --runs) for several.
+        epochs=$(sed -n -e 's/.*epoch \([0-9]*\) of \([0-9]*\)).*/\1\/\2/p' -e 's/.*runs, \([0-9]*\) epochs in all.*/\1/p' "$WORK/stdout")
         after=$(wer "$out" "$WORK/$split-test.tsv")
         greedy=$(wer "$out" "$WORK/$split-test.tsv" --no-model-lm)
         synth=$(wer "$out" "$SYNTH" --no-model-lm)

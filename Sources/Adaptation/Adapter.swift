@@ -13,8 +13,9 @@ public enum AdaptProgress: Sendable {
     /// Frozen-encoder activations: `done` of `total` cache entries (recordings, and their speed-perturbed
     /// copies) found in the cache or computed.
     case caching(done: Int, total: Int)
-    /// One optimiser step finished; `loss` is the running mean CTC loss of the epoch.
-    case training(epoch: Int, epochs: Int, step: Int, stepsPerEpoch: Int, loss: Double)
+    /// One optimiser step of run `run` (from 0) of `runs` finished; `loss` is the running mean CTC loss
+    /// of the epoch.
+    case training(run: Int, runs: Int, epoch: Int, epochs: Int, step: Int, stepsPerEpoch: Int, loss: Double)
     /// The validation after an epoch (epoch 0: the base model).
     case validated(epoch: Int, score: ValidationScore, best: Bool)
 }
@@ -37,9 +38,12 @@ public struct AdaptResult: Sendable {
     public var model: ModelFile
     public var before: ValidationScore?
     public var after: ValidationScore?
-    /// Epochs trained, and the one whose parameters were kept (0: none beat the base model).
+    /// Epochs trained (over all runs), and the one whose parameters were kept (0: none beat the base
+    /// model; with several runs, the first run's).
     public var epochsRun: Int
     public var bestEpoch: Int
+    /// Training runs (`AdaptOptions.runs`).
+    public var runs: Int = 1
     public var trainUtterances: Int
     public var validationUtterances: Int
     public var skipped: [SkippedItem]
@@ -370,14 +374,88 @@ public final class Adapter {
         let dataLines = (train + validation).map { "\($0.audioSHA256)\t\($0.item.text)\n" }.sorted().joined()
         let dataSHA256 = SHA256.hex(Array(dataLines.utf8))
 
-        var parameters = suffixParameters(base.parameters)
-        let anchorParameters = parameters
+        let start = suffixParameters(base.parameters)
         var before: ValidationScore?
         if !validation.isEmpty {
-            before = try evaluate(validation, parameters: parameters)
+            before = try evaluate(validation, parameters: start)
             progress(.validated(epoch: 0, score: before!, best: true))
         }
 
+        // Several runs that differ only in their seed (shuffling and masks) end in nearby minima of one
+        // basin, since they start from the same base; the element-wise mean of their kept weights (a
+        // "model soup", Wortsman et al. 2022) then decodes unseen speakers better than a typical run
+        // and varies less from seed to seed (FSDD, docs/adaptation.md).
+        var members: [RunOutcome] = []
+        for run in 0..<options.runs {
+            let seed = options.seed &+ UInt64(run)
+            if options.runs > 1 { log("run \(run + 1) of \(options.runs) (seed \(seed))") }
+            members.append(try trainOnce(seed: seed, run: run, start: start, before: before, train: train, validation: validation,
+                                         general: general, generalPerEpoch: generalPerEpoch, progress: progress))
+        }
+        var best = members[0]
+        let trainable = split.headParameters.union(split.encoderParameters)
+        if members.count > 1 {
+            var soup = start
+            for name in trainable {
+                guard let first = members[0].parameters[name] else { continue }
+                var sum = [Double](repeating: 0, count: first.data.count)
+                for m in members { for (i, x) in m.parameters[name]!.data.enumerated() { sum[i] += Double(x) } }
+                soup[name] = Tensor(shape: first.shape, data: sum.map { Float($0 / Double(members.count)) })
+            }
+            let epochs = members.map { "\($0.epoch)" }.joined(separator: ", ")
+            let epochsRun = members.reduce(0) { $0 + $1.epochsRun }
+            if validation.isEmpty {
+                best = RunOutcome(epoch: members[0].epoch, score: nil, parameters: soup, epochsRun: epochsRun)
+                log("kept the mean of the \(members.count) runs (best epochs \(epochs); no validation set)")
+            } else {
+                let score = try evaluate(validation, parameters: soup)
+                let memberWER = members.map { $0.score?.wer ?? .infinity }
+                let meanWER = memberWER.reduce(0, +) / Double(memberWER.count)
+                // The mean can fail only if the runs left the basin they shared; then the best run is kept.
+                if score.wer <= meanWER + 1e-9 {
+                    best = RunOutcome(epoch: members[0].epoch, score: score, parameters: soup, epochsRun: epochsRun)
+                    log(String(format: "kept the mean of the %d runs: validation WER %.2f%% (runs: %@; best epochs %@)", members.count,
+                               score.wer, memberWER.map { String(format: "%.2f%%", $0) }.joined(separator: ", "), epochs))
+                } else {
+                    best = members.min { ($0.score?.wer ?? .infinity) < ($1.score?.wer ?? .infinity) }!
+                    best.epochsRun = epochsRun
+                    log(String(format: "kept the best single run: the mean of the %d runs validated worse (%.2f%% against %.2f%% on average)",
+                               members.count, score.wer, meanWER))
+                }
+            }
+        }
+        let epochsRun = best.epochsRun
+
+        var tensors = base.parameters
+        for (name, t) in best.parameters where trainable.contains(name) { tensors[name] = t }
+        var description = base.description
+        description.provenance = provenance(before: before, after: best.score, bestEpoch: best.epoch, epochsRun: epochsRun,
+                                            train: train, validation: validation, generalPerEpoch: generalPerEpoch,
+                                            skipped: skipped.count, dataSHA256: dataSHA256)
+        var result = AdaptResult(model: ModelFile(description: description, parameters: tensors), before: before, after: best.score,
+                                 epochsRun: epochsRun, bestEpoch: best.epoch, runs: members.count, trainUtterances: train.count,
+                                 validationUtterances: validation.count, skipped: skipped, cacheHits: hits, cacheMisses: misses,
+                                 cacheDirectory: cache.directory, dataSHA256: dataSHA256)
+        if options.tuningUtterances > 0 && !validation.isEmpty {
+            result.tuningSet = try logits(of: Array(validation.prefix(options.tuningUtterances)), parameters: best.parameters)
+        }
+        return result
+    }
+
+    /// What one training run kept: its best epoch's parameters and validation score.
+    struct RunOutcome {
+        var epoch: Int
+        var score: ValidationScore?
+        var parameters: [String: Tensor]
+        var epochsRun: Int
+    }
+
+    /// One training run from `start` (the base model's trained layers) with `seed` for shuffling and masks.
+    func trainOnce(seed: UInt64, run: Int, start: [String: Tensor], before: ValidationScore?, train: [Prepared], validation: [Prepared],
+                   general: [Prepared], generalPerEpoch: Int,
+                   progress: @escaping @Sendable (AdaptProgress) -> Void) throws(AdaptError) -> RunOutcome {
+        var parameters = start
+        let anchorParameters = start
         let stepsPerEpoch = (train.count + generalPerEpoch + options.batchSize - 1) / options.batchSize
         let totalSteps = stepsPerEpoch * options.epochs
         let schedule = LRSchedule(peak: options.learningRate, warmupSteps: min(50, max(1, totalSteps / 20)),
@@ -396,7 +474,7 @@ public final class Adapter {
         var best = (epoch: 0, score: before, parameters: parameters)
         var epochsRun = 0, sinceBest = 0
         for epoch in 1...options.epochs {
-            var rng = SplitMix64(seed: options.seed &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(epoch))
+            var rng = SplitMix64(seed: seed &* 0x9E37_79B9_7F4A_7C15 ^ UInt64(epoch))
             var order: [(Prepared, Int)] = train.indices.map { (train[$0], $0) }
             if generalPerEpoch > 0 {
                 var pool = Array(general.indices)
@@ -409,7 +487,7 @@ public final class Adapter {
                 let slice = order[(step * options.batchSize)..<min(order.count, (step + 1) * options.batchSize)]
                 var batch: [TrainingExample] = []
                 for (p, index) in slice {
-                    var maskRNG = SplitMix64(seed: options.seed ^ (UInt64(epoch) << 40) ^ UInt64(index))
+                    var maskRNG = SplitMix64(seed: seed ^ (UInt64(epoch) << 40) ^ UInt64(index))
                     let entry = p.trainingEntries.count == 1 ? p.trainingEntries[0] : p.trainingEntries[Int(maskRNG.next() % UInt64(p.trainingEntries.count))]
                     guard var x = ActivationCache.load(entry)?.activations else {
                         throw .cache(path: entry.path, reason: "the entry for \(p.item.audio) vanished or was damaged during the run")
@@ -439,7 +517,7 @@ public final class Adapter {
                 } catch {
                     throw .training(error.description)
                 }
-                progress(.training(epoch: epoch, epochs: options.epochs, step: step + 1, stepsPerEpoch: stepsPerEpoch,
+                progress(.training(run: run, runs: options.runs, epoch: epoch, epochs: options.epochs, step: step + 1, stepsPerEpoch: stepsPerEpoch,
                                    loss: lossCount > 0 ? lossSum / Double(lossCount) : 0))
             }
             epochsRun = epoch
@@ -460,20 +538,7 @@ public final class Adapter {
             }
         }
 
-        var tensors = base.parameters
-        for (name, t) in best.parameters where trainable.contains(name) { tensors[name] = t }
-        var description = base.description
-        description.provenance = provenance(before: before, after: best.score, bestEpoch: best.epoch, epochsRun: epochsRun,
-                                            train: train, validation: validation, generalPerEpoch: generalPerEpoch,
-                                            skipped: skipped.count, dataSHA256: dataSHA256)
-        var result = AdaptResult(model: ModelFile(description: description, parameters: tensors), before: before, after: best.score,
-                                 epochsRun: epochsRun, bestEpoch: best.epoch, trainUtterances: train.count,
-                                 validationUtterances: validation.count, skipped: skipped, cacheHits: hits, cacheMisses: misses,
-                                 cacheDirectory: cache.directory, dataSHA256: dataSHA256)
-        if options.tuningUtterances > 0 && !validation.isEmpty {
-            result.tuningSet = try logits(of: Array(validation.prefix(options.tuningUtterances)), parameters: best.parameters)
-        }
-        return result
+        return RunOutcome(epoch: best.epoch, score: best.score, parameters: best.parameters, epochsRun: epochsRun)
     }
 
     func provenance(before: ValidationScore?, after: ValidationScore?, bestEpoch: Int, epochsRun: Int, train: [Prepared],

@@ -21,7 +21,8 @@ struct Adapt: ParsableCommand {
         the cut and the audio files are unchanged. The top --layers layers (and --encoder-blocks more \
         at a reduced learning rate) are fine-tuned with the CTC loss, validated after every epoch \
         (greedy WER on --val, or on a --val-fraction of DATA, see --split-by), stopped \
-        early after --patience epochs without improvement, and the best epoch is written to --out \
+        early after --patience epochs without improvement. This is done --runs times with different \
+        seeds (3 by default) and the mean of the runs' best weights is written to --out \
         (atomically) with its provenance: base model hash, data hash, options, before/after scores.
 
         --text CORPUS (one phrase or sentence per line: commands, jargon, names) builds a word n-gram \
@@ -116,8 +117,12 @@ struct Adapt: ParsableCommand {
     @Option(help: "Masked channel bands per utterance on the cached activations (0: no channel masking).")
     var channelMasks: Int = AdaptOptions().channelMasks
 
-    @Option(help: "Seed of the validation split, the shuffling and the masks.")
+    @Option(help: "Seed of the validation split, the shuffling and the masks (run k of --runs uses seed + k for the last two).")
     var seed: UInt64 = AdaptOptions().seed
+
+    @Option(help: ArgumentHelp("Training runs with different seeds, whose weights are averaged: steadier and better on new speakers than one run, at one run's training time each (1: a single run).",
+                               valueName: "n"))
+    var runs: Int = AdaptOptions().runs
 
     @Option(help: "Worker threads.")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
@@ -127,7 +132,7 @@ struct Adapt: ParsableCommand {
         o.layers = layers; o.encoderBlocks = encoderBlocks; o.encoderLRFactor = encoderLrFactor
         o.epochs = epochs; o.learningRate = lr; o.patience = patience; o.valFraction = valFraction
         o.generalShare = generalShare; o.batchSize = batch; o.timeMasks = timeMasks; o.channelMasks = channelMasks
-        o.seed = seed; o.threads = threads; o.anchor = anchor
+        o.seed = seed; o.runs = runs; o.threads = threads; o.anchor = anchor
         o.tuningUtterances = text == nil ? 0 : tuneUtterances
         o.splitByPrefix = splitBy == "prefix"
         o.speedFactors = speedFactors ?? []
@@ -259,7 +264,8 @@ struct Adapt: ParsableCommand {
                 print("before/after: no validation set (--val-fraction 0 and no --val); epochs run: \(result.epochsRun)")
             } else {
                 print("before:     \(figures(result.before))  (greedy)")
-                print("after:      \(figures(result.after))  (greedy, epoch \(result.bestEpoch) of \(result.epochsRun))")
+                let kept = result.runs > 1 ? "the mean of \(result.runs) runs, \(result.epochsRun) epochs in all" : "epoch \(result.bestEpoch) of \(result.epochsRun)"
+                print("after:      \(figures(result.after))  (greedy, \(kept))")
             }
         }
         if let domainLine { print("domain LM:  \(domainLine)") }
@@ -347,15 +353,17 @@ final class AdaptDisplay: Sendable {
                 }
                 if logged { log("caching activations: \(done)/\(total)") }
             }
-        case let .training(epoch, epochs, step, steps, loss):
+        case let .training(run, runs, epoch, epochs, step, steps, loss):
             guard terminal else { return }
             draw(force: step == steps) { s in
                 let start = s.trainingStart ?? Date()
                 if s.trainingStart == nil { s.trainingStart = start }
-                let done = Double((epoch - 1) * steps + step), total = Double(epochs * steps)
+                // The bound assumes every run goes to --epochs; early stopping usually ends each sooner.
+                let done = Double((run * epochs + epoch - 1) * steps + step), total = Double(runs * epochs * steps)
                 let eta = Date().timeIntervalSince(start) / done * (total - done)
-                return String(format: "%@ epoch %d/%d step %d/%d loss %.3f  ~%@ left at most", Self.bar(done / total),
-                              epoch, epochs, step, steps, loss, ProgressReporter.duration(eta))
+                let which = runs > 1 ? "run \(run + 1)/\(runs) " : ""
+                return String(format: "%@ %@epoch %d/%d step %d/%d loss %.3f  ~%@ left at most", Self.bar(done / total),
+                              which, epoch, epochs, step, steps, loss, ProgressReporter.duration(eta))
             }
         case let .validated(epoch, score, best):
             let what = epoch == 0 ? "base model" : "epoch \(epoch)"

@@ -26,6 +26,7 @@ func quickOptions() -> AdaptOptions {
     o.encoderBlocks = 0
     // One cache entry per recording, so the tests can count them (speed copies have their own test).
     o.speedFactors = [1]
+    o.runs = 1
     return o
 }
 
@@ -257,6 +258,40 @@ func quickOptions() -> AdaptOptions {
             let free = try drift(anchor: 0), held = try drift(anchor: 1000)
             #expect(free > 0)
             #expect(held < free / 4, "drift with anchor 1000: \(held), without: \(free)")
+        }
+    }
+
+    @Test func severalRunsKeepTheMeanOfRunsWithSuccessiveSeeds() throws {
+        try withTemporaryDirectory { dir in
+            let data = try writeToneData(dir)
+            let basePath = dir.appendingPathComponent("base.safetensors").path
+            try writeRandomModel(to: basePath)
+            func adapt(seed: UInt64, runs: Int) throws -> (result: AdaptResult, heads: Set<String>) {
+                var options = quickOptions()  // no validation split: each run keeps its last epoch
+                options.seed = seed
+                options.runs = runs
+                let adapter = try Adapter(baseModel: basePath, data: AdaptData(train: data.path),
+                                          cacheRoot: dir.appendingPathComponent("cache"), options: options)
+                return (try adapter.run(), adapter.split.headParameters)
+            }
+            let (soup, heads) = try adapt(seed: 5, runs: 3)
+            let singles = try [5, 6, 7].map { try adapt(seed: UInt64($0), runs: 1).result.model }
+            #expect(soup.runs == 3 && soup.epochsRun == 6)
+            guard case .object(let adaptation)? = soup.model.description.provenance["adaptation"],
+                  case .object(let recorded)? = adaptation["options"] else { Issue.record("no adaptation provenance"); return }
+            #expect(recorded["runs"] == .number(3))
+            #expect(!heads.isEmpty)
+            for name in heads {
+                let members = singles.map { $0.parameters[name]!.data }
+                #expect(members[0] != members[1], "the seeds should give different runs (\(name))")
+                for (i, x) in soup.model.parameters[name]!.data.enumerated() {
+                    let mean = (members[0][i] + members[1][i] + members[2][i]) / 3
+                    #expect(abs(x - mean) <= 1e-5 * max(1, abs(mean)), "\(name)[\(i)]: \(x), mean of the runs \(mean)")
+                    if abs(x - mean) > 1e-5 * max(1, abs(mean)) { return }
+                }
+            }
+            var bad = AdaptOptions(); bad.runs = 0
+            #expect(throws: AdaptError.option(name: "--runs 0", reason: "must be in 1...32")) { try bad.validate() }
         }
     }
 

@@ -40,11 +40,12 @@ import Training
             options.patience = 25
             options.learningRate = 3e-3
             options.batchSize = 6
+            options.runs = 1  // the loss curve below is one run's
             let losses = Locked<[Int: Double]>([:])
             let result = try Adapter(baseModel: basePath, data: AdaptData(train: train.path, validation: val.path),
                                      cacheRoot: dir.appendingPathComponent("cache"), options: options)
                 .run { event in
-                    if case let .training(epoch, _, step, steps, loss) = event, step == steps { losses.withLock { $0[epoch] = loss } }
+                    if case let .training(_, _, epoch, _, step, steps, loss) = event, step == steps { losses.withLock { $0[epoch] = loss } }
                 }
             let before = try #require(result.before), after = try #require(result.after)
             print("tiny model, new voice: WER \(before.wer)% -> \(after.wer)%, CER \(before.cer)% -> \(after.cer)%, loss \(before.loss) -> \(after.loss), best epoch \(result.bestEpoch)")
