@@ -44,9 +44,9 @@ extension ModelFile {
         for name in [InputNormalization.meanName, InputNormalization.stdName] { parameters[name] = self.parameters[name] }
         var added: [LayerSpec] = []
         let existing = blockIndexes.count
-        var inserted = 0
+        var oldSeen = 0, inserted = 0
         func append(_ body: [LayerSpec], from old: String) -> String {
-            let name = "blocks.\(newLayers.count { if case .residual = $0 { true } else { false } })"
+            let name = "blocks.\(oldSeen + inserted)"
             let renamed = body.map { $0.renamed(prefix: old, to: name) }
             newLayers.append(.residual(name: name, body: renamed))
             return name
@@ -58,10 +58,10 @@ extension ModelFile {
                 continue
             }
             let name = append(body, from: old)
+            oldSeen += 1
             for p in layer.parameters { parameters[name + p.name.dropFirst(old.count)] = self.parameters[p.name] }
             // Spread evenly: after the b-th old block, b x count / existing new ones in all.
-            let due = (newLayers.count { if case .residual = $0 { true } else { false } } - inserted) * count / existing
-            while inserted < due {
+            while inserted < oldSeen * count / existing {
                 _ = append([
                     .conv1d(Conv1DSpec(name: "new.depthwise", inChannels: channels, outChannels: channels, kernel: depthwise.kernel,
                                        rightContext: 0, groups: channels)),
@@ -69,8 +69,8 @@ extension ModelFile {
                     .layerNorm(LayerNormSpec(name: "new.norm", dim: channels)),
                     .relu,
                 ], from: "new")
-                added.append(newLayers.last!)
                 inserted += 1
+                added.append(newLayers.last!)
             }
         }
         var rng = SplitMix64(seed: seed)
