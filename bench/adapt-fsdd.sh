@@ -86,8 +86,10 @@ for config in $CONFIGS; do
         /usr/bin/time -f '%e %M' -o "$WORK/time" "$EARSHOT" adapt --base "$BASE" --data "$WORK/$split-train.tsv" \
             --out "$out" --cache "$WORK/cache" $(options_for "$config") > "$WORK/stdout" 2> "$WORK/log-$config-$split"
         read -r secs kb < "$WORK/time"
-        # "epoch B of N" for one run; "N epochs in all" (over --runs) for several.
-        epochs=$(sed -n -e 's/.*epoch \([0-9]*\) of \([0-9]*\)).*/\1\/\2/p' -e 's/.*runs, \([0-9]*\) epochs in all.*/\1/p' "$WORK/stdout")
+        # One run: "B/N" (best epoch / epochs); several: "N" epochs in all for their mean, "N rK" when
+        # run K was kept instead.
+        epochs=$(sed -n -e 's/.*epoch \([0-9]*\) of \([0-9]*\)).*/\1\/\2/p' -e 's/.*the mean of [0-9]* runs, \([0-9]*\) epochs in all.*/\1/p' \
+            -e 's/.*(greedy, run \([0-9]*\) of .* \([0-9]*\) epochs in all.*/\2 r\1/p' "$WORK/stdout")
         after=$(wer "$out" "$WORK/$split-test.tsv")
         greedy=$(wer "$out" "$WORK/$split-test.tsv" --no-model-lm)
         synth=$(wer "$out" "$SYNTH" --no-model-lm)

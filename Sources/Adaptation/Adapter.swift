@@ -39,11 +39,12 @@ public struct AdaptResult: Sendable {
     public var before: ValidationScore?
     public var after: ValidationScore?
     /// Epochs trained (over all runs), and the one whose parameters were kept (0: none beat the base
-    /// model; with several runs, the first run's).
+    /// model, or the mean of several runs was kept).
     public var epochsRun: Int
     public var bestEpoch: Int
-    /// Training runs (`AdaptOptions.runs`).
+    /// Training runs (`AdaptOptions.runs`), and the one (from 0) whose weights were kept; nil: their mean.
     public var runs: Int = 1
+    public var keptRun: Int? = 0
     public var trainUtterances: Int
     public var validationUtterances: Int
     public var skipped: [SkippedItem]
@@ -393,7 +394,9 @@ public final class Adapter {
                                          general: general, generalPerEpoch: generalPerEpoch, progress: progress))
         }
         var best = members[0]
+        var keptRun: Int? = 0
         let trainable = split.headParameters.union(split.encoderParameters)
+        let epochsRun = members.reduce(0) { $0 + $1.epochsRun }
         if members.count > 1 {
             var soup = start
             for name in trainable {
@@ -403,37 +406,42 @@ public final class Adapter {
                 soup[name] = Tensor(shape: first.shape, data: sum.map { Float($0 / Double(members.count)) })
             }
             let epochs = members.map { "\($0.epoch)" }.joined(separator: ", ")
-            let epochsRun = members.reduce(0) { $0 + $1.epochsRun }
             if validation.isEmpty {
-                best = RunOutcome(epoch: members[0].epoch, score: nil, parameters: soup, epochsRun: epochsRun)
+                best = RunOutcome(epoch: 0, score: nil, parameters: soup, epochsRun: epochsRun)
+                keptRun = nil
                 log("kept the mean of the \(members.count) runs (best epochs \(epochs); no validation set)")
             } else {
                 let score = try evaluate(validation, parameters: soup)
                 let memberWER = members.map { $0.score?.wer ?? .infinity }
-                let meanWER = memberWER.reduce(0, +) / Double(memberWER.count)
-                // The mean can fail only if the runs left the basin they shared; then the best run is kept.
-                if score.wer <= meanWER + 1e-9 {
-                    best = RunOutcome(epoch: members[0].epoch, score: score, parameters: soup, epochsRun: epochsRun)
-                    log(String(format: "kept the mean of the %d runs: validation WER %.2f%% (runs: %@; best epochs %@)", members.count,
-                               score.wer, memberWER.map { String(format: "%.2f%%", $0) }.joined(separator: ", "), epochs))
+                let runs = memberWER.map { String(format: "%.2f%%", $0) }.joined(separator: ", ")
+                // A test for a broken mean, not a contest: the split holds the speakers adapted on, where
+                // runs and mean all score near their best and differ by a word or two, while the mean's
+                // gain is on speakers and conditions the split lacks. A mean fails outright only if the
+                // runs left the basin they shared, and then it is worse than every one of them.
+                if score.wer <= memberWER.max()! + 1e-9 {
+                    best = RunOutcome(epoch: 0, score: score, parameters: soup, epochsRun: epochsRun)
+                    keptRun = nil
+                    log(String(format: "kept the mean of the %d runs: validation WER %.2f%% (runs: %@; best epochs %@)",
+                               members.count, score.wer, runs, epochs))
                 } else {
-                    best = members.min { ($0.score?.wer ?? .infinity) < ($1.score?.wer ?? .infinity) }!
-                    best.epochsRun = epochsRun
-                    log(String(format: "kept the best single run: the mean of the %d runs validated worse (%.2f%% against %.2f%% on average)",
-                               members.count, score.wer, meanWER))
+                    let k = memberWER.indices.min { memberWER[$0] < memberWER[$1] }!
+                    best = members[k]
+                    keptRun = k
+                    log(String(format: "kept run %d: the mean of the %d runs validated worse than each of them (%.2f%%; runs: %@)",
+                               k + 1, members.count, score.wer, runs))
                 }
             }
         }
-        let epochsRun = best.epochsRun
 
         var tensors = base.parameters
         for (name, t) in best.parameters where trainable.contains(name) { tensors[name] = t }
         var description = base.description
-        description.provenance = provenance(before: before, after: best.score, bestEpoch: best.epoch, epochsRun: epochsRun,
+        description.provenance = provenance(before: before, after: best.score, members: members, keptRun: keptRun,
                                             train: train, validation: validation, generalPerEpoch: generalPerEpoch,
                                             skipped: skipped.count, dataSHA256: dataSHA256)
         var result = AdaptResult(model: ModelFile(description: description, parameters: tensors), before: before, after: best.score,
-                                 epochsRun: epochsRun, bestEpoch: best.epoch, runs: members.count, trainUtterances: train.count,
+                                 epochsRun: epochsRun, bestEpoch: best.epoch, runs: members.count, keptRun: keptRun,
+                                 trainUtterances: train.count,
                                  validationUtterances: validation.count, skipped: skipped, cacheHits: hits, cacheMisses: misses,
                                  cacheDirectory: cache.directory, dataSHA256: dataSHA256)
         if options.tuningUtterances > 0 && !validation.isEmpty {
@@ -487,7 +495,9 @@ public final class Adapter {
                 let slice = order[(step * options.batchSize)..<min(order.count, (step + 1) * options.batchSize)]
                 var batch: [TrainingExample] = []
                 for (p, index) in slice {
-                    var maskRNG = SplitMix64(seed: seed ^ (UInt64(epoch) << 40) ^ UInt64(index))
+                    // The seed is mixed first: with a plain xor, runs with seeds s and s + 1 would draw the same
+                    // masks, only dealt to other utterances.
+                    var maskRNG = SplitMix64(seed: (seed &* 0x9E37_79B9_7F4A_7C15) ^ (UInt64(epoch) << 40) ^ UInt64(index))
                     let entry = p.trainingEntries.count == 1 ? p.trainingEntries[0] : p.trainingEntries[Int(maskRNG.next() % UInt64(p.trainingEntries.count))]
                     guard var x = ActivationCache.load(entry)?.activations else {
                         throw .cache(path: entry.path, reason: "the entry for \(p.item.audio) vanished or was damaged during the run")
@@ -541,7 +551,7 @@ public final class Adapter {
         return RunOutcome(epoch: best.epoch, score: best.score, parameters: best.parameters, epochsRun: epochsRun)
     }
 
-    func provenance(before: ValidationScore?, after: ValidationScore?, bestEpoch: Int, epochsRun: Int, train: [Prepared],
+    func provenance(before: ValidationScore?, after: ValidationScore?, members: [RunOutcome], keptRun: Int?, train: [Prepared],
                     validation: [Prepared], generalPerEpoch: Int, skipped: Int, dataSHA256: String) -> [String: JSONValue] {
         var adaptation: [String: JSONValue] = [
             "data": .string(data.train),
@@ -553,9 +563,14 @@ public final class Adapter {
             "train_hours": .number((train.reduce(0) { $0 + $1.item.seconds } / 36).rounded() / 100),
             "validation_utterances": .number(Double(validation.count)),
             "skipped_items": .number(Double(skipped)),
-            "epochs_run": .number(Double(epochsRun)),
-            "best_epoch": .number(Double(bestEpoch)),
+            "epochs_run": .number(Double(members.reduce(0) { $0 + $1.epochsRun })),
         ]
+        if members.count > 1 {
+            adaptation["kept"] = .string(keptRun.map { "run \($0 + 1) of \(members.count)" } ?? "the mean of \(members.count) runs")
+            adaptation["run_best_epochs"] = .array(members.map { .number(Double($0.epoch)) })
+            adaptation["run_validation_wer"] = .array(members.map { $0.score.map { .number($0.wer) } ?? .null })
+        }
+        if let keptRun { adaptation["best_epoch"] = .number(Double(members[keptRun].epoch)) }
         if let general = data.general, generalPerEpoch > 0 {
             adaptation["general"] = .string(general)
             adaptation["general_per_epoch"] = .number(Double(generalPerEpoch))

@@ -17,8 +17,7 @@ extension ModelFile {
     ///
     /// The new blocks copy the shape of the model's first residual block (depthwise conv, pointwise conv,
     /// LayerNorm, ReLU) with a causal depthwise conv (no look-ahead, so the model's latency is unchanged)
-    /// and are spread evenly: after every second block when doubling half, as `BaseArchitecture` spreads
-    /// look-ahead. Convolutions start as a fresh model's do (`initialParameters`); the LayerNorm's gain
+    /// and are spread evenly between the old ones (adding 6 to 12: one after every second old block). Convolutions start as a fresh model's do (`initialParameters`); the LayerNorm's gain
     /// starts at `gain` and its bias at 0, so each new block adds at most `relu(gain x z)` to the stream:
     /// at gain 0 the model computes exactly what it did (but the gain's gradient through ReLU at 0 is
     /// 0, so it would never learn), and a small gain keeps it close while every weight gets a gradient.
@@ -26,7 +25,7 @@ extension ModelFile {
     /// frontend, vocabulary and domain decoding are kept, and provenance records the operation.
     public func deepened(by count: Int, gain: Float = 0.05, seed: UInt64 = 1, file: String = "<memory>") throws(DeepenError) -> ModelFile {
         func fail(_ reason: String) -> DeepenError { DeepenError(file: file, reason: reason) }
-        guard count >= 1 else { throw fail("the number of blocks to add must be at least 1, not \(count)") }
+        guard (1...256).contains(count) else { throw fail("the number of blocks to add must be in 1...256, not \(count)") }
         let layers = description.architecture.layers
         let blockIndexes = layers.indices.filter { if case .residual = layers[$0] { return true } else { return false } }
         guard let firstBlock = blockIndexes.first, case .residual(_, let templateBody) = layers[firstBlock],
@@ -35,6 +34,13 @@ extension ModelFile {
               case .layerNorm = templateBody[2], case .relu = templateBody[3]
         else { throw fail("it has no residual block of depthwise conv, pointwise conv, layernorm and relu to copy") }
         let channels = depthwise.inChannels
+        for i in blockIndexes {
+            guard case .residual(let name, let body) = layers[i] else { continue }
+            guard body.count == 4, case .conv1d(let d) = body[0], d.inChannels == channels, d.outChannels == channels,
+                  d.kernel == depthwise.kernel else {
+                throw fail("its residual blocks differ in shape (\(name) is not like the first), so a new block has no one shape to copy")
+            }
+        }
 
         // Every residual layer becomes "blocks.<position>", its body's layers and tensors following;
         // other layers keep their names. Tensors that are neither the layers' nor the feature statistics
@@ -45,21 +51,27 @@ extension ModelFile {
         var added: [LayerSpec] = []
         let existing = blockIndexes.count
         var oldSeen = 0, inserted = 0
-        func append(_ body: [LayerSpec], from old: String) -> String {
+        func append(_ body: [LayerSpec], from old: String) -> [LayerSpec] {
             let name = "blocks.\(oldSeen + inserted)"
             let renamed = body.map { $0.renamed(prefix: old, to: name) }
             newLayers.append(.residual(name: name, body: renamed))
-            return name
+            return renamed
         }
         for layer in layers {
             guard case .residual(let old, let body) = layer else {
                 newLayers.append(layer)
-                for p in layer.parameters { parameters[p.name] = self.parameters[p.name] }
+                for p in layer.parameters {
+                    guard let tensor = self.parameters[p.name] else { throw fail("tensor '\(p.name)' is missing") }
+                    parameters[p.name] = tensor
+                }
                 continue
             }
-            let name = append(body, from: old)
+            let renamedBody = append(body, from: old)
             oldSeen += 1
-            for p in layer.parameters { parameters[name + p.name.dropFirst(old.count)] = self.parameters[p.name] }
+            for (p, q) in zip(layer.parameters, LayerSpec.parameters(of: renamedBody)) {
+                guard let tensor = self.parameters[p.name] else { throw fail("tensor '\(p.name)' is missing") }
+                parameters[q.name] = tensor
+            }
             // Spread evenly: after the b-th old block, b x count / existing new ones in all.
             while inserted < oldSeen * count / existing {
                 _ = append([

@@ -22,7 +22,8 @@ struct Adapt: ParsableCommand {
         at a reduced learning rate) are fine-tuned with the CTC loss, validated after every epoch \
         (greedy WER on --val, or on a --val-fraction of DATA, see --split-by), stopped \
         early after --patience epochs without improvement. This is done --runs times with different \
-        seeds (3 by default) and the mean of the runs' best weights is written to --out \
+        seeds (3 by default) and the mean of the runs' best weights (the best run, should the \
+        mean validate worse than each of them) is written to --out \
         (atomically) with its provenance: base model hash, data hash, options, before/after scores.
 
         --text CORPUS (one phrase or sentence per line: commands, jargon, names) builds a word n-gram \
@@ -117,10 +118,10 @@ struct Adapt: ParsableCommand {
     @Option(help: "Masked channel bands per utterance on the cached activations (0: no channel masking).")
     var channelMasks: Int = AdaptOptions().channelMasks
 
-    @Option(help: "Seed of the validation split, the shuffling and the masks (run k of --runs uses seed + k for the last two).")
+    @Option(help: "Seed of the validation split, the shuffling and the masks (the --runs use seed, seed + 1, ... for the last two).")
     var seed: UInt64 = AdaptOptions().seed
 
-    @Option(help: ArgumentHelp("Training runs with different seeds, whose weights are averaged: steadier and better on new speakers than one run, at one run's training time each (1: a single run).",
+    @Option(help: ArgumentHelp("Training runs with different seeds, whose weights are averaged: steadier and better on new speakers than one run, at one run's training time each (1: a single run). Should the mean validate worse than every run, the best run is kept.",
                                valueName: "n"))
     var runs: Int = AdaptOptions().runs
 
@@ -264,7 +265,9 @@ struct Adapt: ParsableCommand {
                 print("before/after: no validation set (--val-fraction 0 and no --val); epochs run: \(result.epochsRun)")
             } else {
                 print("before:     \(figures(result.before))  (greedy)")
-                let kept = result.runs > 1 ? "the mean of \(result.runs) runs, \(result.epochsRun) epochs in all" : "epoch \(result.bestEpoch) of \(result.epochsRun)"
+                let kept = result.runs == 1 ? "epoch \(result.bestEpoch) of \(result.epochsRun)"
+                    : result.keptRun.map { "run \($0 + 1) of \(result.runs), epoch \(result.bestEpoch), the mean having validated worse; \(result.epochsRun) epochs in all" }
+                    ?? "the mean of \(result.runs) runs, \(result.epochsRun) epochs in all"
                 print("after:      \(figures(result.after))  (greedy, \(kept))")
             }
         }
@@ -321,6 +324,9 @@ final class AdaptDisplay: Sendable {
     private struct State {
         var start = Date()
         var trainingStart: Date?
+        /// Optimiser steps taken so far, over all runs (early stopping skips epochs, so the position
+        /// in the schedule overstates the work done).
+        var stepsDone = 0
         var lastDraw = Date.distantPast
         var lastLogged = -1
         var drawn = false
@@ -354,15 +360,17 @@ final class AdaptDisplay: Sendable {
                 if logged { log("caching activations: \(done)/\(total)") }
             }
         case let .training(run, runs, epoch, epochs, step, steps, loss):
+            state.withLock { $0.stepsDone += 1 }
             guard terminal else { return }
             draw(force: step == steps) { s in
                 let start = s.trainingStart ?? Date()
                 if s.trainingStart == nil { s.trainingStart = start }
                 // The bound assumes every run goes to --epochs; early stopping usually ends each sooner.
-                let done = Double((run * epochs + epoch - 1) * steps + step), total = Double(runs * epochs * steps)
-                let eta = Date().timeIntervalSince(start) / done * (total - done)
+                let left = Double(((runs - run - 1) * epochs + epochs - epoch) * steps + steps - step)
+                let eta = Date().timeIntervalSince(start) / Double(max(s.stepsDone, 1)) * left
+                let position = Double((run * epochs + epoch - 1) * steps + step) / Double(runs * epochs * steps)
                 let which = runs > 1 ? "run \(run + 1)/\(runs) " : ""
-                return String(format: "%@ %@epoch %d/%d step %d/%d loss %.3f  ~%@ left at most", Self.bar(done / total),
+                return String(format: "%@ %@epoch %d/%d step %d/%d loss %.3f  ~%@ left at most", Self.bar(position),
                               which, epoch, epochs, step, steps, loss, ProgressReporter.duration(eta))
             }
         case let .validated(epoch, score, best):

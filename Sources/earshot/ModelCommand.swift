@@ -81,7 +81,7 @@ struct ModelCommand: ParsableCommand {
         @Option(help: "Residual blocks to add.")
         var blocks: Int
 
-        @Option(help: "Starting LayerNorm gain of the new blocks (0 computes exactly the old model but never learns).")
+        @Option(help: "Starting LayerNorm gain of the new blocks; above 0 (at 0 they would add nothing, exactly, but never learn).")
         var gain: Float = 0.05
 
         @Option(help: "Seed for the new blocks' convolution weights.")
@@ -94,7 +94,7 @@ struct ModelCommand: ParsableCommand {
         var model: String
 
         func validate() throws {
-            guard blocks >= 1 else { throw ValidationError("--blocks must be at least 1") }
+            guard (1...256).contains(blocks) else { throw ValidationError("--blocks must be in 1...256") }
             guard gain > 0, gain.isFinite else { throw ValidationError("--gain must be a positive number (at 0 the new blocks never learn)") }
             guard out != model else { throw ValidationError("--out \(out) is the input; write the deepened model elsewhere") }
         }

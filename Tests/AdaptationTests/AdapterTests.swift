@@ -290,6 +290,37 @@ func quickOptions() -> AdaptOptions {
                     if abs(x - mean) > 1e-5 * max(1, abs(mean)) { return }
                 }
             }
+            #expect(soup.keptRun == nil)
+
+            // With a validation set: the mean is kept unless it validates worse than every run; the
+            // provenance says which, with each run's score; the frozen layers stay the base's.
+            var options = quickOptions()
+            options.runs = 3
+            options.epochs = 3
+            let adapter = try Adapter(baseModel: basePath, data: AdaptData(train: data.path, validation: data.path),
+                                      cacheRoot: dir.appendingPathComponent("cache"), options: options)
+            let validated = try adapter.run()
+            let base = try ModelFile.load(path: basePath)
+            let trained = adapter.split.headParameters.union(adapter.split.encoderParameters)
+            for (name, t) in base.parameters where !trained.contains(name) { #expect(validated.model.parameters[name] == t, "\(name) is frozen") }
+            guard case .object(let a)? = validated.model.description.provenance["adaptation"],
+                  case .array(let wers)? = a["run_validation_wer"], case .string(let kept)? = a["kept"] else {
+                Issue.record("no per-run provenance"); return
+            }
+            let runWER = wers.compactMap { if case .number(let x) = $0 { x } else { nil } }
+            #expect(runWER.count == 3)
+            let after = try #require(validated.after)
+            if let k = validated.keptRun {
+                #expect(kept == "run \(k + 1) of 3")
+                #expect(after.wer > runWER.max()!, "a run is kept only when the mean is worse than each")
+                #expect(after.wer == runWER[k] && runWER[k] == runWER.min()!)
+                #expect(a["best_epoch"] != nil)
+            } else {
+                #expect(kept == "the mean of 3 runs")
+                #expect(after.wer <= runWER.max()! + 1e-9)
+                #expect(a["best_epoch"] == nil, "no one epoch made a mean")
+            }
+
             var bad = AdaptOptions(); bad.runs = 0
             #expect(throws: AdaptError.option(name: "--runs 0", reason: "must be in 1...32")) { try bad.validate() }
         }
