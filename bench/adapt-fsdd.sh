@@ -54,6 +54,7 @@ options_for() {
         default+text) echo "--text $WORK/digits.txt" ;;
         seed2+text) echo "--text $WORK/digits.txt --seed 2" ;;
         single+text) echo "--text $WORK/digits.txt --runs 1" ;;
+        runs5+text) echo "--text $WORK/digits.txt --runs 5" ;;
         seed3+text) echo "--text $WORK/digits.txt --seed 3" ;;
         nospeed+text) echo "--text $WORK/digits.txt --speed 1" ;;
         speed+text) echo "--text $WORK/digits.txt --speed 0.9,1,1.1" ;;
