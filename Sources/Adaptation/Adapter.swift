@@ -399,12 +399,7 @@ public final class Adapter {
         let epochsRun = members.reduce(0) { $0 + $1.epochsRun }
         if members.count > 1 {
             var soup = start
-            for name in trainable {
-                guard let first = members[0].parameters[name] else { continue }
-                var sum = [Double](repeating: 0, count: first.data.count)
-                for m in members { for (i, x) in m.parameters[name]!.data.enumerated() { sum[i] += Double(x) } }
-                soup[name] = Tensor(shape: first.shape, data: sum.map { Float($0 / Double(members.count)) })
-            }
+            for name in trainable where start[name] != nil { soup[name] = Tensor.mean(members.map { $0.parameters[name]! }) }
             let epochs = members.map { "\($0.epoch)" }.joined(separator: ", ")
             if validation.isEmpty {
                 best = RunOutcome(epoch: 0, score: nil, parameters: soup, epochsRun: epochsRun)

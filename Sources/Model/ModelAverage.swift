@@ -38,16 +38,8 @@ extension ModelFile {
             }
         }
         var averaged: [String: Tensor] = [:]
-        let scale = 1 / Double(models.count)
         for (name, t) in first.parameters {
-            if fixed.contains(name) { averaged[name] = t; continue }
-            var sum = [Double](repeating: 0, count: t.data.count)
-            for (_, model) in models {
-                model.parameters[name]!.data.withUnsafeBufferPointer { x in
-                    for i in 0..<sum.count { sum[i] += Double(x[i]) }
-                }
-            }
-            averaged[name] = Tensor(shape: t.shape, data: sum.map { Float($0 * scale) })
+            averaged[name] = fixed.contains(name) ? t : Tensor.mean(models.map { $0.model.parameters[name]! })
         }
         var description = models.last!.model.description
         description.provenance["best_valid_wer"] = nil
@@ -55,5 +47,19 @@ extension ModelFile {
             .string(model.sha256.map { "\(file) (sha256 \($0))" } ?? file)
         })
         return ModelFile(description: description, parameters: averaged)
+    }
+}
+
+extension Tensor {
+    /// The element-wise mean of tensors of one shape (the first's), summed in double precision in the
+    /// order given: checkpoint averaging and adaptation's mean of runs.
+    public static func mean(_ tensors: [Tensor]) -> Tensor {
+        precondition(!tensors.isEmpty, "the mean of no tensors")
+        var sum = [Double](repeating: 0, count: tensors[0].data.count)
+        for t in tensors {
+            t.data.withUnsafeBufferPointer { x in for i in 0..<sum.count { sum[i] += Double(x[i]) } }
+        }
+        let scale = 1 / Double(tensors.count)
+        return Tensor(shape: tensors[0].shape, data: sum.map { Float($0 * scale) })
     }
 }
