@@ -46,6 +46,19 @@ public struct Matrix: Sendable, Equatable {
         rows += other.rows
     }
 
+    /// Multiplies every element by `factor`, in place.
+    public mutating func scale(by factor: Float) {
+        data.withUnsafeMutableBufferPointer { d in for i in 0..<d.count { d[i] *= factor } }
+    }
+
+    /// Adds `other` element-wise, in place; shapes must match.
+    public mutating func add(_ other: Matrix) {
+        precondition(rows == other.rows && cols == other.cols, "adding a \(other.rows)x\(other.cols) matrix to a \(rows)x\(cols) one")
+        data.withUnsafeMutableBufferPointer { d in
+            other.data.withUnsafeBufferPointer { o in for i in 0..<d.count { d[i] += o[i] } }
+        }
+    }
+
     /// Largest absolute element-wise difference; shapes must match.
     public func maxAbsDifference(_ other: Matrix) -> Float {
         precondition(rows == other.rows && cols == other.cols, "shape \(rows)x\(cols) vs \(other.rows)x\(other.cols)")

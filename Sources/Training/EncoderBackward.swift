@@ -25,6 +25,41 @@ public struct UtteranceGradients: Sendable {
     public var outputFrames: Int
 }
 
+/// Intermediate CTC (Lee & Watanabe, 2021): the output head also reads the output of a block halfway up,
+/// and the CTC loss of that reading is mixed into the objective,
+/// `(1 - weight) x CTC(final) + weight x CTC(head(block output))`.
+///
+/// The head is shared, so nothing is added to the model and inference is unchanged; the lower blocks get a
+/// short path to the labels, which is meant to make a deep stack of small blocks train to better
+/// representations than the final loss alone reaches. Training only.
+public struct IntermediateCTC: Sendable, Equatable {
+    /// Top-level layer index whose output the head also reads.
+    public var tapLayer: Int
+    /// Top-level index of the head's first layer: the head is `layers[headStart...]`.
+    public var headStart: Int
+    /// Share of the intermediate loss in the objective, in (0, 1).
+    public var weight: Float
+
+    public init(tapLayer: Int, headStart: Int, weight: Float) {
+        self.tapLayer = tapLayer; self.headStart = headStart; self.weight = weight
+    }
+
+    /// For `layers` ending in a run of residual blocks and then the head: the tap after the `afterBlock`-th
+    /// residual block (1-based; 0: half of them, rounded down), and the head from the first layer after the
+    /// last block. Nil, with the reason, when the architecture has no such shape.
+    public static func resolve(layers: [LayerSpec], afterBlock: Int, weight: Float) -> Result<IntermediateCTC, TrainingError> {
+        let residuals = layers.indices.filter { if case .residual = layers[$0] { return true } else { return false } }
+        guard let last = residuals.last, last + 1 < layers.count else {
+            return .failure(.model("intermediate CTC needs residual blocks followed by an output head"))
+        }
+        let block = afterBlock == 0 ? residuals.count / 2 : afterBlock
+        guard block >= 1 && block < residuals.count else {
+            return .failure(.model("intermediate CTC after block \(block): the model has \(residuals.count) blocks; choose 1 to \(residuals.count - 1)"))
+        }
+        return .success(IntermediateCTC(tapLayer: residuals[block - 1], headStart: last + 1, weight: weight))
+    }
+}
+
 /// The encoder prepared for one optimiser step: Model's layers built from the current parameters, ready to
 /// run forward keeping each layer's input (the tape) and then backward.
 ///
@@ -42,6 +77,8 @@ public struct TrainableEncoder: Sendable {
     public let trainable: Set<String>?
     /// Index in `layers` of the lowest top-level layer with a trainable parameter (`layers.count` if none).
     public let lowestTrainableLayer: Int
+    /// When set, `ctcLossAndGradients` trains with intermediate CTC as well.
+    public var intermediateCTC: IntermediateCTC?
 
     /// Wraps a built encoder (input: raw frontend frames; its CMVN is applied first, as in inference).
     public init(encoder: Encoder, trainable: Set<String>? = nil) {
@@ -81,35 +118,76 @@ public struct TrainableEncoder: Sendable {
 
     /// Forward keeping the tape, the loss on the output, and backward to the lowest trainable layer.
     public func lossAndGradients(input: Matrix, loss: (Matrix) throws(TrainingError) -> OutputLoss) throws(TrainingError) -> UtteranceGradients {
+        try lossAndGradients(input: input, loss: loss, intermediate: nil)
+    }
+
+    /// As above; with `intermediate`, the head also runs on the tap layer's output, `loss` is applied to
+    /// both readings, and the two are mixed by the intermediate weight (impossible if either is).
+    private func lossAndGradients(input: Matrix, loss: (Matrix) throws(TrainingError) -> OutputLoss,
+                                  intermediate: IntermediateCTC?) throws(TrainingError) -> UtteranceGradients {
         if let expected = firstInputChannels(layers), input.rows > 0, input.cols != expected {
             throw .inputShape(expectedChannels: expected, found: input.cols)
+        }
+        if let intermediate {
+            precondition(intermediate.tapLayer >= lowestTrainableLayer && intermediate.tapLayer < intermediate.headStart
+                         && intermediate.headStart < layers.count, "intermediate CTC tap outside the trainable layers")
         }
         // Layers below the lowest trainable one run without a tape.
         var x = normalization?.apply(input) ?? input
         for l in layers[0..<lowestTrainableLayer] { x = l.forward(x) }
         var tape: [Tape] = []
         tape.reserveCapacity(layers.count - lowestTrainableLayer)
-        for l in layers[lowestTrainableLayer...] {
+        var tapped: Matrix?
+        for (i, l) in layers.enumerated().dropFirst(lowestTrainableLayer) {
             let (node, y) = Tape.record(l, x)
             tape.append(node)
             x = y
+            if i == intermediate?.tapLayer { tapped = y }
         }
-        let result = try loss(x)
+        var result = try loss(x)
         guard !result.impossible else {
             return UtteranceGradients(loss: 0, gradients: [:], impossible: true, outputFrames: x.rows)
         }
         precondition(result.gradOutput.rows == x.rows && result.gradOutput.cols == x.cols, "loss gradient shape differs from the encoder output")
         var grads: [String: Tensor] = [:]
-        _ = backward(tape, gradOutput: result.gradOutput, needInputGradient: false, into: &grads)
-        return UtteranceGradients(loss: result.loss, gradients: grads, impossible: false, outputFrames: x.rows)
+        guard let intermediate, let tapped else {
+            _ = backward(tape, gradOutput: result.gradOutput, needInputGradient: false, into: &grads)
+            return UtteranceGradients(loss: result.loss, gradients: grads, impossible: false, outputFrames: x.rows)
+        }
+        // The head's second reading, on the tap's output.
+        var headTape: [Tape] = []
+        var h = tapped
+        for l in layers[intermediate.headStart...] {
+            let (node, y) = Tape.record(l, h)
+            headTape.append(node)
+            h = y
+        }
+        var side = try loss(h)
+        guard !side.impossible else {
+            return UtteranceGradients(loss: 0, gradients: [:], impossible: true, outputFrames: x.rows)
+        }
+        let w = intermediate.weight
+        result.gradOutput.scale(by: 1 - w)
+        side.gradOutput.scale(by: w)
+        // Back through the layers above the tap to its output, add the side path's gradient there, then on
+        // down. The head's parameters get both paths' gradients, summed.
+        let split = intermediate.tapLayer - lowestTrainableLayer + 1
+        var g = backward(Array(tape[split...]), gradOutput: result.gradOutput, needInputGradient: true, into: &grads)!
+        var headGrads: [String: Tensor] = [:]
+        let gSide = backward(headTape, gradOutput: side.gradOutput, needInputGradient: true, into: &headGrads)!
+        g.add(gSide)
+        _ = backward(Array(tape[..<split]), gradOutput: g, needInputGradient: false, into: &grads)
+        accumulate(&grads, headGrads)
+        return UtteranceGradients(loss: (1 - w) * result.loss + w * side.loss, gradients: grads, impossible: false, outputFrames: x.rows)
     }
 
-    /// CTC loss of `labels` on the encoder output (the logits) for `features`, with gradients.
+    /// CTC loss of `labels` on the encoder output (the logits) for `features`, with gradients; with
+    /// `intermediateCTC` set, the mixed intermediate objective and its gradients.
     public func ctcLossAndGradients(features: Matrix, labels: [Int], blank: Int = 0) throws(TrainingError) -> UtteranceGradients {
-        try lossAndGradients(input: features) { (logits: Matrix) throws(TrainingError) -> OutputLoss in
+        try lossAndGradients(input: features, loss: { (logits: Matrix) throws(TrainingError) -> OutputLoss in
             let r = try ctcLoss(logits: logits, labels: labels, blank: blank)
             return OutputLoss(loss: r.loss, gradOutput: r.gradLogits, impossible: r.impossible)
-        }
+        }, intermediate: intermediateCTC)
     }
 
     /// Back-propagates `gradOutput` through `tape` (in reverse), adding parameter gradients to `grads`.
@@ -145,11 +223,7 @@ public struct TrainableEncoder: Sendable {
             case let .residual(_, body):
                 // y = x + body(x): the skip path passes g through unchanged.
                 let bodyGrad = backward(body, gradOutput: g, needInputGradient: wantInput, into: &grads)
-                if wantInput, let bodyGrad {
-                    g.data.withUnsafeMutableBufferPointer { gp in
-                        bodyGrad.data.withUnsafeBufferPointer { bp in for j in 0..<gp.count { gp[j] += bp[j] } }
-                    }
-                }
+                if wantInput, let bodyGrad { g.add(bodyGrad) }
             }
         }
         return needInputGradient ? g : nil

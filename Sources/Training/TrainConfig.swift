@@ -8,6 +8,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var model = ModelConfig()
     public var optimizer = OptimizerConfig()
     public var augment = AugmentConfig()
+    public var loss = LossConfig()
     public var run = RunConfig()
 
     public init() {}
@@ -41,6 +42,15 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         public var subsampling = 4
         /// Start from this model's weights instead of random ones.
         public var initFrom = ""
+        public init() {}
+    }
+
+    /// The training objective: CTC on the output, optionally mixed with intermediate CTC (`IntermediateCTC`).
+    public struct LossConfig: Codable, Sendable, Equatable {
+        /// Share of the intermediate CTC loss in the objective; 0 turns it off.
+        public var intermediateWeight: Float = 0
+        /// The residual block (1-based) whose output the head also reads; 0: the middle one.
+        public var intermediateBlock = 0
         public init() {}
     }
 
@@ -120,6 +130,7 @@ extension TrainConfig {
         model = try c.decodeIfPresent(ModelConfig.self, forKey: .model) ?? d.model
         optimizer = try c.decodeIfPresent(OptimizerConfig.self, forKey: .optimizer) ?? d.optimizer
         augment = try c.decodeIfPresent(AugmentConfig.self, forKey: .augment) ?? d.augment
+        loss = try c.decodeIfPresent(LossConfig.self, forKey: .loss) ?? d.loss
         run = try c.decodeIfPresent(RunConfig.self, forKey: .run) ?? d.run
     }
 }
@@ -134,6 +145,14 @@ extension TrainConfig.ModelConfig {
         lookAheadBlocks = try c.decodeIfPresent(Int.self, forKey: .lookAheadBlocks) ?? d.lookAheadBlocks
         subsampling = try c.decodeIfPresent(Int.self, forKey: .subsampling) ?? d.subsampling
         initFrom = try c.decodeIfPresent(String.self, forKey: .initFrom) ?? d.initFrom
+    }
+}
+
+extension TrainConfig.LossConfig {
+    public init(from decoder: Decoder) throws {
+        let d = Self(), c = try decoder.container(keyedBy: CodingKeys.self)
+        intermediateWeight = try c.decodeIfPresent(Float.self, forKey: .intermediateWeight) ?? d.intermediateWeight
+        intermediateBlock = try c.decodeIfPresent(Int.self, forKey: .intermediateBlock) ?? d.intermediateBlock
     }
 }
 
@@ -274,6 +293,19 @@ extension TrainConfig {
         try fraction("augment.trim_probability", augment.trimProbability)
         guard augment.trimMargin.isFinite, (0...1).contains(augment.trimMargin) else {
             throw fail("augment.trim_margin", augment.trimMargin, "must lie within [0, 1] seconds")
+        }
+
+        // 1 would drop the output's own loss: the head would learn only from the middle of the stack.
+        guard loss.intermediateWeight.isFinite, loss.intermediateWeight >= 0, loss.intermediateWeight < 1 else {
+            throw fail("loss.intermediate_weight", loss.intermediateWeight, "must lie in [0, 1): 0 turns intermediate CTC off")
+        }
+        try atLeast("loss.intermediate_block", loss.intermediateBlock, 0)
+        // With model.init_from the block count is the model's, checked when the trainer has read it.
+        if loss.intermediateWeight > 0 && model.initFrom.isEmpty && model.blocks < 2 {
+            throw fail("model.blocks", model.blocks, "must be at least 2 for intermediate CTC (loss.intermediate_weight > 0)")
+        }
+        if loss.intermediateWeight > 0 && model.initFrom.isEmpty && loss.intermediateBlock >= model.blocks {
+            throw fail("loss.intermediate_block", loss.intermediateBlock, "must be below model.blocks (\(model.blocks)): the head cannot read past the last block")
         }
 
         guard !run.output.isEmpty else { throw .config("run.output is empty: name the run folder") }

@@ -76,6 +76,8 @@ public final class Trainer {
     var train: [Utterance] = []
     var valid: [Utterance] = []
     var provenance: [String: JSONValue] = [:]
+    /// The intermediate CTC of `loss.intermediate_weight`, placed on the settled architecture; nil when off.
+    var intermediateCTC: IntermediateCTC?
 
     public var checkpointURL: URL { outputDir.appendingPathComponent("checkpoint.safetensors") }
     public var lastModelURL: URL { outputDir.appendingPathComponent("last.safetensors") }
@@ -109,7 +111,6 @@ public final class Trainer {
         normalization = InputNormalization(mean: [Float](repeating: 0, count: frontendConfig.melBins),
                                              std: [Float](repeating: 1, count: frontendConfig.melBins))
 
-        try FileManager.default.createDirectory(at: outputDir, withIntermediateDirectories: true)
         // The model (and so its frame rate) is settled before the manifests are read: which utterances
         // are too short for their text depends on it.
         let resuming = FileManager.default.fileExists(atPath: checkpointURL.path)
@@ -122,6 +123,18 @@ public final class Trainer {
             initialiseRandomly()
             needsStatistics = true
         }
+        if config.loss.intermediateWeight > 0 {
+            switch IntermediateCTC.resolve(layers: architecture.layers, afterBlock: config.loss.intermediateBlock,
+                                           weight: config.loss.intermediateWeight) {
+            case .success(let i):
+                intermediateCTC = i
+                let blocks = architecture.layers[...i.tapLayer].filter { if case .residual = $0 { return true } else { return false } }.count
+                log("intermediate CTC: the head also reads block \(blocks)'s output, weight \(config.loss.intermediateWeight)")
+            case .failure(let e): throw TrainerError.config("loss.intermediate_block = \(config.loss.intermediateBlock): \(e)")
+            }
+        }
+        // Only now: a value the model refuses must not leave a run folder behind either.
+        try FileManager.default.createDirectory(at: outputDir, withIntermediateDirectories: true)
         train = try loadManifest(config.data.train, role: "train")
         if !config.data.valid.isEmpty {
             valid = try loadManifest(config.data.valid, role: "valid")
@@ -363,7 +376,8 @@ public final class Trainer {
             let stepStart = Date()
             let (indices, epoch, next) = nextBatch(from: state)
             let batch = try examples(indices, epoch: epoch)
-            let encoder = try TrainableEncoder(specs: architecture.layers, parameters: parameters, trainable: trainable)
+            var encoder = try TrainableEncoder(specs: architecture.layers, parameters: parameters, trainable: trainable)
+            encoder.intermediateCTC = intermediateCTC
             let result = try encoder.batchLossAndGradients(batch, blank: vocabulary.blank, threads: config.run.threads)
             let report = try optimizer.update(parameters: &parameters, gradients: result.meanGradients(), trainable: trainable)
             let audio = indices.reduce(0) { $0 + train[$1].seconds }

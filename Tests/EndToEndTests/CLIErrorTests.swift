@@ -174,6 +174,10 @@ extension CLITests {
                 ("[optimizer]\nlearning_rate = -1", "optimizer.learning_rate"),
                 ("[optimizer]\ntotal_steps = 0", "optimizer.total_steps"),
                 ("[optimizer]\ndecay = \"linear\"", "optimizer.decay"),
+                ("[loss]\nintermediate_weight = 1", "loss.intermediate_weight"),
+                ("[loss]\nintermediate_weight = 0.3\nintermediate_block = -1", "loss.intermediate_block"),
+                // The default model has 10 blocks: the head cannot read past the last.
+                ("[loss]\nintermediate_weight = 0.3\nintermediate_block = 10", "loss.intermediate_block"),
             ]
             for (i, c) in cases.enumerated() {
                 let work = dir.appendingPathComponent("case\(i)")

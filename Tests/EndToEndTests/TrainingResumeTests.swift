@@ -115,6 +115,33 @@ import Training
         }
     }
 
+    /// With `loss.intermediate_weight` the trainer optimises the mixed objective: the same run from the
+    /// same seed reports another loss and reaches other weights than the plain run, and says so in its log.
+    /// (The objective's gradients are checked against a Double reference in IntermediateCTCTests.)
+    @Test func intermediateCTCChangesTheObjective() throws {
+        trainingLock.lock()
+        defer { trainingLock.unlock() }
+        try withTemporaryDirectory { dir in
+            let manifest = try Self.yesNoManifest(in: dir)
+            func run(_ name: String, weight: Float) throws -> (loss: Double, parameters: [String: Tensor], log: [String]) {
+                var config = Self.config(manifest: manifest, output: dir.appendingPathComponent(name), steps: 3)
+                config.model.blocks = 2
+                config.loss.intermediateWeight = weight
+                let lines = Locked<[String]>([])
+                let trainer = try Trainer(config: config, log: { line in lines.withLock { $0.append(line) } })
+                var loss = 0.0
+                try trainer.run(shouldStop: { false }, progress: { loss = $0.loss })
+                return (loss, trainer.currentParameters, lines.current)
+            }
+            let plain = try run("plain", weight: 0)
+            let mixed = try run("mixed", weight: 0.3)
+            #expect(plain.loss.isFinite && mixed.loss.isFinite && plain.loss != mixed.loss)
+            #expect(plain.parameters.keys == mixed.parameters.keys && plain.parameters != mixed.parameters)
+            #expect(mixed.log.contains("intermediate CTC: the head also reads block 1's output, weight 0.3"), "\(mixed.log)")
+            #expect(!plain.log.contains { $0.hasPrefix("intermediate CTC") })
+        }
+    }
+
     /// Each report estimates the time left from the steps since the previous one: none at the last
     /// step, some before it; the log line says it.
     @Test func reportsSayHowLongTheRunHasLeft() throws {

@@ -183,3 +183,82 @@ func reshapeRows(_ flat: [Double], cols: Int) -> [[Double]] {
         #expect(a.gradients["frontend.mean"] == nil, "CMVN statistics are not trained")
     }
 }
+
+/// Two residual blocks under a two-layer head, so the head can also read the first block's output.
+let twoBlockEncoder: [LayerSpec] = [
+    .conv1d(Conv1DSpec(name: "sub", inChannels: 4, outChannels: 6, kernel: 3, stride: 2, rightContext: 1)),
+    .relu,
+    .residual(name: "b0", body: [
+        .conv1d(Conv1DSpec(name: "b0.dw", inChannels: 6, outChannels: 6, kernel: 3, rightContext: 1, groups: 6)),
+        .layerNorm(LayerNormSpec(name: "b0.ln", dim: 6)),
+        .relu,
+    ]),
+    .residual(name: "b1", body: [
+        .conv1d(Conv1DSpec(name: "b1.pw", inChannels: 6, outChannels: 6, kernel: 1)),
+        .layerNorm(LayerNormSpec(name: "b1.ln", dim: 6)),
+        .relu,
+    ]),
+    .dense(DenseSpec(name: "head.hidden", inFeatures: 6, outFeatures: 7)),
+    .relu,
+    .dense(DenseSpec(name: "head.output", inFeatures: 7, outFeatures: 5)),
+]
+
+@Suite struct IntermediateCTCTests {
+    let params = randomParameters(twoBlockEncoder, seed: 41)
+    let input = randomMatrix(rows: 15, cols: 4, seed: 42, scale: 1)
+
+    @Test func theTapIsAfterTheChosenBlockAndTheHeadIsWhatFollowsTheLast() throws {
+        let middle = try IntermediateCTC.resolve(layers: twoBlockEncoder, afterBlock: 0, weight: 0.3).get()
+        #expect(middle == IntermediateCTC(tapLayer: 2, headStart: 4, weight: 0.3))
+        let base = BaseArchitecture.layers(channels: 8, blocks: 12, hidden: 8, subsampling: 2)
+        // 6 front layers, then blocks.0 ... blocks.11: block 6's output is layer 11's.
+        #expect(try IntermediateCTC.resolve(layers: base, afterBlock: 0, weight: 0.3).get() == IntermediateCTC(tapLayer: 11, headStart: 18, weight: 0.3))
+        #expect(try IntermediateCTC.resolve(layers: base, afterBlock: 9, weight: 0.3).get().tapLayer == 14)
+        for bad in [-1, 12, 13] {
+            #expect(throws: TrainingError.self) { try IntermediateCTC.resolve(layers: base, afterBlock: bad, weight: 0.3).get() }
+        }
+        #expect(throws: TrainingError.self) { try IntermediateCTC.resolve(layers: smallEncoder.filter { if case .residual = $0 { false } else { true } }, afterBlock: 0, weight: 0.3).get() }
+    }
+
+    @Test func mixedObjectiveAndGradientMatchADoubleReference() throws {
+        let labels = [1, 3, 3]
+        let w = 0.3
+        var encoder = try TrainableEncoder(specs: twoBlockEncoder, parameters: params)
+        encoder.intermediateCTC = try IntermediateCTC.resolve(layers: twoBlockEncoder, afterBlock: 1, weight: Float(w)).get()
+        let result = try encoder.ctcLossAndGradients(features: input, labels: labels)
+        #expect(!result.impossible && result.outputFrames == 8)
+        // Independently: the full stack's CTC and the CTC of the head placed straight after block b0.
+        let sidePath = Array(twoBlockEncoder[0...2]) + Array(twoBlockEncoder[4...])
+        func ctc(_ layers: [LayerSpec], _ p: [String: [Double]]) -> Double {
+            let logits = referenceForward(layers, p, toRows(input))
+            return -ctcCore(logits: logits.flatMap { $0 }, frames: logits.count, vocabulary: 5, labels: labels, blank: 0).logLikelihood!
+        }
+        func loss(_ p: [String: [Double]]) -> Double { (1 - w) * ctc(twoBlockEncoder, p) + w * ctc(sidePath, p) }
+        let doubleParams = params.mapValues { $0.data.map(Double.init) }
+        #expect(abs(Double(result.loss) - loss(doubleParams)) < 1e-4)
+        #expect(Set(result.gradients.keys) == Set(params.keys))
+        // As for the plain CTC check: Double FD error ~1e-8, Float backward ~1e-5 relative.
+        for name in params.keys.sorted() {
+            let numeric = finiteDifferences(doubleParams[name]!, eps: 1e-4) { v in
+                var p = doubleParams; p[name] = v
+                return loss(p)
+            }
+            let error = maxGradientError(try #require(result.gradients[name]).data, numeric)
+            #expect(error < 1e-4, "\(name): gradient error \(error)")
+        }
+        // And the mix really changes the objective: the plain loss differs.
+        let plain = try TrainableEncoder(specs: twoBlockEncoder, parameters: params).ctcLossAndGradients(features: input, labels: labels)
+        #expect(abs(Double(plain.loss) - ctc(twoBlockEncoder, doubleParams)) < 1e-4)
+        #expect(abs(plain.loss - result.loss) > 1e-3)
+    }
+
+    @Test func batchesUseTheIntermediateObjective() throws {
+        var encoder = try TrainableEncoder(specs: twoBlockEncoder, parameters: params)
+        encoder.intermediateCTC = IntermediateCTC(tapLayer: 2, headStart: 4, weight: 0.5)
+        let batch = [TrainingExample(features: input, labels: [2, 4]), TrainingExample(features: randomMatrix(rows: 11, cols: 4, seed: 43), labels: [1])]
+        let b = try encoder.batchLossAndGradients(batch, threads: 2)
+        let one = try encoder.ctcLossAndGradients(features: batch[0].features, labels: batch[0].labels)
+        let two = try encoder.ctcLossAndGradients(features: batch[1].features, labels: batch[1].labels)
+        #expect(abs(b.lossSum - Double(one.loss + two.loss)) < 1e-4)
+    }
+}
