@@ -9,7 +9,7 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train an acoustic model from manifests (see docs/training.md).",
         discussion: """
-        The configuration is TOML with the sections [data], [model], [optimizer], [augment] and \
+        The configuration is TOML with the sections [data], [model], [optimizer], [augment], [loss] and \
         [run]; every key has a default (docs/training.md lists them and their ranges), and an unknown \
         key or a value out of its range is an error naming the key. A leading ~/ in paths is $HOME. \
         The run folder (run.output) receives checkpoint.safetensors (every \
