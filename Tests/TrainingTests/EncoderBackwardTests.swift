@@ -23,6 +23,19 @@ func reshapeRows(_ flat: [Double], cols: Int) -> [[Double]] {
     (0..<(flat.count / cols)).map { Array(flat[($0 * cols)..<(($0 + 1) * cols)]) }
 }
 
+/// Every parameter's gradient in `result` against central differences (eps 1e-4) of the Double `loss`.
+func expectGradientsMatchFiniteDifferences(_ result: UtteranceGradients, _ doubleParams: [String: [Double]],
+                                           _ loss: ([String: [Double]]) -> Double) throws {
+    for name in doubleParams.keys.sorted() {
+        let numeric = finiteDifferences(doubleParams[name]!, eps: 1e-4) { v in
+            var p = doubleParams; p[name] = v
+            return loss(p)
+        }
+        let error = maxGradientError(try #require(result.gradients[name]).data, numeric)
+        #expect(error < 1e-4, "\(name): gradient error \(error)")
+    }
+}
+
 @Suite struct EncoderBackwardTests {
     let params = randomParameters(smallEncoder, seed: 21)
     let input = randomMatrix(rows: 13, cols: 4, seed: 22, scale: 1)
@@ -70,14 +83,7 @@ func reshapeRows(_ flat: [Double], cols: Int) -> [[Double]] {
         #expect(abs(Double(result.loss) - loss(doubleParams)) < 1e-4)
         // Double reference forward + Double CTC: FD error ~1e-8 at eps = 1e-4. Float forward/backward and the
         // Float gradient at the logits give ~1e-5 relative; 1e-4 still exposes any real error (O(1)).
-        for name in params.keys.sorted() {
-            let numeric = finiteDifferences(doubleParams[name]!, eps: 1e-4) { v in
-                var p = doubleParams; p[name] = v
-                return loss(p)
-            }
-            let error = maxGradientError(try #require(result.gradients[name]).data, numeric)
-            #expect(error < 1e-4, "\(name): gradient error \(error)")
-        }
+        try expectGradientsMatchFiniteDifferences(result, doubleParams, loss)
     }
 
     @Test func floatFiniteDifferencesThroughModelForwardAgree() throws {
@@ -184,15 +190,9 @@ func reshapeRows(_ flat: [Double], cols: Int) -> [[Double]] {
     }
 }
 
-/// Two residual blocks under a two-layer head, so the head can also read the first block's output.
-let twoBlockEncoder: [LayerSpec] = [
-    .conv1d(Conv1DSpec(name: "sub", inChannels: 4, outChannels: 6, kernel: 3, stride: 2, rightContext: 1)),
-    .relu,
-    .residual(name: "b0", body: [
-        .conv1d(Conv1DSpec(name: "b0.dw", inChannels: 6, outChannels: 6, kernel: 3, rightContext: 1, groups: 6)),
-        .layerNorm(LayerNormSpec(name: "b0.ln", dim: 6)),
-        .relu,
-    ]),
+/// smallEncoder's subsampling and block, a second block and a two-layer head, so the head can also read
+/// the first block's output.
+let twoBlockEncoder: [LayerSpec] = Array(smallEncoder[0...2]) + [
     .residual(name: "b1", body: [
         .conv1d(Conv1DSpec(name: "b1.pw", inChannels: 6, outChannels: 6, kernel: 1)),
         .layerNorm(LayerNormSpec(name: "b1.ln", dim: 6)),
@@ -227,8 +227,8 @@ let twoBlockEncoder: [LayerSpec] = [
         encoder.intermediateCTC = try IntermediateCTC.resolve(layers: twoBlockEncoder, afterBlock: 1, weight: Float(w)).get()
         let result = try encoder.ctcLossAndGradients(features: input, labels: labels)
         #expect(!result.impossible && result.outputFrames == 8)
-        // Independently: the full stack's CTC and the CTC of the head placed straight after block b0.
-        let sidePath = Array(twoBlockEncoder[0...2]) + Array(twoBlockEncoder[4...])
+        // Independently: the full stack's CTC and the CTC of the head placed straight after the first block.
+        let sidePath = Array(twoBlockEncoder[0...2]) + Array(twoBlockEncoder[4...])  // the head right after "block"
         func ctc(_ layers: [LayerSpec], _ p: [String: [Double]]) -> Double {
             let logits = referenceForward(layers, p, toRows(input))
             return -ctcCore(logits: logits.flatMap { $0 }, frames: logits.count, vocabulary: 5, labels: labels, blank: 0).logLikelihood!
@@ -238,14 +238,7 @@ let twoBlockEncoder: [LayerSpec] = [
         #expect(abs(Double(result.loss) - loss(doubleParams)) < 1e-4)
         #expect(Set(result.gradients.keys) == Set(params.keys))
         // As for the plain CTC check: Double FD error ~1e-8, Float backward ~1e-5 relative.
-        for name in params.keys.sorted() {
-            let numeric = finiteDifferences(doubleParams[name]!, eps: 1e-4) { v in
-                var p = doubleParams; p[name] = v
-                return loss(p)
-            }
-            let error = maxGradientError(try #require(result.gradients[name]).data, numeric)
-            #expect(error < 1e-4, "\(name): gradient error \(error)")
-        }
+        try expectGradientsMatchFiniteDifferences(result, doubleParams, loss)
         // And the mix really changes the objective: the plain loss differs.
         let plain = try TrainableEncoder(specs: twoBlockEncoder, parameters: params).ctcLossAndGradients(features: input, labels: labels)
         #expect(abs(Double(plain.loss) - ctc(twoBlockEncoder, doubleParams)) < 1e-4)
