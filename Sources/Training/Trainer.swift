@@ -130,6 +130,7 @@ public final class Trainer {
                 intermediateCTC = i
                 let blocks = architecture.layers[...i.tapLayer].filter { if case .residual = $0 { return true } else { return false } }.count
                 log("intermediate CTC: the head also reads block \(blocks)'s output, weight \(config.loss.intermediateWeight)")
+                provenance["intermediate_ctc"] = .string("block \(blocks), weight \(config.loss.intermediateWeight)")
             case .failure(let e): throw TrainerError.config("loss.intermediate_block = \(config.loss.intermediateBlock): \(e)")
             }
         }

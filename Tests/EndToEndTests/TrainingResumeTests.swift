@@ -139,6 +139,8 @@ import Training
             #expect(plain.parameters.keys == mixed.parameters.keys && plain.parameters != mixed.parameters)
             #expect(mixed.log.contains("intermediate CTC: the head also reads block 1's output, weight 0.3"), "\(mixed.log)")
             #expect(!plain.log.contains { $0.hasPrefix("intermediate CTC") })
+            let exported = try ModelFile.load(path: dir.appendingPathComponent("mixed/last.safetensors").path)
+            #expect(exported.description.provenance["intermediate_ctc"] == .string("block 1, weight 0.3"))
         }
     }
 
