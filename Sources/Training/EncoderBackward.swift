@@ -41,6 +41,8 @@ public struct IntermediateCTC: Sendable, Equatable {
     public var weight: Float
 
     public init(tapLayer: Int, headStart: Int, weight: Float) {
+        precondition(weight > 0 && weight < 1, "intermediate CTC weight \(weight) outside (0, 1)")
+        precondition(tapLayer >= 0 && tapLayer < headStart, "intermediate CTC tap \(tapLayer) not below the head at \(headStart)")
         self.tapLayer = tapLayer; self.headStart = headStart; self.weight = weight
     }
 
@@ -129,15 +131,17 @@ public struct TrainableEncoder: Sendable {
             throw .inputShape(expectedChannels: expected, found: input.cols)
         }
         if let intermediate {
-            precondition(intermediate.tapLayer >= lowestTrainableLayer && intermediate.tapLayer < intermediate.headStart
-                         && intermediate.headStart < layers.count, "intermediate CTC tap outside the trainable layers")
+            precondition(intermediate.headStart < layers.count, "intermediate CTC head past the last layer")
         }
         // Layers below the lowest trainable one run without a tape.
         var x = normalization?.apply(input) ?? input
-        for l in layers[0..<lowestTrainableLayer] { x = l.forward(x) }
+        var tapped: Matrix?
+        for (i, l) in layers.enumerated().prefix(lowestTrainableLayer) {
+            x = l.forward(x)
+            if i == intermediate?.tapLayer { tapped = x }
+        }
         var tape: [Tape] = []
         tape.reserveCapacity(layers.count - lowestTrainableLayer)
-        var tapped: Matrix?
         for (i, l) in layers.enumerated().dropFirst(lowestTrainableLayer) {
             let (node, y) = Tape.record(l, x)
             tape.append(node)
@@ -170,13 +174,19 @@ public struct TrainableEncoder: Sendable {
         result.gradOutput.scale(by: 1 - w)
         side.gradOutput.scale(by: w)
         // Back through the layers above the tap to its output, add the side path's gradient there, then on
-        // down. The head's parameters get both paths' gradients, summed.
-        let split = intermediate.tapLayer - lowestTrainableLayer + 1
-        var g = backward(Array(tape[split...]), gradOutput: result.gradOutput, needInputGradient: true, into: &grads)!
+        // down. The head's parameters get both paths' gradients, summed. A tap below every trainable
+        // layer (only the top trains) needs no gradient at the tap: the side path then trains the head only.
         var headGrads: [String: Tensor] = [:]
-        let gSide = backward(headTape, gradOutput: side.gradOutput, needInputGradient: true, into: &headGrads)!
-        g.add(gSide)
-        _ = backward(Array(tape[..<split]), gradOutput: g, needInputGradient: false, into: &grads)
+        if intermediate.tapLayer < lowestTrainableLayer {
+            _ = backward(tape, gradOutput: result.gradOutput, needInputGradient: false, into: &grads)
+            _ = backward(headTape, gradOutput: side.gradOutput, needInputGradient: false, into: &headGrads)
+        } else {
+            let split = intermediate.tapLayer - lowestTrainableLayer + 1
+            var g = backward(Array(tape[split...]), gradOutput: result.gradOutput, needInputGradient: true, into: &grads)!
+            let gSide = backward(headTape, gradOutput: side.gradOutput, needInputGradient: true, into: &headGrads)!
+            g.add(gSide)
+            _ = backward(Array(tape[..<split]), gradOutput: g, needInputGradient: false, into: &grads)
+        }
         accumulate(&grads, headGrads)
         return UtteranceGradients(loss: (1 - w) * result.loss + w * side.loss, gradients: grads, impossible: false, outputFrames: x.rows)
     }

@@ -123,6 +123,8 @@ public final class Trainer {
             initialiseRandomly()
             needsStatistics = true
         }
+        // A resumed checkpoint carries its provenance; the objective is this config's.
+        provenance["intermediate_ctc"] = nil
         if config.loss.intermediateWeight > 0 {
             switch IntermediateCTC.resolve(layers: architecture.layers, afterBlock: config.loss.intermediateBlock,
                                            weight: config.loss.intermediateWeight) {
@@ -134,7 +136,8 @@ public final class Trainer {
             case .failure(let e): throw TrainerError.config("loss.intermediate_block = \(config.loss.intermediateBlock): \(e)")
             }
         }
-        // Only now: a value the model refuses must not leave a run folder behind either.
+        // Only now: a block the model refuses leaves no run folder behind (`earshot train` has made
+        // the folder for its log already; library callers have not).
         try FileManager.default.createDirectory(at: outputDir, withIntermediateDirectories: true)
         train = try loadManifest(config.data.train, role: "train")
         if !config.data.valid.isEmpty {

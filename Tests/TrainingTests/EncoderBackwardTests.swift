@@ -245,6 +245,28 @@ let twoBlockEncoder: [LayerSpec] = Array(smallEncoder[0...2]) + [
         #expect(abs(plain.loss - result.loss) > 1e-3)
     }
 
+    /// With only the top trainable, the gradients are the full run's for those parameters: whether the tap is
+    /// below every trainable layer (the side path then trains the head only) or is the lowest trainable one.
+    @Test func trainableSubsetsGetTheFullRunsGradients() throws {
+        let tap = IntermediateCTC(tapLayer: 2, headStart: 4, weight: 0.3)
+        var full = try TrainableEncoder(specs: twoBlockEncoder, parameters: params)
+        full.intermediateCTC = tap
+        let reference = try full.ctcLossAndGradients(features: input, labels: [2, 1, 2])
+        let top = Set(params.keys.filter { $0.hasPrefix("head.") || $0.hasPrefix("b1.") })
+        for (trainable, lowest) in [(top, 3), (top.union(["block.ln.bias"]), 2)] {
+            var encoder = try TrainableEncoder(specs: twoBlockEncoder, parameters: params, trainable: trainable)
+            encoder.intermediateCTC = tap
+            #expect(encoder.lowestTrainableLayer == lowest)
+            let r = try encoder.ctcLossAndGradients(features: input, labels: [2, 1, 2])
+            #expect(Set(r.gradients.keys) == trainable && r.loss == reference.loss)
+            for name in trainable {
+                for (a, b) in zip(r.gradients[name]!.data, reference.gradients[name]!.data) {
+                    #expect(abs(a - b) <= 1e-6 * (1 + abs(b)), "\(name)")
+                }
+            }
+        }
+    }
+
     @Test func batchesUseTheIntermediateObjective() throws {
         var encoder = try TrainableEncoder(specs: twoBlockEncoder, parameters: params)
         encoder.intermediateCTC = IntermediateCTC(tapLayer: 2, headStart: 4, weight: 0.5)
