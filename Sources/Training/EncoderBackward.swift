@@ -48,8 +48,10 @@ public struct IntermediateCTC: Sendable, Equatable {
 
     /// For `layers` ending in a run of residual blocks and then the head: the tap after the `afterBlock`-th
     /// residual block (1-based; 0: half of them, rounded down), and the head from the first layer after the
-    /// last block. Nil, with the reason, when the architecture has no such shape.
+    /// last block. A failure naming the reason when the architecture has no such shape or the weight is
+    /// outside (0, 1).
     public static func resolve(layers: [LayerSpec], afterBlock: Int, weight: Float) -> Result<IntermediateCTC, TrainingError> {
+        guard weight > 0 && weight < 1 else { return .failure(.model("intermediate CTC weight \(weight): it must lie in (0, 1)")) }
         let residuals = layers.indices.filter { if case .residual = layers[$0] { return true } else { return false } }
         guard let last = residuals.last, last + 1 < layers.count else {
             return .failure(.model("intermediate CTC needs residual blocks followed by an output head"))

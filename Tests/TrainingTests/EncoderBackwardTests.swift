@@ -214,6 +214,9 @@ let twoBlockEncoder: [LayerSpec] = Array(smallEncoder[0...2]) + [
         // 6 front layers, then blocks.0 ... blocks.11: block 6's output is layer 11's.
         #expect(try IntermediateCTC.resolve(layers: base, afterBlock: 0, weight: 0.3).get() == IntermediateCTC(tapLayer: 11, headStart: 18, weight: 0.3))
         #expect(try IntermediateCTC.resolve(layers: base, afterBlock: 9, weight: 0.3).get().tapLayer == 14)
+        for weight: Float in [0, 1, -0.2, .nan] {
+            #expect(throws: TrainingError.self) { try IntermediateCTC.resolve(layers: base, afterBlock: 0, weight: weight).get() }
+        }
         for bad in [-1, 12, 13] {
             #expect(throws: TrainingError.self) { try IntermediateCTC.resolve(layers: base, afterBlock: bad, weight: 0.3).get() }
         }
