@@ -4,6 +4,9 @@
 #   fsdd-train.tsv     indexes 5-49 (1800 files), the adaptation split
 #   ps-librivox.tsv    Debian pocketsphinx-testdata: 5 LibriVox read-speech utterances
 #   ps-cards.tsv       Debian pocketsphinx-testdata: 5 card names ("four queen of clubs")
+# and, when the synthetic corpus's test split exists ($CORPUS, default ~/.cache/earshot/corpus):
+#   $CORPUS/test-subset.tsv  every 5th utterance of test.tsv from the first (208 utterances, 724 s with
+#                            the default seed), the quick synthetic test set of the model card and benches
 # Usage: bench/make-test-sets.sh [OUTDIR]   (default: ~/.cache/earshot/testsets)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,4 +31,12 @@ for set in librivox cards; do
     printf '%s\t%s\n' "$ps/$set/$id.wav" "$(echo "$text" | sed -E 's/ +/ /g; s/ $//')" >> "$out/ps-$set.tsv"
   done
 done
+corpus=${CORPUS:-$HOME/.cache/earshot/corpus}
+if [ -s "$corpus/test.tsv" ]; then
+  awk 'NR % 5 == 1' "$corpus/test.tsv" > "$corpus/test-subset.tsv.tmp"
+  mv "$corpus/test-subset.tsv.tmp" "$corpus/test-subset.tsv"
+  wc -l "$corpus/test-subset.tsv" >&2
+else
+  echo "make-test-sets: no $corpus/test.tsv yet (corpus/synthesize.py), so no test-subset.tsv" >&2
+fi
 wc -l "$out"/*.tsv >&2
