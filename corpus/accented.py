@@ -27,7 +27,7 @@ VOICES = {
     "czech_ph": ("czech", 1.0, "festvox-czech-ph"),
     "suo_fi_lj_diphone": ("finnish", 1.7, "festvox-suopuhe-lj"),
     "hy_fi_mv_diphone": ("finnish", 1.0, "festvox-suopuhe-mv"),
-    "hindi_NSK_diphone": ("hindi", 1.0, "festvox-hi-nsk"),
+    "hindi_NSK_diphone": ("hindi", 1.0, "festvox-hi-nsk festival-hi"),
 }
 
 # English (festival's radio phone set, as kal_diphone's front end produces it) to each language's

@@ -82,6 +82,26 @@ def check_installed(accented_voices=False):
         if accented.voice_dir(voice) is None:
             raise SystemExit(f"festival voice {voice} is not installed: run scripts/setup.sh "
                              f"(Debian package {packages.get(voice, '?')})")
+        # A voice can be present and still not load: festvox-hi-nsk needs festival-hi's Hindi phone
+        # set, which apt leaves out with --no-install-recommends. Every utterance would then be
+        # rejected one by one ("festival wrote no audio"), so refuse to start instead.
+        error = voice_load_error(voice)
+        if error:
+            raise SystemExit(f"festival voice {voice} does not load: {error}; run scripts/setup.sh "
+                             f"(Debian packages {packages.get(voice, '?')})")
+
+
+def voice_load_error(voice):
+    """None when festival selects the voice without an error, else festival's first error line."""
+    try:
+        done = subprocess.run(["festival", "-b", f"(voice_{voice})"], capture_output=True, text=True,
+                              timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return str(e)
+    errors = [line for line in (done.stdout + done.stderr).splitlines() if "SIOD ERROR" in line]
+    if done.returncode != 0 or errors:
+        return errors[0].strip() if errors else f"festival exited with status {done.returncode}"
+    return None
 
 
 def choose_params(engine, rng):

@@ -17,6 +17,9 @@ PACKAGES=(
   # ... and the nine non-English human voices of the accented supplement (corpus/accented.py)
   festvox-itapc16k festvox-italp16k festvox-czech-dita festvox-czech-krb festvox-czech-machac
   festvox-czech-ph festvox-suopuhe-lj festvox-suopuhe-mv festvox-hi-nsk
+  # (the Hindi voice loads only with festival-hi's phone set and lexicon: a Recommends, which
+  # --no-install-recommends leaves out)
+  festival-hi
   python3-venv
   # earshotd's tests: systemd-analyze verifies the units in systemd/
   systemd

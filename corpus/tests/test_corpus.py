@@ -120,6 +120,15 @@ class AccentedVoices(unittest.TestCase):
                 usable = [sub for sub in options.split("|") if all(p in phones for p in sub.split())]
                 self.assertTrue(usable, f"{voice} says none of {english}'s substitutes {options}")
 
+    def test_every_voice_loads_and_a_broken_one_is_named(self):
+        # The Hindi voice is installed without its phone set unless festival-hi is there too: a
+        # voice that is present must also load, or every one of its utterances would be rejected.
+        for voice in accented.VOICES:
+            self.assertIsNone(voices.voice_load_error(voice), voice)
+        error = voices.voice_load_error("no_such_voice")
+        self.assertIsNotNone(error)
+        self.assertIn("no_such_voice", error)
+
     def test_search_avoids_missing_pairs_then_prefers_the_first_substitute(self):
         have = {"#-s", "s-a:", "a:-#", "#-z", "z-a:", "s-#", "a:-s"}
         # "z" is preferred, but z-# is missing: the search says s at the end, z at the start.
