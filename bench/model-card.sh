@@ -15,7 +15,8 @@
 # 15 minutes on the project's 2-core machine. The figures are meant to be read beside the card's: stop
 # background training first, or the speeds are the machine's noise. Output: stdout and, per step, files in
 # $OUT (default a new folder under /tmp, kept and printed at the end).
-# Environment: CORPUS (default ~/.cache/earshot/corpus), EARSHOT (default .build/release/earshot),
+# Environment: CORPUS (default ~/.cache/earshot/corpus), EARSHOT (default .build/release/earshot; earshotd
+# beside it), LM (the general LM, default the one scripts/setup.sh makes),
 # LM_ARGS (the beam + LM column's flags, default the card's "--closed-vocabulary --lm-weight 0.8
 # --word-bonus 0"), SKIP="daemon compare ..." to leave steps out.
 set -euo pipefail
@@ -36,10 +37,17 @@ done
 skip() { case " $SKIP " in *" $1 "*) return 0;; esac; return 1; }
 section() { printf '\n== %s\n' "$*"; }
 # The WER and CER lines of `earshot eval`.
-evaluate() { "$EARSHOT" eval "$@" 2>&1 | grep -E '^(WER|CER|speed):'; }
+# On failure (an unreadable file, a bad model) everything eval said is shown, then the script stops.
+evaluate() {
+  local out
+  if ! out=$("$EARSHOT" eval "$@" 2>&1); then
+    printf '%s\n' "$out" >&2; echo "model-card: earshot eval $* failed" >&2; exit 1
+  fi
+  grep -E '^(WER|CER|speed):' <<< "$out"
+}
 
-"$here/bench/make-test-sets.sh" "$HOME/.cache/earshot/testsets" 2>/dev/null
 sets=$HOME/.cache/earshot/testsets
+"$here/bench/make-test-sets.sh" "$sets" > "$OUT/make-test-sets.log" 2>&1 || { cat "$OUT/make-test-sets.log" >&2; exit 1; }
 echo "model: $MODEL"
 "$EARSHOT" model info "$MODEL" | grep -E '^(sha256|parameters|subsampling|look-ahead):' || true
 
@@ -77,7 +85,7 @@ if ! skip bench; then
 fi
 if ! skip daemon; then
   section "daemon latency and memory (bench/daemon-latency.sh)"
-  EARSHOT_MODEL="$MODEL" "$here/bench/daemon-latency.sh"
+  EARSHOT_MODEL="$MODEL" EARSHOT_BIN="$(dirname "$EARSHOT")" "$here/bench/daemon-latency.sh"
 fi
 echo
 echo "model-card: hypotheses and cut audio in $OUT"

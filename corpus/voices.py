@@ -95,7 +95,7 @@ def voice_load_error(voice):
     """None when festival selects the voice without an error, else festival's first error line."""
     try:
         done = subprocess.run(["festival", "-b", f"(voice_{voice})"], capture_output=True, text=True,
-                              timeout=60)
+                              stdin=subprocess.DEVNULL, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:
         return str(e)
     errors = [line for line in (done.stdout + done.stderr).splitlines() if "SIOD ERROR" in line]
