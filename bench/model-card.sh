@@ -49,7 +49,8 @@ evaluate() {
 sets=$HOME/.cache/earshot/testsets
 "$here/bench/make-test-sets.sh" "$sets" > "$OUT/make-test-sets.log" 2>&1 || { cat "$OUT/make-test-sets.log" >&2; exit 1; }
 echo "model: $MODEL"
-"$EARSHOT" model info "$MODEL" | grep -E '^(sha256|parameters|subsampling|look-ahead):' || true
+info=$("$EARSHOT" model info "$MODEL")
+grep -E '^(sha256|parameters|subsampling|look-ahead):' <<< "$info" || true
 
 section "synthetic valid (970), greedy"
 evaluate "$CORPUS/valid.tsv" --model "$MODEL" --hyps "$OUT/valid.hyps.tsv"
@@ -68,7 +69,7 @@ evaluate "$sets/fsdd-test.tsv" --model "$MODEL"
 
 section "by voice, greedy (valid, then test)"
 # The label density in the model's own output frames ("one output every 20 ms").
-frame_ms=$("$EARSHOT" model info "$MODEL" | sed -n 's/^subsampling:.*one output every \([0-9.]*\) ms.*/\1/p')
+frame_ms=$(sed -n 's/^subsampling:.*one output every \([0-9.]*\) ms.*/\1/p' <<< "$info")
 for split in valid test; do
   python3 "$here/bench/corpus-breakdown.py" --corpus "$CORPUS" --split $split --hyps "$OUT/$split.hyps.tsv" \
     --by voice ${frame_ms:+--frame-ms "$frame_ms"}
