@@ -151,6 +151,16 @@ public struct Lexicon: Sendable, Equatable {
                                       unknownLogProbability: lm.unknownID.map { lm.logProbability(of: $0, history: []) })
     }
 
+    /// The words an open-vocabulary search with `languageModel` spells without the unknown-letter cost
+    /// (`BeamSearchConfiguration.knownWords`): the model's words but its sentence markers and `<unk>`, and
+    /// the hotwords' words, scored by the model.
+    public static func knownWords(of languageModel: NGramLanguageModel, hotwords: [Hotword], vocabulary: Vocabulary) -> Lexicon {
+        let special: Set<String> = [NGramLanguageModel.sentenceStart, NGramLanguageModel.sentenceEnd, NGramLanguageModel.unknown]
+        let hotwordWords = hotwords.flatMap { $0.phrase.split(separator: " ").map(String.init) }
+        return Lexicon(words: languageModel.words.filter { !special.contains($0) } + hotwordWords, vocabulary: vocabulary)
+            .scored(by: languageModel)
+    }
+
     /// The same words spelled in `other`'s tokens (itself when `other` is its vocabulary).
     public func respelled(for other: Vocabulary) -> Lexicon {
         other == vocabulary ? self : Lexicon(words: words, vocabulary: other)

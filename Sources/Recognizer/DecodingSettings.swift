@@ -95,8 +95,9 @@ public struct DecodingSettings: Sendable, Equatable {
     /// `base`, made once by `makeOptions()` without a model (so a large `languageModel` is read once, not
     /// at every model reload), for `model`: `base` itself unless the model's domain decoding applies,
     /// then the options the rule gives with it. Equal to `makeOptions(for:)` but for the hotword
-    /// character check, which `base` made without a vocabulary skipped. A closed vocabulary made for
-    /// another alphabet is spelled again in the model's, and scored again, as `makeOptions` would have.
+    /// character check, which `base` made without a vocabulary skipped. A word trie (closed vocabulary or
+    /// known words) made for another alphabet is spelled again in the model's, and scored again, as
+    /// `makeOptions` would have.
     public func makeOptions(for model: ModelFile, file: String = "<memory>", base: DecodingOptions) throws(DecodingSettingsError) -> DecodingOptions {
         let vocabulary = Recognizer.vocabulary(of: model)
         guard let domain = try modelDecoding(of: model, file: file) else {
@@ -104,8 +105,12 @@ public struct DecodingSettings: Sendable, Equatable {
                 throw .closedVocabularyWithoutWords(reason: useModelDecoding ? "the model \(file) has no domain decoding and no language model is given"
                                                                             : "the model's domain decoding is turned off and no language model is given")
             }
-            guard let lexicon = base.beam?.lexicon, lexicon.vocabulary != vocabulary, let lm = base.languageModel else { return base }
+            guard let lm = base.languageModel else { return base }
             var options = base
+            if let known = base.beam?.knownWords, known.vocabulary != vocabulary {
+                options.beam?.knownWords = known.respelled(for: vocabulary).scored(by: lm)
+            }
+            guard let lexicon = base.beam?.lexicon, lexicon.vocabulary != vocabulary else { return options }
             options.beam?.lexicon = lexicon.respelled(for: vocabulary).scored(by: lm)
             guard options.beam?.lexicon?.spellableCount ?? 0 > 0 else {
                 throw .closedVocabularyWithoutWords(reason: "the language model has no word the model \(file) can spell")
@@ -153,17 +158,17 @@ public struct DecodingSettings: Sendable, Equatable {
             do { model = try NGramLanguageModel(file: URL(fileURLWithPath: languageModel)) } catch {
                 throw .languageModel(path: languageModel, reason: "\(error)")
             }
-            var lexicon: Lexicon? = nil
-            if closedVocabulary == true {
-                let special: Set<String> = [NGramLanguageModel.sentenceStart, NGramLanguageModel.sentenceEnd, NGramLanguageModel.unknown]
-                let hotwordWords = parsed.flatMap { $0.phrase.split(separator: " ").map(String.init) }
-                lexicon = Lexicon(words: model.words.filter { !special.contains($0) } + hotwordWords, vocabulary: vocabulary ?? .earshot)
-                    .scored(by: model)
-                guard lexicon!.spellableCount > 0 else { throw .closedVocabularyWithoutWords(reason: "the language model \(languageModel) has no word the model can spell") }
+            // The model's words (and the hotwords') as a trie, built once for every decoder: the closed
+            // vocabulary, or in an open search the words spelled without the unknown-letter cost.
+            let words = Lexicon.knownWords(of: model, hotwords: parsed, vocabulary: vocabulary ?? .earshot)
+            if closedVocabulary == true, words.spellableCount == 0 {
+                throw .closedVocabularyWithoutWords(reason: "the language model \(languageModel) has no word the model can spell")
             }
-            let config = BeamSearchConfiguration.recognition(
+            var config = BeamSearchConfiguration.recognition(
                 beamWidth: beam == 1 ? Self.defaultSearchBeam : beam, lmWeight: lmWeight ?? Self.defaultLMWeight,
-                wordBonus: wordBonus ?? Self.defaultWordBonus, hotwords: parsed, withLanguageModel: true, lexicon: lexicon)
+                wordBonus: wordBonus ?? Self.defaultWordBonus, hotwords: parsed, withLanguageModel: true,
+                lexicon: closedVocabulary == true ? words : nil)
+            if closedVocabulary != true { config.knownWords = words }
             return DecodingOptions(beam: config, languageModel: model)
         }
         if useModelDecoding, let domain = modelDecoding {
@@ -174,6 +179,9 @@ public struct DecodingSettings: Sendable, Equatable {
                                                     vocabulary: vocabulary ?? .earshot)
             // Once here, not in every decoder the recogniser makes.
             config.lexicon = config.lexicon?.scored(by: model)
+            if config.lexicon == nil {
+                config.knownWords = Lexicon.knownWords(of: model, hotwords: config.hotwords, vocabulary: vocabulary ?? .earshot)
+            }
             return DecodingOptions(beam: config, languageModel: model)
         }
         if closedVocabulary == true {

@@ -42,7 +42,7 @@ extension ModelFile {
                 lines.append("decoding:      domain decoding (earshot adapt --text), used unless --lm or --no-model-lm")
                 lines += decoding.summary().map { "  " + $0 }
             } else {
-                lines.append("decoding:      (none; greedy unless --lm or --hotword)")
+                lines.append("decoding:      (none: the general English LM when installed, else greedy; --lm replaces it)")
             }
         } catch {
             lines.append("decoding:      unusable: \(error.description)")

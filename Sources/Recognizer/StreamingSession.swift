@@ -343,6 +343,32 @@ public final class StreamingSession {
         }
     }
 
+    // MARK: - Whole recordings
+
+    /// A whole recording recognised as the daemon hears it live: split into utterances at pauses by
+    /// `config`'s endpointing, each decoded on its own, their words in one transcript in the recording's
+    /// time. (`Recognizer.recognize` decodes it as one utterance: across a long pause a word can then
+    /// run on, and the decoder's context carries over.) The session is finished and starts over.
+    public func transcribe(_ samples: [Float]) -> (transcript: Transcript, utterances: Int) {
+        var words: [Word] = [], texts: [String] = [], utterances = 0
+        func collect(_ events: [RecognitionEvent]) {
+            for case let .final(_, transcript, _, _, _) in events where !transcript.text.isEmpty {
+                words += transcript.words
+                texts.append(transcript.text)
+                utterances += 1
+            }
+        }
+        let block = max(1, Int(Recognizer.recognizeBlockSeconds * Double(sampleRate)))
+        var start = 0
+        while start < samples.count {
+            let end = min(samples.count, start + block)
+            collect(accept(Array(samples[start..<end])))
+            start = end
+        }
+        collect(finish())
+        return (Transcript(text: texts.joined(separator: " "), words: words), utterances)
+    }
+
     // MARK: - Inspection (tests)
 
     /// Samples held by the session itself (the fixed history), and the samples fed to the running

@@ -71,7 +71,13 @@ public enum TranscriptFormat: String, CaseIterable, Sendable {
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = compact ? [.sortedKeys, .withoutEscapingSlashes] : [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        let doc = Document(file: source, duration: duration, text: transcript.text, words: transcript.words)
+        // Milliseconds are the frames' resolution (and confidences need no more than four digits); the raw
+        // doubles print as 2.3000000000000003.
+        func rounded(_ x: Double, _ scale: Double) -> Double { (x * scale).rounded() / scale }
+        let words = transcript.words.map {
+            Word(text: $0.text, start: rounded($0.start, 1000), end: rounded($0.end, 1000), confidence: rounded($0.confidence, 10000))
+        }
+        let doc = Document(file: source, duration: rounded(duration, 1000), text: transcript.text, words: words)
         // Encoding plain strings and doubles cannot fail.
         return String(decoding: try! encoder.encode(doc), as: UTF8.self) + "\n"
     }

@@ -27,11 +27,11 @@ struct RecognitionOptions: ParsableArguments {
     var lm: String?
 
     @Option(help: ArgumentHelp("Weight of the language model's log-probability (alpha); only with --lm or a model with a domain LM.",
-                               discussion: "Default: the model's domain decoding's, else \(RecognitionOptions.defaultLMWeight)."))
+                               discussion: "Default: the model's domain decoding's; with --lm \(RecognitionOptions.defaultLMWeight); with the general English LM (transcribe's default) \(DecodingSettings.generalLMWeight)."))
     var lmWeight: Double?
 
     @Option(help: ArgumentHelp("Score added per recognised word (beta), offsetting the language model's per-word cost; only with --lm or a model with a domain LM. Raise it if words go missing.",
-                               discussion: "Default: the model's domain decoding's, else \(RecognitionOptions.defaultWordBonus)."))
+                               discussion: "Default: the model's domain decoding's; with --lm \(RecognitionOptions.defaultWordBonus); with the general English LM (transcribe's default) \(DecodingSettings.generalWordBonus)."))
     var wordBonus: Double?
 
     @Flag(name: .customLong("no-model-lm"), help: ArgumentHelp(
@@ -53,7 +53,7 @@ struct RecognitionOptions: ParsableArguments {
             switch value {
             case .closedVocabulary:
                 return ArgumentHelp("Recognise only words of the word list: the model's domain words (earshot adapt --text), or with --lm that model's words, plus the hotwords'.",
-                                    discussion: "For speech that never leaves a fixed vocabulary (digits, commands, a roster of names). Default: the model's domain decoding's choice (`earshot model info` shows it), else open.")
+                                    discussion: "For speech that never leaves a fixed vocabulary (digits, commands, a roster of names). Default: the model's domain decoding's choice (`earshot model info` shows it); closed with the general English LM (transcribe's default); open with --lm.")
             case .openVocabulary:
                 return ArgumentHelp("Allow any spelling, even if the model's domain decoding is closed-vocabulary.")
             }

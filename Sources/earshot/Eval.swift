@@ -15,6 +15,9 @@ struct Eval: ParsableCommand {
         apostrophes removed before scoring. WER = (substitutions + deletions + insertions) / \
         reference words over the whole set, aligned as NIST sclite aligns them (the test suite \
         checks the two agree). --hyps writes the hypotheses in the same two-column form.
+
+        Each file is decoded as one utterance; --split-at-pauses splits it at its pauses first, as \
+        `earshot transcribe` and earshotd do (docs/endpointing.md).
         """)
 
     @Argument(help: "Manifest: audio-path<TAB>reference text per line.")
@@ -25,25 +28,43 @@ struct Eval: ParsableCommand {
     @Option(help: "Write hypotheses here (audio-path<TAB>text, same order as the manifest).")
     var hyps: String?
 
-    @Option(help: "Files recognised in parallel (default: number of cores).")
+    @Option(help: "Files recognised in parallel (one per core by default).")
     var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Flag(help: "Split each file into utterances at its pauses and decode them one by one, as transcribe does.")
+    var splitAtPauses = false
 
     func run() throws {
         guard jobs >= 1 else { throw CLIError("--jobs \(jobs): must be at least 1") }
         let list: Manifest
         do { list = try Manifest.read(from: URL(fileURLWithPath: manifest)) } catch { throw CLIError("\(error)") }
         guard !list.entries.isEmpty else { throw CLIError("\(manifest): no utterances in the manifest") }
+        if let hyps {
+            // Checked before the recognition it would otherwise throw away.
+            let folder = URL(fileURLWithPath: hyps).deletingLastPathComponent().path
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw CLIError("--hyps \(hyps): the folder \(folder) does not exist")
+            }
+        }
         let (recognizer, modelPath) = try recognition.makeRecognizer()
         let results = Locked<[(hypothesis: String, audioSeconds: Double, cpu: Double)?]>(slots: list.entries.count)
         let progress = ProgressReporter(total: list.entries.count, label: "evaluating")
         let failures = Locked<[String?]>(slots: list.entries.count)
+        let splitAtPauses = splitAtPauses
         forEachConcurrently(list.entries.count, jobs: jobs) { i in
             let entry = list.entries[i]
             let path = list.url(of: entry).path
             do {
                 let audio = try AudioFile.read(path: path, targetSampleRate: recognizer.sampleRate)
-                let (t, timings) = recognizer.recognize(audio.samples)
-                results.set(i, (t.text, audio.duration, timings.total))
+                if splitAtPauses {
+                    let session = StreamingSession(recognizer: recognizer)
+                    let t = session.transcribe(audio.samples).transcript
+                    results.set(i, (t.text, audio.duration, session.timings.total))
+                } else {
+                    let (t, timings) = recognizer.recognize(audio.samples)
+                    results.set(i, (t.text, audio.duration, timings.total))
+                }
             } catch {
                 failures.set(i, "\(error)")
                 results.set(i, ("", 0, 0))
@@ -56,23 +77,23 @@ struct Eval: ParsableCommand {
 
         let all = results.current.map { $0! }
         let score = CorpusScore(pairs: zip(list.entries, all).map { ($0.text, $1.hypothesis) })
-        if let hyps {
-            let out = Manifest(entries: zip(list.entries, all).map { .init(path: $0.path, text: $1.hypothesis) },
-                               baseDirectory: list.baseDirectory)
-            do { try out.write(to: URL(fileURLWithPath: hyps)) } catch { throw CLIError("\(error)") }
-        }
         let audio = all.reduce(0) { $0 + $1.audioSeconds }, cpu = all.reduce(0) { $0 + $1.cpu }
         print("model:      \(modelPath)")
         print("utterances: \(score.utterances) (\(String(format: "%.1f", audio / 60)) min of audio)")
-        print(String(format: "WER:        %.2f%%  (%d sub, %d del, %d ins / %d words)", score.wordErrorRatePercent,
-                     score.words.substitutions, score.words.deletions, score.words.insertions, score.words.referenceLength))
-        print(String(format: "CER:        %.2f%%  (%d sub, %d del, %d ins / %d characters)", score.characterErrorRatePercent,
-                     score.characters.substitutions, score.characters.deletions, score.characters.insertions,
-                     score.characters.referenceLength))
+        // A rate over no reference words is undefined; say so rather than print "inf%".
+        func rate(_ percent: Double, _ length: Int) -> String { length > 0 ? String(format: "%.2f%%", percent) : "n/a (no reference words)" }
+        let w = score.words, c = score.characters
+        print("WER:        \(rate(score.wordErrorRatePercent, w.referenceLength))  (\(w.substitutions) sub, \(w.deletions) del, \(w.insertions) ins / \(w.referenceLength) words)")
+        print("CER:        \(rate(score.characterErrorRatePercent, c.referenceLength))  (\(c.substitutions) sub, \(c.deletions) del, \(c.insertions) ins / \(c.referenceLength) characters)")
         print(String(format: "SER:        %.2f%%  (%d of %d utterances with a word error)",
                      100 * Double(score.utterancesWithErrors) / Double(max(1, score.utterances)),
                      score.utterancesWithErrors, score.utterances))
         if cpu > 0 { print(String(format: "speed:      %.0fx real time per core (recognition only)", audio / cpu)) }
+        if let hyps {
+            let out = Manifest(entries: zip(list.entries, all).map { .init(path: $0.path, text: $1.hypothesis) },
+                               baseDirectory: list.baseDirectory)
+            do { try out.write(to: URL(fileURLWithPath: hyps)) } catch { throw CLIError("--hyps \(hyps): \(error)") }
+        }
         if !failed.isEmpty { throw CLIError("\(failed.count) of \(list.entries.count) audio files could not be read") }
     }
 }

@@ -93,12 +93,20 @@ struct Listen: ParsableCommand {
 
         do {
             try client.send(.subscribe(partials: !noPartials && (json || terminal)))
+            // A daemon without a microphone accepts the subscription and never sends anything: ask.
+            try client.send(.status)
             while let line = try client.receiveLine() {
                 let reply: ServerReply
                 do {
                     reply = try MessageCodec.decodeServer(line: line)
                 } catch {
                     writeErr("\(path) sent an unreadable message (\(error)); ignored")
+                    continue
+                }
+                if case .status(let report) = reply.message {
+                    guard report.capture != nil else {
+                        throw CLIError("\(path): earshotd is not capturing (started with --no-capture, or capture.enabled = false), so there is no microphone to listen to; `earshot stream FILE` sends it audio instead")
+                    }
                     continue
                 }
                 if json {

@@ -14,14 +14,19 @@ struct Transcribe: ParsableCommand {
         With one file and no --output-dir the transcript goes to stdout. With several files, text \
         output prints 'FILE<TAB>TEXT' lines and json prints one JSON object per line; with \
         --output-dir each file gets FILE-NAME.<txt|json|srt|vtt> there (written atomically). \
-        A file that cannot be read is reported on stderr by name and reason; the others are still \
-        transcribed, and the exit status is 1 if any failed.
+        A file that cannot be read (or a folder given as a file) is reported on stderr by name and \
+        reason; the others are still transcribed, and the exit status is 1 if any failed.
+
+        Each file is split into utterances at its pauses, as earshotd splits live audio \
+        (docs/endpointing.md), and each utterance is decoded on its own: words never run on across a \
+        silence, and the JSON and subtitle times follow the speech. --whole-file decodes every file as \
+        one utterance instead (as `earshot eval` does).
 
         Decoding: a model adapted with --text decodes with its own domain LM. Any other model decodes \
         with the general English language model when one is installed: beam search (width \
         \(DecodingSettings.defaultSearchBeam)) with pocketsphinx-en-us's trigram, closed vocabulary, \
         LM weight \(DecodingSettings.generalLMWeight), word bonus \(DecodingSettings.generalWordBonus) \
-        (35 % WER against 58 % greedy on the synthetic test set; models/README.md). It is $EARSHOT_LM, else \
+        (32.6 % WER against 55.7 % greedy on the synthetic test set; models/README.md). It is $EARSHOT_LM, else \
         \(GeneralLanguageModel.fileName) in ~/.cache/earshot/lm (scripts/setup.sh makes it with \
         `earshot lm compile`), ../share/earshot/lm next to the binary, /usr/local/share/earshot/lm or \
         /usr/share/earshot/lm. Without one, or with --no-general-lm, --beam 1, --no-model-lm or \
@@ -33,13 +38,16 @@ struct Transcribe: ParsableCommand {
 
     @OptionGroup var recognition: RecognitionOptions
 
-    @Flag(name: .customLong("no-general-lm"), help: "Do not decode with the general English language model (see below): greedy decoding, or beam search for --hotword.")
+    @Flag(name: .customLong("no-general-lm"), help: "Do not decode with the general English language model (see the overview above): greedy decoding, or beam search for --hotword.")
     var noGeneralLM = false
+
+    @Flag(help: "Decode each file as one utterance instead of splitting it at pauses.")
+    var wholeFile = false
 
     @Option(help: "Output format: text, json (words with times and confidences), srt or vtt (subtitles).")
     var format: FormatArgument = .text
 
-    @Option(help: "Files transcribed in parallel (default: number of cores).")
+    @Option(help: "Files transcribed in parallel (one per core by default).")
     var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
 
     @Option(help: "Write one output file per input into this folder instead of stdout.")
@@ -50,12 +58,6 @@ struct Transcribe: ParsableCommand {
         guard jobs >= 1 else { throw CLIError("--jobs \(jobs): must be at least 1") }
         if files.count > 1 && outputDir == nil && (format == .srt || format == .vtt) {
             throw CLIError("subtitles for several files need --output-dir (one .\(format.fileExtension) per file)")
-        }
-        for path in files {
-            var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
-                throw CLIError("'\(path)' is a folder; pass the audio files in it (e.g. '\(path)'/*.wav)")
-            }
         }
         if outputDir != nil {
             // Two inputs with the same base name (a/x.wav, b/x.wav, or x.wav and x.flac) would write the
@@ -80,14 +82,20 @@ struct Transcribe: ParsableCommand {
         let several = files.count > 1
         let outputDir = outputDir
         let files = files
+        let wholeFile = wholeFile
 
         forEachConcurrently(files.count, jobs: jobs) { i in
             let path = files[i]
             var output: String?
             var failure: String?
             do {
+                var isDirectory: ObjCBool = false
+                if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+                    throw CLIError("'\(path)' is a folder; pass the audio files in it (e.g. '\(path)'/*.wav)")
+                }
                 let audio = try AudioFile.read(path: path, targetSampleRate: recognizer.sampleRate)
-                let (transcript, _) = recognizer.recognize(audio.samples)
+                let transcript = wholeFile ? recognizer.recognize(audio.samples).transcript
+                                           : StreamingSession(recognizer: recognizer).transcribe(audio.samples).transcript
                 let rendered = Self.render(transcript, format: format, path: path, duration: audio.duration, several: several)
                 if let outputDir {
                     let out = URL(fileURLWithPath: outputDir).appendingPathComponent(Self.outputName(path, format: format))
@@ -105,7 +113,8 @@ struct Transcribe: ParsableCommand {
         }
         progress?.finish()
         if printer.failures > 0 {
-            FileHandle.standardError.write(Data("earshot: \(printer.failures) of \(files.count) files failed\n".utf8))
+            // One file's failure is its own line; a tally only helps among several.
+            if files.count > 1 { FileHandle.standardError.write(Data("earshot: \(printer.failures) of \(files.count) files failed\n".utf8)) }
             throw ExitCode(1)
         }
     }

@@ -115,6 +115,35 @@ import Tensors
         #expect(fused.decode(m).text == "wreckanice beach")
     }
 
+    /// Frames spelling `text` clearly, with every word boundary unsure: a space at `space`, else blank.
+    func unsureSpaces(_ text: String, space: Double) -> Matrix {
+        var frames: [[Int: Double]] = [[vocab.blank: 0.95]]
+        for ch in text {
+            if ch == " " {
+                frames.append([vocab.space!: space, vocab.blank: 0.99 - space])
+            } else {
+                frames.append([vocab.tokenize(String(ch))![0]: 0.95])
+                frames.append([vocab.blank: 0.95])
+            }
+        }
+        return logits(frames)
+    }
+
+    @Test func openVocabularyKeepsKnownWordsApartAndStillSpellsUnknownOnes() {
+        let lm = NGramLanguageModel.train(sentences: ["the cat sat on the mat", "a dog sat on a cat", "the mat"], order: 2)
+        let m = unsureSpaces("the cat sat on the mat", space: 0.3)
+        var open = BeamSearchDecoder(configuration: BeamSearchConfiguration(beamWidth: 16, lmWeight: 1), languageModel: lm)
+        #expect(open.decode(m).text == "the cat sat on the mat")
+        // Without the spelling cost, one invented word paying the flat unknown-word penalty once is
+        // cheaper than six real words' LM scores and five unsure spaces: the words run together.
+        var flat = BeamSearchDecoder(configuration: BeamSearchConfiguration(beamWidth: 16, lmWeight: 1, unknownLetterLogProbability: 0),
+                                     languageModel: lm)
+        #expect(flat.decode(m).text == "thecatsatonthemat")
+        // A word the LM lacks, clearly spoken, is still written as heard.
+        var oov = BeamSearchDecoder(configuration: BeamSearchConfiguration(beamWidth: 16, lmWeight: 1), languageModel: lm)
+        #expect(oov.decode(unsureSpaces("the zyx sat", space: 0.9)).text == "the zyx sat")
+    }
+
     @Test func hotwordBoostFlipsADecision() {
         let m = ambiguousCatBat()
         var boosted = BeamSearchDecoder(configuration: BeamSearchConfiguration(beamWidth: 8, hotwords: [Hotword("cat", weight: 1)]))

@@ -72,6 +72,12 @@ extension CLITests {
                 let r = try f.run(["eval", "--model", f.model.path, url.path])
                 expectOneLineFailure(r, "eval on a \(what) manifest", mentions: [url.path + extra])
             }
+            // --hyps into a folder that does not exist is refused before any recognition.
+            let hyps = f.dir.appendingPathComponent("no such folder/hyps.tsv").path
+            let good = f.dir.appendingPathComponent("good.tsv")
+            try writeManifest([(try f.speak(["yes"])[0], "yes")], to: good)
+            let r = try f.run(["eval", "--model", f.model.path, "--hyps", hyps, good.path])
+            expectOneLineFailure(r, "eval --hyps in a missing folder", mentions: ["--hyps", hyps, "does not exist"])
         }
     }
 
@@ -98,6 +104,12 @@ extension CLITests {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
             expectOneLineFailure(try f.run(["transcribe", "--model", f.model.path, folder.path]), "transcribe on a folder",
                                  mentions: [folder.path, "folder"])
+            // Among files, a folder is one failure: the files around it are still transcribed.
+            let among = try f.run(["transcribe", "--model", f.model.path, audio, folder.path, audio])
+            #expect(among.status == 1, "a folder among the inputs must fail the run: \(among.status)")
+            #expect(among.stdout.split(separator: "\n").filter { $0.hasPrefix(audio + "\t") }.count == 2, "\(among.stdout)")
+            #expect(among.stderrLines.contains { $0.contains(folder.path) && $0.contains("folder") }, "\(among.stderr)")
+            #expect(among.stderr.contains("1 of 3 files failed"), "\(among.stderr)")
             // An existing regular file, and a path beneath one: neither can become a folder. (Tests may
             // run as root, for whom permission bits do not stop a write.)
             let file = f.dir.appendingPathComponent("not-a-folder.txt")

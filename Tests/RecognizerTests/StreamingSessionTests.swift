@@ -90,6 +90,24 @@ import Training
         }
     }
 
+    /// `transcribe` (what `earshot transcribe` does with a file) is the session's finals, joined: the
+    /// same text and words, each word inside its own utterance, none running across a silence.
+    @Test func transcribeJoinsTheFinalsOfAWholeRecording() throws {
+        let tiny = try TinyModel.shared(subsampling: 4)
+        let recognizer = try Recognizer(model: tiny.trained)
+        let scene = Scene([.silence(0.5), .word("left"), .silence(1), .word("down"), .silence(1), .word("right"), .silence(1)],
+                          model: tiny)
+        var rng = SeededGenerator(state: 5)
+        let finals = run(StreamingSession(recognizer: recognizer), scene.samples, maxChunk: 1000, rng: &rng).finals
+        let (transcript, utterances) = StreamingSession(recognizer: recognizer).transcribe(scene.samples)
+        #expect(utterances == 3 && finals.count == 3)
+        #expect(transcript.text == "left down right")
+        #expect(transcript.words == finals.flatMap(\.transcript.words))
+        for (word, next) in zip(transcript.words, scene.words.dropFirst()) {
+            #expect(word.end <= Double(next.span.lowerBound) / Self.sampleRate, "\(word) runs into '\(next.text)'")
+        }
+    }
+
     /// A word that starts while the previous utterance's endpoint is still waiting for its look-ahead
     /// is recognised whole: the next segment starts where the decided silence ends, not where the
     /// audio fed so far ends. Which gaps put the onset inside the look-ahead depends on where the
