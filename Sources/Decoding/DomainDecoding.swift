@@ -316,9 +316,12 @@ public struct DomainDecoding: Sendable, Equatable, Codable {
         for h in extraHotwords {
             if let i = merged.firstIndex(where: { $0.phrase == h.phrase }) { merged[i] = h } else { merged.append(h) }
         }
+        // No per-letter spelling cost: a domain LM knows a few words, most of what its user says is
+        // unknown to it, and the flat unknown-word penalty is tuned on the user's own validation speech
+        // (`tuned`, down to 0 when the domain's speech leaves the list).
         return .recognition(beamWidth: beam ?? self.beam, lmWeight: lmWeight ?? self.lmWeight,
                             wordBonus: wordBonus ?? self.wordBonus, unknownWordPenalty: unknownWordPenalty ?? self.unknownWordPenalty,
-                            hotwords: merged, withLanguageModel: true, lexicon: lexicon)
+                            unknownLetterLogProbability: 0, hotwords: merged, withLanguageModel: true, lexicon: lexicon)
     }
 
     /// The closed vocabulary of this decoding: its words and the words of its and `extraHotwords`'
@@ -530,10 +533,12 @@ extension BeamSearchConfiguration {
     /// it, and it would just insert words).
     public static func recognition(beamWidth: Int, lmWeight: Double, wordBonus: Double,
                                    unknownWordPenalty: Double = DomainDecoding.defaultUnknownWordPenalty,
+                                   unknownLetterLogProbability: Double = BeamSearchConfiguration.defaultUnknownLetterLogProbability,
                                    hotwords: [Hotword], withLanguageModel: Bool, lexicon: Lexicon? = nil) -> BeamSearchConfiguration {
         BeamSearchConfiguration(beamWidth: beamWidth, tokenTopK: 8, blankSkipThreshold: 0.999, lmWeight: lmWeight,
                                 wordInsertionBonus: withLanguageModel ? wordBonus : 0,
                                 unknownWordPenalty: unknownWordPenalty, hotwords: hotwords,
-                                hotwordPrefixBonus: hotwords.isEmpty ? 0 : 0.5, lexicon: lexicon)
+                                hotwordPrefixBonus: hotwords.isEmpty ? 0 : 0.5, lexicon: lexicon,
+                                unknownLetterLogProbability: unknownLetterLogProbability)
     }
 }

@@ -77,7 +77,7 @@ public enum TranscriptFormat: String, CaseIterable, Sendable {
         let words = transcript.words.map {
             Word(text: $0.text, start: rounded($0.start, 1000), end: rounded($0.end, 1000), confidence: rounded($0.confidence, 10000))
         }
-        let doc = Document(file: source, duration: rounded(duration, 1000), text: transcript.text, words: words)
+        let doc = Document(file: source, duration: duration, text: transcript.text, words: words)
         // Encoding plain strings and doubles cannot fail.
         return String(decoding: try! encoder.encode(doc), as: UTF8.self) + "\n"
     }

@@ -115,14 +115,15 @@ import Tensors
         #expect(fused.decode(m).text == "wreckanice beach")
     }
 
-    /// Frames spelling `text` clearly, with every word boundary unsure: a space at `space`, else blank.
-    func unsureSpaces(_ text: String, space: Double) -> Matrix {
+    /// Frames spelling `text`, each letter at `letter`, with every word boundary unsure: a space at
+    /// `space`, else blank.
+    func unsureSpaces(_ text: String, space: Double, letter: Double = 0.95) -> Matrix {
         var frames: [[Int: Double]] = [[vocab.blank: 0.95]]
         for ch in text {
             if ch == " " {
                 frames.append([vocab.space!: space, vocab.blank: 0.99 - space])
             } else {
-                frames.append([vocab.tokenize(String(ch))![0]: 0.95])
+                frames.append([vocab.tokenize(String(ch))![0]: letter])
                 frames.append([vocab.blank: 0.95])
             }
         }
@@ -131,17 +132,23 @@ import Tensors
 
     @Test func openVocabularyKeepsKnownWordsApartAndStillSpellsUnknownOnes() {
         let lm = NGramLanguageModel.train(sentences: ["the cat sat on the mat", "a dog sat on a cat", "the mat"], order: 2)
-        let m = unsureSpaces("the cat sat on the mat", space: 0.3)
+        // Every boundary is unsure, so one invented word spelling the sentence would pay the flat
+        // unknown-word penalty once instead of six words' LM scores and five unsure spaces; its letters'
+        // cost, charged while it grows, keeps the words apart.
+        let m = unsureSpaces("the cat sat on the mat on the mat", space: 0.3)
         var open = BeamSearchDecoder(configuration: BeamSearchConfiguration(beamWidth: 16, lmWeight: 1), languageModel: lm)
-        #expect(open.decode(m).text == "the cat sat on the mat")
-        // Without the spelling cost, one invented word paying the flat unknown-word penalty once is
-        // cheaper than six real words' LM scores and five unsure spaces: the words run together.
+        #expect(open.decode(m).text == "the cat sat on the mat on the mat")
         var flat = BeamSearchDecoder(configuration: BeamSearchConfiguration(beamWidth: 16, lmWeight: 1, unknownLetterLogProbability: 0),
                                      languageModel: lm)
-        #expect(flat.decode(m).text == "thecatsatonthemat")
-        // A word the LM lacks, clearly spoken, is still written as heard.
+        #expect(flat.decode(m).text == "thecatsatonthematonthemat", "without the letter cost the words run together")
+        // A word the LM lacks, clearly spoken, is still written as heard; the letter cost, like the rest of
+        // the LM's score, goes with the LM weight.
+        let zyx = unsureSpaces("the zyx sat", space: 0.9, letter: 0.999)
         var oov = BeamSearchDecoder(configuration: BeamSearchConfiguration(beamWidth: 16, lmWeight: 1), languageModel: lm)
-        #expect(oov.decode(unsureSpaces("the zyx sat", space: 0.9)).text == "the zyx sat")
+        #expect(oov.decode(zyx).text == "the zyx sat")
+        var heavy = BeamSearchDecoder(configuration: BeamSearchConfiguration(beamWidth: 16, lmWeight: 1, unknownLetterLogProbability: -8),
+                                      languageModel: lm)
+        #expect(heavy.decode(zyx).text == "the sat", "a costlier spelling drops the unknown word")
     }
 
     @Test func hotwordBoostFlipsADecision() {
