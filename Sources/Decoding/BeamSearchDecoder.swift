@@ -135,7 +135,9 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
         var wordID: Int32
         /// LM, word-bonus and hotword scores of the completed words.
         var fixedScore: Double
-        /// Temporary hotword-prefix bonus of the word being spelled.
+        /// Temporary scores of the word being spelled, replaced by its real ones when it completes: the
+        /// hotword-prefix bonus, and the LM lookahead or the unknown-word cost it is bound for (see
+        /// `lmLookahead`, `knownWords`).
         var partialBonus: Double
         /// State in the hotword character trie for the word being spelled; -1 when off the trie.
         var hotwordState: Int32
@@ -205,21 +207,23 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
     // Closed vocabulary: the trie (in this decoder's vocabulary), and whether `sortedTokens` holds this
     // frame's ranking yet (it is only needed for trie states with more than `tokenTopK` children).
     private let lexicon: Lexicon?
-    /// Open vocabulary with a language model: `configuration.knownWords`, or built from the model and the
-    /// hotwords. A partial word on its trie is ranked, like a closed-vocabulary one, by the best known
+    /// Open vocabulary with a language model and a letter cost (`unknownLetterLogProbability` not 0):
+    /// `configuration.knownWords`, or built from the model and the hotwords. A partial word on its trie is ranked, like a closed-vocabulary one, by the best known
     /// word it can become (`lmLookahead`); one that leaves it can only become an unknown word, and is
     /// ranked by what that will cost, its letters' `unknownLetterLogProbability` included, so a run of
     /// words glued into one long invented word pays for its length while it grows, before the beam has
     /// dropped the real words it displaced. nil otherwise.
     private let knownWords: Lexicon?
     private var rankedThisFrame = false
-    /// Closed vocabulary: bounds for the best completion score of the words below each trie state (the
-    /// word bonus plus alpha times the LM's context-free log probability, and the unknown-word penalty
-    /// where it applies), added to a partial word as a temporary bonus ("LM smearing") and replaced by
-    /// the real score when the word completes. In a closed search every started word must complete, so
-    /// this only anticipates a score the prefix will get: half-spelled words compete with complete
-    /// transcripts (the empty one included) on the bonus and LM score they are bound for, not on
-    /// acoustics alone. The lexicon's own when `Lexicon.scored(by:)` made them, else computed here.
+    /// For the trie in use (the closed `lexicon`, or `knownWords`): bounds for the best completion score of
+    /// the words below each trie state (the word bonus plus alpha times the LM's context-free log
+    /// probability, and the unknown-word penalty where it applies), added to a partial word as a
+    /// temporary bonus ("LM smearing") and replaced by the real score when the word completes. In a
+    /// closed search every started word must complete, so this only anticipates a score the prefix will
+    /// get: half-spelled words compete with complete transcripts (the empty one included) on the bonus
+    /// and LM score they are bound for, not on acoustics alone. In an open one a word on the trie may
+    /// still leave it; then the unknown-word cost replaces the bound. The trie's own when
+    /// `Lexicon.scored(by:)` made them, else computed here.
     private let lmLookahead: Lexicon.LanguageModelLookahead?
 
     public init(vocabulary: Vocabulary = .earshot, frameDuration: Double = 0.04,
@@ -232,7 +236,9 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
         self.languageModel = languageModel
         self.logPosteriors = [Double](repeating: 0, count: vocabulary.count)
         self.lexicon = configuration.lexicon?.respelled(for: vocabulary)
-        if configuration.lexicon == nil, let languageModel {
+        // Without a letter cost (domain decoding) the open search is the plain one, whose flat unknown-word
+        // penalty was tuned without a trie.
+        if configuration.lexicon == nil, configuration.unknownLetterLogProbability != 0, let languageModel {
             knownWords = (configuration.knownWords ?? Lexicon.knownWords(of: languageModel, hotwords: configuration.hotwords,
                                                                           vocabulary: vocabulary)).respelled(for: vocabulary)
         } else {
@@ -523,7 +529,8 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
             if p.wordStart >= 0 {
                 // The lexicon knows the word at a word-end state; no need to walk back and spell it.
                 let word = lexicon.map { $0.words[Int($0.wordAt[Int(p.lexState)])] } ?? spelling(from: p.wordStart, to: parent)
-                let (id, delta) = completeWord(word, lastWord: p.lastWord, listed: isListed(p.lexState))
+                let (id, delta) = completeWord(word, lastWord: p.lastWord, listed: isListed(p.lexState),
+                                               letters: Int(p.depth - nodes[Int(p.wordStart)].depth) + 1)
                 n.wordID = id
                 n.previousWord = p.lastWord
                 n.lastWord = index
@@ -618,9 +625,9 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
         return id >= 0 ? id : (lm.unknownID ?? -1)
     }
 
-    /// Word id and score change for completing `word` after the words ending at `lastWord`; `listed`: the
-    /// word is exempt from `unknownLetterLogProbability` (`isListed`).
-    private mutating func completeWord(_ word: String, lastWord: Int32, listed: Bool) -> (Int32, Double) {
+    /// Word id and score change for completing `word` (`letters` tokens) after the words ending at
+    /// `lastWord`; `listed`: the word is exempt from `unknownLetterLogProbability` (`isListed`).
+    private mutating func completeWord(_ word: String, lastWord: Int32, listed: Bool, letters: Int) -> (Int32, Double) {
         let id = intern(word)
         var delta = configuration.wordInsertionBonus
         if let lm = languageModel {
@@ -633,7 +640,7 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
                     delta += configuration.lmWeight * lm.logProbability(of: unk, history: history)
                 }
                 delta += configuration.unknownWordPenalty
-                if !listed { delta += configuration.lmWeight * configuration.unknownLetterLogProbability * Double(word.count) }
+                if !listed { delta += configuration.lmWeight * configuration.unknownLetterLogProbability * Double(letters) }
             }
         }
         if let phrases = phrasesByLastWord[id] {
@@ -809,7 +816,8 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
         let lastWord = n.lastWord
         var pending: Int32? = nil
         if n.wordStart >= 0 {
-            let (id, delta) = completeWord(spelling(from: n.wordStart, to: e.node), lastWord: n.lastWord, listed: isListed(n.lexState))
+            let (id, delta) = completeWord(spelling(from: n.wordStart, to: e.node), lastWord: n.lastWord, listed: isListed(n.lexState),
+                                           letters: Int(n.depth - nodes[Int(n.wordStart)].depth) + 1)
             s += delta
             pending = id
         }

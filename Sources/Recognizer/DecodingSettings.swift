@@ -179,9 +179,6 @@ public struct DecodingSettings: Sendable, Equatable {
                                                     vocabulary: vocabulary ?? .earshot)
             // Once here, not in every decoder the recogniser makes.
             config.lexicon = config.lexicon?.scored(by: model)
-            if config.lexicon == nil {
-                config.knownWords = Lexicon.knownWords(of: model, hotwords: config.hotwords, vocabulary: vocabulary ?? .earshot)
-            }
             return DecodingOptions(beam: config, languageModel: model)
         }
         if closedVocabulary == true {

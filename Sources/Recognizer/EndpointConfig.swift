@@ -34,6 +34,12 @@ public struct EndpointConfig: Sendable, Equatable, Codable {
 
     public init() {}
 
+    /// For recordings transcribed whole (`earshot transcribe`, `earshot eval --split-at-pauses`): the
+    /// defaults, except that speech without a pause is cut only after 60 s. The cut lands between two
+    /// frames, possibly inside a word; live, it bounds how long a final can keep a listener waiting, and
+    /// nobody waits on a file.
+    public static let recording = EndpointConfig(maxUtterance: 60)
+
     public init(trailingSilence: Double = 0.6, maxUtterance: Double = 20, minSpeech: Double = 0.08,
                 partialInterval: Double = 0.2, speechThreshold: Double = 0.5, silenceLevel: Double = -65,
                 maxLeadingSilence: Double = 6) {

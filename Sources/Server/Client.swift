@@ -45,8 +45,10 @@ public final class SocketClient: @unchecked Sendable {
         if address.withSockaddr({ Glibc.connect(fd, $0, $1) }) != 0 {
             let code = errno
             Glibc.close(fd)
-            // connect() refuses a regular file as it refuses a socket nobody listens on; tell them apart.
-            if code == ECONNREFUSED, case .notSocket = SocketProbe.probe(path: path) {
+            // connect() refuses a regular file as it refuses a socket nobody listens on; tell them apart
+            // (following a symbolic link, as connect() does).
+            var info = stat()
+            if code == ECONNREFUSED, stat(path, &info) == 0, info.st_mode & S_IFMT != S_IFSOCK {
                 throw .connect(path: path, reason: "not a socket (a regular file or folder): is this earshotd's socket path?")
             }
             throw .connect(path: path, reason: Self.explain(code))

@@ -46,6 +46,9 @@ struct Eval: ParsableCommand {
             guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
                 throw CLIError("--hyps \(hyps): the folder \(folder) does not exist")
             }
+            if FileManager.default.fileExists(atPath: hyps, isDirectory: &isDirectory), isDirectory.boolValue {
+                throw CLIError("--hyps \(hyps) is a folder; give a file name in it")
+            }
         }
         let (recognizer, modelPath) = try recognition.makeRecognizer()
         let results = Locked<[(hypothesis: String, audioSeconds: Double, cpu: Double)?]>(slots: list.entries.count)
@@ -58,7 +61,7 @@ struct Eval: ParsableCommand {
             do {
                 let audio = try AudioFile.read(path: path, targetSampleRate: recognizer.sampleRate)
                 if splitAtPauses {
-                    let session = StreamingSession(recognizer: recognizer)
+                    let session = StreamingSession(recognizer: recognizer, config: .recording)
                     let t = session.transcribe(audio.samples).transcript
                     results.set(i, (t.text, audio.duration, session.timings.total))
                 } else {

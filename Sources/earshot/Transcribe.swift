@@ -95,7 +95,7 @@ struct Transcribe: ParsableCommand {
                 }
                 let audio = try AudioFile.read(path: path, targetSampleRate: recognizer.sampleRate)
                 let transcript = wholeFile ? recognizer.recognize(audio.samples).transcript
-                                           : StreamingSession(recognizer: recognizer).transcribe(audio.samples).transcript
+                                           : StreamingSession(recognizer: recognizer, config: .recording).transcribe(audio.samples).transcript
                 let rendered = Self.render(transcript, format: format, path: path, duration: audio.duration, several: several)
                 if let outputDir {
                     let out = URL(fileURLWithPath: outputDir).appendingPathComponent(Self.outputName(path, format: format))
