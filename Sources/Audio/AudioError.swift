@@ -29,7 +29,7 @@ public enum AudioError: Error, CustomStringConvertible, Equatable, Sendable {
         case .fileNotFound(let path):
             return "cannot read '\(path)': no such file (check the path and the current directory)"
         case .notARegularFile(let path):
-            return "cannot read '\(path)': it is a directory or special file, not an audio file"
+            return "cannot read '\(path)': it is a folder or special file, not an audio file (for the audio in a folder, pass its files, e.g. '\(path)'/*.wav)"
         case .permissionDenied(let path):
             return "cannot read '\(path)': permission denied (check the file's owner and mode)"
         case .empty(let path, let byteCount):

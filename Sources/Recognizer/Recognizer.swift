@@ -103,14 +103,28 @@ public final class Recognizer: Sendable {
 
     func recognizeReturningStream(_ samples: [Float]) -> (Transcript, RecognitionStream) {
         let stream = makeStream()
-        let block = max(1, Int(Self.recognizeBlockSeconds * Double(sampleRate)))
+        Self.forEachBlock(of: samples, sampleRate: sampleRate) { stream.accept($0) }
+        return (stream.finish(), stream)
+    }
+
+    /// `samples` in consecutive blocks of `recognizeBlockSeconds`, the last one shorter.
+    static func forEachBlock(of samples: [Float], sampleRate: Int, _ body: ([Float]) -> Void) {
+        let block = max(1, Int(recognizeBlockSeconds * Double(sampleRate)))
         var start = 0
         while start < samples.count {
             let end = min(samples.count, start + block)
-            stream.accept(Array(samples[start..<end]))
+            body(Array(samples[start..<end]))
             start = end
         }
-        return (stream.finish(), stream)
+    }
+
+    /// A whole recording, as `earshot transcribe` reads one: split into utterances at its pauses by a
+    /// `StreamingSession` with `EndpointConfig.recording`, as earshotd hears it live, or (`splitAtPauses`
+    /// false) decoded as one utterance by `recognize`.
+    public func transcribe(_ samples: [Float], splitAtPauses: Bool) -> (transcript: Transcript, timings: StageTimings) {
+        guard splitAtPauses else { return recognize(samples) }
+        let session = StreamingSession(recognizer: self, config: .recording)
+        return (session.transcribe(samples).transcript, session.timings)
     }
 
     func makeDecoder() -> AnyDecoder {

@@ -358,13 +358,7 @@ public final class StreamingSession {
                 utterances += 1
             }
         }
-        let block = max(1, Int(Recognizer.recognizeBlockSeconds * Double(sampleRate)))
-        var start = 0
-        while start < samples.count {
-            let end = min(samples.count, start + block)
-            collect(accept(Array(samples[start..<end])))
-            start = end
-        }
+        Recognizer.forEachBlock(of: samples, sampleRate: sampleRate) { collect(accept($0)) }
         collect(finish())
         return (Transcript(text: texts.joined(separator: " "), words: words), utterances)
     }

@@ -60,14 +60,8 @@ struct Eval: ParsableCommand {
             let path = list.url(of: entry).path
             do {
                 let audio = try AudioFile.read(path: path, targetSampleRate: recognizer.sampleRate)
-                if splitAtPauses {
-                    let session = StreamingSession(recognizer: recognizer, config: .recording)
-                    let t = session.transcribe(audio.samples).transcript
-                    results.set(i, (t.text, audio.duration, session.timings.total))
-                } else {
-                    let (t, timings) = recognizer.recognize(audio.samples)
-                    results.set(i, (t.text, audio.duration, timings.total))
-                }
+                let (t, timings) = recognizer.transcribe(audio.samples, splitAtPauses: splitAtPauses)
+                results.set(i, (t.text, audio.duration, timings.total))
             } catch {
                 failures.set(i, "\(error)")
                 results.set(i, ("", 0, 0))

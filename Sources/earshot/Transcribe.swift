@@ -89,13 +89,8 @@ struct Transcribe: ParsableCommand {
             var output: String?
             var failure: String?
             do {
-                var isDirectory: ObjCBool = false
-                if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
-                    throw CLIError("'\(path)' is a folder; pass the audio files in it (e.g. '\(path)'/*.wav)")
-                }
                 let audio = try AudioFile.read(path: path, targetSampleRate: recognizer.sampleRate)
-                let transcript = wholeFile ? recognizer.recognize(audio.samples).transcript
-                                           : StreamingSession(recognizer: recognizer, config: .recording).transcribe(audio.samples).transcript
+                let transcript = recognizer.transcribe(audio.samples, splitAtPauses: !wholeFile).transcript
                 let rendered = Self.render(transcript, format: format, path: path, duration: audio.duration, several: several)
                 if let outputDir {
                     let out = URL(fileURLWithPath: outputDir).appendingPathComponent(Self.outputName(path, format: format))
