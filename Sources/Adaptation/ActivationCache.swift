@@ -30,10 +30,20 @@ public struct ActivationCache: Sendable {
     static let version: UInt32 = 1
     static let headerBytes = 8 + 4 + 4 + 4 + 32
 
-    /// The cache folder for `modelSHA256` cut below top-level layer `cut`, under `root` (created).
-    public init(root: URL, modelSHA256: String, cut: Int) throws(AdaptError) {
+    let modelSHA256: String
+    let cut: Int
+
+    /// The cache folder for `modelSHA256` cut below top-level layer `cut`, under `root`; `create()` makes it.
+    public init(root: URL, modelSHA256: String, cut: Int) {
         let key = SHA256.hex(Array("earshot-adapt-cache v\(Self.version)\nmodel \(modelSHA256)\ncut \(cut)\n".utf8))
         directory = root.appendingPathComponent(String(key.prefix(32)), isDirectory: true)
+        self.modelSHA256 = modelSHA256
+        self.cut = cut
+    }
+
+    /// Makes the folder (and its README) if missing, or marks it in use. Called once the data proved usable,
+    /// so a refused run leaves nothing behind.
+    public func create() throws(AdaptError) {
         do { try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
             throw .cache(path: directory.path, reason: error.localizedDescription)
         }

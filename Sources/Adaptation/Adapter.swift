@@ -87,8 +87,10 @@ public final class Adapter {
     public let basePath: String
     public let split: LayerSplit
     let cache: ActivationCache
-    /// Held for the adapter's life, so `ActivationCache.prune` never deletes under it.
-    let cacheLock: ActivationCache.Lock
+    /// Taken when `run` first touches the cache and held for the adapter's life, so
+    /// `ActivationCache.prune` never deletes under it.
+    private var cacheLock: ActivationCache.Lock?
+    let cacheRoot: URL
     let encoder: Encoder
     let frontendConfig: FrontendConfig
     let vocabulary: Vocabulary
@@ -117,11 +119,19 @@ public final class Adapter {
         self.log = log
         vocabulary = Vocabulary(ctcTokens: model.description.vocabulary)
         split = try LayerSplit(architecture: model.description.architecture, layers: options.layers, encoderBlocks: options.encoderBlocks)
+        self.cacheRoot = cacheRoot
+        cache = ActivationCache(root: cacheRoot, modelSHA256: model.sha256 ?? "unknown", cut: split.cut)
+    }
+
+    /// Locks and creates the cache folder: only once the data is known to be usable, so that a refused
+    /// run (a folder without recordings, a mistyped manifest) leaves nothing on disk.
+    func openCache() throws(AdaptError) {
+        guard cacheLock == nil else { return }
         guard let lock = ActivationCache.Lock(root: cacheRoot, exclusive: false) else {
             throw .cache(path: cacheRoot.path, reason: "cannot create or lock \(cacheRoot.appendingPathComponent(".lock").path)")
         }
         cacheLock = lock
-        cache = try ActivationCache(root: cacheRoot, modelSHA256: model.sha256 ?? "unknown", cut: split.cut)
+        try cache.create()
     }
 
     /// An utterance ready for training: its cache entry, labels and frame count.
@@ -347,6 +357,7 @@ public final class Adapter {
         }
         for s in skipped { log("skipped \(s)") }
         guard !trainItems.isEmpty else { throw .data(path: data.train, reason: "no usable items (\(skipped.count) skipped, reasons above)") }
+        try openCache()
 
         var generalItems: [ValidItem] = []
         var generalPerEpoch = 0

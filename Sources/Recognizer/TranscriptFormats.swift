@@ -63,11 +63,19 @@ public enum TranscriptFormat: String, CaseIterable, Sendable {
     }
 
     static func json(_ transcript: Transcript, source: String, duration: Double, compact: Bool) -> String {
+        // A word's key is "word", as in the daemon's final messages (docs/protocol.md), so one parser
+        // reads both.
+        struct JSONWord: Encodable {
+            var word: String
+            var start: Double
+            var end: Double
+            var confidence: Double
+        }
         struct Document: Encodable {
             var file: String
             var duration: Double
             var text: String
-            var words: [Word]
+            var words: [JSONWord]
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = compact ? [.sortedKeys, .withoutEscapingSlashes] : [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -75,7 +83,8 @@ public enum TranscriptFormat: String, CaseIterable, Sendable {
         // doubles print as 2.3000000000000003.
         func rounded(_ x: Double, _ scale: Double) -> Double { (x * scale).rounded() / scale }
         let words = transcript.words.map {
-            Word(text: $0.text, start: rounded($0.start, 1000), end: rounded($0.end, 1000), confidence: rounded($0.confidence, 10000))
+            JSONWord(word: $0.text, start: rounded($0.start, 1000), end: rounded($0.end, 1000),
+                     confidence: rounded($0.confidence, 10000))
         }
         let doc = Document(file: source, duration: duration, text: transcript.text, words: words)
         // Encoding plain strings and doubles cannot fail.

@@ -206,6 +206,10 @@ struct Adapt: ParsableCommand {
             guard let path else { continue }
             if !FileManager.default.fileExists(atPath: expandTilde(path)) { throw CLIError("\(flag) \(expandTilde(path)): no such file or folder") }
         }
+        // A folder without recordings or a file that is no manifest is refused here too (listing is cheap).
+        for path in [self.data, val].compactMap({ $0 }) {
+            do { _ = try DataDiscovery.discover(expandTilde(path)) } catch { throw CLIError(error.description) }
+        }
         // Read before any training, so a bad corpus costs nothing.
         let domainText: String? = try text.map { path in
             do { return try String(contentsOfFile: expandTilde(path), encoding: .utf8) } catch {

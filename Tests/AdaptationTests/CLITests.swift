@@ -19,6 +19,10 @@ import TestSupport
             #expect(usage.status == 64 && usage.stderr.contains("--out"))
             let text = dir.appendingPathComponent("phrases.txt")
             try Data("go up\n".utf8).write(to: text)
+            let noAudio = dir.appendingPathComponent("no-audio", isDirectory: true)
+            try FileManager.default.createDirectory(at: noAudio, withIntermediateDirectories: true)
+            try Data("notes\n".utf8).write(to: noAudio.appendingPathComponent("notes.txt"))
+            let cache = dir.appendingPathComponent("cache")
 
             let cases: [([String], String)] = [
                 (["--out", out], "nothing to adapt to: give --data"),
@@ -32,14 +36,17 @@ import TestSupport
                 (["--data", data.path, "--out", model], "is the base model"),
                 (["--data", data.path, "--out", out, "--general-share", "0.5"], "only applies with --general"),
                 (["--data", data.path, "--out", out, "--val-fraction", "1.5"], "--val-fraction 1.5: must be in [0, 1)"),
+                (["--data", noAudio.path, "--out", out], "data \(noAudio.path): no manifest.tsv and no audio files"),
             ]
             for (arguments, message) in cases {
-                let r = try adapt(["--base", model, "--cache", dir.appendingPathComponent("cache").path] + arguments)
+                let r = try adapt(["--base", model, "--cache", cache.path] + arguments)
                 #expect(r.status == 1, "\(arguments)")
                 #expect(r.stderr.contains(message), "\(arguments): \(r.stderr)")
                 #expect(r.stderr.split(separator: "\n").count == 1, "\(arguments): \(r.stderr)")
             }
             #expect(!FileManager.default.fileExists(atPath: out))
+            // A refused run leaves nothing behind, not even an empty cache folder.
+            #expect(!FileManager.default.fileExists(atPath: cache.path))
         }
     }
 

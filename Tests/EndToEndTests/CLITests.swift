@@ -81,11 +81,20 @@ import TestSupport
     }
 
     @Test func transcribeJSONHasTimedConfidentWords() throws {
+        // The words' key is "word", as in the daemon's finals.
+        struct JSONWord: Decodable {
+            var word: String
+            var start: Double
+            var end: Double
+            var confidence: Double
+        }
         struct Document: Decodable {
             var file: String
             var duration: Double
             var text: String
-            var words: [Word]
+            var jsonWords: [JSONWord]
+            var words: [Word] { jsonWords.map { Word(text: $0.word, start: $0.start, end: $0.end, confidence: $0.confidence) } }
+            enum CodingKeys: String, CodingKey { case file, duration, text, jsonWords = "words" }
         }
         try withFixture { f in
             let files = try f.speak(["right", "up"]) + [try f.sentence(["no", "left", "yes"], gap: 0.6, name: "three.wav")]
