@@ -123,7 +123,7 @@ public final class Recognizer: Sendable {
     /// false) decoded as one utterance by `recognize`.
     public func transcribe(_ samples: [Float], splitAtPauses: Bool) -> (transcript: Transcript, timings: StageTimings) {
         guard splitAtPauses else { return recognize(samples) }
-        let session = StreamingSession(recognizer: self, config: .recording)
+        let session = StreamingSession(recognizer: self, config: .recording, batched: true)
         return (session.transcribe(samples).transcript, session.timings)
     }
 

@@ -5,7 +5,8 @@ import TestSupport
 
 /// A test stream: words and silences laid end to end at 16 kHz, with where each word is.
 struct Scene {
-    enum Part { case word(String), silence(Double) }
+    /// `fragment`: the first seconds of a word (a burst, shorter than a word).
+    enum Part { case word(String), silence(Double), fragment(String, Double) }
 
     var samples: [Float] = []
     var words: [(text: String, span: Range<Int>)] = []
@@ -20,6 +21,10 @@ struct Scene {
                 samples += s
             case .silence(let seconds):
                 samples += [Float](repeating: 0, count: Int(seconds * 16000))
+            case .fragment(let w, let seconds):
+                let s = model.word(w).prefix(Int(seconds * 16000))
+                words.append((w, samples.count..<(samples.count + s.count)))
+                samples += s
             }
         }
         if noise > 0 {
