@@ -45,6 +45,8 @@ public struct AdaptResult: Sendable {
     /// Training runs (`AdaptOptions.runs`), and the one (from 0) whose weights were kept; nil: their mean.
     public var runs: Int = 1
     public var keptRun: Int? = 0
+    /// True when no run's validation beat the base model at any epoch: the weights written are the base's.
+    public var noEpochImproved = false
     public var trainUtterances: Int
     public var validationUtterances: Int
     public var skipped: [SkippedItem]
@@ -450,6 +452,7 @@ public final class Adapter {
                                  trainUtterances: train.count,
                                  validationUtterances: validation.count, skipped: skipped, cacheHits: hits, cacheMisses: misses,
                                  cacheDirectory: cache.directory, dataSHA256: dataSHA256)
+        result.noEpochImproved = !validation.isEmpty && members.allSatisfy { $0.epoch == 0 }
         if options.tuningUtterances > 0 && !validation.isEmpty {
             result.tuningSet = try logits(of: Array(validation.prefix(options.tuningUtterances)), parameters: best.parameters)
         }

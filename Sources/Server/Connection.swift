@@ -30,7 +30,12 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var readingPaused = false
     /// Sessions whose `stop` is being processed (their `stopped` not yet sent).
     private var stopsInFlight = 0
+    /// `reload` requests being processed (their reply not yet sent).
+    private var reloadsInFlight = 0
     private var shutdownPromise: EventLoopPromise<Void>?
+    /// The client has shut down its sending side (`printf ... | socat`, a pipe): the connection closes
+    /// once the `stop`s it sent are answered.
+    private var inputClosed = false
 
     init(server: EarshotServer) {
         self.server = server
@@ -82,6 +87,38 @@ final class ConnectionHandler: ChannelInboundHandler {
         shutdownPromise?.succeed(())
         shutdownPromise = nil
         context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard let event = event as? ChannelEvent, event == .inputClosed else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        // Every frame sent before the half-close has been handled. A session without `stop` is dropped,
+        // as on a close (docs/protocol.md); the answers to a `stop` or `reload` received still go out.
+        inputClosed = true
+        if session != nil {
+            session = nil
+            server.sessionEnded()
+            if let runner {
+                runner.close()
+                runner.queue.async { runner.cancel() }
+            }
+        }
+        closeAfterInputIfDone()
+    }
+
+    /// After a half-close, once no `stop` or `reload` is pending: writes what is queued, then closes.
+    private func closeAfterInputIfDone() {
+        guard inputClosed, stopsInFlight == 0, reloadsInFlight == 0, shutdownPromise == nil, !closing, let context else { return }
+        closing = true
+        writeQueuedIgnoringWritability()
+        if registered { server.unregister(id); registered = false }
+        let channel = context.channel
+        // Writes complete in order: when this empty one has, everything before it is out.
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer())).whenComplete { _ in channel.close(promise: nil) }
+        let grace = TimeAmount.nanoseconds(Int64(server.configuration.closeGraceSeconds * 1e9))
+        context.eventLoop.scheduleTask(in: grace) { channel.close(promise: nil) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -236,6 +273,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         let me = NIOLoopBound(self, eventLoop: loop)
         let server = self.server
         // Loading a model takes seconds: off the event loop.
+        reloadsInFlight += 1
         server.pendingWork.enter()
         DispatchQueue.global(qos: .utility).async {
             defer { server.pendingWork.leave() }
@@ -248,7 +286,7 @@ final class ConnectionHandler: ChannelInboundHandler {
                 case .failed: reply = .error(code: .reloadFailed, message: error.description)
                 }
             }
-            loop.execute { me.value.sendNow(reply, id: id) }
+            loop.execute { me.value.reloadAnswered(reply, id: id) }
         }
     }
 
@@ -286,6 +324,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         send(.stopped(session: sessionID, audioSeconds: total), id: id)
         flushIfNeeded()
         if shutdownPromise != nil && stopsInFlight == 0 { finishShutdown() }
+        closeAfterInputIfDone()
     }
 
     private func sendSessionEvents(_ events: [RecognitionEvent], partials: Bool) {
@@ -303,6 +342,12 @@ final class ConnectionHandler: ChannelInboundHandler {
     private func sendNow(_ message: ServerMessage, id: RequestID?) {
         send(message, id: id)
         flushIfNeeded()
+    }
+
+    private func reloadAnswered(_ reply: ServerMessage, id: RequestID?) {
+        reloadsInFlight -= 1
+        sendNow(reply, id: id)
+        closeAfterInputIfDone()
     }
 
     // MARK: microphone events (on the event loop)

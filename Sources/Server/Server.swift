@@ -252,6 +252,8 @@ public final class EarshotServer: Sendable {
         let config = configuration
         return ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
+            // A client that half-closes after its last request (a pipe into socat) still gets the answers.
+            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .childChannelOption(ChannelOptions.writeBufferWaterMark,
                                 value: .init(low: config.writeBufferLow, high: config.writeBufferHigh))
             .childChannelInitializer { [self] channel in

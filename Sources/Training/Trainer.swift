@@ -163,7 +163,7 @@ public final class Trainer {
     func loadManifest(_ path: String, role: String) throws -> [Utterance] {
         let manifest: Manifest
         do { manifest = try Manifest.read(from: URL(fileURLWithPath: expandTilde(path))) } catch {
-            throw TrainerError.data("\(error)")
+            throw TrainerError.data("data.\(role) manifest: \(error)")
         }
         let normalizer = TextNormalizer()
         var out: [Utterance] = []
@@ -292,6 +292,11 @@ public final class Trainer {
         guard case .string(let stateJSON)? = model.description.provenance["trainer_state"],
               let s = try? JSONDecoder().decode(TrainerState.self, from: Data(stateJSON.utf8)) else {
             throw TrainerError.checkpoint(path: url.path, reason: "no trainer state in it (is it a plain model? pass it as model.init_from instead)")
+        }
+        // A [model] edited since the run began would otherwise be ignored without a word: the run goes on
+        // with the checkpoint's architecture. (With model.init_from the architecture is the init model's.)
+        if config.model.initFrom.isEmpty && model.description.architecture != architecture {
+            throw TrainerError.config("[model] differs from the architecture of the run being resumed (\(url.path), \(model.description.architecture.parameterCount) parameters against \(architecture.parameterCount) in the config): restore the [model] keys the run began with, or start a new run with another --output")
         }
         architecture = model.description.architecture
         frontendConfig = try model.description.frontendConfig(file: url.path)

@@ -10,7 +10,7 @@ import Training
 
 struct Adapt: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Adapt a model to your recordings (transfer learning on a frozen encoder).",
+        abstract: "Adapt a model to your recordings (transfer learning: the front end frozen, the top layers fine-tuned).",
         discussion: """
         DATA is a manifest (audio-path<TAB>text per line), a folder with a manifest.tsv, or a folder \
         of audio files each with a .txt transcript of the same name beside it; any format and rate \
@@ -192,6 +192,13 @@ struct Adapt: ParsableCommand {
         guard FileManager.default.fileExists(atPath: outDir, isDirectory: &isDir), isDir.boolValue else {
             throw CLIError("--out \(out): the folder \(outDir) does not exist")
         }
+        // Checked now, not after minutes of training: the model is written beside it (temporary, rename).
+        if FileManager.default.fileExists(atPath: outPath, isDirectory: &isDir), isDir.boolValue {
+            throw CLIError("--out \(out) is a folder; name the model file to write, e.g. \(URL(fileURLWithPath: outPath).appendingPathComponent("adapted.safetensors").path)")
+        }
+        guard access(outDir, W_OK) == 0 else {
+            throw CLIError("--out \(out): cannot write in the folder \(outDir) (\(String(cString: strerror(errno))))")
+        }
         if URL(fileURLWithPath: outPath).standardizedFileURL == URL(fileURLWithPath: basePath).standardizedFileURL {
             throw CLIError("--out \(out) is the base model; write the adapted model to another file")
         }
@@ -199,6 +206,7 @@ struct Adapt: ParsableCommand {
             throw CLIError("--general-share \(generalShare) only applies with --general MANIFEST or --rehearse")
         }
         if general != nil && rehearse { throw CLIError("--general and --rehearse both give general data: choose one") }
+        if vocabulary != "auto" && text == nil { throw CLIError("--vocabulary \(vocabulary) only applies with --text (the domain LM's vocabulary)") }
         if rehearsalList != nil && !rehearse { throw CLIError("--rehearsal-list only applies with --rehearse") }
         if rehearse && self.data == nil { throw CLIError("--rehearse mixes general speech into training on --data: give --data too") }
         // Before the base model is read: a mistyped path should cost nothing.
@@ -266,7 +274,13 @@ struct Adapt: ParsableCommand {
         if let result {
             print("validation: \(result.validationUtterances) utterances, training: \(result.trainUtterances), skipped: \(result.skipped.count)")
             if result.before == nil {
-                print("before/after: no validation set (--val-fraction 0 and no --val); epochs run: \(result.epochsRun)")
+                let why = val != nil ? "--val gave no usable utterances"
+                    : valFraction == 0 ? "--val-fraction 0 and no --val"
+                    : "--val-fraction \(valFraction) of \(result.trainUtterances) utterances rounds to none; give --val or more recordings"
+                print("before/after: no validation set (\(why)); epochs run: \(result.epochsRun)")
+            } else if result.noEpochImproved {
+                print("before:     \(figures(result.before))  (greedy)")
+                print("after:      no epoch of \(result.epochsRun) improved on the base model, so the weights written are the base's; try more --epochs, a higher --lr or more recordings")
             } else {
                 print("before:     \(figures(result.before))  (greedy)")
                 let kept = result.runs == 1 ? "epoch \(result.bestEpoch) of \(result.epochsRun)"

@@ -124,6 +124,11 @@ struct SpoolIngest {
         guard FileManager.default.fileExists(atPath: spool.path, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw SpoolError("spool folder \(spool.path) does not exist or is not a folder")
         }
+        // Taking items from a folder into itself (or into one inside it) would find them again on every run.
+        let realSpool = Self.resolved(spool), realDomain = Self.resolved(domain)
+        if realSpool == realDomain || realDomain.hasPrefix(realSpool + "/") || realSpool.hasPrefix(realDomain + "/") {
+            throw SpoolError("the spool \(spool.path) and the domain folder \(domain.path) must be separate folders, neither inside the other")
+        }
         do {
             try FileManager.default.createDirectory(at: domain, withIntermediateDirectories: true)
         } catch {
@@ -156,6 +161,17 @@ struct SpoolIngest {
         }
         report.pending = FileManager.default.fileExists(atPath: pendingPath)
         return report
+    }
+
+    /// `url` with links resolved as far as it exists (the domain folder may not exist yet).
+    static func resolved(_ url: URL) -> String {
+        var existing = url.standardizedFileURL, rest: [String] = []
+        while !FileManager.default.fileExists(atPath: existing.path), existing.path != "/" {
+            rest.insert(existing.lastPathComponent, at: 0)
+            existing.deleteLastPathComponent()
+        }
+        let base = URL(fileURLWithPath: existing.path).resolvingSymlinksInPath().path
+        return rest.reduce(base) { ($0 == "/" ? "" : $0) + "/" + $1 }
     }
 
     private func lockDomain() throws -> Int32 {
@@ -226,9 +242,12 @@ struct SpoolIngest {
             var missing: [String] = []
             var group: [Item] = []
             var newest = entry.modified
+            var linked: String?
             for line in lines {
                 claimed.insert(line.audio)
+                if let folder = line.audio.split(separator: "/").first, line.audio.contains("/") { claimed.insert(String(folder)) }
                 let url = spool.appendingPathComponent(line.audio)
+                if let link = linkedFolder(in: line.audio) { linked = "\"\(line.audio)\" passes through \(link), a link or not a folder (links are not followed)"; break }
                 var info = stat()
                 guard lstat(url.path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { missing.append(line.audio); continue }
                 let modified = Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9)
@@ -236,6 +255,7 @@ struct SpoolIngest {
                 let itemName = (line.audio as NSString).lastPathComponent
                 group.append(Item(name: itemName, audio: url, text: line.text, sources: [url], ready: nil, modified: modified))
             }
+            if let linked { left.append(Left(name: name, reason: "manifest \(linked); fix it and touch it")); continue }
             if !missing.isEmpty {
                 left.append(Left(name: name, reason: "waiting for \(missing.count) audio file(s) it names: \(missing.prefix(3).joined(separator: ", "))\(missing.count > 3 ? "..." : "")"))
                 continue
@@ -274,6 +294,21 @@ struct SpoolIngest {
         for name in entries.keys.sorted() where !claimed.contains(name) && ext(name) == "txt" {
             left.append(Left(name: name, reason: "a transcript without audio beside it"))
         }
+        // Anything else is reported too, so that nothing dropped in the spool is silently ignored.
+        for name in entries.keys.sorted() where !claimed.contains(name) && !["txt", "ready"].contains(ext(name)) {
+            let entry = entries[name]!
+            var info = stat()
+            if lstat(entry.url.path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR {
+                let inside = (try? FileManager.default.contentsOfDirectory(atPath: entry.url.path))?.filter { !$0.hasPrefix(".") } ?? []
+                if !inside.isEmpty {
+                    left.append(Left(name: name, reason: "a folder: ingest takes items at the spool's top level; move them up, or name them in a manifest NAME.tsv (\(name)/FILE<TAB>transcript)"))
+                }
+            } else if entry.regular {
+                left.append(Left(name: name, reason: "not audio (\(Self.audioExtensions.sorted().joined(separator: ", "))), a transcript, a manifest or a .ready marker"))
+            } else {
+                left.append(Left(name: name, reason: "not a regular file (links are not followed)"))
+            }
+        }
 
         var complete: [Item] = []
         var young: [Item] = []
@@ -286,6 +321,20 @@ struct SpoolIngest {
     }
 
     private func ext(_ name: String) -> String { (name as NSString).pathExtension.lowercased() }
+
+    /// The first folder on a manifest's relative path that is a link or not a folder, if any: a link
+    /// would let the path leave the spool (and move files from elsewhere into the domain folder).
+    private func linkedFolder(in relative: String) -> String? {
+        let parts = relative.split(separator: "/").dropLast()
+        var url = spool
+        for part in parts where part != "." {
+            url = url.appendingPathComponent(String(part))
+            var info = stat()
+            guard lstat(url.path, &info) == 0 else { return nil }  // missing: reported as waiting
+            if info.st_mode & S_IFMT != S_IFDIR { return url.lastPathComponent }
+        }
+        return nil
+    }
 
     /// One line of text: lines joined by spaces, surrounding whitespace removed.
     private func normalised(_ text: String) -> String {

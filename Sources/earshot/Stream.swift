@@ -47,6 +47,9 @@ struct StreamCommand: ParsableCommand {
         // Events are read on their own thread while audio is sent: a client that only reads after sending
         // a long file would fall behind and be disconnected as too slow.
         let outcome = Locked<Result<Void, CLIError>?>(nil)
+        // A `stopped` before we asked for it ends the stream early (a daemon shutting down flushes the
+        // session, then says why): not a success.
+        let stopSent = Locked(false)
         let finished = DispatchSemaphore(value: 0)
         let reader = Thread {
             defer { finished.signal() }
@@ -61,10 +64,12 @@ struct StreamCommand: ParsableCommand {
                     case .final(_, _, let transcript, _, _) where !json:
                         if !transcript.text.isEmpty { writeOut(transcript.text + "\n") }
                     case .stopped:
+                        guard stopSent.withLock({ $0 }) else { continue }  // the reason follows, or the connection closes
                         outcome.withLock { $0 = .success(()) }
                         return
                     case .error(let code, let message):
-                        if !json || code.closesConnection { writeErr("\(path): \(message)") }
+                        // A closing error is reported once, as the command's failure, below.
+                        if !json && !code.closesConnection { writeErr("\(path): \(message)") }
                         if code.closesConnection {
                             outcome.withLock { $0 = .failure(CLIError("\(path) closed the stream: \(message)")) }
                             return
@@ -103,7 +108,10 @@ struct StreamCommand: ParsableCommand {
                     if due > now { usleep(UInt32(min(1_000_000, (due - now) / 1000))) }
                 }
             }
-            if outcome.withLock({ $0 == nil }) { try client.send(.stop) }
+            if outcome.withLock({ $0 == nil }) {
+                stopSent.withLock { $0 = true }
+                try client.send(.stop)
+            }
         } catch {
             // The reader usually knows better why the server went away.
             finished.wait()

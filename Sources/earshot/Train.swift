@@ -35,6 +35,12 @@ struct Train: ParsableCommand {
         cfg.run.output = expandTilde(cfg.run.output)
         // A bad value is reported before the run folder is created.
         do { try cfg.validate() } catch { throw Self.cliError(error, config: config) }
+        // Files the configuration names, before the run folder is made (a resumed run ignores init_from).
+        let resuming = FileManager.default.fileExists(atPath: URL(fileURLWithPath: cfg.run.output).appendingPathComponent("checkpoint.safetensors").path)
+        for (key, file) in [("data.train", cfg.data.train), ("data.valid", cfg.data.valid), ("model.init_from", resuming ? "" : cfg.model.initFrom)]
+        where !file.isEmpty && !FileManager.default.isReadableFile(atPath: expandTilde(file)) {
+            throw CLIError("\(config): \(key) '\(file)': no such file, or not readable")
+        }
         do { try FileManager.default.createDirectory(atPath: cfg.run.output, withIntermediateDirectories: true) } catch {
             throw CLIError("run.output '\(cfg.run.output)': cannot create the run folder: \(error.localizedDescription)")
         }
@@ -105,6 +111,9 @@ struct Train: ParsableCommand {
         decoder.keyDecodingStrategy = .convertFromSnakeCase
         let cfg: TrainConfig
         do { cfg = try decoder.decode(TrainConfig.self, from: Data(json.utf8)) } catch let error as DecodingError {
+            if case .dataCorrupted(let ctx) = error, ctx.codingPath.isEmpty, let key = Self.fractionForInteger(json: json, decoder: decoder) {
+                throw CLIError("\(path): \(key) must be an integer")
+            }
             throw CLIError("\(path): " + Self.describe(error))
         } catch {
             throw CLIError("\(path): \(error)")
@@ -123,6 +132,30 @@ struct Train: ParsableCommand {
             }
         }
         return cfg
+    }
+
+    /// The key ("'section.key' (3.5 given)") whose fractional number broke decoding, if that is what did:
+    /// the JSON decoder reports a fraction where an integer belongs without naming the key, so each
+    /// fractional value in turn is rounded until the configuration decodes past it.
+    static func fractionForInteger(json: String, decoder: JSONDecoder) -> String? {
+        guard let given = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else { return nil }
+        for (section, value) in given {
+            guard let table = value as? [String: Any] else { continue }
+            for (key, item) in table {
+                guard let number = item as? Double, number != number.rounded() else { continue }
+                var changed = given, changedTable = table
+                changedTable[key] = Int(number.rounded())
+                changed[section] = changedTable
+                guard let data = try? JSONSerialization.data(withJSONObject: changed) else { continue }
+                do {
+                    _ = try decoder.decode(TrainConfig.self, from: data)
+                } catch DecodingError.dataCorrupted(let ctx) where ctx.codingPath.isEmpty {
+                    continue  // still the same kind of failure: not this key
+                } catch {}
+                return "'\(section).\(key)' (\(number) given)"
+            }
+        }
+        return nil
     }
 
     /// A trainer failure on one line; a configuration error is prefixed with the configuration file.

@@ -149,6 +149,46 @@ struct AdaptationWorkflowTests {
         #expect(missing.stderr.contains(scratch.path("nope")), "\(missing.stderr)")
     }
 
+    @Test("ingest never follows a linked folder out of the spool, reports folders and stray files, and refuses a domain folder that is the spool or inside it")
+    func ingestRefusesLinksFoldersAndOverlaps() throws {
+        let scratch = try Scratch()
+        let earshot = try builtExecutable("earshot")
+        let spool = scratch.path("spool"), domain = scratch.path("domain"), outside = scratch.path("outside")
+        let fm = FileManager.default
+        for folder in [spool, outside, spool + "/batch", spool + "/real", spool + "/empty"] {
+            try fm.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        }
+        func put(_ path: String, _ text: String) throws {
+            try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+            try fm.setAttributes([.modificationDate: Date().addingTimeInterval(-60)], ofItemAtPath: path)
+        }
+        try put(outside + "/victim.wav", "RIFF-victim")
+        try fm.createSymbolicLink(atPath: spool + "/link", withDestinationPath: outside)
+        try put(spool + "/escape.tsv", "link/victim.wav\tsix\n")
+        try put(spool + "/real/r.wav", "RIFF-r"); try put(spool + "/inside.tsv", "real/r.wav\tare\n")
+        try put(spool + "/batch/b.wav", "RIFF-b"); try put(spool + "/batch/b.txt", "bee")
+        try put(spool + "/notes.pdf", "%PDF")
+
+        let run = try Child(earshot, ["ingest", "--spool", spool, "--domain", domain, "--settle", "0", "--wait", "0"], scratch: scratch, tag: "links")
+        #expect(run.wait(timeout: 30) == 0, "\(run.stderr)")
+        #expect(fm.fileExists(atPath: outside + "/victim.wav"), "a file outside the spool was moved: \(run.stdout)")
+        #expect(fm.fileExists(atPath: domain + "/r.wav"), "a manifest naming a real subfolder's file: \(run.stdout)")
+        for line in ["left  escape.tsv: manifest \"link/victim.wav\" passes through link, a link or not a folder",
+                     "left  batch: a folder", "left  notes.pdf: not audio"] {
+            #expect(run.stdout.contains(line), "missing \(line) in \(run.stdout)")
+        }
+        // The emptied folder a manifest named, and an empty one, are not worth a line.
+        #expect(!run.stdout.contains("left  real") && !run.stdout.contains("left  empty"), "\(run.stdout)")
+
+        try fm.createSymbolicLink(atPath: scratch.path("alias"), withDestinationPath: spool)
+        for (tag, target) in [("same", spool), ("nested", spool + "/real/domain"), ("through a link", scratch.path("alias"))] {
+            let overlap = try Child(earshot, ["ingest", "--spool", spool, "--domain", target, "--settle", "0"], scratch: scratch, tag: tag)
+            #expect(overlap.wait(timeout: 30) == 1, "\(tag): \(overlap.stdout)")
+            #expect(overlap.stderr.contains("must be separate folders"), "\(tag): \(overlap.stderr)")
+        }
+        #expect(!fm.fileExists(atPath: spool + "/real/domain"), "a refused run created the domain folder")
+    }
+
     @Test("the adaptation units pass systemd-analyze verify; the service runs at idle priority with bounded memory and its condition skips when nothing is new")
     func adaptationUnitsVerifyAndTheirConditionWorks() throws {
         let scratch = try Scratch()

@@ -163,6 +163,9 @@ extension CLITests {
                 ("[run]\ncheckpoint_minutes = 0", "run.checkpoint_minutes"),
                 ("[run]\nseed = -1", "run.seed"),
                 ("[run]\nthreads = \"two\"", "run.threads"),
+                // A fraction where an integer belongs: the JSON decoder's own error names no key.
+                ("[optimizer]\ntotal_steps = 3.5", "'optimizer.total_steps' (3.5 given) must be an integer"),
+                ("[model]\nblocks = 1.5", "'model.blocks' (1.5 given) must be an integer"),
                 ("[augment]\nspeed_range = [1.1, 0.9]", "augment.speed_range"),
                 ("[augment]\nsnr_range = [30, 5]", "augment.snr_range"),
                 ("[augment]\nsnr_range = [5]", "augment.snr_range"),
@@ -210,6 +213,27 @@ extension CLITests {
         }
     }
 
+    /// A manifest or init model that is not there is named by its key before any run folder is made.
+    @Test func trainNamesAMissingFileBeforeCreatingTheRunFolder() throws {
+        let earshot = try earshotExecutable()
+        try withTemporaryDirectory { dir in
+            try Data("missing.wav\tyes\n".utf8).write(to: dir.appendingPathComponent("train.tsv"))
+            let cases: [(toml: String, key: String)] = [
+                ("[data]\ntrain = \"nosuch.tsv\"", "data.train 'nosuch.tsv'"),
+                ("[data]\ntrain = \"train.tsv\"\nvalid = \"nosuch.tsv\"", "data.valid 'nosuch.tsv'"),
+                ("[data]\ntrain = \"train.tsv\"\n\n[model]\ninit_from = \"nosuch.safetensors\"", "model.init_from 'nosuch.safetensors'"),
+            ]
+            for (i, c) in cases.enumerated() {
+                let config = dir.appendingPathComponent("train\(i).toml")
+                try Data((c.toml + "\n\n[run]\noutput = \"run\(i)\"\n").utf8).write(to: config)
+                let r = try runProcess(earshot, ["train", "--config", config.path], scratch: dir, directory: dir)
+                #expect(r.status == 1 && r.stderrLines.count == 1 && r.stderr.contains(c.key) && r.stderr.contains("no such file"),
+                        "\(c.toml): \(r.stderr)")
+                #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("run\(i)").path), "\(c.toml): a run folder was created")
+            }
+        }
+    }
+
     /// `run.output = "~/..."` is one folder for the log and the trainer: $HOME's, not a './~' folder.
     @Test func trainExpandsTildeInRunOutputOnce() throws {
         let earshot = try earshotExecutable()
@@ -217,12 +241,13 @@ extension CLITests {
             let home = dir.appendingPathComponent("home"), work = dir.appendingPathComponent("work")
             for d in [home, work] { try FileManager.default.createDirectory(at: d, withIntermediateDirectories: true) }
             let config = work.appendingPathComponent("train.toml")
-            // The manifest is missing, so the trainer stops after the run folder and its log exist.
-            try Data("[data]\ntrain = \"missing.tsv\"\n\n[run]\noutput = \"~/runs/tilde\"\n".utf8).write(to: config)
+            // The manifest names only missing audio, so the trainer stops after the run folder and its log exist.
+            try Data("missing.wav\tyes\n".utf8).write(to: work.appendingPathComponent("train.tsv"))
+            try Data("[data]\ntrain = \"train.tsv\"\n\n[run]\noutput = \"~/runs/tilde\"\n".utf8).write(to: config)
             let r = try runProcess(earshot, ["train", "--config", config.path], scratch: work, directory: work,
                                    environment: ["HOME": home.path])
             #expect(r.status == 1)
-            #expect(r.stderr.contains("missing.tsv"), "\(r.stderr)")
+            #expect(r.stderr.contains("no usable utterances"), "\(r.stderr)")
             let log = home.appendingPathComponent("runs/tilde/train.log")
             #expect(FileManager.default.fileExists(atPath: log.path), "no train.log in $HOME/runs/tilde")
             #expect(!FileManager.default.fileExists(atPath: work.appendingPathComponent("~").path), "a literal '~' folder was created")

@@ -181,6 +181,15 @@ import Training
 
             // Intact, it resumes.
             #expect(try Trainer(config: config, log: { _ in }).step == 1)
+            // An edited [model] would be ignored (the checkpoint's architecture trains on): refused.
+            var wider = config
+            wider.model.channels = 16
+            do {
+                _ = try Trainer(config: wider, log: { _ in })
+                Issue.record("a [model] that differs from the checkpoint's architecture was accepted")
+            } catch let TrainerError.config(reason) {
+                #expect(reason.contains("[model] differs from the architecture of the run being resumed"), "\(reason)")
+            }
 
             var model = try ModelFile.load(path: checkpoint)
             let name = "head.output.weight"

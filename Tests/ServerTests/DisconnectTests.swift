@@ -52,6 +52,44 @@ import Testing
     }
 }
 
+extension DisconnectTests {
+    /// `printf ... | socat`: the client sends start, audio, stop and ping, then shuts down its sending side
+    /// while the slow engine still works. The stop's finals and `stopped` arrive, then the server closes.
+    @Test func aHalfCloseAfterStopStillGetsTheResults() async throws {
+        let engine = CountingEngine(microsecondsPerCall: 20_000)
+        let (server, path) = try await startServer(engine: engine)
+        defer { Task { await server.shutdown() } }
+        let client = try connect(path)
+        try client.send(.start(AudioFormat(sampleRate: 16000), partials: false))
+        try sendAudio(client, utteranceBytes(speech: 1600 * 10, silence: 8000) + utteranceBytes(speech: 1600 * 10, silence: 1600))
+        try client.send(.stop)
+        try client.send(.ping)
+        #expect(shutdown(client.fd, Int32(SHUT_WR)) == 0)
+        let messages = try receive(client, until: isStopped)
+        #expect(finals(messages).count == 2, "\(messages.map(\.type))")
+        #expect(messages.contains(where: isPong))
+        #expect(try client.receive(timeout: 5) == nil, "the server should close after answering")
+        #expect(engine.finishes == 1)
+        #expect(await eventually { server.status().clients == 0 })
+    }
+
+    /// Without `stop`, a half-close drops the session as a close does, and the connection closes.
+    @Test func aHalfCloseWithoutStopDropsTheSession() async throws {
+        let engine = CountingEngine(microsecondsPerCall: 20_000)
+        let (server, path) = try await startServer(engine: engine)
+        defer { Task { await server.shutdown() } }
+        let client = try connect(path)
+        try client.send(.start(AudioFormat(sampleRate: 16000), partials: false))
+        try sendAudio(client, utteranceBytes(speech: 1600 * 20, silence: 0))
+        #expect(shutdown(client.fd, Int32(SHUT_WR)) == 0)
+        var types: [String] = []
+        while let reply = try client.receive(timeout: 5) { types.append(reply.message.type) }
+        #expect(!types.contains("stopped"), "\(types)")
+        #expect(engine.finishes == 0)
+        #expect(await eventually { server.status().sessions == 0 && server.status().clients == 0 })
+    }
+}
+
 /// A slow fake engine that counts the recognition calls its sessions make.
 final class CountingEngine: TranscriptionEngine, @unchecked Sendable {
     let inner = FakeEngine()
