@@ -313,6 +313,11 @@ struct Adapt: ParsableCommand {
             throw CLIError("--text \(textPath): \(error)")
         }
         let words = "\(decoding.words.count) words, order \(decoding.order)"
+        if !decoding.skippedWords.isEmpty {
+            // Scored as <unk>, never recognised: say so now, not only in `model info`.
+            let shown = decoding.skippedWords.prefix(8).joined(separator: " ") + (decoding.skippedWords.count > 8 ? " ..." : "")
+            display.log("--text \(textPath): \(decoding.skippedWords.count) word(s) the model cannot spell are left out of the vocabulary: \(shown) (spell numbers and symbols out as words, e.g. 'five')")
+        }
         guard !tuningSet.isEmpty else {
             return (decoding, "\(words), \(decoding.closedVocabulary ? "closed" : "open") vocabulary, default weights (no validation audio to tune on)")
         }

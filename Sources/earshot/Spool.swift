@@ -1,4 +1,5 @@
 import ArgumentParser
+import Audio
 import Foundation
 
 #if canImport(Glibc)
@@ -117,6 +118,8 @@ struct SpoolIngest {
         var ready: URL?
         /// Newest modification time among its files.
         var modified: Date
+        /// The manifest it came with (its items move, or stay, together).
+        var manifest: String? = nil
     }
 
     func run() throws -> Report {
@@ -253,7 +256,7 @@ struct SpoolIngest {
                 let modified = Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9)
                 newest = max(newest, modified)
                 let itemName = (line.audio as NSString).lastPathComponent
-                group.append(Item(name: itemName, audio: url, text: line.text, sources: [url], ready: nil, modified: modified))
+                group.append(Item(name: itemName, audio: url, text: line.text, sources: [url], ready: nil, modified: modified, manifest: name))
             }
             if let linked { left.append(Left(name: name, reason: "manifest \(linked); fix it and touch it")); continue }
             if !missing.isEmpty {
@@ -316,6 +319,21 @@ struct SpoolIngest {
         for item in items {
             if item.ready != nil || now.timeIntervalSince(item.modified) >= settle { complete.append(item) } else { young.append(item) }
         }
+        // Audio that libsndfile cannot read stays here with the reason: in the domain folder adapt would
+        // skip it on every run (and fail every run, were it all there is). Only complete items are read:
+        // one still being written may not parse yet.
+        var unreadable: [String: String] = [:]   // manifest or item name -> reason
+        for item in complete {
+            do { _ = try AudioFile.info(path: item.audio.path) } catch {
+                let key = item.manifest ?? item.name
+                if unreadable[key] == nil {
+                    unreadable[key] = item.manifest == nil ? "not readable audio: \(error)"
+                        : "manifest: \(item.audio.lastPathComponent) is not readable audio: \(error); fix it and touch the manifest"
+                }
+            }
+        }
+        complete.removeAll { unreadable[$0.manifest ?? $0.name] != nil }
+        left += unreadable.keys.sorted().map { Left(name: $0, reason: unreadable[$0]!) }
         // A manifest's items settle together (they share `modified`), so a manifest moves whole or not at all.
         return (complete, young, left)
     }

@@ -124,6 +124,9 @@ struct Train: ParsableCommand {
         let known = try JSONSerialization.jsonObject(with: encoder.encode(cfg)) as? [String: Any] ?? [:]
         let given = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] ?? [:]
         for (section, value) in given {
+            guard value is [String: Any] else {
+                throw CLIError("\(path): '\(section)' is outside any section; keys belong under one of \(known.keys.sorted().map { "[\($0)]" }.joined(separator: ", "))")
+            }
             guard let knownSection = known[section] as? [String: Any] else {
                 throw CLIError("\(path): unknown section [\(section)] (known: \(known.keys.sorted().joined(separator: ", ")))")
             }
@@ -181,7 +184,7 @@ struct Train: ParsableCommand {
             case is UInt64.Type: return "a non-negative integer"
             case is Double.Type, is Float.Type: return "a number"
             case is String.Type: return "a string in quotes"
-            case is [Double].Type: return "a list of numbers, e.g. [0.9, 1.1]"
+            case is [Double].Type, is [Any].Type: return "a list of numbers, e.g. [0.9, 1.1]"
             default: return "a \(type)"
             }
         }

@@ -1,3 +1,4 @@
+import Audio
 import Foundation
 import Model
 import Recognizer
@@ -102,12 +103,22 @@ struct AdaptationWorkflowTests {
             try Data(text.utf8).write(to: URL(fileURLWithPath: path))
             if old { try fm.setAttributes([.modificationDate: Date().addingTimeInterval(-60)], ofItemAtPath: path) }
         }
-        try put("a.wav", "RIFF-a"); try put("a.txt", "Hello there\n")
+        /// A real recording (ingest reads the header of what it takes), `n` x 10 ms long so each is told
+        /// apart by its bytes; returns them.
+        func audio(_ name: String, _ n: Int, old: Bool = true) throws -> Data {
+            let path = spool + "/" + name
+            try AudioWriter.write((0..<(160 * n)).map { Float(sin(Double($0) * 0.1)) * 0.1 }, sampleRate: 16000, to: path)
+            if old { try fm.setAttributes([.modificationDate: Date().addingTimeInterval(-60)], ofItemAtPath: path) }
+            return try Data(contentsOf: URL(fileURLWithPath: path))
+        }
+        let aBytes = try audio("a.wav", 11); try put("a.txt", "Hello there\n")
         try put("b.flac", "fLaC-b")                                          // no transcript
         try put("c.wav", "RIFF-c", old: false); try put("c.txt", "c", old: false)   // still being written
-        try put("d.wav", "RIFF-d", old: false); try put("d.txt", "d\n", old: false); try put("d.ready", "")
-        try put("e.wav", "RIFF-e"); try put("f.ogg", "OggS-f"); try put("notes.tsv", "e.wav\tfirst one\nf.ogg\tsecond one\n")
+        _ = try audio("d.wav", 12, old: false); try put("d.txt", "d\n", old: false); try put("d.ready", "")
+        _ = try audio("e.wav", 13); _ = try audio("f.ogg", 14); try put("notes.tsv", "e.wav\tfirst one\nf.ogg\tsecond one\n")
         try put("g.wav", "RIFF-g"); try put("late.tsv", "g.wav\tgee\nmissing.wav\tnot here\n")
+        try put("bad.wav", "RIFF-bad"); try put("bad.txt", "unreadable")     // complete, but not audio
+        _ = try audio("m1.wav", 15); try put("m2.wav", "RIFF-m2"); try put("mixed.tsv", "m1.wav\tone\nm2.wav\ttwo\n")
         try put(".h.wav", "RIFF-h"); try put(".h.txt", "hidden")
         try Data("RIFF-old".utf8).write(to: URL(fileURLWithPath: domain + "/a.wav"))   // the name is taken
 
@@ -117,12 +128,14 @@ struct AdaptationWorkflowTests {
         let inDomain = Set(try fm.contentsOfDirectory(atPath: domain))
         #expect(inDomain == ["a.wav", "a-2.wav", "a-2.txt", "d.wav", "d.txt", "e.wav", "e.txt", "f.ogg", "f.txt",
                              ".adapt-pending", ".ingest.lock"], "\(inDomain.sorted())")
-        #expect(Set(try fm.contentsOfDirectory(atPath: spool)) == ["b.flac", "c.wav", "c.txt", "g.wav", "late.tsv", ".h.wav", ".h.txt"])
+        #expect(Set(try fm.contentsOfDirectory(atPath: spool)) == ["b.flac", "c.wav", "c.txt", "g.wav", "late.tsv", ".h.wav", ".h.txt",
+                                                                  "bad.wav", "bad.txt", "m1.wav", "m2.wav", "mixed.tsv"])
         #expect(try String(contentsOfFile: domain + "/a-2.txt", encoding: .utf8) == "Hello there\n")
-        #expect(try String(contentsOfFile: domain + "/a-2.wav", encoding: .utf8) == "RIFF-a")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: domain + "/a-2.wav")) == aBytes)
         #expect(try String(contentsOfFile: domain + "/f.txt", encoding: .utf8) == "second one\n")
         for line in ["left  b.flac: no transcript (b.txt) yet", "left  c.wav: still being written",
-                     "left  late.tsv: waiting for 1 audio file(s) it names: missing.wav", "ingested 4 item(s)"] {
+                     "left  late.tsv: waiting for 1 audio file(s) it names: missing.wav", "left  bad.wav: not readable audio",
+                     "left  mixed.tsv: manifest: m2.wav is not readable audio", "ingested 4 item(s)"] {
             #expect(run1.stdout.contains(line), "missing \(line) in \(run1.stdout)")
         }
 
@@ -138,7 +151,7 @@ struct AdaptationWorkflowTests {
         #expect(run3.stdout.contains("nothing new"))
 
         // A complete item still settling is waited for (here 1 s), not left behind.
-        try put("h.wav", "RIFF-h", old: false); try put("h.txt", "aitch", old: false)
+        _ = try audio("h.wav", 16, old: false); try put("h.txt", "aitch", old: false)
         let run4 = try Child(earshot, ["ingest", "--spool", spool, "--domain", domain, "--settle", "1", "--wait", "20"],
                              scratch: scratch, tag: "i4")
         #expect(run4.wait(timeout: 30) == 0, "\(run4.stderr)")
@@ -165,7 +178,8 @@ struct AdaptationWorkflowTests {
         try put(outside + "/victim.wav", "RIFF-victim")
         try fm.createSymbolicLink(atPath: spool + "/link", withDestinationPath: outside)
         try put(spool + "/escape.tsv", "link/victim.wav\tsix\n")
-        try put(spool + "/real/r.wav", "RIFF-r"); try put(spool + "/inside.tsv", "real/r.wav\tare\n")
+        try AudioWriter.write([Float](repeating: 0.01, count: 1600), sampleRate: 16000, to: spool + "/real/r.wav")
+        try put(spool + "/inside.tsv", "real/r.wav\tare\n")
         try put(spool + "/batch/b.wav", "RIFF-b"); try put(spool + "/batch/b.txt", "bee")
         try put(spool + "/notes.pdf", "%PDF")
 
@@ -231,7 +245,7 @@ struct AdaptationWorkflowTests {
             return child.wait(timeout: 60)
         }
         try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
-        try Data("RIFF".utf8).write(to: URL(fileURLWithPath: spool + "/x.wav"))
+        try AudioWriter.write([Float](repeating: 0.01, count: 1600), sampleRate: 16000, to: spool + "/x.wav")
         try Data("ex".utf8).write(to: URL(fileURLWithPath: spool + "/x.txt"))
         try Data().write(to: URL(fileURLWithPath: spool + "/x.ready"))
         #expect(try condition(spool: spool) == 0)                       // something new: adapt
