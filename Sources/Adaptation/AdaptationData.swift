@@ -91,7 +91,10 @@ public enum DataDiscovery {
         audio.sort { $0.path < $1.path }
         var items: [DataItem] = [], skipped: [SkippedItem] = []
         for url in audio {
-            let txt = url.deletingPathExtension().appendingPathExtension("txt")
+            // NAME.txt, or NAME.TXT as some recorders and Windows tools write it.
+            let stem = url.deletingPathExtension()
+            let txt = [stem.appendingPathExtension("txt"), stem.appendingPathExtension("TXT")]
+                .first { FileManager.default.fileExists(atPath: $0.path) } ?? stem.appendingPathExtension("txt")
             guard let text = try? String(contentsOf: txt, encoding: .utf8) else {
                 skipped.append(SkippedItem(path: url.path, reason: .missingTranscript(expected: txt.lastPathComponent)))
                 continue

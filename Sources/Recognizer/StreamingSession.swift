@@ -19,7 +19,7 @@ import Tensors
 /// blocks of several frames whenever no endpoint can fall inside one, e.g. while speech goes on: a
 /// final needs `trailingSilence` of frames after the last speech frame, so until then nothing restarts
 /// the stream and a longer block gives the same logits. Its finals are those of a frame-by-frame
-/// session, at about twice the speed (the encoder's matrix products get several columns at a time).
+/// session, at about 1.7 times the speed (the encoder's matrix products get several columns at a time).
 ///
 /// Not thread-safe and not Sendable: one owner at a time.
 public final class StreamingSession {

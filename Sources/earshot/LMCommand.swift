@@ -55,6 +55,7 @@ struct LMCommand: ParsableCommand {
         func run() throws {
             let started = Date()
             do {
+                guard FileManager.default.fileExists(atPath: path) else { throw CLIError("cannot read language model \(path): no such file") }
                 let bytes = try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int ?? 0
                 let lm = try NGramLanguageModel(file: URL(fileURLWithPath: path))
                 let seconds = Date().timeIntervalSince(started)
@@ -64,10 +65,13 @@ struct LMCommand: ParsableCommand {
                 print("order:      \(lm.order)")
                 for n in 1...lm.order { print("\(n)-grams:    \(lm.count(order: n))") }
                 let special: Set<String> = [NGramLanguageModel.sentenceStart, NGramLanguageModel.sentenceEnd, NGramLanguageModel.unknown]
-                print("words:      \(lm.words.filter { !special.contains($0) }.count) (plus \(lm.words.filter { special.contains($0) }.sorted().joined(separator: " ")))")
+                let markers = lm.words.filter { special.contains($0) }.sorted()
+                print("words:      \(lm.words.filter { !special.contains($0) }.count)\(markers.isEmpty ? "" : " (plus \(markers.joined(separator: " ")))")")
                 print("loaded in:  \(String(format: "%.2f", seconds)) s")
             } catch let error as LanguageModelError {
                 throw CLIError(error.description)
+            } catch let error as CLIError {
+                throw error
             } catch {
                 throw CLIError("cannot read language model \(path): \(error.localizedDescription)")
             }

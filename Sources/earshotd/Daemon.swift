@@ -23,7 +23,10 @@ enum DaemonError: Error, CustomStringConvertible {
     var description: String {
         switch self {
         case .config(let e): return e.description
-        case .model(let path, let reason): return "cannot use the model \(path): \(reason)"
+        case .model(let path, let reason):
+            // Model errors name their file first; once is enough.
+            let why = reason.hasPrefix(path + ": ") ? String(reason.dropFirst(path.count + 2)) : reason
+            return "cannot use the model \(path): \(why)"
         case .decoding(let reason): return "decoding settings: \(reason)"
         case .sampleRate(let path, let model, let microphone):
             return "cannot use the model \(path): it takes \(model) Hz audio but the microphone runs at \(microphone) Hz (restart earshotd to change the rate)"
