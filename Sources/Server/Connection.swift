@@ -73,16 +73,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         closing = true
         if registered { server.unregister(id) }
         registered = false
-        if session != nil {
-            session = nil
-            server.sessionEnded()
-        }
-        // The client is gone: audio still queued for it is skipped rather than recognised (a client that
-        // sent a burst and vanished would otherwise cost up to the backlog limit of CPU for nothing).
-        if let runner {
-            runner.close()
-            runner.queue.async { runner.cancel() }
-        }
+        dropSession(cancellingQueuedWork: true)
         outbound.removeAll()
         shutdownPromise?.succeed(())
         shutdownPromise = nil
@@ -97,15 +88,23 @@ final class ConnectionHandler: ChannelInboundHandler {
         // Every frame sent before the half-close has been handled. A session without `stop` is dropped,
         // as on a close (docs/protocol.md); the answers to a `stop` or `reload` received still go out.
         inputClosed = true
+        // Queued work is cancelled unless a `stop` still needs it.
+        if session != nil { dropSession(cancellingQueuedWork: stopsInFlight == 0) }
+        closeAfterInputIfDone()
+    }
+
+    /// Ends the running session without results. `cancellingQueuedWork`: audio still queued on the runner
+    /// (a `stop` in flight included) is skipped rather than recognised, since nobody will read the results
+    /// (a client that sent a burst and vanished would otherwise cost up to the backlog limit of CPU).
+    private func dropSession(cancellingQueuedWork: Bool) {
         if session != nil {
             session = nil
             server.sessionEnded()
-            if let runner {
-                runner.close()
-                runner.queue.async { runner.cancel() }
-            }
         }
-        closeAfterInputIfDone()
+        if cancellingQueuedWork, let runner {
+            runner.close()
+            runner.queue.async { runner.cancel() }
+        }
     }
 
     /// After a half-close, once no `stop` or `reload` is pending: writes what is queued, then closes.
@@ -371,14 +370,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         shutdownPromise = promise
         subscribed = false
         if flushing && session != nil { stop(id: nil) }
-        else if session != nil {
-            session = nil
-            server.sessionEnded()
-            if let runner {
-                runner.close()
-                runner.queue.async { runner.cancel() }
-            }
-        }
+        else if session != nil { dropSession(cancellingQueuedWork: true) }
         closing = true
         if stopsInFlight == 0 { finishShutdown() }
         return promise.futureResult
