@@ -18,8 +18,11 @@ import Tensors
 /// A session made with `batched: true` (for whole recordings) emits no partials and steps the model in
 /// blocks of several frames whenever no endpoint can fall inside one, e.g. while speech goes on: a
 /// final needs `trailingSilence` of frames after the last speech frame, so until then nothing restarts
-/// the stream and a longer block gives the same logits. Its finals are those of a frame-by-frame
-/// session, at about 1.7 times the speed (the encoder's matrix products get several columns at a time).
+/// the stream and a longer block gives the same logits (up to float rounding: BLAS may sum a product of
+/// several columns in another order, which could only flip a decision sitting on its threshold). Its
+/// finals are those of a frame-by-frame session, at about 1.7 times the speed (the encoder's matrix
+/// products get several columns at a time). A `replaceRecognizer` takes effect at the boundary after
+/// the gathered block, up to 32 frames later than in a frame-by-frame session.
 ///
 /// Not thread-safe and not Sendable: one owner at a time.
 public final class StreamingSession {
@@ -191,6 +194,7 @@ public final class StreamingSession {
             let from = max(0, start - prerollSamples, received - ring.count)
             handle(begin(at: from))
         } else {
+            if frames > 1 { batchedBlocks += 1 }
             handle(pushRing(from: start, to: processed), block: frames > 1)
         }
         // The cadence in whole blocks, rounded down so a partial comes at least every partialInterval.
@@ -439,6 +443,8 @@ public final class StreamingSession {
     /// Endpoint decisions (or gate closures) a batched session took before its block's last frame,
     /// where a frame-by-frame session would have acted with less audio fed: `safeFrames` must keep it 0.
     private(set) var earlyDecisions = 0
+    /// Blocks of more than one frame a batched session stepped (the speed-up exists only if some were).
+    private(set) var batchedBlocks = 0
     var isModelRunning: Bool { active }
 }
 

@@ -296,7 +296,7 @@ public final class Trainer {
         // A [model] edited since the run began would otherwise be ignored without a word: the run goes on
         // with the checkpoint's architecture. (With model.init_from the architecture is the init model's.)
         if config.model.initFrom.isEmpty && model.description.architecture != architecture {
-            throw TrainerError.config("[model] differs from the architecture of the run being resumed (\(url.path), \(model.description.architecture.parameterCount) parameters against \(architecture.parameterCount) in the config): restore the [model] keys the run began with, or start a new run with another --output")
+            throw TrainerError.config("[model] differs from the architecture of the run being resumed (\(url.path)): put back the [model] keys (channels, blocks, kernel, hidden, look_ahead_blocks, subsampling) or the model.init_from the run began with, or start a new run with another --output")
         }
         architecture = model.description.architecture
         frontendConfig = try model.description.frontendConfig(file: url.path)

@@ -276,7 +276,7 @@ struct Adapt: ParsableCommand {
             if result.before == nil {
                 let why = val != nil ? "--val gave no usable utterances"
                     : valFraction == 0 ? "--val-fraction 0 and no --val"
-                    : "--val-fraction \(valFraction) of \(result.trainUtterances) utterances rounds to none; give --val or more recordings"
+                    : "the held-out share was unusable (skipped, reasons above) or the data is a single recording; give --val or more recordings"
                 print("before/after: no validation set (\(why)); epochs run: \(result.epochsRun)")
             } else if result.noEpochImproved {
                 print("before:     \(figures(result.before))  (greedy)")

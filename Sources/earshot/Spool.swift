@@ -144,7 +144,13 @@ struct SpoolIngest {
         let deadline = Date().addingTimeInterval(wait)
         while true {
             let (complete, young, left) = try scan()
-            for item in complete { report.moved.append(try move(item)) }
+            for item in complete {
+                do { report.moved.append(try move(item)) } catch {
+                    // What moved before the failure must still be adapted.
+                    if !report.moved.isEmpty { _ = FileManager.default.createFile(atPath: pendingPath, contents: Data()) }
+                    throw error
+                }
+            }
             if young.isEmpty || Date() >= deadline {
                 report.left = left + young.map {
                     Left(name: $0.name, reason: String(format: "still being written (changed %.1f s ago; complete after %g s unchanged, or with %@.ready)",
@@ -230,14 +236,19 @@ struct SpoolIngest {
                 if line.trimmingCharacters(in: .whitespaces).isEmpty || line.hasPrefix("#") { continue }
                 let fields = line.split(separator: "\t", maxSplits: 1, omittingEmptySubsequences: false)
                 guard fields.count == 2 else { problem = "line \(number + 1): no tab between the audio path and the text"; break }
-                let path = String(fields[0]), transcript = normalised(String(fields[1]))
-                guard !path.isEmpty, !path.hasPrefix("/"), !path.split(separator: "/").contains("..") else {
-                    problem = "line \(number + 1): \"\(path)\" is not a relative path inside the spool"; break
+                // "./a.wav" and "a//b.wav" name what "a.wav" and "a/b.wav" name: one spelling, so a file
+                // is claimed once and a manifest cannot list it twice.
+                let written = String(fields[0]), transcript = normalised(String(fields[1]))
+                let path = written.split(separator: "/").filter { $0 != "." }.joined(separator: "/")
+                if path.contains("/"), let folder = path.split(separator: "/").first { claimed.insert(String(folder)) }
+                guard !path.isEmpty, !written.hasPrefix("/"), !path.split(separator: "/").contains("..") else {
+                    problem = "line \(number + 1): \"\(written)\" is not a relative path inside the spool"; break
                 }
                 guard Self.audioExtensions.contains(ext(path)) else {
                     problem = "line \(number + 1): \"\(path)\" does not end in an audio extension (\(Self.audioExtensions.sorted().joined(separator: ", ")))"; break
                 }
                 guard !transcript.isEmpty else { problem = "line \(number + 1): empty transcript"; break }
+                guard !lines.contains(where: { $0.audio == path }) else { problem = "line \(number + 1): \"\(written)\" is listed twice"; break }
                 lines.append((path, transcript))
             }
             if problem == nil && lines.isEmpty { problem = "no items" }
@@ -248,11 +259,11 @@ struct SpoolIngest {
             var linked: String?
             for line in lines {
                 claimed.insert(line.audio)
-                if let folder = line.audio.split(separator: "/").first, line.audio.contains("/") { claimed.insert(String(folder)) }
                 let url = spool.appendingPathComponent(line.audio)
                 if let link = linkedFolder(in: line.audio) { linked = "\"\(line.audio)\" passes through \(link), a link or not a folder (links are not followed)"; break }
                 var info = stat()
-                guard lstat(url.path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { missing.append(line.audio); continue }
+                guard lstat(url.path, &info) == 0 else { missing.append(line.audio); continue }
+                guard info.st_mode & S_IFMT == S_IFREG else { linked = "\"\(line.audio)\" is a link or not a regular file (links are not followed)"; break }
                 let modified = Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9)
                 newest = max(newest, modified)
                 let itemName = (line.audio as NSString).lastPathComponent
@@ -279,10 +290,11 @@ struct SpoolIngest {
             let stem = (name as NSString).deletingPathExtension
             claimed.insert(name)
             guard entry.regular else { left.append(Left(name: name, reason: "not a regular file (links are not followed)")); continue }
-            guard let txt = entries[stem + ".txt"] else {
+            let txtName = entries[stem + ".txt"] != nil || entries[stem + ".TXT"] == nil ? stem + ".txt" : stem + ".TXT"
+            guard let txt = entries[txtName] else {
                 left.append(Left(name: name, reason: "no transcript (\(stem).txt) yet")); continue
             }
-            claimed.insert(stem + ".txt")
+            claimed.insert(txtName)
             if entries[stem + ".ready"] != nil { claimed.insert(stem + ".ready") }
             guard txt.regular else { left.append(Left(name: name, reason: "\(stem).txt is not a regular file")); continue }
             guard entry.size > 0 else { left.append(Left(name: name, reason: "empty audio file")); continue }
@@ -295,6 +307,7 @@ struct SpoolIngest {
                               ready: readyMarker(stem), modified: max(entry.modified, txt.modified)))
         }
         for name in entries.keys.sorted() where !claimed.contains(name) && ext(name) == "txt" {
+            // (ext is lowercased: NAME.TXT beside no audio lands here too.)
             left.append(Left(name: name, reason: "a transcript without audio beside it"))
         }
         // Anything else is reported too, so that nothing dropped in the spool is silently ignored.
@@ -368,6 +381,15 @@ struct SpoolIngest {
     /// leaves a transcript without audio in the domain folder, which adapt ignores and the retry
     /// overwrites.
     private func move(_ item: Item) throws -> Moved {
+        // Checked again at the last moment: a folder on the path replaced by a link since the scan would
+        // let the move take a file from outside the spool. (A swap between this check and the rename
+        // itself remains possible for whoever can write the spool; the window is a few system calls.)
+        let relative = String(item.audio.path.dropFirst(spool.path.count + 1))
+        var info = stat()
+        guard item.audio.path.hasPrefix(spool.path + "/"), linkedFolder(in: relative) == nil,
+              lstat(item.audio.path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+            throw SpoolError("\(item.audio.path) changed into a link or a non-regular file while ingest ran; nothing of it was moved")
+        }
         let audioExt = (item.audio.lastPathComponent as NSString).pathExtension
         let stem = ((item.audio.lastPathComponent as NSString).deletingPathExtension as NSString).lastPathComponent
         var name = stem

@@ -47,9 +47,9 @@ struct StreamCommand: ParsableCommand {
         // Events are read on their own thread while audio is sent: a client that only reads after sending
         // a long file would fall behind and be disconnected as too slow.
         let outcome = Locked<Result<Void, CLIError>?>(nil)
-        // A `stopped` before we asked for it ends the stream early (a daemon shutting down flushes the
-        // session, then says why): not a success.
-        let stopSent = Locked(false)
+        // Only the answer to our own `stop` (it carries this id) ends the stream well: a daemon shutting
+        // down flushes the session with a `stopped` of its own, then says why it closes.
+        let stopID = RequestID.string("earshot-stream-stop")
         let finished = DispatchSemaphore(value: 0)
         let reader = Thread {
             defer { finished.signal() }
@@ -64,7 +64,7 @@ struct StreamCommand: ParsableCommand {
                     case .final(_, _, let transcript, _, _) where !json:
                         if !transcript.text.isEmpty { writeOut(transcript.text + "\n") }
                     case .stopped:
-                        guard stopSent.withLock({ $0 }) else { continue }  // the reason follows, or the connection closes
+                        guard reply.id == stopID else { continue }  // the reason follows, or the connection closes
                         outcome.withLock { $0 = .success(()) }
                         return
                     case .error(let code, let message):
@@ -108,10 +108,7 @@ struct StreamCommand: ParsableCommand {
                     if due > now { usleep(UInt32(min(1_000_000, (due - now) / 1000))) }
                 }
             }
-            if outcome.withLock({ $0 == nil }) {
-                stopSent.withLock { $0 = true }
-                try client.send(.stop)
-            }
+            if outcome.withLock({ $0 == nil }) { try client.send(ClientRequest(.stop, id: stopID)) }
         } catch {
             // The reader usually knows better why the server went away.
             finished.wait()

@@ -17,7 +17,9 @@ struct Transcribe: ParsableCommand {
         A file that cannot be read (or a folder given as a file) is reported on stderr by name and \
         reason; the others are still transcribed, and the exit status is 1 if any failed.
 
-        A JSON object is {"file", "duration", "text", "words": [{"word", "start", "end",         "confidence"}]}: times in seconds from the file's start, confidence from 0 to 1; the words         have the keys of earshotd's final messages (docs/protocol.md).
+        A JSON object is {"file", "duration", "text", "words": [{"word", "start", "end", \
+        "confidence"}]}: times in seconds from the file's start, confidence from 0 to 1; the words \
+        have the keys of earshotd's final messages (docs/protocol.md).
 
         Each file is split into utterances at its pauses, as earshotd splits live audio \
         (docs/endpointing.md), and each utterance is decoded on its own: words never run on across a \

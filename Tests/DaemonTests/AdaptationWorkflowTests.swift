@@ -182,13 +182,28 @@ struct AdaptationWorkflowTests {
         try put(spool + "/inside.tsv", "real/r.wav\tare\n")
         try put(spool + "/batch/b.wav", "RIFF-b"); try put(spool + "/batch/b.txt", "bee")
         try put(spool + "/notes.pdf", "%PDF")
+        // "./" spellings are one file: listed twice is refused, and its own pair does not move it again.
+        try AudioWriter.write([Float](repeating: 0.01, count: 1600), sampleRate: 16000, to: spool + "/x.wav")
+        try put(spool + "/x.txt", "ex")
+        try put(spool + "/twice.tsv", "x.wav\tex\n./x.wav\tex again\n")
+        // An audio file that is itself a link, named by a manifest.
+        try AudioWriter.write([Float](repeating: 0.01, count: 1600), sampleRate: 16000, to: outside + "/far.wav")
+        try fm.createSymbolicLink(atPath: spool + "/near.wav", withDestinationPath: outside + "/far.wav")
+        try put(spool + "/linked.tsv", "near.wav\tnear\n")
+        // NAME.TXT pairs as NAME.txt does.
+        try AudioWriter.write([Float](repeating: 0.01, count: 1600), sampleRate: 16000, to: spool + "/upper.wav")
+        try put(spool + "/upper.TXT", "upper case")
 
         let run = try Child(earshot, ["ingest", "--spool", spool, "--domain", domain, "--settle", "0", "--wait", "0"], scratch: scratch, tag: "links")
         #expect(run.wait(timeout: 30) == 0, "\(run.stderr)")
         #expect(fm.fileExists(atPath: outside + "/victim.wav"), "a file outside the spool was moved: \(run.stdout)")
         #expect(fm.fileExists(atPath: domain + "/r.wav"), "a manifest naming a real subfolder's file: \(run.stdout)")
+        // The refused manifest claims nothing: x.wav moves with its own transcript, once.
+        #expect(fm.fileExists(atPath: outside + "/far.wav") && fm.fileExists(atPath: domain + "/x.wav"), "\(run.stdout)")
+        #expect(try String(contentsOfFile: domain + "/upper.txt", encoding: .utf8) == "upper case\n", "\(run.stdout)")
         for line in ["left  escape.tsv: manifest \"link/victim.wav\" passes through link, a link or not a folder",
-                     "left  batch: a folder", "left  notes.pdf: not audio"] {
+                     "left  batch: a folder", "left  notes.pdf: not audio", "left  twice.tsv: manifest line 2: \"./x.wav\" is listed twice",
+                     "left  linked.tsv: manifest \"near.wav\" is a link or not a regular file"] {
             #expect(run.stdout.contains(line), "missing \(line) in \(run.stdout)")
         }
         // The emptied folder a manifest named, and an empty one, are not worth a line.

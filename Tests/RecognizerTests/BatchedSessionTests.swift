@@ -70,6 +70,7 @@ import TestSupport
                 let batched = run(session, scene.samples, maxChunk: maxChunk, rng: &rng)
                 Self.expectSameResults(batched, stepped, "\(name), subsampling \(subsampling), chunks up to \(maxChunk)")
                 #expect(session.earlyDecisions == 0, "\(name), subsampling \(subsampling), chunks up to \(maxChunk)")
+                #expect(session.batchedBlocks > 0, "\(name): every block was one frame, the batching never happened")
             }
         }
         // Otherwise the cases would not test what they are named for.
