@@ -59,6 +59,7 @@ options_for() {
         nospeed+text) echo "--text $WORK/digits.txt --speed 1" ;;
         speed+text) echo "--text $WORK/digits.txt --speed 0.9,1,1.1" ;;
         speed5+text) echo "--text $WORK/digits.txt --speed 0.8,0.9,1,1.1,1.2" ;;
+        speed7+text) echo "--text $WORK/digits.txt --speed 0.7,0.8,0.9,1,1.1,1.25,1.4" ;;
         masks4+text) echo "--text $WORK/digits.txt --time-masks 4 --channel-masks 4 --patience 8" ;;
         general) echo "--general $GENERAL --general-share 0.2" ;;
         rehearse+text) echo "--text $WORK/digits.txt --rehearse" ;;
