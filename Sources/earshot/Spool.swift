@@ -381,13 +381,15 @@ struct SpoolIngest {
     /// leaves a transcript without audio in the domain folder, which adapt ignores and the retry
     /// overwrites.
     private func move(_ item: Item) throws -> Moved {
-        // Checked again at the last moment: a folder on the path replaced by a link since the scan would
-        // let the move take a file from outside the spool. (A swap between this check and the rename
-        // itself remains possible for whoever can write the spool; the window is a few system calls.)
+        // The file is reached through folders opened one by one without following links, and renamed or
+        // read through the last of them: a folder on the path swapped for a link since the scan cannot
+        // make the move take a file from outside the spool.
         let relative = String(item.audio.path.dropFirst(spool.path.count + 1))
+        let (folder, file) = try openFolder(of: relative)
+        defer { close(folder) }
         var info = stat()
-        guard item.audio.path.hasPrefix(spool.path + "/"), linkedFolder(in: relative) == nil,
-              lstat(item.audio.path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else {
+        guard item.audio.path.hasPrefix(spool.path + "/"), fstatat(folder, file, &info, AT_SYMLINK_NOFOLLOW) == 0,
+              info.st_mode & S_IFMT == S_IFREG else {
             throw SpoolError("\(item.audio.path) changed into a link or a non-regular file while ingest ran; nothing of it was moved")
         }
         let audioExt = (item.audio.lastPathComponent as NSString).pathExtension
@@ -398,21 +400,46 @@ struct SpoolIngest {
         let audioDestination = domain.appendingPathComponent(name + "." + audioExt)
         let textDestination = domain.appendingPathComponent(name + ".txt")
         try writeAtomically(Data((item.text + "\n").utf8), to: textDestination)
-        if rename(item.audio.path, audioDestination.path) != 0 {
+        if renameat(folder, file, AT_FDCWD, audioDestination.path) != 0 {
             let code = errno
             guard code == EXDEV else {
                 throw SpoolError("cannot move \(item.audio.path) to \(audioDestination.path): \(String(cString: strerror(code)))")
             }
+            let fd = openat(folder, file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else { throw SpoolError("cannot read \(item.audio.path): \(String(cString: strerror(errno)))") }
             let data: Data
-            do { data = try Data(contentsOf: item.audio) } catch {
+            do { data = try FileHandle(fileDescriptor: fd, closeOnDealloc: true).readToEnd() ?? Data() } catch {
                 throw SpoolError("cannot read \(item.audio.path): \((error as NSError).localizedDescription)")
             }
             try writeAtomically(data, to: audioDestination)
-            unlink(item.audio.path)
+            unlinkat(folder, file, 0)
+        }
+        // Swapped for a link between the check and the rename, the link itself moved: take it back out.
+        var moved = stat()
+        if lstat(audioDestination.path, &moved) != 0 || moved.st_mode & S_IFMT != S_IFREG {
+            unlink(audioDestination.path)
+            throw SpoolError("\(item.audio.path) changed into a link while ingest moved it; it was not taken")
         }
         for source in item.sources where source != item.audio { unlink(source.path) }
         if let ready = item.ready { unlink(ready.path) }
         return Moved(sources: item.sources.map(\.lastPathComponent), destination: audioDestination.path)
+    }
+
+    /// The folder holding spool file `relative`, opened one folder at a time with O_NOFOLLOW, and the
+    /// file's name in it. The caller closes the descriptor.
+    private func openFolder(of relative: String) throws -> (fd: Int32, name: String) {
+        var fd = open(spool.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw SpoolError("cannot open the spool folder \(spool.path): \(String(cString: strerror(errno)))") }
+        let parts = relative.split(separator: "/").map(String.init)
+        for part in parts.dropLast() {
+            let next = openat(fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            close(fd)
+            guard next >= 0 else {
+                throw SpoolError("\(relative): \(part) is a link or no longer a folder (links are not followed); nothing of it was moved")
+            }
+            fd = next
+        }
+        return (fd, parts.last ?? relative)
     }
 
     /// Whether `name` is in use in the domain folder (audio of any extension, or its transcript).
