@@ -109,15 +109,8 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     /// After a half-close, once no `stop` or `reload` is pending: writes what is queued, then closes.
     private func closeAfterInputIfDone() {
-        guard inputClosed, stopsInFlight == 0, reloadsInFlight == 0, shutdownPromise == nil, !closing, let context else { return }
-        closing = true
-        writeQueuedIgnoringWritability()
-        if registered { server.unregister(id); registered = false }
-        let channel = context.channel
-        // Writes complete in order: when this empty one has, everything before it is out.
-        context.writeAndFlush(wrapOutboundOut(ByteBuffer())).whenComplete { _ in channel.close(promise: nil) }
-        let grace = TimeAmount.nanoseconds(Int64(server.configuration.closeGraceSeconds * 1e9))
-        context.eventLoop.scheduleTask(in: grace) { channel.close(promise: nil) }
+        guard inputClosed, stopsInFlight == 0, reloadsInFlight == 0, shutdownPromise == nil, !closing else { return }
+        closeAfterWriting(ByteBuffer())
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -439,13 +432,18 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// Writes whatever is queued, then `message`, and closes once that is written, or after the grace
     /// period if the client does not read.
     private func sendFinal(_ message: ServerMessage) {
+        closeAfterWriting(ByteBuffer(string: MessageCodec.encodeLine(ServerReply(message))))
+    }
+
+    /// Writes everything queued, then `last`, then closes (at most `closeGraceSeconds` later for a client
+    /// that does not read). Writes complete in order, so when `last` has, everything before it is out.
+    private func closeAfterWriting(_ last: ByteBuffer) {
         guard let context else { return }
         closing = true
         writeQueuedIgnoringWritability()
         if registered { server.unregister(id); registered = false }
-        let bytes = ByteBuffer(string: MessageCodec.encodeLine(ServerReply(message)))
         let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(bytes)).whenComplete { _ in channel.close(promise: nil) }
+        context.writeAndFlush(wrapOutboundOut(last)).whenComplete { _ in channel.close(promise: nil) }
         let grace = TimeAmount.nanoseconds(Int64(server.configuration.closeGraceSeconds * 1e9))
         context.eventLoop.scheduleTask(in: grace) { channel.close(promise: nil) }
     }

@@ -79,7 +79,9 @@ public final class Trainer {
     /// The intermediate CTC of `loss.intermediate_weight`, placed on the settled architecture; nil when off.
     var intermediateCTC: IntermediateCTC?
 
-    public var checkpointURL: URL { outputDir.appendingPathComponent("checkpoint.safetensors") }
+    public var checkpointURL: URL { Self.checkpointURL(in: outputDir) }
+    /// Where a run folder's checkpoint is: its presence means the run resumes.
+    public static func checkpointURL(in runFolder: URL) -> URL { runFolder.appendingPathComponent("checkpoint.safetensors") }
     public var lastModelURL: URL { outputDir.appendingPathComponent("last.safetensors") }
     public var bestModelURL: URL { outputDir.appendingPathComponent("best.safetensors") }
     public var step: Int { state.step }

@@ -53,9 +53,9 @@ struct LMCommand: ParsableCommand {
         var path: String
 
         func run() throws {
+            guard FileManager.default.fileExists(atPath: path) else { throw CLIError("cannot read language model \(path): no such file") }
             let started = Date()
             do {
-                guard FileManager.default.fileExists(atPath: path) else { throw CLIError("cannot read language model \(path): no such file") }
                 let bytes = try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int ?? 0
                 let lm = try NGramLanguageModel(file: URL(fileURLWithPath: path))
                 let seconds = Date().timeIntervalSince(started)
@@ -70,8 +70,6 @@ struct LMCommand: ParsableCommand {
                 print("loaded in:  \(String(format: "%.2f", seconds)) s")
             } catch let error as LanguageModelError {
                 throw CLIError(error.description)
-            } catch let error as CLIError {
-                throw error
             } catch {
                 throw CLIError("cannot read language model \(path): \(error.localizedDescription)")
             }

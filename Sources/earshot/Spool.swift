@@ -260,7 +260,12 @@ struct SpoolIngest {
             for line in lines {
                 claimed.insert(line.audio)
                 let url = spool.appendingPathComponent(line.audio)
-                if let link = linkedFolder(in: line.audio) { linked = "\"\(line.audio)\" passes through \(link), a link or not a folder (links are not followed)"; break }
+                switch openFolder(of: line.audio) {
+                case .opened(let fd, _): close(fd)
+                case .missing: missing.append(line.audio); continue
+                case .refused(let part): linked = "\"\(line.audio)\" passes through \(part), a link or not a folder (links are not followed)"
+                }
+                if linked != nil { break }
                 var info = stat()
                 guard lstat(url.path, &info) == 0 else { missing.append(line.audio); continue }
                 guard info.st_mode & S_IFMT == S_IFREG else { linked = "\"\(line.audio)\" is a link or not a regular file (links are not followed)"; break }
@@ -353,20 +358,6 @@ struct SpoolIngest {
 
     private func ext(_ name: String) -> String { (name as NSString).pathExtension.lowercased() }
 
-    /// The first folder on a manifest's relative path that is a link or not a folder, if any: a link
-    /// would let the path leave the spool (and move files from elsewhere into the domain folder).
-    private func linkedFolder(in relative: String) -> String? {
-        let parts = relative.split(separator: "/").dropLast()
-        var url = spool
-        for part in parts where part != "." {
-            url = url.appendingPathComponent(String(part))
-            var info = stat()
-            guard lstat(url.path, &info) == 0 else { return nil }  // missing: reported as waiting
-            if info.st_mode & S_IFMT != S_IFDIR { return url.lastPathComponent }
-        }
-        return nil
-    }
-
     /// One line of text: lines joined by spaces, surrounding whitespace removed.
     private func normalised(_ text: String) -> String {
         text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
@@ -384,12 +375,13 @@ struct SpoolIngest {
         // The file is reached through folders opened one by one without following links, and renamed or
         // read through the last of them: a folder on the path swapped for a link since the scan cannot
         // make the move take a file from outside the spool.
-        let relative = String(item.audio.path.dropFirst(spool.path.count + 1))
-        let (folder, file) = try openFolder(of: relative)
+        precondition(item.audio.path.hasPrefix(spool.path + "/"), "scan makes every item's path inside the spool")
+        guard case .opened(let folder, let file) = openFolder(of: String(item.audio.path.dropFirst(spool.path.count + 1))) else {
+            throw SpoolError("\(item.audio.path): a folder on its path changed into a link or vanished while ingest ran; nothing of it was moved")
+        }
         defer { close(folder) }
         var info = stat()
-        guard item.audio.path.hasPrefix(spool.path + "/"), fstatat(folder, file, &info, AT_SYMLINK_NOFOLLOW) == 0,
-              info.st_mode & S_IFMT == S_IFREG else {
+        guard fstatat(folder, file, &info, AT_SYMLINK_NOFOLLOW) == 0, info.st_mode & S_IFMT == S_IFREG else {
             throw SpoolError("\(item.audio.path) changed into a link or a non-regular file while ingest ran; nothing of it was moved")
         }
         let audioExt = (item.audio.lastPathComponent as NSString).pathExtension
@@ -425,21 +417,30 @@ struct SpoolIngest {
         return Moved(sources: item.sources.map(\.lastPathComponent), destination: audioDestination.path)
     }
 
-    /// The folder holding spool file `relative`, opened one folder at a time with O_NOFOLLOW, and the
-    /// file's name in it. The caller closes the descriptor.
-    private func openFolder(of relative: String) throws -> (fd: Int32, name: String) {
+    enum OpenedFolder {
+        /// The folder holding the file (the caller closes it) and the file's name in it.
+        case opened(fd: Int32, name: String)
+        /// A folder on the path is not there (yet).
+        case missing
+        /// This folder on the path is a link or not a folder.
+        case refused(String)
+    }
+
+    /// Opens the folders on spool path `relative` one at a time with O_NOFOLLOW: a link on the path would
+    /// let it leave the spool (and bring files from elsewhere into the domain folder). What is then read
+    /// or renamed through the returned descriptor stays inside, whatever changes on the path meanwhile.
+    private func openFolder(of relative: String) -> OpenedFolder {
         var fd = open(spool.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw SpoolError("cannot open the spool folder \(spool.path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { return .missing }
         let parts = relative.split(separator: "/").map(String.init)
         for part in parts.dropLast() {
             let next = openat(fd, part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            let code = errno
             close(fd)
-            guard next >= 0 else {
-                throw SpoolError("\(relative): \(part) is a link or no longer a folder (links are not followed); nothing of it was moved")
-            }
+            guard next >= 0 else { return code == ENOENT ? .missing : .refused(part) }
             fd = next
         }
-        return (fd, parts.last ?? relative)
+        return .opened(fd: fd, name: parts.last ?? relative)
     }
 
     /// Whether `name` is in use in the domain folder (audio of any extension, or its transcript).

@@ -36,7 +36,7 @@ struct Train: ParsableCommand {
         // A bad value is reported before the run folder is created.
         do { try cfg.validate() } catch { throw Self.cliError(error, config: config) }
         // Files the configuration names, before the run folder is made (a resumed run ignores init_from).
-        let resuming = FileManager.default.fileExists(atPath: URL(fileURLWithPath: cfg.run.output).appendingPathComponent("checkpoint.safetensors").path)
+        let resuming = FileManager.default.fileExists(atPath: Trainer.checkpointURL(in: URL(fileURLWithPath: cfg.run.output)).path)
         for (key, file) in [("data.train", cfg.data.train), ("data.valid", cfg.data.valid), ("model.init_from", resuming ? "" : cfg.model.initFrom)]
         where !file.isEmpty && !FileManager.default.isReadableFile(atPath: expandTilde(file)) {
             throw CLIError("\(config): \(key) '\(file)': no such file, or not readable")

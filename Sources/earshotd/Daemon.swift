@@ -15,6 +15,8 @@ import Glibc
 enum DaemonError: Error, CustomStringConvertible {
     case config(ConfigError)
     case model(path: String, reason: String)
+    /// The file's own error, which names it first.
+    case unusableModel(ModelError)
     case decoding(String)
     case sampleRate(path: String, model: Int, microphone: Int)
     case capture(CaptureError)
@@ -23,10 +25,8 @@ enum DaemonError: Error, CustomStringConvertible {
     var description: String {
         switch self {
         case .config(let e): return e.description
-        case .model(let path, let reason):
-            // Model errors name their file first; once is enough.
-            let why = reason.hasPrefix(path + ": ") ? String(reason.dropFirst(path.count + 2)) : reason
-            return "cannot use the model \(path): \(why)"
+        case .model(let path, let reason): return "cannot use the model \(path): \(reason)"
+        case .unusableModel(let e): return "cannot use the model \(e.description)"
         case .decoding(let reason): return "decoding settings: \(reason)"
         case .sampleRate(let path, let model, let microphone):
             return "cannot use the model \(path): it takes \(model) Hz audio but the microphone runs at \(microphone) Hz (restart earshotd to change the rate)"
@@ -93,7 +93,7 @@ final class Daemon: @unchecked Sendable {
     /// A model with its own domain decoding gets the options `DecodingSettings` makes with it (the rule
     /// the CLI follows too); any other model gets `base`'s, made on first need.
     static func loadEngine(path: String, settings: DecodingSettings, base: BaseDecoding, endpoint: EndpointConfig) throws(DaemonError) -> RecognizerEngine {
-        func unusable(_ error: ModelError) -> DaemonError { .model(path: path, reason: error.description) }
+        func unusable(_ error: ModelError) -> DaemonError { .unusableModel(error) }
         func badDecoding(_ error: DecodingSettingsError) -> DaemonError {
             // Closing the vocabulary without a word list is the settings' fault, not the model file's.
             if case .closedVocabularyWithoutWords = error { return .decoding("closed_vocabulary: \(error.description)") }
