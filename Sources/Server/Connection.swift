@@ -73,7 +73,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         closing = true
         if registered { server.unregister(id) }
         registered = false
-        dropSession(cancellingQueuedWork: true)
+        dropSession(closingRunner: true)
         outbound.removeAll()
         shutdownPromise?.succeed(())
         shutdownPromise = nil
@@ -88,20 +88,21 @@ final class ConnectionHandler: ChannelInboundHandler {
         // Every frame sent before the half-close has been handled. A session without `stop` is dropped,
         // as on a close (docs/protocol.md); the answers to a `stop` or `reload` received still go out.
         inputClosed = true
-        // Queued work is cancelled unless a `stop` still needs it.
-        if session != nil { dropSession(cancellingQueuedWork: stopsInFlight == 0) }
+        dropSession(closingRunner: false)
         closeAfterInputIfDone()
     }
 
-    /// Ends the running session without results. `cancellingQueuedWork`: audio still queued on the runner
-    /// (a `stop` in flight included) is skipped rather than recognised, since nobody will read the results
-    /// (a client that sent a burst and vanished would otherwise cost up to the backlog limit of CPU).
-    private func dropSession(cancellingQueuedWork: Bool) {
-        if session != nil {
-            session = nil
+    /// Ends the running session without results: its audio still queued on the runner is skipped rather
+    /// than recognised, since nobody will read the results (a client that sent a burst and vanished would
+    /// otherwise cost up to the backlog limit of CPU). `closingRunner`: the connection is gone, so the
+    /// work of a `stop` in flight is skipped too; otherwise that `stop` is still answered.
+    private func dropSession(closingRunner: Bool) {
+        if let session {
+            self.session = nil
             server.sessionEnded()
+            runner?.abandon(session: session.id)
         }
-        if cancellingQueuedWork, let runner {
+        if closingRunner, let runner {
             runner.close()
             runner.queue.async { runner.cancel() }
         }
@@ -195,7 +196,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         server.pendingWork.enter()
         runner.queue.async {
             defer { server.pendingWork.leave() }
-            if let problem = runner.begin(engine: engine, generation: generation, format: format) {
+            if let problem = runner.begin(session: sessionID, engine: engine, generation: generation, format: format) {
                 loop.execute { me.value.sessionFailed(sessionID, problem) }
             }
         }
@@ -222,11 +223,12 @@ final class ConnectionHandler: ChannelInboundHandler {
         let me = NIOLoopBound(self, eventLoop: loop)
         let server = self.server
         let partials = session.partials
+        let sessionID = session.id
         let connection = self.id
         server.pendingWork.enter()
         runner.queue.async {
             defer { server.pendingWork.leave() }
-            let step = runner.accept(payload, server: server)
+            let step = runner.accept(payload, session: sessionID, server: server)
             server.countFrame(skipped: step.skipped, bytes: payload.count)
             if step.switchedModel {
                 server.logger.info("session switches to the reloaded model at its next utterance boundary",
@@ -363,7 +365,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         shutdownPromise = promise
         subscribed = false
         if flushing && session != nil { stop(id: nil) }
-        else if session != nil { dropSession(cancellingQueuedWork: true) }
+        else if session != nil { dropSession(closingRunner: true) }
         closing = true
         if stopsInFlight == 0 { finishShutdown() }
         return promise.futureResult

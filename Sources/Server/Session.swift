@@ -11,6 +11,9 @@ import Recognizer
 final class SessionRunner: @unchecked Sendable {
     let queue: DispatchQueue
     private let closed = Locked(false)
+    /// Sessions the connection dropped while work for them was still queued (a half-close while an
+    /// earlier session's `stop` is in flight): their work is skipped, the other sessions' is not.
+    private let abandoned = Locked<Set<Int>>([])
     private var session: (any TranscriptionSession)?
     /// The server's engine generation this session last saw; a newer one is offered to the session,
     /// which switches at its next utterance boundary.
@@ -43,11 +46,18 @@ final class SessionRunner: @unchecked Sendable {
 
     var isClosed: Bool { closed.withLock { $0 } }
 
+    /// Marks one session dropped (any thread): its queued work is skipped from now on.
+    func abandon(session: Int) { abandoned.withLock { _ = $0.insert(session) } }
+
+    private func skips(_ session: Int) -> Bool {
+        isClosed || abandoned.withLock { $0.contains(session) }
+    }
+
     // The methods below run on `queue`.
 
-    func begin(engine: any TranscriptionEngine, generation: Int, format: AudioFormat) -> String? {
+    func begin(session id: Int, engine: any TranscriptionEngine, generation: Int, format: AudioFormat) -> String? {
         dispatchPrecondition(condition: .onQueue(queue))
-        guard !isClosed else { return nil }
+        guard !skips(id) else { return nil }
         engineGeneration = generation
         do {
             converter = try AudioConverter(format: format, outputRate: engine.sampleRate)
@@ -62,10 +72,10 @@ final class SessionRunner: @unchecked Sendable {
 
     /// Recognises one frame. A model `server` reloaded since the session started is offered to the
     /// session here, between frames.
-    func accept(_ payload: [UInt8], server: EarshotServer) -> Step {
+    func accept(_ payload: [UInt8], session id: Int, server: EarshotServer) -> Step {
         dispatchPrecondition(condition: .onQueue(queue))
         var step = Step()
-        guard !isClosed else {
+        guard !skips(id) else {
             step.skipped = true
             cancel()
             return step

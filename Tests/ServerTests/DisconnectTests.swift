@@ -90,6 +90,40 @@ extension DisconnectTests {
     }
 }
 
+extension DisconnectTests {
+    /// A first session stopped, a second started, then a half-close: the first's results still come, and
+    /// the second's audio queued behind that stop is skipped, not recognised for nobody.
+    @Test func aHalfCloseSkipsTheDroppedSessionButAnswersTheEarlierStop() async throws {
+        let engine = CountingEngine(microsecondsPerCall: 100_000)
+        let (server, path) = try await startServer(engine: engine)
+        defer { Task { await server.shutdown() } }
+        let client = try connect(path)
+        try client.send(.start(AudioFormat(sampleRate: 16000), partials: false))
+        try sendAudio(client, utteranceBytes(speech: 1600 * 10, silence: 1600), chunk: 3200)
+        try client.send(.stop)
+        try client.send(.start(AudioFormat(sampleRate: 16000), partials: false))
+        let dropped = 40
+        try sendAudio(client, utteranceBytes(speech: 1600 * dropped, silence: 0), chunk: 3200)
+        // No await before the half-close (see the first test): the first session's 11 frames alone take
+        // 1.1 s, so the second's are still queued when the server sees it.
+        #expect(shutdown(client.fd, Int32(SHUT_WR)) == 0)
+        let messages = try receive(client, until: isStopped)
+        #expect(finals(messages).count == 1, "\(messages.map(\.type))")
+        #expect(try client.receive(timeout: 5) == nil, "the server should close after answering")
+        #expect(engine.finishes == 1)
+        let first = 11
+        #expect(await eventually(10) {
+            server.statistics.framesProcessed + server.statistics.framesSkipped == first + dropped
+        })
+        // Exactly: the connection closing after the answer skips the rest anyway, but a frame or two of
+        // the dropped session used to be recognised between the `stop`'s answer and the close.
+        #expect(engine.calls == first,
+                "recognised \(engine.calls - first) of the dropped session's \(dropped) frames")
+        #expect(server.statistics.framesSkipped == dropped)
+        #expect(await eventually { server.status().sessions == 0 && server.status().clients == 0 })
+    }
+}
+
 /// A slow fake engine that counts the recognition calls its sessions make.
 final class CountingEngine: TranscriptionEngine, @unchecked Sendable {
     let inner = FakeEngine()
