@@ -90,7 +90,7 @@ for config in $CONFIGS; do
         read -r secs kb < "$WORK/time"
         # One run: "B/N" (best epoch / epochs); several: "N" epochs in all for their mean, "N rK" when
         # run K was kept instead.
-        epochs=$(sed -n -e 's/.*epoch \([0-9]*\) of \([0-9]*\)).*/\1\/\2/p' -e 's/.*the mean of [0-9]* runs, \([0-9]*\) epochs in all.*/\1/p' \
+        epochs=$(sed -n -e 's/.*epoch \([0-9]*\) of \([0-9]*\)).*/\1\/\2/p' -e 's/.*the mean of [0-9]* runs, \([0-9]*\) epochs* in all.*/\1/p' \
             -e 's/.*(greedy, run \([0-9]*\) of .* \([0-9]*\) epochs in all.*/\2 r\1/p' "$WORK/stdout")
         after=$(wer "$out" "$WORK/$split-test.tsv")
         greedy=$(wer "$out" "$WORK/$split-test.tsv" --no-model-lm)

@@ -172,7 +172,7 @@ public final class Adapter {
             checked += 1
             if case .success(let v) = validator.validate(item) { pool.append(v) }
         }
-        log("general data: \(pool.count) utterances drawn from \(path) (\(checked) checked)")
+        log("general data: \(counted(pool.count, "utterance")) drawn from \(path) (\(checked) checked)")
         return pool
     }
 
@@ -551,7 +551,7 @@ public final class Adapter {
             } else {
                 sinceBest += 1
                 if sinceBest >= options.patience {
-                    log("early stop after epoch \(epoch): no better validation score for \(options.patience) epochs (best: epoch \(best.epoch))")
+                    log("early stop after epoch \(epoch): no better validation score for \(counted(options.patience, "epoch")) (best: epoch \(best.epoch))")
                     break
                 }
             }

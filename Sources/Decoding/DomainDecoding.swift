@@ -349,7 +349,7 @@ public struct DomainDecoding: Sendable, Equatable, Codable {
             ? "vocabulary:    closed: transcripts use only the \(words.count) domain words and the hotwords' (--open-vocabulary lifts it)"
             : "vocabulary:    open: any spelling may be recognised (--closed-vocabulary keeps to the domain words)")
         if let tuning {
-            lines.append("tuned on:      \(tuning.utterances) utterances, \(tuning.words) words: WER \(String(format: "%.2f", tuning.wordErrorRatePercent))%")
+            lines.append("tuned on:      \(counted(tuning.utterances, "utterance")), \(counted(tuning.words, "word")): WER \(String(format: "%.2f", tuning.wordErrorRatePercent))%")
         }
         return lines
     }

@@ -185,7 +185,7 @@ public final class Trainer {
         }
         let hours = out.reduce(0) { $0 + $1.seconds } / 3600
         log(String(format: "%@: %d utterances, %.2f hours (%@)", role, out.count, hours, path))
-        for (reason, n) in skipped.sorted(by: { $0.key < $1.key }) { log("\(role): skipped \(n) utterances: \(reason)") }
+        for (reason, n) in skipped.sorted(by: { $0.key < $1.key }) { log("\(role): skipped \(counted(n, "utterance")): \(reason)") }
         return out
     }
 
@@ -239,7 +239,7 @@ public final class Trainer {
         let mean = sum.map { $0 / Double(frames) }
         let std = zip(sumSq, mean).map { max(1e-3, ($0 / Double(frames) - $1 * $1).squareRoot()) }
         normalization = InputNormalization(mean: mean.map(Float.init), std: std.map(Float.init))
-        log("feature statistics from \(n) utterances (\(frames) frames)")
+        log("feature statistics from \(counted(n, "utterance")) (\(counted(frames, "frame")))")
     }
 
     // MARK: checkpoints
@@ -463,7 +463,7 @@ public final class Trainer {
         }
         if !failed.isEmpty {
             // Scored as empty hypotheses (so WERs stay comparable across validations), but said out loud.
-            log("validation: \(failed.count) of \(items.count) utterances could not be read and count as empty hypotheses: "
+            log("validation: \(failed.count) of \(counted(items.count, "utterance")) could not be read and count as empty hypotheses: "
                 + failed.prefix(3).joined(separator: "; ") + (failed.count > 3 ? "; ..." : ""))
         }
         let score = CorpusScore(pairs: zip(items, results).map { item, r in (item.text, (try? r?.get()) ?? "") })

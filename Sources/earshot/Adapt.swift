@@ -272,7 +272,7 @@ struct Adapt: ParsableCommand {
             s.map { String(format: "WER %.2f%%  CER %.2f%%", $0.wer, $0.cer) } ?? "(no validation set)"
         }
         if let result {
-            print("validation: \(result.validationUtterances) utterances, training: \(result.trainUtterances), skipped: \(result.skipped.count)")
+            print("validation: \(counted(result.validationUtterances, "utterance")), training: \(result.trainUtterances), skipped: \(result.skipped.count)")
             if result.before == nil {
                 let why = val != nil ? "--val gave no usable utterances"
                     : valFraction == 0 ? "--val-fraction 0 and no --val"
@@ -284,8 +284,8 @@ struct Adapt: ParsableCommand {
             } else {
                 print("before:     \(figures(result.before))  (greedy)")
                 let kept = result.runs == 1 ? "epoch \(result.bestEpoch) of \(result.epochsRun)"
-                    : result.keptRun.map { "run \($0 + 1) of \(result.runs), epoch \(result.bestEpoch), the mean having validated worse; \(result.epochsRun) epochs in all" }
-                    ?? "the mean of \(result.runs) runs, \(result.epochsRun) epochs in all"
+                    : result.keptRun.map { "run \($0 + 1) of \(result.runs), epoch \(result.bestEpoch), the mean having validated worse; \(counted(result.epochsRun, "epoch")) in all" }
+                    ?? "the mean of \(result.runs) runs, \(counted(result.epochsRun, "epoch")) in all"
                 print("after:      \(figures(result.after))  (greedy, \(kept))")
             }
         }
@@ -312,7 +312,7 @@ struct Adapt: ParsableCommand {
         do { decoding = try DomainDecoding.build(text: text, vocabulary: vocab, closedVocabulary: mode == "closed") } catch {
             throw CLIError("--text \(textPath): \(error)")
         }
-        let words = "\(decoding.words.count) words, order \(decoding.order)"
+        let words = "\(counted(decoding.words.count, "word")), order \(decoding.order)"
         if !decoding.skippedWords.isEmpty {
             // Scored as <unk>, never recognised: say so now, not only in `model info`.
             let shown = decoding.skippedWords.prefix(8).joined(separator: " ") + (decoding.skippedWords.count > 8 ? " ..." : "")

@@ -80,7 +80,7 @@ struct Eval: ParsableCommand {
         // A rate over no reference words is undefined; say so rather than print "inf%".
         func rate(_ percent: Double, _ length: Int) -> String { length > 0 ? String(format: "%.2f%%", percent) : "n/a (no reference words)" }
         let w = score.words, c = score.characters
-        print("WER:        \(rate(score.wordErrorRatePercent, w.referenceLength))  (\(w.substitutions) sub, \(w.deletions) del, \(w.insertions) ins / \(w.referenceLength) words)")
+        print("WER:        \(rate(score.wordErrorRatePercent, w.referenceLength))  (\(w.substitutions) sub, \(w.deletions) del, \(w.insertions) ins / \(counted(w.referenceLength, "word")))")
         print("CER:        \(rate(score.characterErrorRatePercent, c.referenceLength))  (\(c.substitutions) sub, \(c.deletions) del, \(c.insertions) ins / \(c.referenceLength) characters)")
         print(String(format: "SER:        %.2f%%  (%d of %d utterances with a word error)",
                      100 * Double(score.utterancesWithErrors) / Double(max(1, score.utterances)),

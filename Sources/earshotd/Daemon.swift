@@ -184,8 +184,8 @@ final class Daemon: @unchecked Sendable {
         } else {
             parts.append("no capture")
         }
-        parts.append("\(status.clients) clients")
-        parts.append("\(status.sessions) sessions")
+        parts.append(counted(status.clients, "client"))
+        parts.append(counted(status.sessions, "session"))
         parts.append("\(status.subscribers) subscribers")
         if status.audioSeconds > 0 { parts.append(String(format: "RTF %.3f", status.realTimeFactor)) }
         parts.append("model \(status.model.name)")

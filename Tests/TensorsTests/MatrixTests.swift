@@ -17,3 +17,13 @@ import Testing
         #expect(a.rows(1..<3) == Matrix(rows: 2, cols: 2, data: [3, 4, 5, 6]))
     }
 }
+
+@Suite struct CountedTests {
+    @Test func oneIsSingularEverythingElsePlural() {
+        #expect(counted(1, "utterance") == "1 utterance")
+        #expect(counted(0, "utterance") == "0 utterances")
+        #expect(counted(2, "word") == "2 words")
+        #expect(counted(1, "child", plural: "children") == "1 child")
+        #expect(counted(3, "child", plural: "children") == "3 children")
+    }
+}
