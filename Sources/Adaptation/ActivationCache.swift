@@ -66,8 +66,16 @@ public struct ActivationCache: Sendable {
         var identity = "\(audioPath)\n\(st.st_size)\n\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)\n"
         // Unperturbed entries keep the key they always had, so existing caches stay valid.
         if speed != 1 { identity += "speed \(speed)\n" }
-        let name = String(SHA256.hex(Array(identity.utf8)).prefix(40)) + ".act"
+        let name = String(SHA256.hex(Array(identity.utf8)).prefix(40)) + Self.entrySuffix
         return directory.appendingPathComponent(name)
+    }
+
+    private static let entrySuffix = ".act"
+
+    /// An entry's file name: 40 hex digits and the suffix, as `entryURL` makes them.
+    static func isEntryName(_ name: String) -> Bool {
+        name.hasSuffix(entrySuffix) && name.dropLast(entrySuffix.count).count == 40
+            && name.dropLast(entrySuffix.count).allSatisfy(\.isHexDigit)
     }
 
     /// The entry at `url`, or nil when it is missing or not a complete entry (then it is recomputed).
@@ -101,6 +109,8 @@ public struct ActivationCache: Sendable {
         public var entries = 0
         public var bytes: Int64 = 0
         public var folders = 0
+        /// Temporary files of interrupted writes (removed whatever their age).
+        public var temporaries = 0
         /// Another run held the cache, so nothing was looked at.
         public var busy = false
     }
@@ -131,14 +141,16 @@ public struct ActivationCache: Sendable {
             guard let heading = try? String(contentsOf: readme, encoding: .utf8), heading.hasPrefix(readmeHeading),
                   let names = try? fm.contentsOfDirectory(atPath: folder.path) else { continue }
             var left = 0
-            // Entries, and the temporary files of writes a crash interrupted.
             for file in names where file != "README" {
                 var st = stat()
                 let path = folder.appendingPathComponent(file).path
                 guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { left += 1; continue }
+                // Anything but an entry is the temporary file of a write that a kill or crash interrupted:
+                // no run writes while prune holds the lock, so it can go whatever its age.
+                let temporary = !isEntryName(file)
                 let modified = Date(timeIntervalSince1970: Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9)
-                if modified < cutoff, unlink(path) == 0 {
-                    report.entries += 1
+                if temporary || modified < cutoff, unlink(path) == 0 {
+                    if temporary { report.temporaries += 1 } else { report.entries += 1 }
                     report.bytes += Int64(st.st_size)
                 } else {
                     left += 1

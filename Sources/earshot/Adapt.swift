@@ -296,9 +296,10 @@ struct Adapt: ParsableCommand {
             let pruned = ActivationCache.prune(root: URL(fileURLWithPath: expandTilde(cache)), olderThan: pruneCacheDays * 86_400)
             if pruned.busy {
                 print("cache:      not pruned: another adaptation is using it")
-            } else if pruned.entries > 0 || pruned.folders > 0 {
-                print(String(format: "cache:      pruned %d entries (%.1f MiB) and %d folders unused for %g days", pruned.entries,
-                             Double(pruned.bytes) / 1_048_576, pruned.folders, pruneCacheDays))
+            } else if pruned.entries > 0 || pruned.folders > 0 || pruned.temporaries > 0 {
+                var removed = "\(counted(pruned.entries, "entry", plural: "entries")) and \(counted(pruned.folders, "folder")) unused for \(String(format: "%g", pruneCacheDays)) day\(pruneCacheDays == 1 ? "" : "s")"
+                if pruned.temporaries > 0 { removed += ", \(counted(pruned.temporaries, "temporary file")) of interrupted runs" }
+                print("cache:      pruned \(removed) (\(String(format: "%.1f", Double(pruned.bytes) / 1_048_576)) MiB)")
             }
         }
     }

@@ -142,7 +142,14 @@ func quickOptions() -> AdaptOptions {
                                                       ofItemAtPath: folder.appendingPathComponent("notes.act").path)
             }
 
-            // Nothing is old yet.
+            // Nothing is old yet; the temporary file of an interrupted write goes whatever its age (no run
+            // writes while prune holds the lock), and an entry-like name that is not 40 hex digits counts as one.
+            let temporary = a.cacheDirectory.appendingPathComponent(".0123.act.nosync1a2b")
+            try Data(repeating: 7, count: 100).write(to: temporary)
+            var fresh = ActivationCache.PruneReport()
+            fresh.temporaries = 1; fresh.bytes = 100
+            #expect(ActivationCache.prune(root: cache, olderThan: 86_400) == fresh)
+            #expect(!FileManager.default.fileExists(atPath: temporary.path))
             #expect(ActivationCache.prune(root: cache, olderThan: 86_400) == .init())
             // Fifty days on (file times set back): model A's next run reads its entries (hits renew them);
             // model B's stay stale.
