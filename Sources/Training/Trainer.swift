@@ -184,7 +184,7 @@ public final class Trainer {
             out.append(Utterance(path: url.path, text: text, labels: labels, seconds: seconds))
         }
         let hours = out.reduce(0) { $0 + $1.seconds } / 3600
-        log(String(format: "%@: %d utterances, %.2f hours (%@)", role, out.count, hours, path))
+        log("\(role): \(counted(out.count, "utterance")), \(String(format: "%.2f", hours)) hours (\(path))")
         for (reason, n) in skipped.sorted(by: { $0.key < $1.key }) { log("\(role): skipped \(counted(n, "utterance")): \(reason)") }
         return out
     }

@@ -81,10 +81,9 @@ struct Eval: ParsableCommand {
         func rate(_ percent: Double, _ length: Int) -> String { length > 0 ? String(format: "%.2f%%", percent) : "n/a (no reference words)" }
         let w = score.words, c = score.characters
         print("WER:        \(rate(score.wordErrorRatePercent, w.referenceLength))  (\(w.substitutions) sub, \(w.deletions) del, \(w.insertions) ins / \(counted(w.referenceLength, "word")))")
-        print("CER:        \(rate(score.characterErrorRatePercent, c.referenceLength))  (\(c.substitutions) sub, \(c.deletions) del, \(c.insertions) ins / \(c.referenceLength) characters)")
-        print(String(format: "SER:        %.2f%%  (%d of %d utterances with a word error)",
-                     100 * Double(score.utterancesWithErrors) / Double(max(1, score.utterances)),
-                     score.utterancesWithErrors, score.utterances))
+        print("CER:        \(rate(score.characterErrorRatePercent, c.referenceLength))  (\(c.substitutions) sub, \(c.deletions) del, \(c.insertions) ins / \(counted(c.referenceLength, "character")))")
+        print(String(format: "SER:        %.2f%%  ", 100 * Double(score.utterancesWithErrors) / Double(max(1, score.utterances)))
+              + "(\(score.utterancesWithErrors) of \(counted(score.utterances, "utterance")) with a word error)")
         if cpu > 0 { print(String(format: "speed:      %.0fx real time per core (recognition only)", audio / cpu)) }
         if let hyps {
             let out = Manifest(entries: zip(list.entries, all).map { .init(path: $0.path, text: $1.hypothesis) },

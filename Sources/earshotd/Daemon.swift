@@ -186,7 +186,7 @@ final class Daemon: @unchecked Sendable {
         }
         parts.append(counted(status.clients, "client"))
         parts.append(counted(status.sessions, "session"))
-        parts.append("\(status.subscribers) subscribers")
+        parts.append(counted(status.subscribers, "subscriber"))
         if status.audioSeconds > 0 { parts.append(String(format: "RTF %.3f", status.realTimeFactor)) }
         parts.append("model \(status.model.name)")
         return parts.joined(separator: ", ")
