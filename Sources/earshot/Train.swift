@@ -138,30 +138,31 @@ struct Train: ParsableCommand {
     }
 
     /// The key ("'section.key' (3.5 given)") whose fractional number broke decoding, if that is what did:
-    /// the JSON decoder reports a fraction where an integer belongs without naming the key, so each
-    /// fractional value in turn is kept while all the others are rounded; the first that still breaks
-    /// decoding is named.
+    /// the JSON decoder reports a fraction where an integer belongs without naming the key, so with every
+    /// fractional value rounded, each in turn is put back; the first that alone breaks decoding is named.
     static func fractionForInteger(json: String, decoder: JSONDecoder) -> String? {
         guard let given = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else { return nil }
+        var fractions: [(section: String, key: String, value: Double)] = []
+        var rounded = given
         for (section, value) in given {
-            guard let table = value as? [String: Any] else { continue }
+            guard var table = value as? [String: Any] else { continue }
             for (key, item) in table {
                 guard let number = item as? Double, number != number.rounded() else { continue }
-                var others = given
-                for (s, v) in given {
-                    guard var t = v as? [String: Any] else { continue }
-                    for (k, x) in t where !(s == section && k == key) {
-                        if let d = x as? Double, d != d.rounded() { t[k] = Int(d.rounded()) }
-                    }
-                    others[s] = t
-                }
-                guard let data = try? JSONSerialization.data(withJSONObject: others) else { continue }
-                do {
-                    _ = try decoder.decode(TrainConfig.self, from: data)
-                } catch DecodingError.dataCorrupted(let ctx) where ctx.codingPath.isEmpty {
-                    return "'\(section).\(key)' (\(number) given)"  // breaks decoding on its own
-                } catch {}
+                fractions.append((section, key, number))
+                table[key] = Int(number.rounded())
             }
+            rounded[section] = table
+        }
+        for (section, key, number) in fractions {
+            var trial = rounded, table = rounded[section] as? [String: Any] ?? [:]
+            table[key] = number
+            trial[section] = table
+            guard let data = try? JSONSerialization.data(withJSONObject: trial) else { continue }
+            do {
+                _ = try decoder.decode(TrainConfig.self, from: data)
+            } catch DecodingError.dataCorrupted(let ctx) where ctx.codingPath.isEmpty {
+                return "'\(section).\(key)' (\(number) given)"  // breaks decoding on its own
+            } catch {}
         }
         return nil
     }

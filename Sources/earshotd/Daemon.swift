@@ -93,21 +93,20 @@ final class Daemon: @unchecked Sendable {
     /// A model with its own domain decoding gets the options `DecodingSettings` makes with it (the rule
     /// the CLI follows too); any other model gets `base`'s, made on first need.
     static func loadEngine(path: String, settings: DecodingSettings, base: BaseDecoding, endpoint: EndpointConfig) throws(DaemonError) -> RecognizerEngine {
-        func unusable(_ error: ModelError) -> DaemonError { .unusableModel(error) }
         func badDecoding(_ error: DecodingSettingsError) -> DaemonError {
             // Closing the vocabulary without a word list is the settings' fault, not the model file's.
             if case .closedVocabularyWithoutWords = error { return .decoding("closed_vocabulary: \(error.description)") }
-            return unusable(.malformedMetadata(file: path, key: "decoding", reason: error.description))
+            return .unusableModel(.malformedMetadata(file: path, key: "decoding", reason: error.description))
         }
         let model: ModelFile
-        do { model = try ModelFile.load(path: path) } catch { throw unusable(error) }
+        do { model = try ModelFile.load(path: path) } catch { throw .unusableModel(error) }
         let ownDecoding: Bool
         do { ownDecoding = try settings.modelDecoding(of: model, file: path) != nil } catch { throw badDecoding(error) }
         let baseOptions = ownDecoding ? DecodingOptions.greedy : try base.options()
         let modelOptions: DecodingOptions
         do { modelOptions = try settings.makeOptions(for: model, file: path, base: baseOptions) } catch { throw badDecoding(error) }
         let recognizer: Recognizer
-        do { recognizer = try Recognizer(model: model, options: modelOptions, file: path) } catch { throw unusable(error) }
+        do { recognizer = try Recognizer(model: model, options: modelOptions, file: path) } catch { throw .unusableModel(error) }
         _ = recognizer.recognize([Float](repeating: 0, count: recognizer.sampleRate / 2))
         return RecognizerEngine(recognizer: recognizer, endpointConfig: endpoint, modelPath: path)
     }
