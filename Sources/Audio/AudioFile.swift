@@ -31,7 +31,8 @@ public struct AudioFileInfo: Sendable, Equatable {
     public var encoding: String
     public var sampleRate: Int
     public var channels: Int
-    /// Frames per channel the header declares (0 for a header with no audio; for MP3 an estimate).
+    /// Frames per channel the header declares (0 for a header with no audio; for MP3 an estimate); where
+    /// the header does not know (FLAC written to a pipe), the frames the file decodes to.
     public var frames: Int64
     public var duration: Double { sampleRate > 0 ? Double(frames) / Double(sampleRate) : 0 }
 }
@@ -129,7 +130,19 @@ public enum AudioFile {
         }
         return AudioFileInfo(path: path, format: file.majorFormatName, encoding: file.encodingName,
                              sampleRate: file.sampleRate, channels: file.channels,
-                             frames: file.declaredFrames ?? 0)
+                             frames: file.declaredFrames ?? countFrames(file))
+    }
+
+    /// Frames decoded from a file whose header does not know its length (FLAC streamed to a pipe
+    /// stores 0 there, and libsndfile reports "unknown"): such a file is fine, and 0 would call it empty.
+    static func countFrames(_ file: SoundFileReader) -> Int64 {
+        var block = [Float](repeating: 0, count: blockFrames * max(1, file.channels))
+        var total: Int64 = 0
+        while true {
+            let count = block.withUnsafeMutableBufferPointer { file.readFrames(into: $0.baseAddress!, frames: blockFrames) }
+            if count <= 0 { return total }
+            total += Int64(count)
+        }
     }
 
     /// The containers the installed libsndfile reads, by its names ("WAV (Microsoft)", "MPEG-1/2 Audio", ...).

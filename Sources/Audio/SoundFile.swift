@@ -96,9 +96,11 @@ final class SoundFileReader {
             // An AIFF SSND chunk starts with 8 bytes (offset, block size) before the samples.
             let chunkOverhead: Int64 = trimmed.hasPrefix("SSND") ? 8 : 0
             let declaredBytes = numbers[0] - chunkOverhead, presentBytes = numbers[1] - chunkOverhead
-            // 0x7FFFFFFF / 0xFFFFFFFF are the "length unknown" placeholders streaming writers (arecord,
-            // sox to a pipe) put in the header; such a file is not truncated.
-            guard declaredBytes > presentBytes, declaredBytes < 0x7FFF_FFFF else { return nil }
+            // Streaming writers put a "length unknown" placeholder near 2^31 in the header: arecord
+            // 0x80000000, ffmpeg 0xFFFFFFFF, sox to a pipe 0x7FFFF000 (WAV) or 0x7F000008 (AIFF); such
+            // a file is not truncated. (A real data chunk of 2 GB or more that lost its end is then
+            // read as far as it goes, unflagged.)
+            guard declaredBytes > presentBytes, declaredBytes < 0x7F00_0000 else { return nil }
             if let bytesPerFrame = bytesPerFrame {
                 return declaredBytes / Int64(bytesPerFrame)
             }

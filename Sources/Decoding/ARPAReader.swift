@@ -142,7 +142,9 @@ private struct ARPAParser {
             header = nil
             if isLine(h, "\\end\\") { sawEnd = true; break }
             let hs = text(h)
-            guard hs == "\\\(expectedOrder)-grams:" else {
+            // A section past the declared order (a header that lost its last 'ngram N=' line) is refused
+            // here: the tables and the counts are sized by the header.
+            guard expectedOrder <= order, hs == "\\\(expectedOrder)-grams:" else {
                 if expectedOrder > order {
                     throw malformed("expected \\end\\ after the \\\(order)-grams: section, found '\(hs)'")
                 }

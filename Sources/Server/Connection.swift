@@ -33,6 +33,8 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// `reload` requests being processed (their reply not yet sent).
     private var reloadsInFlight = 0
     private var shutdownPromise: EventLoopPromise<Void>?
+    /// Set by a shutdown that finishes running sessions: their queued audio's results still go out.
+    private var flushingShutdown = false
     /// The client has shut down its sending side (`printf ... | socat`, a pipe): the connection closes
     /// once the `stop`s it sent are answered.
     private var inputClosed = false
@@ -301,7 +303,9 @@ final class ConnectionHandler: ChannelInboundHandler {
             context?.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
             context?.read()
         }
-        guard !closing else { return }
+        // A flushing shutdown finishes the session behind the audio already queued: that audio's
+        // results go out before `stopped`, as a client's own `stop` would get them.
+        guard !closing || (flushingShutdown && stopsInFlight > 0) else { return }
         if let error = step.error {
             send(.error(code: .internalError, message: "audio conversion failed: \(error)"))
         }
@@ -363,6 +367,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         let promise = context.eventLoop.makePromise(of: Void.self)
         if closing && !context.channel.isActive { promise.succeed(()); return promise.futureResult }
         shutdownPromise = promise
+        flushingShutdown = flushing
         subscribed = false
         if flushing && session != nil { stop(id: nil) }
         else if session != nil { dropSession(closingRunner: true) }
@@ -394,7 +399,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         case .dropped:
             server.countDropped(1)
         case .overflow:
-            disconnectTooSlow()
+            disconnectTooSlow(overflowing: bytes)
         }
     }
 
@@ -420,12 +425,13 @@ final class ConnectionHandler: ChannelInboundHandler {
         }
     }
 
-    private func disconnectTooSlow() {
-        guard !closing else { return }
+    /// The queue is full of finals: what is queued and the event that did not fit still go out, then the
+    /// error (docs/protocol.md, "Slow clients"); a client that reads within the grace period loses nothing.
+    private func disconnectTooSlow(overflowing: ByteBuffer) {
+        guard !closing, let context else { return }
         server.countSlowDisconnect()
-        let dropped = outbound.droppableCount
-        if dropped > 0 { server.countDropped(dropped) }
-        outbound.removeAll()
+        writeQueuedIgnoringWritability()
+        context.write(wrapOutboundOut(overflowing), promise: nil)
         server.logger.info("disconnecting a client too slow to read its events", metadata: ["connection": "\(id)"])
         sendFinal(.error(code: .clientTooSlow,
                          message: "client too slow: more than \(server.configuration.clientQueueEvents) events or \(server.configuration.clientQueueBytes) bytes waiting"))

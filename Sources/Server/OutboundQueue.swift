@@ -5,8 +5,9 @@ import NIOCore
 /// Policy when full (docs/protocol.md, "Slow clients"): partials are dropped first - an incoming partial
 /// evicts the oldest queued partial (the newest hypothesis is the one worth showing) or, if none is queued,
 /// is itself dropped; an incoming final or other event evicts queued partials, oldest first, until it
-/// fits. If it still does not fit, the client is too slow to follow even the finals: `.overflow`, and the
-/// connection is closed. Every evicted or refused partial counts as one dropped event.
+/// fits. If it would not fit even with every queued partial gone, nothing is evicted: an incoming partial
+/// is dropped, and anything else is `.overflow` (the client is too slow to follow even the finals, and the
+/// connection is closed). Every evicted or refused partial counts as one dropped event.
 ///
 /// Every operation is O(1) amortised: an evicted partial leaves a tombstone in place (so order is kept
 /// without shifting elements) and the tombstones are swept out once they outnumber the live items.
@@ -34,6 +35,8 @@ struct OutboundQueue {
     private var headSequence = 0
     private(set) var count = 0
     private(set) var byteCount = 0
+    /// Bytes of the live droppable items: what evicting all of them would free.
+    private var droppableBytes = 0
 
     init(maxCount: Int, maxBytes: Int) {
         self.maxCount = maxCount
@@ -45,19 +48,24 @@ struct OutboundQueue {
 
     mutating func push(_ item: Item) -> Outcome {
         let size = item.bytes.readableBytes
+        // Evict only when that makes room: partials evicted for an item that is then refused anyway
+        // would be lost for nothing.
+        guard count - droppable.count + 1 <= maxCount && byteCount - droppableBytes + size <= maxBytes else {
+            return item.droppable ? .dropped : .overflow
+        }
         var dropped = 0
         while count + 1 > maxCount || byteCount + size > maxBytes {
-            guard let sequence = droppable.popFirst() else {
-                return item.droppable ? .dropped : .overflow
-            }
+            let sequence = droppable.popFirst()!
             let index = slots.index(slots.startIndex, offsetBy: sequence - headSequence)
-            byteCount -= slots[index]!.bytes.readableBytes
+            let evicted = slots[index]!.bytes.readableBytes
+            byteCount -= evicted
+            droppableBytes -= evicted
             slots[index] = nil
             count -= 1
             dropped += 1
         }
         if slots.count > 2 * maxCount + 16 { sweep() }
-        if item.droppable { droppable.append(headSequence + slots.count) }
+        if item.droppable { droppable.append(headSequence + slots.count); droppableBytes += size }
         slots.append(item)
         count += 1
         byteCount += size
@@ -71,7 +79,7 @@ struct OutboundQueue {
             count -= 1
             byteCount -= item.bytes.readableBytes
             // The oldest live droppable item is necessarily this one.
-            if item.droppable { droppable.removeFirst() }
+            if item.droppable { droppable.removeFirst(); droppableBytes -= item.bytes.readableBytes }
             return item
         }
         return nil
@@ -83,6 +91,7 @@ struct OutboundQueue {
         droppable.removeAll()
         count = 0
         byteCount = 0
+        droppableBytes = 0
     }
 
     /// Drops the tombstones, renumbering the live items.

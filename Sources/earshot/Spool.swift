@@ -1,6 +1,7 @@
 import ArgumentParser
 import Audio
 import Foundation
+import Tensors
 
 #if canImport(Glibc)
 import Glibc
@@ -30,8 +31,12 @@ struct Ingest: ParsableCommand {
         Whenever it moves something it creates DOMAIN/\(SpoolIngest.pendingMarker); the adaptation job \
         deletes that file once it has adapted, so a failed adaptation is retried on the next run.
 
+        A complete item that cannot be moved (a folder the service may not write, a full disk) stays \
+        in the spool with the reason and is tried again on the next run; the other items still move.
+
         Exit status: 0 when something was moved or DOMAIN/\(SpoolIngest.pendingMarker) exists (adapt), \
-        \(SpoolIngest.nothingNewStatus) when there is nothing new (skip adapting), 1 on an error.
+        \(SpoolIngest.nothingNewStatus) when there is nothing new (skip adapting), 1 on an error \
+        (also when complete items could not be moved and there is nothing else to adapt).
 
         Examples:
           earshot ingest --spool /var/lib/earshot/spool --domain /var/lib/earshot/domain
@@ -66,6 +71,10 @@ struct Ingest: ParsableCommand {
             writeOut("left  \(left.name): \(left.reason)\n")
         }
         if report.moved.isEmpty {
+            if report.failed > 0 && !report.pending {
+                // Nothing else to adapt, so the failure is the run's result (the unit shows it failed).
+                throw CLIError("could not move \(counted(report.failed, "complete item")) from \(spool) (the reasons are above)")
+            }
             if report.pending {
                 writeOut("nothing new in \(spool), but \(ingest.pendingPath) says the domain data has not been adapted yet\n")
                 return
@@ -107,7 +116,13 @@ struct SpoolIngest {
 
     struct Moved { var sources: [String]; var destination: String }
     struct Left { var name: String; var reason: String }
-    struct Report { var moved: [Moved] = []; var left: [Left] = []; var pending = false }
+    struct Report {
+        var moved: [Moved] = []
+        var left: [Left] = []
+        var pending = false
+        /// How many items (a manifest counts once) could not be moved; they are in `left` with the reason.
+        var failed = 0
+    }
 
     /// One recording with its transcript; `sources` are every spool file the item consumes.
     struct Item {
@@ -141,33 +156,47 @@ struct SpoolIngest {
         defer { close(lock) }
 
         var report = Report()
+        // Items (or manifests) whose move failed: left in the spool with the reason and retried on the
+        // next run, while the others still move and are adapted.
+        var failed: [String: String] = [:]
+        var moved = Set<URL>()
+        let markerExisted = FileManager.default.fileExists(atPath: pendingPath)
         let deadline = Date().addingTimeInterval(wait)
         while true {
             let (complete, young, left) = try scan()
-            for item in complete {
-                do { report.moved.append(try move(item)) } catch {
-                    // What moved before the failure must still be adapted.
-                    if !report.moved.isEmpty { _ = FileManager.default.createFile(atPath: pendingPath, contents: Data()) }
-                    throw error
+            for item in complete where failed[item.manifest ?? item.name] == nil {
+                // The marker comes first, so that a run killed while it waits for settling items (or
+                // partway through) still has the next run adapt what it moved.
+                if report.moved.isEmpty && !FileManager.default.createFile(atPath: pendingPath, contents: Data()) {
+                    throw SpoolError("cannot create \(pendingPath), which tells the adaptation job there is new data; nothing was moved")
+                }
+                do {
+                    report.moved.append(try move(item))
+                    moved.insert(item.audio)
+                } catch {
+                    failed[item.manifest ?? item.name] = (error as? SpoolError)?.description ?? "\(error)"
+                    if let manifest = item.manifest {
+                        try keepUnmoved(of: manifest, items: complete.filter { $0.manifest == manifest }, moved: moved)
+                    }
                 }
             }
-            if young.isEmpty || Date() >= deadline {
-                report.left = left + young.map {
+            let settling = young.filter { failed[$0.manifest ?? $0.name] == nil }
+            if settling.isEmpty || Date() >= deadline {
+                report.left = left + settling.map {
                     Left(name: $0.name, reason: String(format: "still being written (changed %.1f s ago; complete after %g s unchanged, or with %@.ready)",
                                                        -$0.modified.timeIntervalSinceNow, settle, ($0.name as NSString).deletingPathExtension))
+                } + failed.keys.sorted().map {
+                    Left(name: $0, reason: "\(failed[$0]!); it stays in the spool and is tried again on the next run")
                 }
                 break
             }
             // Complete but still settling: wait until the first of them is old enough (or the deadline).
-            let next = young.map { $0.modified.addingTimeInterval(settle) }.min()!
+            let next = settling.map { $0.modified.addingTimeInterval(settle) }.min()!
             let pause = max(0.05, min(next.timeIntervalSinceNow, deadline.timeIntervalSinceNow))
             usleep(useconds_t(pause * 1e6))
         }
-        if !report.moved.isEmpty {
-            guard FileManager.default.createFile(atPath: pendingPath, contents: Data()) else {
-                throw SpoolError("moved \(report.moved.count) item(s) but cannot create \(pendingPath); create it by hand so the next run adapts")
-            }
-        }
+        report.failed = failed.count
+        if report.moved.isEmpty && !markerExisted { unlink(pendingPath) }
         report.pending = FileManager.default.fileExists(atPath: pendingPath)
         return report
     }
@@ -185,7 +214,9 @@ struct SpoolIngest {
 
     private func lockDomain() throws -> Int32 {
         let path = domain.appendingPathComponent(".ingest.lock").path
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        // Read-only: flock needs no more, and a lock file left by a run as another user (root, by hand)
+        // must not stop the service's runs.
+        let fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw SpoolError("cannot open \(path): \(String(cString: strerror(errno)))") }
         guard flock(fd, LOCK_EX) == 0 else {
             close(fd)
@@ -209,7 +240,7 @@ struct SpoolIngest {
             let url = spool.appendingPathComponent(name)
             var info = stat()
             guard lstat(url.path, &info) == 0 else { continue }  // gone meanwhile
-            let modified = Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9)
+            let modified = Self.changed(info)
             entries[name] = Entry(url: url, modified: modified, regular: info.st_mode & S_IFMT == S_IFREG, size: Int(info.st_size))
         }
 
@@ -226,8 +257,9 @@ struct SpoolIngest {
             if entries[stem + ".ready"] != nil { claimed.insert(stem + ".ready") }
             guard entry.regular else { left.append(Left(name: name, reason: "not a regular file")); continue }
             let text: String
-            do { text = try String(contentsOf: entry.url, encoding: .utf8) } catch {
-                left.append(Left(name: name, reason: "unreadable as UTF-8 text")); continue
+            switch Self.readText(entry.url) {
+            case .success(let contents): text = contents
+            case .failure(let why): left.append(Left(name: name, reason: "manifest \(why.description)")); continue
             }
             var lines: [(audio: String, text: String)] = []
             var problem: String?
@@ -269,7 +301,7 @@ struct SpoolIngest {
                 var info = stat()
                 guard lstat(url.path, &info) == 0 else { missing.append(line.audio); continue }
                 guard info.st_mode & S_IFMT == S_IFREG else { linked = "\"\(line.audio)\" is a link or not a regular file (links are not followed)"; break }
-                let modified = Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9)
+                let modified = Self.changed(info)
                 newest = max(newest, modified)
                 let itemName = (line.audio as NSString).lastPathComponent
                 group.append(Item(name: itemName, audio: url, text: line.text, sources: [url], ready: nil, modified: modified, manifest: name))
@@ -303,8 +335,10 @@ struct SpoolIngest {
             if entries[stem + ".ready"] != nil { claimed.insert(stem + ".ready") }
             guard txt.regular else { left.append(Left(name: name, reason: "\(stem).txt is not a regular file")); continue }
             guard entry.size > 0 else { left.append(Left(name: name, reason: "empty audio file")); continue }
-            guard let raw = try? String(contentsOf: txt.url, encoding: .utf8) else {
-                left.append(Left(name: name, reason: "\(stem).txt is not UTF-8 text")); continue
+            let raw: String
+            switch Self.readText(txt.url) {
+            case .success(let text): raw = text
+            case .failure(let why): left.append(Left(name: name, reason: "\(txtName) \(why.description)")); continue
             }
             let text = normalised(raw)
             guard !text.isEmpty else { left.append(Left(name: name, reason: "\(stem).txt is empty")); continue }
@@ -358,6 +392,28 @@ struct SpoolIngest {
 
     private func ext(_ name: String) -> String { (name as NSString).pathExtension.lowercased() }
 
+    /// When a file last changed, for settling: its modification time, unless that is later than its
+    /// status-change time. `cp -p` and `rsync -a` keep the source's modification time, which on a card
+    /// written in local time can be hours ahead of the clock; the kernel sets the status-change time
+    /// itself at every write, so such a file still settles `settle` seconds after its last write.
+    static func changed(_ info: stat) -> Date {
+        let modified = Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9
+        let status = Double(info.st_ctim.tv_sec) + Double(info.st_ctim.tv_nsec) / 1e9
+        return Date(timeIntervalSince1970: min(modified, status))
+    }
+
+    /// A transcript or manifest's text; the failure says why (it cannot be read, for the permissions or
+    /// an I/O error, or it is not UTF-8), so that the fix it asks for is the right one.
+    static func readText(_ url: URL) -> Result<String, SpoolError> {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            let underlying = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError)?.localizedDescription
+            return .failure(SpoolError("cannot be read: \(underlying ?? (error as NSError).localizedDescription)"))
+        }
+        guard let text = String(data: data, encoding: .utf8) else { return .failure(SpoolError("is not UTF-8 text")) }
+        return .success(text)
+    }
+
     /// One line of text: lines joined by spaces, surrounding whitespace removed.
     private func normalised(_ text: String) -> String {
         text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
@@ -365,6 +421,17 @@ struct SpoolIngest {
     }
 
     // MARK: moving
+
+    /// After a manifest's item failed to move, rewrites the manifest (atomically, in the spool) to list
+    /// only its items still in the spool, if any of its items did move: it then names no file already
+    /// taken, and the next run moves the rest.
+    private func keepUnmoved(of manifest: String, items: [Item], moved: Set<URL>) throws {
+        guard items.contains(where: { moved.contains($0.audio) }) else { return }
+        let lines = items.filter { !moved.contains($0.audio) }.map {
+            String($0.audio.path.dropFirst(spool.path.count + 1)) + "\t" + $0.text + "\n"
+        }
+        try writeAtomically(Data(lines.joined().utf8), to: spool.appendingPathComponent(manifest))
+    }
 
     /// Writes the transcript into the domain folder (temporary name, fsync, rename), then renames the
     /// audio in (copy + fsync + rename across file systems), then removes the item's other spool files.
@@ -388,7 +455,8 @@ struct SpoolIngest {
         let stem = ((item.audio.lastPathComponent as NSString).deletingPathExtension as NSString).lastPathComponent
         var name = stem
         var n = 1
-        while taken(name) { n += 1; name = "\(stem)-\(n)" }
+        let names = try domainNames()
+        while taken(name, among: names) { n += 1; name = "\(stem)-\(n)" }
         let audioDestination = domain.appendingPathComponent(name + "." + audioExt)
         let textDestination = domain.appendingPathComponent(name + ".txt")
         try writeAtomically(Data((item.text + "\n").utf8), to: textDestination)
@@ -404,6 +472,9 @@ struct SpoolIngest {
                 throw SpoolError("cannot read \(item.audio.path): \((error as NSError).localizedDescription)")
             }
             try writeAtomically(data, to: audioDestination)
+            // The spool copy goes only once the new name is on disk: across file systems nothing orders
+            // the rename in one before the unlink in the other.
+            try syncDomainFolder()
             unlinkat(folder, file, 0)
         }
         // Swapped for a link between the check and the rename, the link itself moved: take it back out.
@@ -445,8 +516,29 @@ struct SpoolIngest {
 
     /// Whether `name` is in use in the domain folder (audio of any extension, or its transcript).
     /// A transcript alone is the leftover of an interrupted move, so its name is free again.
-    private func taken(_ name: String) -> Bool {
-        Self.audioExtensions.contains { FileManager.default.fileExists(atPath: domain.appendingPathComponent(name + "." + $0).path) }
+    /// Extensions match whatever their case: audio keeps the case it came with (ZOOM0001.WAV), and a
+    /// second ZOOM0001.WAV must not replace the first.
+    private func taken(_ name: String, among entries: Set<String>) -> Bool {
+        Self.audioExtensions.contains { entries.contains(name + "." + $0) }
+    }
+
+    /// The domain folder's names, audio extensions lower-cased, for `taken`.
+    private func domainNames() throws -> Set<String> {
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: domain.path) } catch {
+            throw SpoolError("cannot list the domain folder \(domain.path): \((error as NSError).localizedDescription)")
+        }
+        return Set(names.map { name in
+            let e = (name as NSString).pathExtension
+            return Self.audioExtensions.contains(e.lowercased()) ? (name as NSString).deletingPathExtension + "." + e.lowercased() : name
+        })
+    }
+
+    private func syncDomainFolder() throws {
+        let fd = open(domain.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw SpoolError("cannot open the domain folder \(domain.path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw SpoolError("cannot sync the domain folder \(domain.path): \(String(cString: strerror(errno)))") }
     }
 
     private func writeAtomically(_ data: Data, to url: URL) throws {

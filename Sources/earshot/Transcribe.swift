@@ -83,7 +83,9 @@ struct Transcribe: ParsableCommand {
         }
         let progress = files.count > 1 ? ProgressReporter(total: files.count, label: "transcribing") : nil
         let printer = OrderedPrinter(count: files.count)
-        let several = files.count > 1
+        // Several files sharing stdout need a line each (FILE<TAB>TEXT, JSON Lines); with --output-dir each
+        // file's transcript stands alone, as with one input.
+        let several = files.count > 1 && outputDir == nil
         let outputDir = outputDir
         let files = files
         let wholeFile = wholeFile

@@ -68,9 +68,13 @@ struct DaemonConfiguration: Equatable {
         if capture.bufferMilliseconds < capture.periodMilliseconds {
             throw bad("capture.buffer_ms", "must be at least capture.period_ms")
         }
-        if !(capture.ringSeconds >= 1) { throw bad("capture.ring_seconds", "must be at least 1") }
-        if !(capture.retryMaxSeconds > 0) { throw bad("capture.retry_max_seconds", "must be positive") }
-        if !(capture.duration >= 0) { throw bad("capture.duration", "must be 0 (never stop) or positive") }
+        // Upper bounds too: these become sample counts and milliseconds in integers, where infinity or
+        // 1e20 would trap at start-up instead of being refused here by name.
+        if !(1...3600).contains(capture.ringSeconds) { throw bad("capture.ring_seconds", "must be 1 to 3600 seconds") }
+        if !(capture.retryMaxSeconds > 0 && capture.retryMaxSeconds <= 86_400) {
+            throw bad("capture.retry_max_seconds", "must be positive and at most 86400 (a day)")
+        }
+        if !(0...31_536_000).contains(capture.duration) { throw bad("capture.duration", "must be 0 (never stop) to 31536000 (a year) seconds") }
         do { try endpoint.validate() } catch {
             switch error {
             case .invalidField(let name, let value, let reason):
@@ -275,7 +279,8 @@ private struct TableReader {
         if let v = value("socket_mode") {
             // TOML has octal integers (0o660); a quoted "0660" reads as octal too, as chmod would.
             if let i = v.int {
-                c.socketMode = UInt32(clamping: i)
+                // Out of range (negative, huge) stays out of range, for `validate` to refuse by name.
+                c.socketMode = i < 0 || i > 0o7777 ? 0o10000 : UInt32(i)
             } else if let s = v.string, let m = parseMode(s) {
                 c.socketMode = m
             } else {

@@ -76,6 +76,42 @@ import TestSupport
         #expect(readError(path) == .truncated(path: path, declaredFrames: 16000, availableFrames: available))
     }
 
+    /// What `sox ... -t wav - | cat > x.wav` (and -t aiff, -t flac) writes: the header cannot know the
+    /// length, so WAV says 0x7FFFF000 data bytes, AIFF 0x7F000008 and FLAC 0 samples. Whole files, read
+    /// whole: not "truncated", and `info` counts the frames rather than calling the file empty.
+    @Test func filesStreamedToAPipeAreReadWhole() throws {
+        let directory = try TemporaryDirectory()
+        func patched(_ name: String, _ format: AudioFileFormat, _ patch: (inout [UInt8]) throws -> Void) throws -> String {
+            let path = directory.file(name)
+            try AudioWriter.write(tone(frames: 16000), sampleRate: 16000, to: path, format: format)
+            var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+            try patch(&bytes)
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            return path
+        }
+        func chunk(_ bytes: [UInt8], _ id: String) throws -> Int {
+            let tag = [UInt8](id.utf8)
+            return try #require((0...(bytes.count - 4)).first { Array(bytes[$0..<($0 + 4)]) == tag })
+        }
+        let wav = try patched("pipe.wav", .wav16) { b in
+            let at = try chunk(b, "data") + 4
+            b.replaceSubrange(at..<(at + 4), with: [0x00, 0xF0, 0xFF, 0x7F])       // 0x7FFFF000, little-endian
+        }
+        let aiff = try patched("pipe.aiff", .aiff) { b in
+            let at = try chunk(b, "SSND") + 4
+            b.replaceSubrange(at..<(at + 4), with: [0x7F, 0x00, 0x00, 0x08])       // 0x7F000008, big-endian
+        }
+        let flac = try patched("pipe.flac", .flac) { b in
+            try #require(b.count > 26 && b[0..<4] == [0x66, 0x4C, 0x61, 0x43])
+            b[21] &= 0xF0                                                          // STREAMINFO total samples: 0
+            for i in 22...25 { b[i] = 0 }
+        }
+        for path in [wav, aiff, flac] {
+            #expect(try AudioFile.read(path: path).samples.count == 16000, "\(path)")
+            #expect(try AudioFile.info(path: path).frames == 16000, "\(path)")
+        }
+    }
+
     @Test func flacCutShortIsReportedAsTruncated() throws {
         let directory = try TemporaryDirectory()
         let path = directory.file("cut.flac")

@@ -162,6 +162,60 @@ struct AdaptationWorkflowTests {
         #expect(missing.stderr.contains(scratch.path("nope")), "\(missing.stderr)")
     }
 
+    @Test("ingest leaves an item it cannot move with the reason and moves the rest; a second ZOOM0001.WAV gets -2; failures alone exit 1")
+    func ingestKeepsGoingPastAnItemItCannotMove() throws {
+        let scratch = try Scratch()
+        let earshot = try builtExecutable("earshot")
+        let spool = scratch.path("spool"), domain = scratch.path("domain")
+        let fm = FileManager.default
+        // Folders where two transcripts must go: writing them fails, even as root, as a folder the
+        // service may not write or a full disk would.
+        for folder in [spool, domain + "/bad.txt", domain + "/bad2.txt"] {
+            try fm.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        }
+        func audio(_ name: String, _ n: Int) throws -> Data {
+            try AudioWriter.write([Float](repeating: 0.01, count: 160 * n), sampleRate: 16000, to: spool + "/" + name)
+            return try Data(contentsOf: URL(fileURLWithPath: spool + "/" + name))
+        }
+        func put(_ name: String, _ text: String) throws { try Data(text.utf8).write(to: URL(fileURLWithPath: spool + "/" + name)) }
+        func ingest(_ tag: String) throws -> Child {
+            try Child(earshot, ["ingest", "--spool", spool, "--domain", domain, "--settle", "0", "--wait", "0"], scratch: scratch, tag: tag)
+        }
+        _ = try audio("bad.wav", 10); try put("bad.txt", "bad")
+        _ = try audio("good.wav", 11); try put("good.txt", "good")
+        _ = try audio("m1.wav", 12); _ = try audio("bad2.wav", 13); try put("notes.tsv", "m1.wav\tone\nbad2.wav\ttwo\n")
+        let firstTake = try audio("ZOOM0001.WAV", 14); try put("ZOOM0001.TXT", "first take")
+
+        let run1 = try ingest("f1")
+        #expect(run1.wait(timeout: 30) == 0, "\(run1.stdout)\(run1.stderr)")
+        #expect(Set(try fm.contentsOfDirectory(atPath: domain)) == ["bad.txt", "bad2.txt", "good.wav", "good.txt", "m1.wav", "m1.txt",
+                                                                   "ZOOM0001.WAV", "ZOOM0001.txt", ".adapt-pending", ".ingest.lock"])
+        #expect(Set(try fm.contentsOfDirectory(atPath: spool)) == ["bad.wav", "bad.txt", "bad2.wav", "notes.tsv"])
+        for line in ["left  bad.wav: cannot rename", "left  notes.tsv: cannot rename", "tried again on the next run", "ingested 3 item(s)"] {
+            #expect(run1.stdout.contains(line), "missing \(line) in \(run1.stdout)")
+        }
+        // The manifest now names only what is still in the spool.
+        #expect(try String(contentsOfFile: spool + "/notes.tsv", encoding: .utf8) == "bad2.wav\ttwo\n")
+
+        // The recorder numbers from 1 again: the second take must not replace the first.
+        let secondTake = try audio("ZOOM0001.WAV", 15); try put("ZOOM0001.TXT", "second take")
+        try fm.removeItem(atPath: domain + "/.adapt-pending")
+        let run2 = try ingest("f2")
+        #expect(run2.wait(timeout: 30) == 0, "\(run2.stdout)\(run2.stderr)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: domain + "/ZOOM0001.WAV")) == firstTake)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: domain + "/ZOOM0001-2.WAV")) == secondTake)
+        #expect(try String(contentsOfFile: domain + "/ZOOM0001-2.txt", encoding: .utf8) == "second take\n")
+        #expect(try String(contentsOfFile: domain + "/ZOOM0001.txt", encoding: .utf8) == "first take\n")
+
+        // Only the failing items, and nothing waiting to be adapted: the failure is the run's result, and
+        // no marker is left to start an adaptation with nothing new.
+        try fm.removeItem(atPath: domain + "/.adapt-pending")
+        let run3 = try ingest("f3")
+        #expect(run3.wait(timeout: 30) == 1, "\(run3.stdout)\(run3.stderr)")
+        #expect(run3.stderr.contains("could not move 2 complete items"), "\(run3.stderr)")
+        #expect(!fm.fileExists(atPath: domain + "/.adapt-pending"))
+    }
+
     @Test("ingest never follows a linked folder out of the spool, reports folders and stray files, and refuses a domain folder that is the spool or inside it")
     func ingestRefusesLinksFoldersAndOverlaps() throws {
         let scratch = try Scratch()

@@ -578,6 +578,20 @@ struct DaemonTests {
         let badValue = try Child(earshotd, ["--config", again, "--trailing-silence=-1", "--print-config"], scratch: scratch)
         #expect(badValue.wait(timeout: 20) == 1)
         #expect(badValue.stderr.contains("endpoint.trailing_silence = -1.0"), "\(badValue.stderr)")
+
+        // Values that would overflow an integer at start-up (infinity, 1e20) or wrap to another mode are
+        // refused by name, not a crash or a socket nobody can open.
+        for (flag, key) in [("--capture-ring-seconds=inf", "capture.ring_seconds"), ("--capture-retry-max=1e20", "capture.retry_max_seconds"),
+                            ("--capture-duration=inf", "capture.duration")] {
+            let huge = try Child(earshotd, ["--config", again, flag, "--print-config"], scratch: scratch)
+            #expect(huge.wait(timeout: 20) == 1, "\(flag): \(huge.stdout)")
+            #expect(huge.stderr.contains(key), "\(flag): \(huge.stderr)")
+        }
+        let negative = scratch.path("negative.toml")
+        try "socket_mode = -1\n".write(toFile: negative, atomically: true, encoding: .utf8)
+        let mode = try Child(earshotd, ["--config", negative, "--print-config"], scratch: scratch)
+        #expect(mode.wait(timeout: 20) == 1, "\(mode.stdout)")
+        #expect(mode.stderr.contains("socket_mode"), "\(mode.stderr)")
     }
 
     @Test("systemd-analyze verify accepts the service and socket units without a warning")

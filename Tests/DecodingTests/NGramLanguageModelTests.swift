@@ -99,6 +99,17 @@ import Testing
         #expect(throws: LanguageModelError.missingSection(file: "x.arpa", section: "\\data\\")) {
             try NGramLanguageModel(arpaText: "just text\n", name: "x.arpa")
         }
+        // A section past the declared order (the header lost its 'ngram 3=' line), with n-grams in it or
+        // empty, is refused, naming the section: the tables are sized by the header.
+        for arpa in [Self.tinyARPA.replacingOccurrences(of: "ngram 3=2\n", with: ""),
+                     "\\data\\\nngram 1=1\n\n\\1-grams:\n-1.0 a\n\n\\2-grams:\n\n\\end\\\n"] {
+            #expect {
+                try NGramLanguageModel(arpaText: arpa, name: "x.arpa")
+            } throws: { error in
+                guard case .malformed(let file, _, let reason) = error as? LanguageModelError else { return false }
+                return file == "x.arpa" && reason.contains("expected \\end\\ after the") && reason.contains("-grams:")
+            }
+        }
         let missing = URL(fileURLWithPath: "/nonexistent/earshot.arpa")
         #expect {
             try NGramLanguageModel(arpaFile: missing)

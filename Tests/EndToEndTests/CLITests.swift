@@ -186,6 +186,21 @@ import TestSupport
                 let parsed = try cues(text, vtt: true)
                 #expect(parsed.map(\.text).joined(separator: " ") == (try f.expected(file)).transcript.text)
             }
+            // Text and JSON files hold just their own transcript, as with one input: no FILE<TAB> prefix,
+            // no JSON Lines.
+            let plain = f.dir.appendingPathComponent("plain"), json = f.dir.appendingPathComponent("json")
+            for (format, folder) in [("text", plain), ("json", json)] {
+                let r = try f.run(["transcribe", "--model", f.model.path, "--format", format, "--output-dir", folder.path] + files.map(\.path))
+                #expect(r.status == 0, "\(r.stderr)")
+            }
+            for file in files {
+                let name = file.deletingPathExtension().lastPathComponent
+                let expected = try f.expected(file).transcript.text
+                #expect(try String(contentsOf: plain.appendingPathComponent(name + ".txt"), encoding: .utf8) == expected + "\n")
+                let one = try String(contentsOf: json.appendingPathComponent(name + ".json"), encoding: .utf8)
+                let single = try f.run(["transcribe", "--model", f.model.path, "--format", "json", file.path])
+                #expect(one == single.stdout, "--output-dir's JSON differs from a single input's")
+            }
 
             // Two inputs with the same base name would write the same output file: refused up front.
             let other = f.dir.appendingPathComponent("other")

@@ -45,6 +45,26 @@ import Testing
         #expect(q.push(Self.item("HHHH", droppable: false)) == .overflow)
     }
 
+    /// An item too big to fit even with every partial gone evicts nothing: the partials are not lost for
+    /// an item that is refused anyway.
+    @Test func anItemThatCannotFitEvictsNothing() {
+        var q = OutboundQueue(maxCount: 100, maxBytes: 12)
+        _ = q.push(Self.item("pp", droppable: true))
+        _ = q.push(Self.item("FFFFFF", droppable: false))
+        _ = q.push(Self.item("qq", droppable: true))
+        #expect(q.push(Self.item("big-partial", droppable: true)) == .dropped)
+        #expect(q.push(Self.item("BIG-FINAL", droppable: false)) == .overflow)
+        #expect(q.count == 3 && q.byteCount == 10 && q.droppableCount == 2)
+        // One that fits once both partials are gone evicts exactly those.
+        #expect(q.push(Self.item("GGGGGG", droppable: false)) == .queued(dropped: 2))
+        #expect(Self.drain(&q) == ["FFFFFF", "GGGGGG"])
+        #expect(q.isEmpty && q.byteCount == 0)
+        // The freed bytes were counted: the queue fills again to its limit.
+        #expect(q.push(Self.item("HHHHHH", droppable: true)) == .queued(dropped: 0))
+        #expect(q.push(Self.item("IIIIII", droppable: false)) == .queued(dropped: 0))
+        #expect(q.push(Self.item("J", droppable: false)) == .queued(dropped: 1))
+    }
+
     @Test func longRunsOfEvictionKeepOrderAndBoundedStorage() {
         var q = OutboundQueue(maxCount: 8, maxBytes: 1 << 20)
         var expected: [String] = []

@@ -392,6 +392,27 @@ func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async -> Bool {
         #expect(try idle.receive(timeout: 5) == nil)
         #expect(!FileManager.default.fileExists(atPath: path))
     }
+
+    /// SIGTERM while a fast sender's audio is still queued for recognition: every utterance in that
+    /// backlog gets its final before `stopped`, not only the last one (they used to be recognised and
+    /// then dropped because the connection was already closing).
+    @Test func shutdownSendsTheFinalsOfTheQueuedBacklog() async throws {
+        // 30 ms per frame: the 30 frames below take about 0.9 s, so most are queued at the shutdown.
+        let engine = CountingEngine(microsecondsPerCall: 30_000)
+        let (server, path) = try await startServer(engine: engine)
+        let client = try connect(path)
+        try client.send(.start(AudioFormat(sampleRate: 16000), partials: false))
+        for speech in [6400, 8000, 9600] { try sendAudio(client, utteranceBytes(speech: speech, silence: 8000)) }
+        try client.send(.ping)  // answered at once: the server has read every frame, most not yet recognised
+        _ = try receive(client, until: isPong)
+        #expect(engine.calls < 30, "the backlog was recognised before the shutdown began")
+        await server.shutdown(flushingSessions: true)
+        var messages: [ServerMessage] = []
+        while let reply = try client.receive(timeout: 5) { messages.append(reply.message) }
+        #expect(finals(messages) == ["n6400", "n8000", "n9600"], "\(messages.map(\.type))")
+        #expect(messages.map(\.type).suffix(2) == ["stopped", "error"])
+        #expect(errorCode(messages.last!) == .shuttingDown)
+    }
 }
 
 @Suite(.serialized) struct SocketFileTests {
