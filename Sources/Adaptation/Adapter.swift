@@ -387,6 +387,10 @@ public final class Adapter {
         // Content, not paths: the same recordings and texts anywhere give the same hash.
         let dataLines = (train + validation).map { "\($0.audioSHA256)\t\($0.item.text)\n" }.sorted().joined()
         let dataSHA256 = SHA256.hex(Array(dataLines.utf8))
+        // The general utterances drawn are part of what trained the model too: another corpus at the same
+        // path must not give the same record.
+        let generalSHA256 = general.isEmpty ? nil
+            : SHA256.hex(Array(general.map { "\($0.audioSHA256)\t\($0.item.text)\n" }.sorted().joined().utf8))
 
         let start = suffixParameters(base.parameters)
         var before: ValidationScore?
@@ -446,7 +450,7 @@ public final class Adapter {
         var description = base.description
         description.provenance = provenance(before: before, after: best.score, members: members, keptRun: keptRun,
                                             train: train, validation: validation, generalPerEpoch: generalPerEpoch,
-                                            skipped: skipped.count, dataSHA256: dataSHA256)
+                                            skipped: skipped.count, dataSHA256: dataSHA256, generalSHA256: generalSHA256)
         var result = AdaptResult(model: ModelFile(description: description, parameters: tensors), before: before, after: best.score,
                                  epochsRun: epochsRun, bestEpoch: best.epoch, runs: members.count, keptRun: keptRun,
                                  trainUtterances: train.count,
@@ -561,7 +565,8 @@ public final class Adapter {
     }
 
     func provenance(before: ValidationScore?, after: ValidationScore?, members: [RunOutcome], keptRun: Int?, train: [Prepared],
-                    validation: [Prepared], generalPerEpoch: Int, skipped: Int, dataSHA256: String) -> [String: JSONValue] {
+                    validation: [Prepared], generalPerEpoch: Int, skipped: Int, dataSHA256: String,
+                    generalSHA256: String?) -> [String: JSONValue] {
         var adaptation: [String: JSONValue] = [
             "data": .string(data.train),
             "data_sha256": .string(dataSHA256),
@@ -583,6 +588,7 @@ public final class Adapter {
         if let general = data.general, generalPerEpoch > 0 {
             adaptation["general"] = .string(general)
             adaptation["general_per_epoch"] = .number(Double(generalPerEpoch))
+            if let generalSHA256 { adaptation["general_sha256"] = .string(generalSHA256) }
         }
         if let before { adaptation["before"] = before.provenance }
         if let after { adaptation["after"] = after.provenance }

@@ -242,6 +242,41 @@ func quickOptions() -> AdaptOptions {
         }
     }
 
+    /// The general utterances mixed in are recorded by content: a different corpus at the same path gives
+    /// a different `general_sha256`, with the domain data's hash unchanged.
+    @Test func generalDataIsInTheProvenanceByContent() throws {
+        try withTemporaryDirectory { dir in
+            let data = try writeToneData(dir)
+            let basePath = dir.appendingPathComponent("base.safetensors").path
+            try writeRandomModel(to: basePath)
+            let general = dir.appendingPathComponent("general")
+            try FileManager.default.createDirectory(at: general, withIntermediateDirectories: true)
+            let manifest = general.appendingPathComponent("general.tsv")
+            func record(_ texts: [String]) throws -> (data: JSONValue?, general: JSONValue?, path: JSONValue?) {
+                var lines = ""
+                for (i, text) in texts.enumerated() {
+                    let audio = try writeItem(general, "g\(i).wav", seconds: 0.7, frequency: 500 + 40 * Double(i), text: nil)
+                    lines += "\(audio.path)\t\(text)\n"
+                }
+                try lines.write(to: manifest, atomically: true, encoding: .utf8)
+                var options = quickOptions()
+                options.generalShare = 0.5
+                let adapter = try Adapter(baseModel: basePath, data: AdaptData(train: data.path, general: manifest.path),
+                                          cacheRoot: dir.appendingPathComponent("cache"), options: options)
+                guard case .object(let a)? = try adapter.run().model.description.provenance["adaptation"] else { return (nil, nil, nil) }
+                return (a["data_sha256"], a["general_sha256"], a["general"])
+            }
+            let first = try record(["go", "stop", "wait", "jump"])
+            let second = try record(["go", "stop", "wait", "run"])
+            #expect(first.path == .string(manifest.path) && second.path == first.path)
+            #expect(first.data != nil && second.data == first.data)
+            guard case .string(let a)? = first.general, case .string(let b)? = second.general else {
+                Issue.record("no general_sha256: \(String(describing: first.general))"); return
+            }
+            #expect(a.count == 64 && b.count == 64 && a != b)
+        }
+    }
+
     @Test func anchorKeepsTheTrainedWeightsNearerTheBase() throws {
         try withTemporaryDirectory { dir in
             let data = try writeToneData(dir)
