@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs everything Earshot needs on Debian (run as root or with sudo available), then builds.
-# Safe to run again: apt and pip skip what is already there.
+# Installs everything Earshot needs on Debian, then builds. Run it as yourself: only apt-get runs as
+# root (through sudo when you are not root), so the build, the test virtualenv and the LM in your cache
+# belong to the user who then runs scripts/test.sh. Safe to run again: apt and pip skip what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+command -v swift >/dev/null || { echo "setup: swift is not on PATH (Swift 6 for Linux: https://swift.org/install)" >&2; exit 1; }
 
 PACKAGES=(
   # build: the C libraries the pipeline stages link against
@@ -30,8 +32,14 @@ for p in "${PACKAGES[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
+  if [ -n "$SUDO" ] && ! command -v sudo >/dev/null; then
+    echo "setup: these Debian packages are missing and installing them needs root: ${missing[*]}" >&2
+    echo "setup: run this script as root once, or install sudo" >&2
+    exit 1
+  fi
+  # env: sudo resets the environment, and apt must not stop to ask questions.
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 # A test-only virtualenv holding the independent numeric references (NumPy/SciPy/librosa).

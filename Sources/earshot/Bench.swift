@@ -65,7 +65,7 @@ struct Bench: ParsableCommand {
         row("recognition", timings.total, audio)
         row("end to end", timings.total + decodeCPU * Double(repeats), audio)
         print(String(format: "wall clock:  %.2f s for recognition (%.0fx real time)", wall, audio / wall))
-        print(String(format: "peak RSS:    %.1f MB", Double(usage.ru_maxrss) / 1024))
+        print(String(format: "peak RSS:    %.1f MiB", Double(usage.ru_maxrss) / 1024))
     }
 
     /// What the recogniser really does (hotwords alone switch to beam search, so the flags do not say).

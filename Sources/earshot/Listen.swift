@@ -65,7 +65,7 @@ struct Listen: ParsableCommand {
 
         Examples:
           earshot listen
-          earshot listen --json --no-partials | jq -r .text
+          earshot listen --json --no-partials | jq -r 'select(.type == "final").text'
         """)
 
     @OptionGroup var socketOptions: SocketOptions
@@ -113,6 +113,8 @@ struct Listen: ParsableCommand {
                     writeOut(String(decoding: line, as: UTF8.self) + "\n")
                     if case .error(let code, let message) = reply.message, code.closesConnection {
                         writeErr("\(path): \(message)")
+                        // As without --json: a forced disconnect is a failure, the daemon leaving is not.
+                        if code != .shuttingDown { throw ExitCode(1) }
                     }
                     continue
                 }
