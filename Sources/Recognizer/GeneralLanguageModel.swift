@@ -20,11 +20,18 @@ public enum GeneralLanguageModel {
         ]
     }
 
+    /// The running program's file, for the paths looked up beside it: /proc/self/exe, which the kernel
+    /// resolves whatever argv[0] says (`earshot` found on PATH gives a bare name, which would resolve
+    /// against the working folder); argv[0] only where /proc is not mounted.
+    public static var currentExecutable: String {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    }
+
     /// The general LM to decode with by default: `$EARSHOT_LM` when set (empty: none, so a test or a
     /// user can rule out whatever the machine has installed), else the first candidate that exists.
     public static func locate(environment: [String: String] = ProcessInfo.processInfo.environment,
                               home: String = NSHomeDirectory(),
-                              executable: String = CommandLine.arguments[0]) -> String? {
+                              executable: String = currentExecutable) -> String? {
         if let path = environment["EARSHOT_LM"] { return path.isEmpty ? nil : path }
         return candidates(environment: environment, home: home, executable: executable)
             .first { FileManager.default.fileExists(atPath: $0) }

@@ -118,7 +118,9 @@ public final class StreamingSession {
         events.removeAll(keepingCapacity: true)
         totalSamples += samples.count
         // A batched session gathers its longest block before stepping; `finish` steps what is left.
-        let gather = batched ? Self.maxBatchFrames * frameSamples : frameSamples
+        // Read after every block: a replacement recogniser adopted at a boundary inside this call may
+        // have another frame size, and a block must never step past the samples received.
+        var gather: Int { batched ? Self.maxBatchFrames * frameSamples : frameSamples }
         samples.withUnsafeBufferPointer { input in
             var i = 0
             while true {

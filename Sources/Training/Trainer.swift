@@ -125,6 +125,10 @@ public final class Trainer {
             initialiseRandomly()
             needsStatistics = true
         }
+        if config.optimizer.warmupSteps >= config.optimizer.totalSteps {
+            // Allowed (a smoke run of a recipe, `--steps 200` with 300 warm-up steps), but rarely meant.
+            log("warning: optimizer.warmup_steps (\(config.optimizer.warmupSteps)) is not below total_steps (\(config.optimizer.totalSteps)): the learning rate stays in its warm-up, below learning_rate, and never decays")
+        }
         // A resumed checkpoint carries its provenance; the objective is this config's.
         provenance["intermediate_ctc"] = nil
         if config.loss.intermediateWeight > 0 {
@@ -180,7 +184,7 @@ public final class Trainer {
                 skipped["shorter than \(config.data.minSeconds) s or longer than \(config.data.maxSeconds) s", default: 0] += 1; continue
             }
             // CTC needs at least one encoder frame per label (two across a repeat).
-            guard Double(labels.count) * encoderFrameDuration * 1.1 < seconds else { skipped["too short for its text", default: 0] += 1; continue }
+            guard Double(ctcMinimumFrames(labels: labels)) * encoderFrameDuration * 1.1 < seconds else { skipped["too short for its text", default: 0] += 1; continue }
             out.append(Utterance(path: url.path, text: text, labels: labels, seconds: seconds))
         }
         let hours = out.reduce(0) { $0 + $1.seconds } / 3600
@@ -349,7 +353,10 @@ public final class Trainer {
         return (batch, epoch, pos)
     }
 
-    func examples(_ indices: [Int], epoch: Int) throws -> [TrainingExample] {
+    /// The batch's examples, and why any utterance's audio could not be decoded. Loading reads only the
+    /// headers, so a file cut short or holding a NaN shows up only here: it is left out of the batch (and
+    /// reported), rather than stopping the run at the same batch on every resume.
+    func examples(_ indices: [Int], epoch: Int) throws -> (examples: [TrainingExample], unreadable: [String]) {
         let slots = Locked<[Result<TrainingExample, any Error>?]>(slots: indices.count)
         let workers = max(1, min(config.run.threads, indices.count))
         let maker = ExampleMaker(utterances: train, frontendConfig: frontendConfig, normalization: normalization,
@@ -362,7 +369,9 @@ public final class Trainer {
                 return
             }
             for k in mine {
-                do { slots.set(k, .success(try maker.example(indices[k], epoch: epoch, frontend: frontend, augment: true))) } catch {
+                do { slots.set(k, .success(try maker.example(indices[k], epoch: epoch, frontend: frontend, augment: true))) }
+                catch let error as AudioError { slots.set(k, .failure(error)) }
+                catch {
                     // The rest of this worker's share is abandoned: the batch fails anyway.
                     for rest in stride(from: k, to: indices.count, by: workers) { slots.set(rest, .failure(error)) }
                     return
@@ -370,7 +379,15 @@ public final class Trainer {
             }
         }
         // The first failure in batch order, so the error reported does not depend on thread timing.
-        return try slots.current.map { try $0!.get() }
+        var examples: [TrainingExample] = [], unreadable: [String] = []
+        for slot in slots.current {
+            switch slot! {
+            case .success(let example): examples.append(example)
+            case .failure(let error as AudioError): unreadable.append(error.description)
+            case .failure(let error): throw error
+            }
+        }
+        return (examples, unreadable)
     }
 
     // MARK: the loop
@@ -381,12 +398,20 @@ public final class Trainer {
         // Worker threads are the parallelism; see `batchLossAndGradients`.
         BLASThreads.set(1)
         var lastCheckpoint = Date()
+        var reportedUnreadable = Set<String>()
         var windowLoss = 0.0, windowSteps = 0, windowAudio = 0.0, windowStart = Date()
         let trainable = Set(parameters.keys)
         while state.step < config.optimizer.totalSteps && !shouldStop() {
             let stepStart = Date()
             let (indices, epoch, next) = nextBatch(from: state)
-            let batch = try examples(indices, epoch: epoch)
+            let (batch, unreadable) = try examples(indices, epoch: epoch)
+            for problem in unreadable where reportedUnreadable.insert(problem).inserted { log("skipped in training: \(problem)") }
+            if batch.isEmpty {
+                // Nothing to learn from: move on through the data without an optimizer step.
+                state.epoch = epoch
+                state.position = next
+                continue
+            }
             var encoder = try TrainableEncoder(specs: architecture.layers, parameters: parameters, trainable: trainable)
             encoder.intermediateCTC = intermediateCTC
             let result = try encoder.batchLossAndGradients(batch, blank: vocabulary.blank, threads: config.run.threads)
@@ -502,7 +527,7 @@ struct ExampleMaker: Sendable {
         // Drawn only when enabled, like the warp and the equaliser, so earlier runs resume bit-for-bit.
         if doAugment && a.trimProbability > 0 && Double.random(in: 0..<1, using: &rng) < a.trimProbability {
             // Room for the labels as loading requires it (`Trainer.load`), even after the fastest speed-up.
-            let needed = Double(u.labels.count) * encoderFrameDuration * 1.1 * (a.speedRange.max() ?? 1)
+            let needed = Double(ctcMinimumFrames(labels: u.labels)) * encoderFrameDuration * 1.1 * (a.speedRange.max() ?? 1)
             samples = trimSilence(samples, sampleRate: frontendConfig.sampleRate,
                                   leading: Double.random(in: 0...a.trimMargin, using: &rng),
                                   trailing: Double.random(in: 0...a.trimMargin, using: &rng),

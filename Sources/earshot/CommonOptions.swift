@@ -79,7 +79,7 @@ struct RecognitionOptions: ParsableArguments {
     static let defaultModelName = "earshot-base-en.safetensors"
 
     static func defaultModelCandidates() -> [String] {
-        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        let exe = URL(fileURLWithPath: GeneralLanguageModel.currentExecutable).resolvingSymlinksInPath().deletingLastPathComponent()
         return [
             // A build tree: .build/<config>/earshot -> <repo>/models
             exe.appendingPathComponent("../../models/\(defaultModelName)").standardized.path,

@@ -425,4 +425,21 @@ import TestSupport
             #expect(mb.map { $0 > 1 } == true, "no peak RSS in:\n\(r.stdout)")
         }
     }
+
+    /// Run by name from PATH (argv[0] is then a bare "earshot") in a folder far from the build, transcribe
+    /// still finds the shipped model beside its binary (the build tree's models/): the lookup starts from
+    /// the program's own file, not from argv[0] resolved against the working folder.
+    @Test func transcribeRunFromPathFindsTheModelBesideItsBinary() throws {
+        try withFixture { f in
+            let audio = try f.speak(["yes"])[0].path
+            let elsewhere = f.dir.appendingPathComponent("elsewhere")
+            try FileManager.default.createDirectory(at: elsewhere, withIntermediateDirectories: true)
+            let bin = URL(fileURLWithPath: f.earshot).deletingLastPathComponent().path
+            let path = bin + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
+            let r = try runProcess("/bin/sh", ["-c", "exec earshot transcribe \"$0\"", audio], scratch: f.dir, directory: elsewhere,
+                                   environment: ["PATH": path])
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stderr.isEmpty, "\(r.stderr)")
+        }
+    }
 }

@@ -449,6 +449,34 @@ import Training
         Self.expectMatchesOffline(finals[2], scene.samples, second)
         #expect(session.recognizer === second)
     }
+
+    /// The same with the model running through the silences (a faint hiss, the gate disabled) and chunks
+    /// as long as the daemon's microphone reads (up to 300 ms): the replacement is adopted at an endpoint
+    /// inside one `accept`, and the rest of that chunk must be stepped in the new model's frames.
+    @Test(arguments: [(2, 4), (4, 2)])
+    func replacementAdoptedInsideAChunkStepsTheRestInItsOwnFrames(from: Int, to: Int) throws {
+        let first = try Recognizer(model: TinyModel.shared(subsampling: from).trained)
+        let second = try Recognizer(model: TinyModel.shared(subsampling: to).trained)
+        let tiny = try TinyModel.shared()
+        // Pauses a little longer than the 0.6 s trailing silence: the next word starts soon after the
+        // endpoint, inside the same chunk.
+        let scene = Scene([.silence(0.5), .word("left"), .silence(0.75), .word("down"), .silence(0.8), .word("right"), .silence(1)],
+                          model: tiny, noise: 1e-6)
+        let session = StreamingSession(recognizer: first, config: EndpointConfig(silenceLevel: -140))
+        var (events, at) = Self.feedUntilFirstPartial(session, scene.samples)
+        try #require(!events.partials.isEmpty)
+        try session.replaceRecognizer(second)
+        var rng = SeededGenerator(state: 13)
+        events += run(session, Array(scene.samples[at...]), maxChunk: 4800, rng: &rng).map {
+            Timed(event: $0.event, received: $0.received + at)
+        }
+        let finals = events.finals
+        try #require(finals.count == 3, "\(events.events)")
+        #expect(finals.map(\.transcript.text) == ["left", "down", "right"])
+        Self.expectMatchesOffline(finals[0], scene.samples, first)
+        Self.expectMatchesOffline(finals[1], scene.samples, second)
+        Self.expectMatchesOffline(finals[2], scene.samples, second)
+    }
 }
 
 @Suite struct EndpointConfigTests {
