@@ -221,6 +221,11 @@ public struct FrontendConfig: Codable, Sendable, Equatable {
         guard fMin < effectiveFMax else {
             throw bad("fMin", "is \(fMin) Hz, not below the upper edge \(effectiveFMax) Hz (fMax or Nyquist)")
         }
+        // Narrower, and the filters' corners can round to one frequency (zero-width filters, whose
+        // normalisation divides by zero and makes every feature NaN).
+        guard effectiveFMax - fMin >= Float(melBins) else {
+            throw bad("fMax", "leaves \(effectiveFMax - fMin) Hz above fMin \(fMin) Hz for \(melBins) mel filters; give them at least 1 Hz each")
+        }
         if let p = preemphasis {
             guard p.isFinite, p >= 0, p <= 1 else { throw bad("preemphasis", "is \(p); it must be in 0...1 (or null for none)") }
         }

@@ -183,21 +183,27 @@ public struct ModelFile: Sendable {
         try description.validateDecoding(file: file)
     }
 
-    /// The safetensors metadata this model is stored with.
-    public var metadata: [String: String] {
+    /// The safetensors metadata this model is stored with (for tests and tools; `encoded` and `save`
+    /// report a description that cannot be encoded as an error instead).
+    public var metadata: [String: String] { try! encodedMetadata(file: "<memory>") }
+
+    /// The metadata, or `.malformedMetadata` naming the key that JSON cannot encode: a provenance nested
+    /// deeper than Foundation's writer allows (its reader takes one level more), or a non-finite number.
+    func encodedMetadata(file: String) throws(ModelError) -> [String: String] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        func json<T: Encodable>(_ v: T) -> String {
-            // Encoding plain Codable values (strings, numbers, arrays, synthesised structs) cannot fail.
-            String(decoding: try! encoder.encode(v), as: UTF8.self)
+        func json<T: Encodable>(_ key: String, _ v: T) throws(ModelError) -> String {
+            do { return String(decoding: try encoder.encode(v), as: UTF8.self) } catch {
+                throw .malformedMetadata(file: file, key: key, reason: "cannot be written as JSON: \(error)")
+            }
         }
         var meta: [String: String] = [
             "format": Self.formatName,
             "format_version": String(Self.formatVersion),
-            "architecture": json(description.architecture),
+            "architecture": try json("architecture", description.architecture),
             "frontend": description.frontendJSON,
-            "vocabulary": json(description.vocabulary),
-            "provenance": json(description.provenance),
+            "vocabulary": try json("vocabulary", description.vocabulary),
+            "provenance": try json("provenance", description.provenance),
         ]
         if let d = description.decodingJSON { meta["decoding"] = d }
         return meta
@@ -206,7 +212,7 @@ public struct ModelFile: Sendable {
     /// The file's bytes (validated first, so an inconsistent model is never written).
     public func encoded(file: String = "<memory>") throws(ModelError) -> [UInt8] {
         try validate(file: file)
-        return SafeTensors(tensors: parameters, metadata: metadata).encoded()
+        return SafeTensors(tensors: parameters, metadata: try encodedMetadata(file: file)).encoded()
     }
 
     /// Validates, then writes atomically: a temporary file in the same directory, fsync, rename,

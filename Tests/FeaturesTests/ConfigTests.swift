@@ -45,6 +45,10 @@ import Features
         ("fMax", { $0.fMax = 8001 }),
         ("fMax", { $0.fMax = 0 }),
         ("fMin", { $0.fMin = 3000; $0.fMax = 2000 }),
+        // Too narrow a range for the filters: with HTK's scale at 1e-14 Hz every corner rounds to 0 Hz
+        // and the slaney normalisation made every feature NaN.
+        ("fMax", { $0.melScale = .htk; $0.fMax = 1e-14 }),
+        ("fMax", { $0.fMin = 100; $0.fMax = 150 }),
         ("preemphasis", { $0.preemphasis = 1.5 }),
         ("power", { $0.power = 0 }),
         ("logGuard", { $0.logGuard = 0 }),

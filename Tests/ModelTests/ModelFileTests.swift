@@ -33,6 +33,24 @@ private func writeRaw(_ model: ModelFile, to path: String, edit: (inout [String:
 }
 
 @Suite struct ModelFileTests {
+    /// A provenance nested deeper than JSON can be written (here 600 levels; Foundation's reader takes
+    /// 512, its writer 511) is an error naming the key, not a trap, and nothing is written.
+    @Test func aDescriptionJSONCannotWriteIsAnErrorNamingTheKey() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        var model = smallModel()
+        var deep = JSONValue.object([:])
+        for _ in 0..<600 { deep = .object(["a": deep]) }
+        model.description.provenance = ["nested": deep]
+        let path = dir.file("deep.earshot")
+        #expect {
+            try model.save(path: path)
+        } throws: { error in
+            guard case .malformedMetadata(let file, let key, _) = error as? ModelError else { return false }
+            return file == path && key == "provenance"
+        }
+        #expect(!FileManager.default.fileExists(atPath: path))
+    }
+
     @Test func saveThenLoadRestoresDescriptionAndParameters() throws {
         let dir = try TempDir(); defer { dir.cleanup() }
         let model = smallModel()
