@@ -27,6 +27,9 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var session: (id: Int, format: AudioFormat, partials: Bool)?
     /// Audio bytes handed to the runner and not yet processed; above the backlog limit reading pauses.
     private var backlogBytes = 0
+    /// What a queued audio frame costs beyond its payload (closure, array, dispatch block), counted
+    /// against `sessionBacklogBytes`.
+    static let queuedFrameOverhead = 256
     private var readingPaused = false
     /// Sessions whose `stop` is being processed (their `stopped` not yet sent).
     private var stopsInFlight = 0
@@ -215,7 +218,10 @@ final class ConnectionHandler: ChannelInboundHandler {
             return
         }
         guard !payload.isEmpty else { return }
-        backlogBytes += payload.count
+        // Each queued frame also costs its closure and buffers: a stream of 2-byte frames must not
+        // queue millions of them under the byte limit.
+        let cost = payload.count + Self.queuedFrameOverhead
+        backlogBytes += cost
         if backlogBytes > server.configuration.sessionBacklogBytes && !readingPaused {
             readingPaused = true
             server.countReadPause()
@@ -237,7 +243,7 @@ final class ConnectionHandler: ChannelInboundHandler {
                                    metadata: ["connection": "\(connection)"])
             }
             server.addProcessing(audioSeconds: step.audioSeconds, cpuSeconds: step.cpuSeconds)
-            loop.execute { me.value.sessionStep(step, partials: partials, consumed: payload.count) }
+            loop.execute { me.value.sessionStep(step, partials: partials, consumed: cost) }
         }
     }
 

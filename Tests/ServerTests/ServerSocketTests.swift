@@ -267,6 +267,22 @@ func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async -> Bool {
         #expect(server.statistics.readPauses > 0)
     }
 
+    /// Frames of one sample each: 2 000 bytes of audio in all, far under the 32 KiB backlog, but a
+    /// thousand queued frames cost far more than their bytes, so reading pauses all the same.
+    @Test func tinyFramesCountTowardsTheBacklogToo() async throws {
+        var config = ServerConfiguration()
+        config.sessionBacklogBytes = 32 * 1024
+        let (server, path) = try await startServer(engine: SlowEngine(microsecondsPerCall: 2000), configuration: config)
+        defer { Task { await server.shutdown() } }
+        let client = try connect(path)
+        try client.send(.start(AudioFormat(sampleRate: 16000), partials: false))
+        try sendAudio(client, utteranceBytes(speech: 1000, silence: 0), chunk: 2)
+        try client.send(.stop)
+        let messages = try receive(client, until: isStopped, timeout: 30)
+        #expect(finals(messages) == ["n1000"])
+        #expect(server.statistics.readPauses > 0)
+    }
+
     @Test func resampledStereoFloatSessionGetsItsFinalsAndAudioSeconds() async throws {
         let (server, path) = try await startServer(engine: FakeEngine(silenceForFinal: 4000))
         defer { Task { await server.shutdown() } }
