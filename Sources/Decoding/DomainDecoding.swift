@@ -27,7 +27,7 @@ public enum DomainDecodingError: Error, CustomStringConvertible, Equatable, Send
         case let .noSpeakableWords(line, text, letters):
             return "domain text line \(line) ('\(text.prefix(80))') has no word the model can spell; its characters are \(letters): spell numbers and symbols out in words, or remove the line"
         case let .tooLarge(bytes, limit):
-            return "domain decoding would take \(bytes) bytes, more than the \(limit)-byte limit of a model file's decoding entry; use less domain text or a lower --order"
+            return "domain decoding would take \(bytes) bytes, more than the \(limit)-byte limit of a model file's decoding entry; use less domain text"
         case .badOrder(let order):
             return "n-gram order \(order): must be 1 to \(DomainDecoding.maximumOrder)"
         case let .badSetting(name, value):
