@@ -86,7 +86,9 @@ public struct ActivationCache: Sendable {
             let version = raw.loadUnaligned(fromByteOffset: 8, as: UInt32.self).littleEndian
             let rows = Int(raw.loadUnaligned(fromByteOffset: 12, as: UInt32.self).littleEndian)
             let cols = Int(raw.loadUnaligned(fromByteOffset: 16, as: UInt32.self).littleEndian)
-            guard version == Self.version, cols > 0, data.count == headerBytes + rows * cols * 4 else { return nil }
+            // Sizes from a damaged header are checked against the file before they are multiplied.
+            guard version == Self.version, cols > 0, rows <= (data.count - headerBytes) / 4 / cols,
+                  data.count == headerBytes + rows * cols * 4 else { return nil }
             let hash = raw[20..<52].map { b in (b < 16 ? "0" : "") + String(b, radix: 16) }.joined()
             var values = [Float](repeating: 0, count: rows * cols)
             values.withUnsafeMutableBytes { out in

@@ -30,6 +30,8 @@ public enum SkipReason: Error, Sendable, Equatable, CustomStringConvertible {
     case unspeakable(characters: String)
     /// Fewer encoder frames than CTC needs for the transcript (a label per frame, a blank between repeats).
     case tooShort(seconds: Double, frames: Int, neededFrames: Int)
+    /// The manifest names this file again (any spelling of its path): its `entry`-th item; the first is used.
+    case listedAgain(entry: Int)
 
     public var description: String {
         switch self {
@@ -41,6 +43,7 @@ public enum SkipReason: Error, Sendable, Equatable, CustomStringConvertible {
             return "transcript has characters the model cannot emit: \(chars.map { "'\($0)'" }.joined(separator: " ")) (spell numbers and symbols out as words)"
         case let .tooShort(seconds, frames, needed):
             return String(format: "audio too short for its text: %.2f s gives %d encoder frames, the transcript needs at least %d", seconds, frames, needed)
+        case .listedAgain(let entry): return "listed again (the manifest's item \(entry)); the first item naming it is used"
         }
     }
 }
@@ -77,11 +80,14 @@ public enum DataDiscovery {
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw .data(path: path, reason: "no such file or folder")
         }
-        if !isDirectory.boolValue { return (try manifestItems(path), []) }
+        if !isDirectory.boolValue { return try uniqueManifestItems(path) }
         let manifest = URL(fileURLWithPath: path).appendingPathComponent("manifest.tsv").path
-        if FileManager.default.fileExists(atPath: manifest) { return (try manifestItems(manifest), []) }
+        if FileManager.default.fileExists(atPath: manifest) { return try uniqueManifestItems(manifest) }
 
-        guard let walker = FileManager.default.enumerator(at: URL(fileURLWithPath: path), includingPropertiesForKeys: [.isRegularFileKey]) else {
+        // The walk does not follow links, not even the folder itself: start from where a linked folder
+        // points (~/rec -> /mnt/disk/recordings), or it finds nothing.
+        let root = URL(fileURLWithPath: path).resolvingSymlinksInPath()
+        guard let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey]) else {
             throw .data(path: path, reason: "cannot list the folder")
         }
         var audio: [URL] = []
@@ -103,6 +109,18 @@ public enum DataDiscovery {
         }
         if items.isEmpty && skipped.isEmpty {
             throw .data(path: path, reason: "no manifest.tsv and no audio files (\(audioExtensions.sorted().joined(separator: ", "))) in the folder")
+        }
+        return (items, skipped)
+    }
+
+    /// The manifest's items, each file once: a later item naming a file again (however its path is
+    /// spelled) is skipped, as two transcripts for one recording cannot both be right.
+    static func uniqueManifestItems(_ path: String) throws(AdaptError) -> (items: [DataItem], skipped: [SkippedItem]) {
+        var seen = Set<String>(), items: [DataItem] = [], skipped: [SkippedItem] = []
+        for (k, item) in try manifestItems(path).enumerated() {
+            if seen.insert(item.audio).inserted { items.append(item) } else {
+                skipped.append(SkippedItem(path: item.audio, reason: .listedAgain(entry: k + 1)))
+            }
         }
         return (items, skipped)
     }

@@ -34,11 +34,12 @@ public struct RehearsalSet: Sendable {
             throw .data(path: list, reason: "cannot read the rehearsal sentence list: \(error.localizedDescription)")
         }
         var out: [Line] = []
-        for (n, raw) in content.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // Any line end ("\r\n" is one Character, so splitting on "\n" alone would keep a CRLF file whole).
+        for (n, raw) in content.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let line = raw.trimmingCharacters(in: .whitespaces)
             if line.isEmpty || line.hasPrefix("#") { continue }
             let parts = line.split(separator: "\t", maxSplits: 2).map(String.init)
-            guard parts.count == 3, let wpm = Int(parts[1]), (80...450).contains(wpm), !parts[2].isEmpty,
+            guard parts.count == 3, let wpm = Int(parts[1]), (80...450).contains(wpm), !parts[2].isEmpty, !parts[2].contains("\t"),
                   parts[0].allSatisfy({ $0.isLetter || $0.isNumber || "-+_".contains($0) }) else {
                 throw .data(path: list, reason: "line \(n + 1) is not 'voice<TAB>words-per-minute<TAB>text'")
             }

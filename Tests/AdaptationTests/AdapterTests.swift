@@ -191,6 +191,12 @@ func quickOptions() -> AdaptOptions {
             #expect(ActivationCache.load(url) == CachedActivations(activations: m, audioSHA256: hash))
             try Data("EARSHACT garbage".utf8).write(to: url)
             #expect(ActivationCache.load(url) == nil)
+            // A header whose sizes multiply past Int.max (rows = cols = 2^32 - 1) is not an entry either.
+            try ActivationCache.store(CachedActivations(activations: m, audioSHA256: hash), to: url)
+            var bytes = [UInt8](try Data(contentsOf: url))
+            for i in 12..<20 { bytes[i] = 0xFF }
+            try Data(bytes).write(to: url)
+            #expect(ActivationCache.load(url) == nil)
         }
     }
 

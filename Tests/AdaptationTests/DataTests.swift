@@ -56,6 +56,37 @@ import TestSupport
         }
     }
 
+    /// A manifest naming a file twice ("a.wav" and "./a.wav", or after `cat a.tsv b.tsv`) keeps the first
+    /// item and skips the second by name: the validation split used to trap on the duplicate key.
+    @Test func aFileListedTwiceInAManifestIsSkippedTheSecondTime() throws {
+        try withTemporaryDirectory { dir in
+            let a = try writeItem(dir, "a.wav", text: nil), b = try writeItem(dir, "b.wav", text: nil)
+            let manifest = dir.appendingPathComponent("m.tsv")
+            try "a.wav\tone\n./a.wav\tone again\nb.wav\ttwo\n".write(to: manifest, atomically: true, encoding: .utf8)
+            let (items, skipped) = try DataDiscovery.discover(manifest.path)
+            #expect(items.map(\.audio) == [a.standardizedFileURL.path, b.standardizedFileURL.path])
+            #expect(items.map(\.text) == ["one", "two"])
+            #expect(skipped == [SkippedItem(path: a.standardizedFileURL.path, reason: .listedAgain(entry: 2))])
+            // The split that trapped: every item once, whatever the fraction.
+            let parts = ValidationSplit.split(items.map(\.audio), fraction: 0.5, seed: 1, byPrefix: false)
+            #expect(parts.train.count + parts.validation.count == 2)
+        }
+    }
+
+    /// A data folder given through a link (~/rec -> /mnt/disk/recordings) is walked where it points.
+    @Test func aLinkedDataFolderIsWalked() throws {
+        try withTemporaryDirectory { dir in
+            let real = dir.appendingPathComponent("recordings")
+            try FileManager.default.createDirectory(at: real, withIntermediateDirectories: true)
+            try writeItem(real, "c.wav", text: "see")
+            let link = dir.appendingPathComponent("rec")
+            try FileManager.default.createSymbolicLink(at: link, withDestinationURL: real)
+            let found = try DataDiscovery.discover(link.path).items
+            #expect(found.map { URL(fileURLWithPath: $0.audio).lastPathComponent } == ["c.wav"])
+            #expect(found.map(\.text) == ["see"])
+        }
+    }
+
     @Test func manifestFilesFoldersAndTranscriptsAreDiscovered() throws {
         try withTemporaryDirectory { dir in
             let audio = dir.appendingPathComponent("audio")

@@ -65,12 +65,17 @@ import TestSupport
             let bad: [(list: String, reason: String)] = [
                 ("en-us+m3\t160\tfine\nen-us+m3\tfast\tnot a number\n", "line 2 is not 'voice<TAB>words-per-minute<TAB>text'"),
                 ("# only a comment\n", "the rehearsal sentence list is empty"),
+                // A tab in the text would break the manifest made from the list.
+                ("en-us+m3\t160\tfine\nen-us+m3\t160\ttwo\tparts\n", "line 2 is not 'voice<TAB>words-per-minute<TAB>text'"),
                 ("en-us+m3\t160\tfine\nen-us+nosuchvariant\t160\tfine\n",
                  "line 2: espeak-ng has no voice variant 'nosuchvariant' (espeak-ng --voices=variant lists them)"),
                 ("xx-nowhere+m3\t160\tfine\n", "line 1: espeak-ng has no language 'xx-nowhere' (espeak-ng --voices lists them)"),
             ]
             for c in bad {
                 try Data(c.list.utf8).write(to: list)
+                #expect(throws: AdaptError.data(path: list.path, reason: c.reason)) { try RehearsalSet(list: list.path).manifest(root: dir) }
+                // Windows line ends read the same.
+                try Data(c.list.replacingOccurrences(of: "\n", with: "\r\n").utf8).write(to: list)
                 #expect(throws: AdaptError.data(path: list.path, reason: c.reason)) { try RehearsalSet(list: list.path).manifest(root: dir) }
             }
             try Data("en-us+m3\t160\tfine\n".utf8).write(to: list)
