@@ -74,6 +74,10 @@ options_for() {
     esac
 }
 
+# Every configuration name is checked first: inside $(...) below, options_for's exit would only end the
+# subshell, and a typo would run (and print) the default configuration under its name.
+for config in $CONFIGS; do options_for "$config" > /dev/null; done
+
 base_synth=$(wer "$BASE" "$SYNTH")
 declare -A base_wer
 for split in $SPLITS; do base_wer[$split]=$(wer "$BASE" "$WORK/$split-test.tsv"); done

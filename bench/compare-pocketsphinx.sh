@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Earshot and Pocketsphinx side by side on the same audio, both scored by NIST sclite.
 # Usage: bench/compare-pocketsphinx.sh [--model PATH] [--lm FILE] [--lm-args "FLAGS"] [MANIFEST...]
-#   --lm-args: decoding flags of the beam+LM column (default "--closed-vocabulary": words from the LM's
-#    vocabulary only, as Pocketsphinx decodes from its dictionary; weights from bench/tune-lm.sh on the
-#    validation set, never the test set)
+#   --lm-args: decoding flags of the beam+LM column (default "--closed-vocabulary --lm-weight 0.8
+#    --word-bonus 0": words from the LM's vocabulary only, as Pocketsphinx decodes from its dictionary;
+#    the weights bench/tune-lm.sh chose on the validation set, never the test set: models/README.md)
 #   BEAM: beam width of that column (default 32, as earshot's default with an LM)
 #   (default manifests: the synthetic corpus's test.tsv if present, then bench/make-test-sets.sh's
 #    fsdd-test, ps-librivox, ps-cards; default LM: ~/.cache/earshot/lm/en-us.eslm, made by setup)
@@ -11,7 +11,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 model_args=()
 lm=$HOME/.cache/earshot/lm/en-us.eslm
-lm_args="--closed-vocabulary"
+lm_args="--closed-vocabulary --lm-weight 0.8 --word-bonus 0"
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) model_args=(--model "$2"); shift 2;;
@@ -35,7 +35,10 @@ work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 score() {
   local ref=$1 hyp=$2 n=0
   : > "$work/ref.trn"; : > "$work/hyp.trn"
-  paste "$ref" "$hyp" | while IFS=$'\t' read -r _ rtext _ htext; do
+  # Both files without the '#' and blank lines that earshot eval and pocketsphinx-hyps.sh skip, so the
+  # n-th reference meets the n-th hypothesis.
+  paste <(grep -v -e '^#' -e '^[[:space:]]*$' "$ref") <(grep -v -e '^#' -e '^[[:space:]]*$' "$hyp") |
+  while IFS=$'\t' read -r _ rtext _ htext; do
     n=$((n + 1))
     norm() { echo "$1" | tr 'A-Z' 'a-z' | sed -E "s/[^a-z0-9' ]+/ /g; s/ +/ /g; s/^ //; s/ $//"; }
     printf '%s (utt%05d)\n' "$(norm "$rtext")" "$n" >> "$work/ref.trn"

@@ -43,8 +43,9 @@ for e, t in finals:
     lat.append(t - (t0 + e["end"] + trailing))
     # `at` is on the session's 40 ms block grid; the 100 ms frame holding it was sent at its start.
     comp.append(t - (t0 + (math.ceil(ep["at"] / 0.1 - 1e-6) - 1) * 0.1))
-    if u in first_partial: part.append(first_partial[u] - (t0 + e["start"]))
-    print(f"  utterance {u}: {e['text']!r:32} final {lat[-1]*1000:6.0f} ms (compute+transport {comp[-1]*1000:5.0f} ms), first partial {part[-1]*1000 if part else float('nan'):6.0f} ms")
+    first = first_partial[u] - (t0 + e["start"]) if u in first_partial else None
+    if first is not None: part.append(first)
+    print(f"  utterance {u}: {e['text']!r:32} final {lat[-1]*1000:6.0f} ms (compute+transport {comp[-1]*1000:5.0f} ms), first partial {first*1000 if first is not None else float('nan'):6.0f} ms")
 def stats(name, xs):
     xs = sorted(xs)
     if not xs: print(f"{name}: no data"); return

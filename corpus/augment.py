@@ -3,6 +3,7 @@
 
 import os
 import re
+import shlex
 import subprocess
 
 SOX = ["sox", "-V1", "-R", "-D"]  # -R: repeatable random numbers; -D: no dither (reproducible output)
@@ -130,7 +131,8 @@ def render(tts_wav, out_path, aug, beds, split, work_dir, audio_format, min_seco
         offset = n["offset"] * max(0.0, bed_len - length - 0.01)
         gain = 10 ** (((speech_rms - n["snr_db"]) - bed_rms) / 20.0)
         repeats = int(length // max(bed_len - offset, 0.1)) + 1
-        noise_input = f"|sox -V1 {bed_path} -p trim {offset:.3f} repeat {repeats} trim 0 {length:.4f}"
+        # sox runs a "|..." input through a shell: quote the path (a corpus folder may hold spaces).
+        noise_input = f"|sox -V1 {shlex.quote(bed_path)} -p trim {offset:.3f} repeat {repeats} trim 0 {length:.4f}"
         cmd += ["-m", "-v", "1", stage, "-v", f"{gain:.6f}", noise_input]
     else:
         cmd += [stage]

@@ -150,6 +150,25 @@ class AccentedVoices(unittest.TestCase):
         self.assertEqual(accented.scheme_list([["#"], [], ["e", "i"]]), '(("#") () ("e" "i"))')
 
 
+class Augment(unittest.TestCase):
+    def test_noise_mixes_in_a_folder_whose_path_has_spaces(self):
+        # sox reads the noise bed through a shell ("|sox ..."): an unquoted path split at the space and
+        # every noisy utterance failed.
+        import augment
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = os.path.join(tmp, "my corpus")
+            os.makedirs(folder)
+            tts = os.path.join(folder, "tts.wav")
+            subprocess.run(["sox", "-n", "-r", "16000", "-c", "1", "-b", "16", tts, "synth", "1.2", "sine", "300",
+                            "vol", "0.3"], check=True)
+            beds = augment.make_noise_beds(os.path.join(folder, "noise"), {}, seconds=3)
+            out = os.path.join(folder, "out.flac")
+            aug = {"pad": [0.1, 0.1], "noise": {"type": "whitenoise", "offset": 0.5, "snr_db": 10}, "level_db": -3}
+            length = augment.render(tts, out, aug, beds, "train", folder, "flac")
+            self.assertTrue(os.path.exists(out))
+            self.assertGreater(length, 1.2)
+
+
 class SmallRun(unittest.TestCase):
     """Runs the whole recipe in --small mode and checks its outputs."""
 
