@@ -208,20 +208,23 @@ import Training
         }
     }
 
-    /// Validation audio that cannot be read (gone since the run started) still counts as an empty
-    /// hypothesis, so WERs stay comparable, but the log says how many and which.
+    /// Five spoken words as a training set, and a tiny run's configuration on them.
+    static func fiveWords(in dir: URL, steps: Int) throws -> (files: [URL], manifest: URL, config: TrainConfig) {
+        let renderings = ["yes", "no", "up", "down", "left"].map { Rendering(text: $0, voice: "en-us", speed: 160) }
+        let files = try synthesize(renderings, into: dir)
+        let manifest = dir.appendingPathComponent("train.tsv")
+        try writeManifest(zip(files, renderings).map { ($0, $1.text) }, to: manifest)
+        var config = Self.config(manifest: manifest, output: dir.appendingPathComponent("run"), steps: steps)
+        config.model.channels = 8
+        config.model.hidden = 8
+        return (files, manifest, config)
+    }
+
     /// Loading reads only headers; audio that then fails to decode (here: gone after loading) is left
     /// out of its batches and named once in the log, and training goes on past it.
     @Test func trainingSkipsAnUtteranceWhoseAudioCannotBeDecoded() throws {
         try withTemporaryDirectory { dir in
-            let words = ["yes", "no", "up", "down", "left"]
-            let renderings = words.map { Rendering(text: $0, voice: "en-us", speed: 160) }
-            let files = try synthesize(renderings, into: dir)
-            let manifest = dir.appendingPathComponent("train.tsv")
-            try writeManifest(zip(files, renderings).map { ($0, $1.text) }, to: manifest)
-            var config = Self.config(manifest: manifest, output: dir.appendingPathComponent("run"), steps: 4)
-            config.model.channels = 8
-            config.model.hidden = 8
+            let (files, _, config) = try Self.fiveWords(in: dir, steps: 4)
             let log = Locked<[String]>([])
             let trainer = try Trainer(config: config, log: { line in log.withLock { $0.append(line) } })
             try FileManager.default.removeItem(at: files[2])
@@ -233,22 +236,18 @@ import Training
         }
     }
 
+    /// Validation audio that cannot be read (gone since the run started) still counts as an empty
+    /// hypothesis, so WERs stay comparable, but the log says how many and which.
     @Test func validationLogsUtterancesItCannotRead() throws {
         try withTemporaryDirectory { dir in
-            let words = ["yes", "no", "up", "down", "left"]
-            let renderings = words.map { Rendering(text: $0, voice: "en-us", speed: 160) }
-            let files = try synthesize(renderings, into: dir)
-            let manifest = dir.appendingPathComponent("train.tsv")
-            try writeManifest(zip(files, renderings).map { ($0, $1.text) }, to: manifest)
-            var config = Self.config(manifest: manifest, output: dir.appendingPathComponent("run"), steps: 1)
+            let (files, manifest, tiny) = try Self.fiveWords(in: dir, steps: 1)
+            var config = tiny
             config.data.valid = manifest.path
-            config.model.channels = 8
-            config.model.hidden = 8
             let log = Locked<[String]>([])
             let trainer = try Trainer(config: config, log: { line in log.withLock { $0.append(line) } })
             for gone in [files[1], files[3]] { try FileManager.default.removeItem(at: gone) }
             let score = try trainer.validate()
-            #expect(score.utterances == words.count, "unreadable utterances still count")
+            #expect(score.utterances == files.count, "unreadable utterances still count")
             let lines = log.withLock { $0 }.filter { $0.contains("could not be read") }
             #expect(lines.count == 1, "\(log.withLock { $0 })")
             if let line = lines.first {
