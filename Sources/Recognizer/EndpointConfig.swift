@@ -66,9 +66,16 @@ public struct EndpointConfig: Sendable, Equatable, Codable {
 
     /// Checks every field; a `StreamingSession` refuses (traps on) a configuration that fails this,
     /// so call it where the configuration is read.
+    /// The longest any of the durations may be, in seconds.
+    public static let longestSetting = 86_400.0
+
     public func validate() throws(EndpointConfigError) {
         func positive(_ value: Double, _ name: String) throws(EndpointConfigError) {
             guard value.isFinite, value > 0 else { throw .invalidField(name, value: value, reason: "must be a positive number of seconds") }
+            // These become sample counts in integers: a day is far beyond any use and far from overflow.
+            guard value <= Self.longestSetting else {
+                throw .invalidField(name, value: value, reason: "must be at most \(Int(Self.longestSetting)) seconds (a day)")
+            }
         }
         try positive(trailingSilence, "trailingSilence")
         try positive(maxUtterance, "maxUtterance")
@@ -78,7 +85,7 @@ public struct EndpointConfig: Sendable, Equatable, Codable {
             throw .invalidField("maxLeadingSilence", value: maxLeadingSilence,
                                 reason: "must be at least \(Self.minimumLeadingSilence) s: a restart keeps \(Self.leadingContext) s (rounded up to whole encoder frames) of the silence as leading context and must still move on by a block")
         }
-        guard minSpeech.isFinite, minSpeech >= 0 else {
+        guard minSpeech.isFinite, minSpeech >= 0, minSpeech <= Self.longestSetting else {
             throw .invalidField("minSpeech", value: minSpeech, reason: "must be zero or a positive number of seconds")
         }
         guard minSpeech < maxUtterance else {

@@ -52,6 +52,9 @@ struct TrainerState: Codable, Equatable {
     var bestValidWER: Double?
     var audioSecondsTrained = 0.0
     var wallSecondsTrained = 0.0
+    /// How many training utterances loaded when the checkpoint was written (nil in older checkpoints):
+    /// the epoch order shuffles exactly that list, so a resume that loads another count is not exact.
+    var trainUtterances: Int?
 }
 
 /// Trains a CTC encoder from manifests: builds or loads the model, estimates feature statistics,
@@ -146,6 +149,9 @@ public final class Trainer {
         // the folder for its log already; library callers have not).
         try FileManager.default.createDirectory(at: outputDir, withIntermediateDirectories: true)
         train = try loadManifest(config.data.train, role: "train")
+        if let then = state.trainUtterances, then != train.count {
+            log("warning: the training data now loads \(counted(train.count, "utterance")), the checkpoint's run \(then): the rest of this run shuffles another list, so it does not continue exactly (the manifest, the audio or the loading rules changed)")
+        }
         if !config.data.valid.isEmpty {
             valid = try loadManifest(config.data.valid, role: "valid")
             // Validate on an even spread of the set, not its first lines: manifests may be ordered by
@@ -399,6 +405,10 @@ public final class Trainer {
         BLASThreads.set(1)
         var lastCheckpoint = Date()
         var reportedUnreadable = Set<String>()
+        state.trainUtterances = train.count
+        // Audio seconds in a row that gave no example: a whole epoch of them means nothing can be read.
+        var undecodableRun = 0.0
+        let epochSeconds = train.reduce(0) { $0 + $1.seconds }
         var windowLoss = 0.0, windowSteps = 0, windowAudio = 0.0, windowStart = Date()
         let trainable = Set(parameters.keys)
         while state.step < config.optimizer.totalSteps && !shouldStop() {
@@ -407,11 +417,18 @@ public final class Trainer {
             let (batch, unreadable) = try examples(indices, epoch: epoch)
             for problem in unreadable where reportedUnreadable.insert(problem).inserted { log("skipped in training: \(problem)") }
             if batch.isEmpty {
-                // Nothing to learn from: move on through the data without an optimizer step.
+                // Nothing to learn from: move on through the data without an optimizer step, unless a
+                // whole epoch has given nothing (the corpus gone or unmounted since loading).
+                undecodableRun += indices.reduce(0) { $0 + train[$1].seconds }
+                if undecodableRun >= epochSeconds {
+                    try saveCheckpoint()
+                    throw TrainerError.data("none of the training audio could be decoded for a whole epoch (the first reasons are in the log); the checkpoint at step \(state.step) is saved")
+                }
                 state.epoch = epoch
                 state.position = next
                 continue
             }
+            undecodableRun = 0
             var encoder = try TrainableEncoder(specs: architecture.layers, parameters: parameters, trainable: trainable)
             encoder.intermediateCTC = intermediateCTC
             let result = try encoder.batchLossAndGradients(batch, blank: vocabulary.blank, threads: config.run.threads)

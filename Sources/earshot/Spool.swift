@@ -174,9 +174,12 @@ struct SpoolIngest {
                     report.moved.append(try move(item))
                     moved.insert(item.audio)
                 } catch {
-                    failed[item.manifest ?? item.name] = (error as? SpoolError)?.description ?? "\(error)"
+                    let key = item.manifest ?? item.name
+                    failed[key] = (error as? SpoolError)?.description ?? "\(error)"
                     if let manifest = item.manifest {
-                        try keepUnmoved(of: manifest, items: complete.filter { $0.manifest == manifest }, moved: moved)
+                        do { try keepUnmoved(of: manifest, items: complete.filter { $0.manifest == manifest }, moved: moved) } catch {
+                            failed[key]! += "; the manifest could not be rewritten to the items still here (\(error)), so remove the lines of the files already taken by hand"
+                        }
                     }
                 }
             }
@@ -214,9 +217,11 @@ struct SpoolIngest {
 
     private func lockDomain() throws -> Int32 {
         let path = domain.appendingPathComponent(".ingest.lock").path
-        // Read-only: flock needs no more, and a lock file left by a run as another user (root, by hand)
-        // must not stop the service's runs.
-        let fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0o644)
+        // Read-write where possible (NFS emulates flock with a write lock, which needs it), else
+        // read-only: a lock file left by a run as another user (root, by hand) must not stop the
+        // service's runs, and on a local file system flock needs no more.
+        var fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        if fd < 0 && errno == EACCES { fd = open(path, O_RDONLY | O_CLOEXEC) }
         guard fd >= 0 else { throw SpoolError("cannot open \(path): \(String(cString: strerror(errno)))") }
         guard flock(fd, LOCK_EX) == 0 else {
             close(fd)
@@ -473,9 +478,17 @@ struct SpoolIngest {
             }
             try writeAtomically(data, to: audioDestination)
             // The spool copy goes only once the new name is on disk: across file systems nothing orders
-            // the rename in one before the unlink in the other.
-            try syncDomainFolder()
-            unlinkat(folder, file, 0)
+            // the rename in one before the unlink in the other. If it cannot go (a spool the service may
+            // read but not change), the copy is withdrawn: kept, it would be taken again on every run.
+            func withdraw(_ reason: String) -> SpoolError {
+                unlink(audioDestination.path)
+                unlink(textDestination.path)
+                return SpoolError(reason)
+            }
+            do { try syncDomainFolder() } catch { throw withdraw("\(error); the copy of \(item.audio.path) was withdrawn") }
+            guard unlinkat(folder, file, 0) == 0 else {
+                throw withdraw("cannot remove \(item.audio.path) from the spool after copying it (\(String(cString: strerror(errno)))); the copy was withdrawn: the earshot user must be able to delete what it takes")
+            }
         }
         // Swapped for a link between the check and the rename, the link itself moved: take it back out.
         var moved = stat()

@@ -64,10 +64,11 @@ struct DaemonConfiguration: Equatable {
         if capture.device.isEmpty { throw bad("capture.device", "is empty") }
         if !(1000...384_000).contains(capture.sampleRate) { throw bad("capture.sample_rate", "must be 1000 to 384000 Hz") }
         if !(1...32).contains(capture.channels) { throw bad("capture.channels", "must be 1 to 32") }
-        if capture.periodMilliseconds < 1 { throw bad("capture.period_ms", "must be at least 1") }
+        if !(1...10_000).contains(capture.periodMilliseconds) { throw bad("capture.period_ms", "must be 1 to 10000") }
         if capture.bufferMilliseconds < capture.periodMilliseconds {
             throw bad("capture.buffer_ms", "must be at least capture.period_ms")
         }
+        if capture.bufferMilliseconds > 60_000 { throw bad("capture.buffer_ms", "must be at most 60000 (a minute)") }
         // Upper bounds too: these become sample counts and milliseconds in integers, where infinity or
         // 1e20 would trap at start-up instead of being refused here by name.
         if !(1...3600).contains(capture.ringSeconds) { throw bad("capture.ring_seconds", "must be 1 to 3600 seconds") }

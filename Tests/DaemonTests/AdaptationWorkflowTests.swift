@@ -216,6 +216,31 @@ struct AdaptationWorkflowTests {
         #expect(!fm.fileExists(atPath: domain + "/.adapt-pending"))
     }
 
+    @Test("ingest copies across file systems (spool on disk, domain on tmpfs) and removes the spool's copy")
+    func ingestAcrossFileSystems() throws {
+        let scratch = try Scratch()
+        let earshot = try builtExecutable("earshot")
+        let fm = FileManager.default
+        let spool = scratch.path("spool")
+        let shm = "/dev/shm/earshot-ingest-\(UUID().uuidString)"
+        defer { try? fm.removeItem(atPath: shm) }
+        let domain = shm + "/domain"
+        try fm.createDirectory(atPath: spool, withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: shm, withIntermediateDirectories: true)
+        var a = stat(), b = stat()
+        try #require(stat(spool, &a) == 0 && stat(shm, &b) == 0 && a.st_dev != b.st_dev,
+                     "/dev/shm is not a file system of its own here, so this test cannot cross one")
+        try AudioWriter.write([Float](repeating: 0.01, count: 1600), sampleRate: 16000, to: spool + "/far.wav")
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: spool + "/far.wav"))
+        try Data("far away".utf8).write(to: URL(fileURLWithPath: spool + "/far.txt"))
+        let run = try Child(earshot, ["ingest", "--spool", spool, "--domain", domain, "--settle", "0", "--wait", "0"], scratch: scratch, tag: "xdev")
+        #expect(run.wait(timeout: 30) == 0, "\(run.stdout)\(run.stderr)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: domain + "/far.wav")) == bytes)
+        #expect(try String(contentsOfFile: domain + "/far.txt", encoding: .utf8) == "far away\n")
+        #expect(try fm.contentsOfDirectory(atPath: spool).isEmpty)
+        #expect(!(try fm.contentsOfDirectory(atPath: domain)).contains { $0.hasSuffix(".tmp") })
+    }
+
     @Test("ingest never follows a linked folder out of the spool, reports folders and stray files, and refuses a domain folder that is the spool or inside it")
     func ingestRefusesLinksFoldersAndOverlaps() throws {
         let scratch = try Scratch()

@@ -582,7 +582,8 @@ struct DaemonTests {
         // Values that would overflow an integer at start-up (infinity, 1e20) or wrap to another mode are
         // refused by name, not a crash or a socket nobody can open.
         for (flag, key) in [("--capture-ring-seconds=inf", "capture.ring_seconds"), ("--capture-retry-max=1e20", "capture.retry_max_seconds"),
-                            ("--capture-duration=inf", "capture.duration")] {
+                            ("--capture-duration=inf", "capture.duration"), ("--capture-buffer-ms=5000000", "capture.buffer_ms"),
+                            ("--max-utterance=1e20", "endpoint.max_utterance")] {
             let huge = try Child(earshotd, ["--config", again, flag, "--print-config"], scratch: scratch)
             #expect(huge.wait(timeout: 20) == 1, "\(flag): \(huge.stdout)")
             #expect(huge.stderr.contains(key), "\(flag): \(huge.stderr)")

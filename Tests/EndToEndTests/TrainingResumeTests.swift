@@ -236,6 +236,22 @@ import Training
         }
     }
 
+    /// With no audio left to decode at all (the corpus gone since loading), the run stops with an error
+    /// after one epoch of trying, its checkpoint saved, instead of cycling through epochs for ever.
+    @Test func trainingStopsWhenNoAudioCanBeDecoded() throws {
+        try withTemporaryDirectory { dir in
+            let (files, _, config) = try Self.fiveWords(in: dir, steps: 4)
+            let trainer = try Trainer(config: config, log: { _ in })
+            for file in files { try FileManager.default.removeItem(at: file) }
+            #expect {
+                try trainer.run(shouldStop: { false }, progress: { _ in })
+            } throws: { error in
+                "\(error)".contains("none of the training audio could be decoded")
+            }
+            #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("run/checkpoint.safetensors").path))
+        }
+    }
+
     /// Validation audio that cannot be read (gone since the run started) still counts as an empty
     /// hypothesis, so WERs stay comparable, but the log says how many and which.
     @Test func validationLogsUtterancesItCannotRead() throws {
