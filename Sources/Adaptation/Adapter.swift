@@ -218,7 +218,10 @@ public final class Adapter {
                 if failure.withLock({ $0 != nil }) { return }
                 let unit = units[u], item = items[unit.item]
                 guard let url = cache.entryURL(for: item.audio, speed: unit.speed) else {
-                    results.set(u, .failure(.missingAudio)); continue
+                    results.set(u, .failure(.missingAudio))
+                    let d = done.withLock { $0 += 1; return $0 }
+                    progress(.caching(done: d, total: n))
+                    continue
                 }
                 let needed = ctcMinimumFrames(labels: item.labels)
                 // Touched before it is read: the use is on record however long the run takes.
@@ -381,6 +384,8 @@ public final class Adapter {
         let train = trainItems.compactMap { byPath[$0.audio] }
         let validation = valItems.compactMap { byPath[$0.audio] }
         let general = generalItems.compactMap { byPath[$0.audio] }
+        // General items that failed caching are gone from the pool: an epoch plans only what is left.
+        generalPerEpoch = min(generalPerEpoch, general.count)
         guard !train.isEmpty else { throw .data(path: data.train, reason: "no usable items (\(skipped.count) skipped, reasons above)") }
         log("\(train.count) training and \(validation.count) validation utterances; activations: \(hits) cached, \(misses) computed (\(cache.directory.path))")
 
@@ -436,7 +441,13 @@ public final class Adapter {
                     log(String(format: "kept the mean of the %d runs: validation WER %.2f%% (runs: %@; best epochs %@)",
                                members.count, score.wer, runs, epochs))
                 } else {
-                    let k = memberWER.indices.min { memberWER[$0] < memberWER[$1] }!
+                    // The runs' own rule for "better": lower WER, or the same WER with a lower loss.
+                    let k = members.indices.min { a, b in
+                        let x = members[a].score, y = members[b].score
+                        guard let x else { return false }
+                        guard let y else { return true }
+                        return x.wer < y.wer - 1e-9 || (x.wer <= y.wer + 1e-9 && x.loss < y.loss)
+                    }!
                     best = members[k]
                     keptRun = k
                     log(String(format: "kept run %d: the mean of the %d runs validated worse than each of them (%.2f%%; runs: %@)",
@@ -458,7 +469,15 @@ public final class Adapter {
                                  cacheDirectory: cache.directory, dataSHA256: dataSHA256)
         result.noEpochImproved = !validation.isEmpty && members.allSatisfy { $0.epoch == 0 }
         if options.tuningUtterances > 0 && !validation.isEmpty {
-            result.tuningSet = try logits(of: Array(validation.prefix(options.tuningUtterances)), parameters: best.parameters)
+            // A seeded sample, not the first ones: validation is in path order, and the first 300 paths
+            // may be one speaker's, one folder's or one prompt's.
+            var sample = validation
+            if sample.count > options.tuningUtterances {
+                var rng = SplitMix64(seed: options.seed &+ 0x7E7E)
+                sample.shuffle(using: &rng)
+                sample = Array(sample.prefix(options.tuningUtterances))
+            }
+            result.tuningSet = try logits(of: sample, parameters: best.parameters)
         }
         return result
     }

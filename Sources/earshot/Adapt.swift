@@ -206,6 +206,9 @@ struct Adapt: ParsableCommand {
             throw CLIError("--general-share \(generalShare) only applies with --general MANIFEST or --rehearse")
         }
         if general != nil && rehearse { throw CLIError("--general and --rehearse both give general data: choose one") }
+        if (general != nil || rehearse) && generalShare == 0 {
+            throw CLIError("--general-share 0 mixes no general data in; drop \(rehearse ? "--rehearse" : "--general"), or give a share above 0")
+        }
         if vocabulary != "auto" && text == nil { throw CLIError("--vocabulary \(vocabulary) only applies with --text (the domain LM's vocabulary)") }
         if rehearsalList != nil && !rehearse { throw CLIError("--rehearsal-list only applies with --rehearse") }
         if rehearse && self.data == nil { throw CLIError("--rehearse mixes general speech into training on --data: give --data too") }
@@ -254,7 +257,9 @@ struct Adapt: ParsableCommand {
         } else {
             do { model = try ModelFile.load(path: basePath) } catch { throw CLIError("\(error)") }
         }
-        if let rehearsedList, let listText = try? Data(contentsOf: URL(fileURLWithPath: rehearsedList)) {
+        // Recorded only if general utterances were in fact mixed in (all of them can fail their checks).
+        if let rehearsedList, case .object(let a)? = model.description.provenance["adaptation"], a["general_per_epoch"] != nil,
+           let listText = try? Data(contentsOf: URL(fileURLWithPath: rehearsedList)) {
             model.description.provenance["rehearsal"] = .object([
                 "list": .string(rehearsedList), "sha256": .string(SHA256.hex([UInt8](listText))), "synthesiser": .string("espeak-ng")])
         }
@@ -347,6 +352,9 @@ struct Adapt: ParsableCommand {
 final class AdaptDisplay: Sendable {
     private struct State {
         var start = Date()
+        /// The first caching report and when it came: the estimate counts from there, not from before
+        /// the rehearsal synthesis and the checks of the data.
+        var cachingFirst: (done: Int, at: Date)?
         var trainingStart: Date?
         /// Optimiser steps taken so far, over all runs (early stopping skips epochs, so the position
         /// in the schedule overstates the work done).
@@ -372,8 +380,12 @@ final class AdaptDisplay: Sendable {
         case let .caching(done, total):
             if terminal {
                 draw(force: done == total) { s in
-                    let eta = done > 0 ? Date().timeIntervalSince(s.start) / Double(done) * Double(total - done) : 0
-                    return "caching activations \(Self.bar(Double(done) / Double(max(total, 1)))) \(done)/\(total)  ~\(ProgressReporter.duration(eta)) left"
+                    if s.cachingFirst == nil { s.cachingFirst = (done, Date()) }
+                    let first = s.cachingFirst!
+                    let bar = "caching activations \(Self.bar(Double(done) / Double(max(total, 1)))) \(done)/\(total)"
+                    guard done > first.done else { return bar }
+                    let eta = Date().timeIntervalSince(first.at) / Double(done - first.done) * Double(total - done)
+                    return bar + "  ~\(ProgressReporter.duration(eta)) left"
                 }
             } else {
                 let tenth = total > 0 ? done * 10 / total : 10

@@ -283,6 +283,39 @@ func quickOptions() -> AdaptOptions {
         }
     }
 
+    /// General recordings whose headers pass but whose audio does not decode (FLACs cut short) drop out
+    /// at caching; the epochs are then planned with the general items left, not the count drawn (which
+    /// ran a batch's range past the end of the epoch's list and trapped).
+    @Test func generalItemsLostAtCachingShrinkTheEpochs() throws {
+        try withTemporaryDirectory { dir in
+            let data = try writeToneData(dir)
+            let basePath = dir.appendingPathComponent("base.safetensors").path
+            try writeRandomModel(to: basePath)
+            let general = dir.appendingPathComponent("general")
+            try FileManager.default.createDirectory(at: general, withIntermediateDirectories: true)
+            var lines = ""
+            for i in 0..<6 {
+                let path = general.appendingPathComponent("g\(i).flac").path
+                try AudioWriter.write(tone(seconds: 1.5, frequency: 400 + 50 * Double(i)), sampleRate: 16000, to: path, format: .flac)
+                if i >= 2 {
+                    let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+                    try bytes.prefix(bytes.count / 3).write(to: URL(fileURLWithPath: path))
+                }
+                lines += "\(path)\tgo\n"
+            }
+            let manifest = general.appendingPathComponent("general.tsv")
+            try lines.write(to: manifest, atomically: true, encoding: .utf8)
+            var options = quickOptions()
+            options.generalShare = 0.5
+            let adapter = try Adapter(baseModel: basePath, data: AdaptData(train: data.path, general: manifest.path),
+                                      cacheRoot: dir.appendingPathComponent("cache"), options: options)
+            let result = try adapter.run()
+            guard case .object(let a)? = result.model.description.provenance["adaptation"] else { Issue.record("no record"); return }
+            #expect(a["general_per_epoch"] == .number(2))
+            #expect(result.skipped.filter { $0.path.hasSuffix(".flac") }.count == 4, "\(result.skipped)")
+        }
+    }
+
     @Test func anchorKeepsTheTrainedWeightsNearerTheBase() throws {
         try withTemporaryDirectory { dir in
             let data = try writeToneData(dir)
