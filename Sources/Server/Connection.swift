@@ -94,6 +94,11 @@ final class ConnectionHandler: ChannelInboundHandler {
         // as on a close (docs/protocol.md); the answers to a `stop` or `reload` received still go out.
         inputClosed = true
         dropSession(closingRunner: false)
+        // The subscription goes too: only the answers to what was asked still come.
+        if subscribed {
+            subscribed = false
+            server.setSubscription(id, subscribed: false)
+        }
         closeAfterInputIfDone()
     }
 

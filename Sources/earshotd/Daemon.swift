@@ -48,6 +48,8 @@ final class Daemon: @unchecked Sendable {
     let modelLogger = Logger(label: "earshot.recognizer")
     let captureLogger = Logger(label: "earshot.capture")
     let notifier = SystemdNotifier()
+    /// Set when shutdown begins: a reload finishing after it sends no READY=1.
+    private let stopping = Locked(false)
     private let reloadLock = NSLock()
     private let current: Locked<RecognizerEngine>
     private(set) var server: EarshotServer!
@@ -258,6 +260,8 @@ final class Daemon: @unchecked Sendable {
         } catch {
             // Already logged by `reload`; the old model serves on.
         }
+        // A reload that ends after SIGTERM must not tell systemd the service is ready again.
+        guard !stopping.withLock({ $0 }) else { return }
         notifier.notify("READY=1\nSTATUS=" + shortStatus())
     }
 
@@ -266,10 +270,13 @@ final class Daemon: @unchecked Sendable {
     /// Stops the capture, lets the microphone finish its utterance (its final is broadcast), then
     /// finishes every client session and closes the server.
     func shutdown() async {
+        stopping.withLock { $0 = true }
+        for timer in timers { timer.cancel() }
         notifier.notify("STOPPING=1\nSTATUS=stopping")
         logger.info("stopping")
-        for timer in timers { timer.cancel() }
-        if let microphone, !microphone.stop() {
+        // Half of the unit's TimeoutStopSec (30 s) at most for the microphone's backlog, so that the
+        // client sessions are still finished before systemd's SIGKILL.
+        if let microphone, !microphone.stop(timeout: .seconds(15)) {
             logger.error("the recognition thread did not finish in time; closing anyway")
         }
         await server.shutdown(flushingSessions: true)

@@ -58,7 +58,9 @@ final class SystemdNotifier: @unchecked Sendable {
     func notify(_ message: String) -> Bool {
         guard fd >= 0 else { return false }
         let bytes = Array(message.utf8)
-        let sent = withUnsafePointer(to: &address) { pointer in
+        // A copy: taking `&address` of the shared instance would count as a write from every thread.
+        var target = address
+        let sent = withUnsafePointer(to: &target) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
                 bytes.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL), sa, addressLength) }
             }

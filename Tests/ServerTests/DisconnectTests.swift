@@ -73,6 +73,25 @@ extension DisconnectTests {
         #expect(await eventually { server.status().clients == 0 })
     }
 
+    /// A half-close drops a subscription at once, even while a `stop` is still being answered: only the
+    /// answers to what was asked still come (docs/protocol.md).
+    @Test func aHalfCloseDropsTheSubscriptionWhileTheStopIsAnswered() async throws {
+        let engine = CountingEngine(microsecondsPerCall: 100_000)
+        let (server, path) = try await startServer(engine: engine)
+        defer { Task { await server.shutdown() } }
+        let client = try connect(path)
+        try client.send(.subscribe(partials: false))
+        try client.send(.start(AudioFormat(sampleRate: 16000), partials: false))
+        try sendAudio(client, utteranceBytes(speech: 1600 * 20, silence: 1600), chunk: 3200)
+        try client.send(.stop)
+        #expect(await eventually { server.status().subscribers == 1 })
+        #expect(shutdown(client.fd, Int32(SHUT_WR)) == 0)
+        // 21 frames at 100 ms: the stop is answered about 2 s later, and the connection is open till then.
+        #expect(await eventually(1.5) { server.status().subscribers == 0 && server.status().clients == 1 },
+                "subscribers \(server.status().subscribers), clients \(server.status().clients)")
+        _ = try receive(client, until: isStopped)
+    }
+
     /// Without `stop`, a half-close drops the session as a close does, and the connection closes.
     @Test func aHalfCloseWithoutStopDropsTheSession() async throws {
         let engine = CountingEngine(microsecondsPerCall: 20_000)
