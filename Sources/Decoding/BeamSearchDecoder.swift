@@ -155,6 +155,9 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
         var start: Int32
         var end: Int32
         var peak: Double
+        /// A later record has this one as its parent: a prefix that stays on this character must then
+        /// write its new end and peak into a copy, not into its children's history.
+        var shared = false
     }
 
     struct Entry {
@@ -171,6 +174,12 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
         var peak: Double
         var pb: Double
         var pnb: Double
+        /// The largest single contribution to this prefix so far: the path carrying it decides the
+        /// timing record (continuing the prefix's own, or starting its last character this frame).
+        var lead = -Double.infinity
+        /// The continuation stayed on its last character (rather than moving to a blank), with this
+        /// posterior: the record's end moves to this frame if the continuation decides the record.
+        var stayPeak: Double?
     }
 
     // Prefix tree and emission records.
@@ -374,17 +383,21 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
             let toBlank = total + blankLP
             // Continuation of the prefix itself: blank, or repeating its last token (collapsed).
             let s = slot(for: e.node, record: e.record, pending: false, peak: 0)
-            next[s].record = e.record
-            next[s].pending = false
+            let stay = last >= 0 ? e.pnb + lp[Int(last)] : -Double.infinity
+            let own = logAddExp(toBlank, stay)
+            // Ties go to the continuation: a character starts anew only when the path entering it
+            // now carries more than the prefix already there (a prefix can enter the beam frames
+            // before its character is the likeliest state; its start is when the dominant path enters).
+            if own >= next[s].lead {
+                next[s].record = e.record
+                next[s].pending = false
+                next[s].lead = own
+            }
             next[s].pb = logAddExp(next[s].pb, toBlank)
             if last >= 0 {
-                let stay = e.pnb + lp[Int(last)]
                 next[s].pnb = logAddExp(next[s].pnb, stay)
                 // The last character lasts while staying in it beats moving on to a blank.
-                if stay > toBlank, e.record >= 0 {
-                    records[Int(e.record)].end = Int32(frame)
-                    records[Int(e.record)].peak = max(records[Int(e.record)].peak, exp(lp[Int(last)]))
-                }
+                if stay > toBlank, e.record >= 0 { next[s].stayPeak = exp(lp[Int(last)]) }
             }
             if lexicon != nil {
                 if !onlyContinue { extendInLexicon(e, total: total, last: last, lp) }
@@ -411,12 +424,26 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
             order = ranked
         }
         beam.removeAll(keepingCapacity: true)
+        // Parents first: a prefix that stays on a character this frame while a child moves on from it
+        // must not write this frame into the record the child's history goes through.
+        for i in order where next[i].pending && next[i].record >= 0 { records[Int(next[i].record)].shared = true }
         for i in order {
             let n = next[i]
             var record = n.record
             if n.pending {
                 records.append(Record(parent: n.record, token: nodes[Int(n.node)].token, start: Int32(frame), end: Int32(frame), peak: n.peak))
                 record = Int32(records.count - 1)
+            } else if let stayPeak = n.stayPeak, record >= 0 {
+                var r = records[Int(record)]
+                r.end = Int32(frame)
+                r.peak = max(r.peak, stayPeak)
+                if r.shared {
+                    r.shared = false
+                    records.append(r)
+                    record = Int32(records.count - 1)
+                } else {
+                    records[Int(record)] = r
+                }
             }
             beam.append(Entry(node: n.node, record: record, pb: n.pb, pnb: n.pnb))
         }
@@ -429,6 +456,12 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
         // After the same token only a blank-ending path may emit it again.
         let add = Int32(c) == last ? e.pb + lp[c] : total + lp[c]
         let cs = slot(for: child, record: e.record, pending: true, peak: exp(lp[c]))
+        if add > next[cs].lead {
+            next[cs].record = e.record
+            next[cs].pending = true
+            next[cs].peak = exp(lp[c])
+            next[cs].lead = add
+        }
         next[cs].pnb = logAddExp(next[cs].pnb, add)
     }
 

@@ -192,6 +192,46 @@ import Tensors
         #expect(abs(t.words[1].confidence - sqrt(0.5 * 0.7)) < 1e-6)
     }
 
+    /// A prefix can enter the beam frames before its character is the likeliest state; its timing starts
+    /// when the path carrying most of the mass enters it. Here the space after "hi", and the "h", get a
+    /// little probability early: the words' times and confidences must still be the greedy path's
+    /// (they used to end "hi" two frames early, and start it one frame early).
+    @Test(arguments: [8, 32])
+    func wordTimesFollowTheDominantPathWhenAPrefixEntersTheBeamEarly(width: Int) {
+        let b = vocab.blank, s = vocab.space!
+        let h = vocab.tokenize("h")![0], i = vocab.tokenize("i")![0], y = vocab.tokenize("y")![0], o = vocab.tokenize("o")![0]
+        let cases: [[[Int: Double]]] = [
+            [[b: 0.9], [h: 0.9], [i: 0.9], [i: 0.8, s: 0.15], [i: 0.8, s: 0.15], [s: 0.9], [b: 0.9], [y: 0.9], [o: 0.9], [b: 0.9]],
+            [[b: 0.8, h: 0.15], [h: 0.9], [i: 0.9], [b: 0.9]],
+        ]
+        for frames in cases {
+            let m = logits(frames)
+            var beam = BeamSearchDecoder(configuration: BeamSearchConfiguration(beamWidth: width))
+            var greedy = GreedyDecoder(frameDuration: 0.04)
+            let t = beam.decode(m), g = greedy.decode(m)
+            #expect(t.text == g.text)
+            #expect(t.words.count == g.words.count)
+            for (w, r) in zip(t.words, g.words) {
+                #expect(w.text == r.text && abs(w.start - r.start) < 1e-9 && abs(w.end - r.end) < 1e-9
+                        && abs(w.confidence - r.confidence) < 1e-6, "beam \(w) against greedy \(r)")
+            }
+        }
+    }
+
+    /// A character's confidence is the peak over its own frames: a shorter prefix that stays on a
+    /// letter after a longer one moved on ("b" while "bo" became "bob") must not raise the first
+    /// letter's peak in the longer one's history.
+    @Test func aPrefixStayingOnALetterDoesNotRaiseItsChildsHistory() {
+        let blank = vocab.blank
+        let b = vocab.tokenize("b")![0], o = vocab.tokenize("o")![0]
+        let m = logits([[b: 0.6, blank: 0.3], [o: 0.9], [b: 0.95], [blank: 0.9]])
+        var d = BeamSearchDecoder(configuration: BeamSearchConfiguration(beamWidth: 8))
+        let t = d.decode(m)
+        #expect(t.text == "bob")
+        guard t.words.count == 1 else { Issue.record("\(t.words)"); return }
+        #expect(abs(t.words[0].confidence - pow(0.6 * 0.9 * 0.95, 1.0 / 3)) < 1e-6, "\(t.words[0].confidence)")
+    }
+
     @Test func streamingEqualsOfflineForRandomChunkings() {
         var rng = SplitMix64(seed: 99)
         let lm = NGramLanguageModel.train(sentences: ["a b c", "the cat sat on the mat", "hello world", "a cat"], order: 3)
