@@ -248,15 +248,30 @@ func quickOptions() -> AdaptOptions {
         }
     }
 
+    /// Tone data, a random base model and an empty folder for general data, in `dir`.
+    func toneDataBaseAndGeneralFolder(_ dir: URL) throws -> (data: URL, base: String, general: URL) {
+        let data = try writeToneData(dir)
+        let basePath = dir.appendingPathComponent("base.safetensors").path
+        try writeRandomModel(to: basePath)
+        let general = dir.appendingPathComponent("general")
+        try FileManager.default.createDirectory(at: general, withIntermediateDirectories: true)
+        return (data, basePath, general)
+    }
+
+    /// Adapts on `data` with half of each epoch from the general `manifest`.
+    func adaptWithGeneral(_ dir: URL, data: URL, base: String, manifest: URL) throws -> AdaptResult {
+        var options = quickOptions()
+        options.generalShare = 0.5
+        let adapter = try Adapter(baseModel: base, data: AdaptData(train: data.path, general: manifest.path),
+                                  cacheRoot: dir.appendingPathComponent("cache"), options: options)
+        return try adapter.run()
+    }
+
     /// The general utterances mixed in are recorded by content: a different corpus at the same path gives
     /// a different `general_sha256`, with the domain data's hash unchanged.
     @Test func generalDataIsInTheProvenanceByContent() throws {
         try withTemporaryDirectory { dir in
-            let data = try writeToneData(dir)
-            let basePath = dir.appendingPathComponent("base.safetensors").path
-            try writeRandomModel(to: basePath)
-            let general = dir.appendingPathComponent("general")
-            try FileManager.default.createDirectory(at: general, withIntermediateDirectories: true)
+            let (data, basePath, general) = try toneDataBaseAndGeneralFolder(dir)
             let manifest = general.appendingPathComponent("general.tsv")
             func record(_ texts: [String]) throws -> (data: JSONValue?, general: JSONValue?, path: JSONValue?) {
                 var lines = ""
@@ -265,11 +280,8 @@ func quickOptions() -> AdaptOptions {
                     lines += "\(audio.path)\t\(text)\n"
                 }
                 try lines.write(to: manifest, atomically: true, encoding: .utf8)
-                var options = quickOptions()
-                options.generalShare = 0.5
-                let adapter = try Adapter(baseModel: basePath, data: AdaptData(train: data.path, general: manifest.path),
-                                          cacheRoot: dir.appendingPathComponent("cache"), options: options)
-                guard case .object(let a)? = try adapter.run().model.description.provenance["adaptation"] else { return (nil, nil, nil) }
+                let result = try adaptWithGeneral(dir, data: data, base: basePath, manifest: manifest)
+                guard case .object(let a)? = result.model.description.provenance["adaptation"] else { return (nil, nil, nil) }
                 return (a["data_sha256"], a["general_sha256"], a["general"])
             }
             let first = try record(["go", "stop", "wait", "jump"])
@@ -288,11 +300,7 @@ func quickOptions() -> AdaptOptions {
     /// ran a batch's range past the end of the epoch's list and trapped).
     @Test func generalItemsLostAtCachingShrinkTheEpochs() throws {
         try withTemporaryDirectory { dir in
-            let data = try writeToneData(dir)
-            let basePath = dir.appendingPathComponent("base.safetensors").path
-            try writeRandomModel(to: basePath)
-            let general = dir.appendingPathComponent("general")
-            try FileManager.default.createDirectory(at: general, withIntermediateDirectories: true)
+            let (data, basePath, general) = try toneDataBaseAndGeneralFolder(dir)
             var lines = ""
             for i in 0..<6 {
                 let path = general.appendingPathComponent("g\(i).flac").path
@@ -305,11 +313,7 @@ func quickOptions() -> AdaptOptions {
             }
             let manifest = general.appendingPathComponent("general.tsv")
             try lines.write(to: manifest, atomically: true, encoding: .utf8)
-            var options = quickOptions()
-            options.generalShare = 0.5
-            let adapter = try Adapter(baseModel: basePath, data: AdaptData(train: data.path, general: manifest.path),
-                                      cacheRoot: dir.appendingPathComponent("cache"), options: options)
-            let result = try adapter.run()
+            let result = try adaptWithGeneral(dir, data: data, base: basePath, manifest: manifest)
             guard case .object(let a)? = result.model.description.provenance["adaptation"] else { Issue.record("no record"); return }
             #expect(a["general_per_epoch"] == .number(2))
             #expect(result.skipped.filter { $0.path.hasSuffix(".flac") }.count == 4, "\(result.skipped)")
