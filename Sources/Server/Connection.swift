@@ -36,8 +36,6 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// `reload` requests being processed (their reply not yet sent).
     private var reloadsInFlight = 0
     private var shutdownPromise: EventLoopPromise<Void>?
-    /// Set by a shutdown that finishes running sessions: their queued audio's results still go out.
-    private var flushingShutdown = false
     /// The client has shut down its sending side (`printf ... | socat`, a pipe): the connection closes
     /// once the `stop`s it sent are answered.
     private var inputClosed = false
@@ -314,9 +312,10 @@ final class ConnectionHandler: ChannelInboundHandler {
             context?.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
             context?.read()
         }
-        // A flushing shutdown finishes the session behind the audio already queued: that audio's
-        // results go out before `stopped`, as a client's own `stop` would get them.
-        guard !closing || (flushingShutdown && stopsInFlight > 0) else { return }
+        // While a shutdown waits for a `stop`, the audio queued ahead of it is that session's: its results
+        // go out before `stopped`, as they would for the client's own `stop`. (Once no stop is in flight,
+        // the shutdown's error has been sent, and nothing may follow it.)
+        guard !closing || (shutdownPromise != nil && stopsInFlight > 0) else { return }
         if let error = step.error {
             send(.error(code: .internalError, message: "audio conversion failed: \(error)"))
         }
@@ -378,7 +377,6 @@ final class ConnectionHandler: ChannelInboundHandler {
         let promise = context.eventLoop.makePromise(of: Void.self)
         if closing && !context.channel.isActive { promise.succeed(()); return promise.futureResult }
         shutdownPromise = promise
-        flushingShutdown = flushing
         subscribed = false
         if flushing && session != nil { stop(id: nil) }
         else if session != nil { dropSession(closingRunner: true) }

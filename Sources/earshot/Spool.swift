@@ -160,6 +160,7 @@ struct SpoolIngest {
         // next run, while the others still move and are adapted.
         var failed: [String: String] = [:]
         var moved = Set<URL>()
+        var names = try domainNames()
         let markerExisted = FileManager.default.fileExists(atPath: pendingPath)
         let deadline = Date().addingTimeInterval(wait)
         while true {
@@ -171,7 +172,7 @@ struct SpoolIngest {
                     throw SpoolError("cannot create \(pendingPath), which tells the adaptation job there is new data; nothing was moved")
                 }
                 do {
-                    report.moved.append(try move(item))
+                    report.moved.append(try move(item, names: &names))
                     moved.insert(item.audio)
                 } catch {
                     let key = item.manifest ?? item.name
@@ -410,12 +411,9 @@ struct SpoolIngest {
     /// A transcript or manifest's text; the failure says why (it cannot be read, for the permissions or
     /// an I/O error, or it is not UTF-8), so that the fix it asks for is the right one.
     static func readText(_ url: URL) -> Result<String, SpoolError> {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            let underlying = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError)?.localizedDescription
-            return .failure(SpoolError("cannot be read: \(underlying ?? (error as NSError).localizedDescription)"))
-        }
-        guard let text = String(data: data, encoding: .utf8) else { return .failure(SpoolError("is not UTF-8 text")) }
+        let bytes: [UInt8]
+        do { bytes = try readRegularFile(url.path) } catch { return .failure(SpoolError("cannot be read: \(error)")) }
+        guard let text = String(validating: bytes, as: UTF8.self) else { return .failure(SpoolError("is not UTF-8 text")) }
         return .success(text)
     }
 
@@ -443,7 +441,7 @@ struct SpoolIngest {
     /// The order means `earshot adapt` never finds audio without its transcript; a crash in between
     /// leaves a transcript without audio in the domain folder, which adapt ignores and the retry
     /// overwrites.
-    private func move(_ item: Item) throws -> Moved {
+    private func move(_ item: Item, names: inout Set<String>) throws -> Moved {
         // The file is reached through folders opened one by one without following links, and renamed or
         // read through the last of them: a folder on the path swapped for a link since the scan cannot
         // make the move take a file from outside the spool.
@@ -460,8 +458,7 @@ struct SpoolIngest {
         let stem = ((item.audio.lastPathComponent as NSString).deletingPathExtension as NSString).lastPathComponent
         var name = stem
         var n = 1
-        let names = try domainNames()
-        while taken(name, among: names) { n += 1; name = "\(stem)-\(n)" }
+        while Self.taken(name, among: names) { n += 1; name = "\(stem)-\(n)" }
         let audioDestination = domain.appendingPathComponent(name + "." + audioExt)
         let textDestination = domain.appendingPathComponent(name + ".txt")
         try writeAtomically(Data((item.text + "\n").utf8), to: textDestination)
@@ -476,18 +473,16 @@ struct SpoolIngest {
             do { data = try FileHandle(fileDescriptor: fd, closeOnDealloc: true).readToEnd() ?? Data() } catch {
                 throw SpoolError("cannot read \(item.audio.path): \((error as NSError).localizedDescription)")
             }
+            // The write syncs the domain folder, so the spool copy goes only once the new name is on disk
+            // (across file systems nothing else orders the rename in one before the unlink in the other).
             try writeAtomically(data, to: audioDestination)
-            // The spool copy goes only once the new name is on disk: across file systems nothing orders
-            // the rename in one before the unlink in the other. If it cannot go (a spool the service may
-            // read but not change), the copy is withdrawn: kept, it would be taken again on every run.
-            func withdraw(_ reason: String) -> SpoolError {
+            // If it cannot go (a spool the service may read but not change), the copy is withdrawn:
+            // kept, it would be taken again on every run.
+            guard unlinkat(folder, file, 0) == 0 else {
+                let reason = String(cString: strerror(errno))
                 unlink(audioDestination.path)
                 unlink(textDestination.path)
-                return SpoolError(reason)
-            }
-            do { try syncDomainFolder() } catch { throw withdraw("\(error); the copy of \(item.audio.path) was withdrawn") }
-            guard unlinkat(folder, file, 0) == 0 else {
-                throw withdraw("cannot remove \(item.audio.path) from the spool after copying it (\(String(cString: strerror(errno)))); the copy was withdrawn: the earshot user must be able to delete what it takes")
+                throw SpoolError("cannot remove \(item.audio.path) from the spool after copying it (\(reason)); the copy was withdrawn: the earshot user must be able to delete what it takes")
             }
         }
         // Swapped for a link between the check and the rename, the link itself moved: take it back out.
@@ -496,6 +491,7 @@ struct SpoolIngest {
             unlink(audioDestination.path)
             throw SpoolError("\(item.audio.path) changed into a link while ingest moved it; it was not taken")
         }
+        names.insert(Self.nameKey(audioDestination.lastPathComponent))
         for source in item.sources where source != item.audio { unlink(source.path) }
         if let ready = item.ready { unlink(ready.path) }
         return Moved(sources: item.sources.map(\.lastPathComponent), destination: audioDestination.path)
@@ -531,53 +527,28 @@ struct SpoolIngest {
     /// A transcript alone is the leftover of an interrupted move, so its name is free again.
     /// Extensions match whatever their case: audio keeps the case it came with (ZOOM0001.WAV), and a
     /// second ZOOM0001.WAV must not replace the first.
-    private func taken(_ name: String, among entries: Set<String>) -> Bool {
+    private static func taken(_ name: String, among entries: Set<String>) -> Bool {
         Self.audioExtensions.contains { entries.contains(name + "." + $0) }
     }
 
-    /// The domain folder's names, audio extensions lower-cased, for `taken`.
+    /// The domain folder's names as `taken` compares them, listed once per run: the lock keeps other
+    /// ingests out, and each move adds its own.
     private func domainNames() throws -> Set<String> {
-        let names: [String]
-        do { names = try FileManager.default.contentsOfDirectory(atPath: domain.path) } catch {
+        do { return Set(try FileManager.default.contentsOfDirectory(atPath: domain.path).map(Self.nameKey)) } catch {
             throw SpoolError("cannot list the domain folder \(domain.path): \((error as NSError).localizedDescription)")
         }
-        return Set(names.map { name in
-            let e = (name as NSString).pathExtension
-            return Self.audioExtensions.contains(e.lowercased()) ? (name as NSString).deletingPathExtension + "." + e.lowercased() : name
-        })
     }
 
-    private func syncDomainFolder() throws {
-        let fd = open(domain.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw SpoolError("cannot open the domain folder \(domain.path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        guard fsync(fd) == 0 else { throw SpoolError("cannot sync the domain folder \(domain.path): \(String(cString: strerror(errno)))") }
+    /// A file name with an audio extension lower-cased (ZOOM0001.WAV -> ZOOM0001.wav).
+    private static func nameKey(_ name: String) -> String {
+        let e = (name as NSString).pathExtension
+        return audioExtensions.contains(e.lowercased()) ? (name as NSString).deletingPathExtension + "." + e.lowercased() : name
     }
 
+    /// Crash-safe (temporary file, fsync, rename, fsync of the folder): Tensors' write, named for ingest.
     private func writeAtomically(_ data: Data, to url: URL) throws {
-        let temporary = url.deletingLastPathComponent().appendingPathComponent("." + url.lastPathComponent + ".tmp")
-        let fd = open(temporary.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw SpoolError("cannot write \(temporary.path): \(String(cString: strerror(errno)))") }
-        var ok = data.withUnsafeBytes { raw -> Bool in
-            var offset = 0
-            while offset < raw.count {
-                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n < 0 { if errno == EINTR { continue }; return false }
-                offset += n
-            }
-            return true
-        }
-        ok = ok && fsync(fd) == 0
-        let code = errno
-        close(fd)
-        guard ok else {
-            unlink(temporary.path)
-            throw SpoolError("cannot write \(temporary.path): \(String(cString: strerror(code)))")
-        }
-        guard rename(temporary.path, url.path) == 0 else {
-            let code = errno
-            unlink(temporary.path)
-            throw SpoolError("cannot rename \(temporary.path) to \(url.path): \(String(cString: strerror(code)))")
+        do { try writeFileAtomically([UInt8](data), to: url.path) } catch {
+            throw SpoolError("cannot write \(url.path): \(error)")
         }
     }
 }

@@ -249,38 +249,37 @@ func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async -> Bool {
         #expect(finals(try receive(next, until: isStopped)) == ["n777"])
     }
 
-    @Test func aClientSendingFasterThanRecognitionIsPausedNotBufferedAndLosesNothing() async throws {
+    /// Streams `bytes` in frames of `chunk` bytes to a server with a 32 KiB backlog and a 2 ms-per-call
+    /// engine, then stops: the session's finals, and whether reading paused on the way.
+    func streamThroughASmallBacklog(_ bytes: [UInt8], chunk: Int) async throws -> (finals: [String], paused: Bool) {
         var config = ServerConfiguration()
         config.sessionBacklogBytes = 32 * 1024
         let (server, path) = try await startServer(engine: SlowEngine(microsecondsPerCall: 2000), configuration: config)
         defer { Task { await server.shutdown() } }
         let client = try connect(path)
         try client.send(.start(AudioFormat(sampleRate: 16000), partials: false))
+        try sendAudio(client, bytes, chunk: chunk)
+        try client.send(.stop)
+        let messages = try receive(client, until: isStopped, timeout: 30)
+        return (finals(messages), server.statistics.readPauses > 0)
+    }
+
+    @Test func aClientSendingFasterThanRecognitionIsPausedNotBufferedAndLosesNothing() async throws {
         // 400 frames of 1600 bytes arrive far faster than 2 ms each can be recognised; reading pauses
         // whenever 32 KiB wait, and resumes as recognition catches up.
         var bytes: [UInt8] = []
         for k in 0..<4 { bytes += utteranceBytes(speech: 60_000 + k, silence: 20_000) }
-        try sendAudio(client, bytes, chunk: 1600)
-        try client.send(.stop)
-        let messages = try receive(client, until: isStopped, timeout: 30)
-        #expect(finals(messages) == ["n60000", "n60001", "n60002", "n60003"])
-        #expect(server.statistics.readPauses > 0)
+        let run = try await streamThroughASmallBacklog(bytes, chunk: 1600)
+        #expect(run.finals == ["n60000", "n60001", "n60002", "n60003"])
+        #expect(run.paused)
     }
 
     /// Frames of one sample each: 2 000 bytes of audio in all, far under the 32 KiB backlog, but a
     /// thousand queued frames cost far more than their bytes, so reading pauses all the same.
     @Test func tinyFramesCountTowardsTheBacklogToo() async throws {
-        var config = ServerConfiguration()
-        config.sessionBacklogBytes = 32 * 1024
-        let (server, path) = try await startServer(engine: SlowEngine(microsecondsPerCall: 2000), configuration: config)
-        defer { Task { await server.shutdown() } }
-        let client = try connect(path)
-        try client.send(.start(AudioFormat(sampleRate: 16000), partials: false))
-        try sendAudio(client, utteranceBytes(speech: 1000, silence: 0), chunk: 2)
-        try client.send(.stop)
-        let messages = try receive(client, until: isStopped, timeout: 30)
-        #expect(finals(messages) == ["n1000"])
-        #expect(server.statistics.readPauses > 0)
+        let run = try await streamThroughASmallBacklog(utteranceBytes(speech: 1000, silence: 0), chunk: 2)
+        #expect(run.finals == ["n1000"])
+        #expect(run.paused)
     }
 
     @Test func resampledStereoFloatSessionGetsItsFinalsAndAudioSeconds() async throws {
