@@ -67,6 +67,9 @@ struct Ingest: ParsableCommand {
         for item in report.moved {
             writeOut("took  \(item.sources.joined(separator: " + ")) -> \(item.destination)\n")
         }
+        for name in report.finished {
+            writeOut("done  \(name): a run stopped partway had taken all its items; removed\n")
+        }
         for left in report.left {
             writeOut("left  \(left.name): \(left.reason)\n")
         }
@@ -122,6 +125,8 @@ struct SpoolIngest {
         var pending = false
         /// How many items (a manifest counts once) could not be moved; they are in `left` with the reason.
         var failed = 0
+        /// Manifests whose items an interrupted run had all taken; removed now.
+        var finished: [String] = []
     }
 
     /// One recording with its transcript; `sources` are every spool file the item consumes.
@@ -135,7 +140,18 @@ struct SpoolIngest {
         var modified: Date
         /// The manifest it came with (its items move, or stay, together).
         var manifest: String? = nil
+        /// The manifest's record of what ingest took from it (`journalName`), for a manifest's items.
+        var journal: URL? = nil
     }
+
+    /// A manifest whose every item an interrupted run took: its files, to remove.
+    struct Finished { var manifest: URL; var ready: URL?; var journal: URL }
+
+    /// The hidden file beside manifest `name` that lists, one path per line, each item ingest is taking
+    /// from it, written (and synced) before the item moves. A run killed partway through a manifest
+    /// leaves the manifest naming files that are gone; the next run counts those listed here as taken,
+    /// not as audio still to come, and moves the rest. (The name starts with a dot, so scanning skips it.)
+    static func journalName(_ manifest: String) -> String { "." + manifest + ".taken" }
 
     func run() throws -> Report {
         var isDirectory: ObjCBool = false
@@ -162,9 +178,18 @@ struct SpoolIngest {
         var moved = Set<URL>()
         var names = try domainNames()
         let markerExisted = FileManager.default.fileExists(atPath: pendingPath)
+        removeOrphanJournals()
         let deadline = Date().addingTimeInterval(wait)
         while true {
-            let (complete, young, left) = try scan()
+            let (complete, young, left, finished) = try scan()
+            // The run that took their last items was killed before it removed them (it had already
+            // created the marker, so what it moved is adapted).
+            for done in finished {
+                unlink(done.manifest.path)
+                if let ready = done.ready { unlink(ready.path) }
+                unlink(done.journal.path)
+                report.finished.append(done.manifest.lastPathComponent)
+            }
             for item in complete where failed[item.manifest ?? item.name] == nil {
                 // The marker comes first, so that a run killed while it waits for settling items (or
                 // partway through) still has the next run adapt what it moved.
@@ -172,6 +197,7 @@ struct SpoolIngest {
                     throw SpoolError("cannot create \(pendingPath), which tells the adaptation job there is new data; nothing was moved")
                 }
                 do {
+                    if let journal = item.journal { try record(item, in: journal) }
                     report.moved.append(try move(item, names: &names))
                     moved.insert(item.audio)
                 } catch {
@@ -179,7 +205,7 @@ struct SpoolIngest {
                     failed[key] = (error as? SpoolError)?.description ?? "\(error)"
                     if let manifest = item.manifest {
                         do { try keepUnmoved(of: manifest, items: complete.filter { $0.manifest == manifest }, moved: moved) } catch {
-                            failed[key]! += "; the manifest could not be rewritten to the items still here (\(error)), so remove the lines of the files already taken by hand"
+                            failed[key]! += "; the manifest could not be rewritten to the items still here (\(error)), but the next run skips the files already taken"
                         }
                     }
                 }
@@ -236,7 +262,7 @@ struct SpoolIngest {
     private struct Entry { var url: URL; var modified: Date; var regular: Bool; var size: Int }
 
     /// Complete items ready to move, complete items still settling, and what is left with its reason.
-    private func scan() throws -> (complete: [Item], young: [Item], left: [Left]) {
+    private func scan() throws -> (complete: [Item], young: [Item], left: [Left], finished: [Finished]) {
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: spool.path) } catch {
             throw SpoolError("cannot list the spool folder \(spool.path): \((error as NSError).localizedDescription)")
@@ -252,6 +278,7 @@ struct SpoolIngest {
 
         var items: [Item] = []
         var left: [Left] = []
+        var finished: [Finished] = []
         var claimed = Set<String>()
         func readyMarker(_ stem: String) -> URL? { entries[stem + ".ready"].map(\.url) }
 
@@ -295,22 +322,27 @@ struct SpoolIngest {
             var group: [Item] = []
             var newest = entry.modified
             var linked: String?
+            let journal = spool.appendingPathComponent(Self.journalName(name))
+            let taken = Self.takenPaths(journal)
             for line in lines {
                 claimed.insert(line.audio)
                 let url = spool.appendingPathComponent(line.audio)
+                // Gone, and recorded as taken: an interrupted run moved it.
+                let absent = { if !taken.contains(line.audio) { missing.append(line.audio) } }
                 switch openFolder(of: line.audio) {
                 case .opened(let fd, _): close(fd)
-                case .missing: missing.append(line.audio); continue
+                case .missing: absent(); continue
                 case .refused(let part): linked = "\"\(line.audio)\" passes through \(part), a link or not a folder (links are not followed)"
                 }
                 if linked != nil { break }
                 var info = stat()
-                guard lstat(url.path, &info) == 0 else { missing.append(line.audio); continue }
+                guard lstat(url.path, &info) == 0 else { absent(); continue }
                 guard info.st_mode & S_IFMT == S_IFREG else { linked = "\"\(line.audio)\" is a link or not a regular file (links are not followed)"; break }
                 let modified = Self.changed(info)
                 newest = max(newest, modified)
                 let itemName = (line.audio as NSString).lastPathComponent
-                group.append(Item(name: itemName, audio: url, text: line.text, sources: [url], ready: nil, modified: modified, manifest: name))
+                group.append(Item(name: itemName, audio: url, text: line.text, sources: [url], ready: nil, modified: modified,
+                                  manifest: name, journal: journal))
             }
             if let linked { left.append(Left(name: name, reason: "manifest \(linked); fix it and touch it")); continue }
             if !missing.isEmpty {
@@ -324,6 +356,8 @@ struct SpoolIngest {
                 last.modified = newest
                 for i in group.indices { group[i].modified = newest; group[i].ready = readyMarker(stem) }
                 items += group + [last]
+            } else {
+                finished.append(Finished(manifest: entry.url, ready: readyMarker(stem), journal: journal))
             }
         }
 
@@ -393,7 +427,7 @@ struct SpoolIngest {
         complete.removeAll { unreadable[$0.manifest ?? $0.name] != nil }
         left += unreadable.keys.sorted().map { Left(name: $0, reason: unreadable[$0]!) }
         // A manifest's items settle together (they share `modified`), so a manifest moves whole or not at all.
-        return (complete, young, left)
+        return (complete, young, left, finished)
     }
 
     private func ext(_ name: String) -> String { (name as NSString).pathExtension.lowercased() }
@@ -434,6 +468,49 @@ struct SpoolIngest {
             String($0.audio.path.dropFirst(spool.path.count + 1)) + "\t" + $0.text + "\n"
         }
         try writeAtomically(Data(lines.joined().utf8), to: spool.appendingPathComponent(manifest))
+        // The manifest now names only files still here, so its record of what was taken is done with.
+        unlink(spool.appendingPathComponent(Self.journalName(manifest)).path)
+    }
+
+    /// The paths a manifest's journal records as taken. Only whole lines count: a run killed while it
+    /// wrote one leaves a part that must not match a shorter name.
+    static func takenPaths(_ journal: URL) -> Set<String> {
+        guard let bytes = try? readRegularFile(journal.path), let text = String(validating: bytes, as: UTF8.self) else { return [] }
+        return Set(text.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init))
+    }
+
+    /// Records in the manifest's journal that `item` is being taken, durably, before it moves: killed
+    /// after the move, the next run then knows the file went into the domain folder.
+    private func record(_ item: Item, in journal: URL) throws {
+        let created = !FileManager.default.fileExists(atPath: journal.path)
+        let fd = open(journal.path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        var failure: String? = fd < 0 ? String(cString: strerror(errno)) : nil
+        if fd >= 0 {
+            let line = Array((String(item.audio.path.dropFirst(spool.path.count + 1)) + "\n").utf8)
+            if line.withUnsafeBytes({ Glibc.write(fd, $0.baseAddress!, $0.count) }) != line.count || fsync(fd) != 0 {
+                failure = String(cString: strerror(errno))
+            }
+            close(fd)
+        }
+        // A new journal's name must be on disk before the first move is.
+        if failure == nil && created {
+            let folder = open(spool.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if folder < 0 || fsync(folder) != 0 { failure = String(cString: strerror(errno)) }
+            if folder >= 0 { close(folder) }
+        }
+        if let failure {
+            throw SpoolError("cannot record in \(journal.path) that \(item.name) is being taken from \(item.manifest ?? "") (\(failure)); nothing of it was moved")
+        }
+    }
+
+    /// Removes journals whose manifest is gone: left by a run killed between removing a finished
+    /// manifest and its journal, they must not mark a later manifest's files of the same names as taken.
+    private func removeOrphanJournals() {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: spool.path) else { return }
+        for name in names where name.hasPrefix(".") && name.lowercased().hasSuffix(".tsv.taken") {
+            let manifest = String(name.dropFirst().dropLast(".taken".count))
+            if !names.contains(manifest) { unlink(spool.appendingPathComponent(name).path) }
+        }
     }
 
     /// Writes the transcript into the domain folder (temporary name, fsync, rename), then renames the
@@ -494,6 +571,11 @@ struct SpoolIngest {
         names.insert(Self.nameKey(audioDestination.lastPathComponent))
         for source in item.sources where source != item.audio { unlink(source.path) }
         if let ready = item.ready { unlink(ready.path) }
+        // The manifest's last item took the manifest with it; its journal goes after it, never before
+        // (a manifest without its journal would wait forever for the files already taken).
+        if let journal = item.journal, item.sources.contains(where: { $0.lastPathComponent == item.manifest }) {
+            unlink(journal.path)
+        }
         return Moved(sources: item.sources.map(\.lastPathComponent), destination: audioDestination.path)
     }
 

@@ -216,6 +216,80 @@ struct AdaptationWorkflowTests {
         #expect(!fm.fileExists(atPath: domain + "/.adapt-pending"))
     }
 
+    @Test("ingest killed partway through a manifest: the next run takes the rest, every item once, and leaves nothing waiting")
+    func ingestFinishesAManifestAfterAKill() throws {
+        let scratch = try Scratch()
+        let earshot = try builtExecutable("earshot")
+        let spool = scratch.path("spool"), domain = scratch.path("domain")
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: spool, withIntermediateDirectories: true)
+        let count = 300
+        var manifest = ""
+        for i in 0..<count {
+            try AudioWriter.write([Float](repeating: 0.01, count: 160 * (10 + i % 7)), sampleRate: 16000, to: spool + "/m\(i).wav")
+            manifest += "m\(i).wav\titem \(i)\n"
+        }
+        try Data(manifest.utf8).write(to: URL(fileURLWithPath: spool + "/batch.tsv"))
+        func ingest(_ tag: String) throws -> Child {
+            try Child(earshot, ["ingest", "--spool", spool, "--domain", domain, "--settle", "0", "--wait", "0"], scratch: scratch, tag: tag)
+        }
+        // Killed the moment its first item lands, with most of the manifest still to move.
+        let first = try ingest("k1")
+        let deadline = Date().addingTimeInterval(30)
+        while !fm.fileExists(atPath: domain + "/m0.wav") && Date() < deadline { usleep(100) }
+        first.signal(SIGKILL)
+        _ = first.wait(timeout: 30)
+        let takenBefore = try fm.contentsOfDirectory(atPath: domain).filter { $0.hasSuffix(".wav") }.count
+        try #require(takenBefore > 0 && takenBefore < count, "the kill landed outside the moves (\(takenBefore) taken), so this run cannot test a resume")
+
+        let second = try ingest("k2")
+        #expect(second.wait(timeout: 60) == 0, "\(second.stdout)\(second.stderr)")
+        #expect(!second.stdout.contains("waiting"), "\(second.stdout)")
+        #expect(second.stdout.contains("ingested \(count - takenBefore) item(s)"), "\(second.stdout)")
+        // The manifest, its journal and every audio file are gone from the spool; each item is in the
+        // domain folder once, under its own name, with its own transcript.
+        #expect(try fm.contentsOfDirectory(atPath: spool) == [])
+        let expected = Set((0..<count).flatMap { ["m\($0).wav", "m\($0).txt"] } + [".adapt-pending", ".ingest.lock"])
+        #expect(Set(try fm.contentsOfDirectory(atPath: domain)) == expected)
+        for i in 0..<count {
+            #expect(try String(contentsOfFile: domain + "/m\(i).txt", encoding: .utf8) == "item \(i)\n")
+        }
+    }
+
+    @Test("ingest removes a manifest whose items a killed run all took, and a journal whose manifest is gone")
+    func ingestRemovesWhatAKilledRunFinished() throws {
+        let scratch = try Scratch()
+        let earshot = try builtExecutable("earshot")
+        let spool = scratch.path("spool"), domain = scratch.path("domain")
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: spool + "/sub", withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: domain, withIntermediateDirectories: true)
+        func put(_ path: String, _ text: String) throws { try Data(text.utf8).write(to: URL(fileURLWithPath: path)) }
+        // What a run killed after moving both items, before removing the manifest, leaves.
+        try put(spool + "/done.tsv", "a.wav\tfirst\nsub/b.wav\tsecond\n")
+        try put(spool + "/done.ready", "")
+        try put(spool + "/.done.tsv.taken", "a.wav\nsub/b.wav\n")
+        // A journal whose last line a kill cut short ("sub/x.aiff" being written): the part left is the
+        // name of another file of this manifest, which has not arrived yet, so the manifest still waits.
+        try put(spool + "/later.tsv", "sub/x.aif\tthird\n")
+        try put(spool + "/.later.tsv.taken", "sub/x.aif")
+        // A journal left without its manifest, naming what a new manifest of that name lists.
+        try put(spool + "/.gone.tsv.taken", "c.wav\n")
+        try put(domain + "/.adapt-pending", "")
+
+        let run = try Child(earshot, ["ingest", "--spool", spool, "--domain", domain, "--settle", "0", "--wait", "0"], scratch: scratch, tag: "fin")
+        #expect(run.wait(timeout: 30) == 0, "\(run.stdout)\(run.stderr)")
+        #expect(run.stdout.contains("done  done.tsv:"), "\(run.stdout)")
+        #expect(run.stdout.contains("left  later.tsv: waiting for 1 audio file(s) it names: sub/x.aif"), "\(run.stdout)")
+        #expect(Set(try fm.contentsOfDirectory(atPath: spool)) == ["sub", "later.tsv", ".later.tsv.taken"])
+
+        // The orphan journal is gone, so a new gone.tsv waits for its c.wav instead of counting it taken.
+        try put(spool + "/gone.tsv", "c.wav\tfourth\n")
+        let again = try Child(earshot, ["ingest", "--spool", spool, "--domain", domain, "--settle", "0", "--wait", "0"], scratch: scratch, tag: "fin2")
+        #expect(again.wait(timeout: 30) == 0, "\(again.stdout)\(again.stderr)")
+        #expect(again.stdout.contains("left  gone.tsv: waiting for 1 audio file(s) it names: c.wav"), "\(again.stdout)")
+    }
+
     @Test("ingest copies across file systems (spool on disk, domain on tmpfs) and removes the spool's copy")
     func ingestAcrossFileSystems() throws {
         let scratch = try Scratch()
