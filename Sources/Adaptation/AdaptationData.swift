@@ -32,6 +32,8 @@ public enum SkipReason: Error, Sendable, Equatable, CustomStringConvertible {
     case tooShort(seconds: Double, frames: Int, neededFrames: Int)
     /// The manifest names this file again (any spelling of its path): its `entry`-th item; the first is used.
     case listedAgain(entry: Int)
+    /// A folder inside DATA that cannot be listed (the system's reason): its recordings are left out.
+    case unlistableFolder(String)
 
     public var description: String {
         switch self {
@@ -44,6 +46,7 @@ public enum SkipReason: Error, Sendable, Equatable, CustomStringConvertible {
         case let .tooShort(seconds, frames, needed):
             return String(format: "audio too short for its text: %.2f s gives %d encoder frames, the transcript needs at least %d", seconds, frames, needed)
         case .listedAgain(let entry): return "listed again (the manifest's item \(entry)); the first item naming it is used"
+        case .unlistableFolder(let reason): return "folder cannot be listed (\(reason)); its recordings are left out"
         }
     }
 }
@@ -86,16 +89,10 @@ public enum DataDiscovery {
 
         // The walk does not follow links, not even the folder itself: start from where a linked folder
         // points (~/rec -> /mnt/disk/recordings), or it finds nothing.
-        let root = URL(fileURLWithPath: path).resolvingSymlinksInPath()
-        guard let walker = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey]) else {
-            throw .data(path: path, reason: "cannot list the folder")
-        }
-        var audio: [URL] = []
-        for case let url as URL in walker where audioExtensions.contains(url.pathExtension.lowercased()) {
-            audio.append(url.standardizedFileURL)
-        }
+        let root = URL(fileURLWithPath: path).resolvingSymlinksInPath().path
+        var (audio, skipped) = try audioFiles(under: root, named: path)
         audio.sort { $0.path < $1.path }
-        var items: [DataItem] = [], skipped: [SkippedItem] = []
+        var items: [DataItem] = []
         for url in audio {
             // NAME.txt, or NAME.TXT as some recorders and Windows tools write it.
             let stem = url.deletingPathExtension()
@@ -111,6 +108,46 @@ public enum DataDiscovery {
             throw .data(path: path, reason: "no manifest.tsv and no audio files (\(audioExtensions.sorted().joined(separator: ", "))) in the folder")
         }
         return (items, skipped)
+    }
+
+    /// The audio files under folder `root` (named `name` in errors), and the folders inside it that could
+    /// not be listed. Folders on other file systems are walked too: FileManager's walk stops at a mount
+    /// point, which silently left out a card or disk mounted inside the data folder. Links to folders are
+    /// not followed; a folder met twice (a bind mount of a folder above it) is walked once. A link to an
+    /// audio file counts, as the file it points to.
+    static func audioFiles(under root: String, named name: String) throws(AdaptError) -> (audio: [URL], unlisted: [SkippedItem]) {
+        var audio: [URL] = [], unlisted: [SkippedItem] = []
+        var walked = Set<[UInt64]>()
+        var folders = [root]
+        while let folder = folders.popLast() {
+            var info = stat()
+            guard lstat(folder, &info) == 0, info.st_mode & S_IFMT == S_IFDIR,
+                  walked.insert([UInt64(info.st_dev), UInt64(info.st_ino)]).inserted else { continue }
+            let names: [String]
+            do { names = try FileManager.default.contentsOfDirectory(atPath: folder) } catch {
+                let reason = (error as NSError).localizedDescription
+                if folder == root { throw .data(path: name, reason: "cannot list the folder: \(reason)") }
+                unlisted.append(SkippedItem(path: folder, reason: .unlistableFolder(reason)))
+                continue
+            }
+            for entry in names {
+                let path = (folder == "/" ? "" : folder) + "/" + entry
+                var entryInfo = stat()
+                guard lstat(path, &entryInfo) == 0 else { continue }  // gone meanwhile
+                switch entryInfo.st_mode & S_IFMT {
+                case S_IFDIR: folders.append(path)
+                case S_IFREG, S_IFLNK:
+                    // A link counts only if it leads to a regular file: a FIFO named .wav would block the reader.
+                    var target = stat()
+                    if audioExtensions.contains((entry as NSString).pathExtension.lowercased()),
+                       stat(path, &target) == 0, target.st_mode & S_IFMT == S_IFREG {
+                        audio.append(URL(fileURLWithPath: path).standardizedFileURL)
+                    }
+                default: continue
+                }
+            }
+        }
+        return (audio, unlisted)
     }
 
     /// The manifest's items, each file once: a later item naming a file again (however its path is

@@ -3,6 +3,9 @@ import Features
 import Foundation
 import Testing
 import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import Adaptation
 
 @Suite struct DataTests {
@@ -84,6 +87,32 @@ import TestSupport
             let found = try DataDiscovery.discover(link.path).items
             #expect(found.map { URL(fileURLWithPath: $0.audio).lastPathComponent } == ["c.wav"])
             #expect(found.map(\.text) == ["see"])
+        }
+    }
+
+    /// A card or disk mounted inside the data folder is walked (FileManager's walk stopped at the mount
+    /// point and left its recordings out); a link to an audio file counts, a FIFO named .wav does not,
+    /// and a bind mount of the folder inside itself is walked once.
+    @Test func foldersOnOtherFileSystemsAreWalked() throws {
+        try withTemporaryDirectory { dir in
+            let card = dir.appendingPathComponent("card"), loop = dir.appendingPathComponent("loop")
+            for folder in [card, loop] { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) }
+            try #require(mount("none", card.path, "tmpfs", 0, nil) == 0,
+                         "cannot mount a tmpfs (\(String(cString: strerror(errno)))): this test needs root with mount rights")
+            defer { umount2(card.path, Int32(MNT_DETACH)) }
+            try writeItem(card, "on-card.wav", text: "card")
+            try writeItem(dir, "here.wav", text: "here")
+            try FileManager.default.createSymbolicLink(at: dir.appendingPathComponent("linked.wav"),
+                                                       withDestinationURL: dir.appendingPathComponent("here.wav"))
+            try Data("linked".utf8).write(to: dir.appendingPathComponent("linked.txt"))
+            #expect(mkfifo(dir.appendingPathComponent("pipe.wav").path, 0o644) == 0)
+            try #require(mount(dir.path, loop.path, nil, UInt(MS_BIND), nil) == 0, "bind mount: \(String(cString: strerror(errno)))")
+            defer { umount2(loop.path, Int32(MNT_DETACH)) }
+
+            let (items, skipped) = try DataDiscovery.discover(dir.path)
+            #expect(items.map { String($0.audio.dropFirst(dir.path.count + 1)) } == ["card/on-card.wav", "here.wav", "linked.wav"])
+            #expect(items.map(\.text) == ["card", "here", "linked"])
+            #expect(skipped.isEmpty, "\(skipped)")
         }
     }
 
