@@ -85,6 +85,16 @@ public final class AudioCapture: Sendable {
         shared.waitUntilFinished()
     }
 
+    /// As `stop()`, but waits at most `timeout` for the thread to close the device: a device whose close
+    /// hangs (a wedged USB interface, a sound server that does not answer) must not hold up a shutdown.
+    /// Returns whether the capture has stopped; if not, it still stops when the device lets it, and
+    /// the samples captured so far stay readable.
+    @discardableResult
+    public func stop(timeout: Duration) -> Bool {
+        shared.requestStop()
+        return shared.waitUntilFinished(timeout: timeout)
+    }
+
     /// A snapshot of the state and counters.
     public var status: CaptureStatus { shared.snapshot() }
 
@@ -181,6 +191,16 @@ final class CaptureShared: @unchecked Sendable {
 
     func waitUntilFinished() {
         locked { while !finished { condition.wait() } }
+    }
+
+    /// Whether the capture finished within `timeout`.
+    func waitUntilFinished(timeout: Duration) -> Bool {
+        let (seconds, attoseconds) = timeout.components
+        let deadline = Date().addingTimeInterval(Double(seconds) + Double(attoseconds) / 1e18)
+        return locked {
+            while !finished { if !condition.wait(until: deadline) { return finished } }
+            return true
+        }
     }
 
     var isStopRequested: Bool { locked { stopRequested } }

@@ -44,7 +44,12 @@ final class Microphone: @unchecked Sendable {
         var heartbeat = DispatchTime.now().uptimeNanoseconds
         var finished = false
         var utterances = 0
+        /// The capture device did not close in time at shutdown: the thread finishes with what it has.
+        var captureAbandoned = false
     }
+
+    /// How long shutdown waits for the capture thread to close the device (milliseconds, normally).
+    static let captureCloseTimeout = Duration.seconds(2)
 
     init(capture: AudioCapture, recognizer: Recognizer, endpoint: EndpointConfig, server: EarshotServer,
          logger: Logger, captureLogger: Logger) {
@@ -83,10 +88,14 @@ final class Microphone: @unchecked Sendable {
     }
 
     /// Stops the capture; the recognition thread recognises what was captured, finishes the utterance in
-    /// flight (its final is broadcast) and ends. Returns once it has, or after `timeout`.
+    /// flight (its final is broadcast) and ends. Returns once it has, or after `timeout` (plus at most
+    /// `captureCloseTimeout` for a device whose close hangs: the thread then finishes without it).
     @discardableResult
     func stop(timeout: Duration = .seconds(30)) -> Bool {
-        capture.stop()
+        if !capture.stop(timeout: Self.captureCloseTimeout) {
+            logger.error("the capture device did not close within \(Self.captureCloseTimeout); finishing without it")
+            shared.withLock { $0.captureAbandoned = true }
+        }
         guard thread != nil else { return true }
         let ms = Int(timeout.components.seconds * 1000)
         return done.wait(timeout: .now() + .milliseconds(ms)) == .success
@@ -112,7 +121,8 @@ final class Microphone: @unchecked Sendable {
             buffer.removeAll(keepingCapacity: true)
             let n = capture.read(into: &buffer, maxSamples: chunkSamples, timeout: .milliseconds(100))
             if n == 0 {
-                if capture.status.state == .stopped && capture.availableSamples == 0 { break }
+                let over = capture.status.state == .stopped || shared.withLock { $0.captureAbandoned }
+                if over && capture.availableSamples == 0 { break }
                 continue
             }
             let t0 = threadCPUTime()

@@ -19,6 +19,8 @@ final class ScriptedDevice: CaptureDevice, @unchecked Sendable {
     private var resumeResults: [Int32]
     /// What `wait` says when the script is exhausted and nothing is pending (stall tests use .timedOut).
     private let idleWait: CaptureWait
+    /// When set, `close` blocks until it is signalled, as a wedged device's close does.
+    private let closeGate: DispatchSemaphore?
     let info: CaptureDeviceInfo
     private(set) var openCalls = 0
     private(set) var closeCalls = 0
@@ -27,8 +29,9 @@ final class ScriptedDevice: CaptureDevice, @unchecked Sendable {
     private(set) var prepareCalls = 0
 
     init(opens: [Result<Void, CaptureError>] = [], steps: [Step], resumeResults: [Int32] = [],
-         channels: Int = 1, idleWait: CaptureWait = .timedOut) {
+         channels: Int = 1, idleWait: CaptureWait = .timedOut, closeGate: DispatchSemaphore? = nil) {
         self.opens = opens
+        self.closeGate = closeGate
         self.steps = steps
         self.resumeResults = resumeResults
         self.idleWait = idleWait
@@ -93,7 +96,11 @@ final class ScriptedDevice: CaptureDevice, @unchecked Sendable {
 
     func prepareAndStart() -> Int32 { locked { prepareCalls += 1; return 0 } }
 
-    func close() { locked { closeCalls += 1 } }
+    func close() {
+        locked { closeCalls += 1 }
+        // Once opened, the gate stays open for later closes.
+        if let closeGate { closeGate.wait(); closeGate.signal() }
+    }
 
     func describe(error: Int32) -> String { "scripted error \(error)" }
 }
@@ -127,6 +134,24 @@ struct CaptureRecoveryTests {
         let samples = readToEnd(capture)
         #expect(samples.count == 640)
         #expect(samples.last == Float(3000) / 32768)
+    }
+
+    @Test("stop(timeout:) returns when the time is up while the device's close hangs; the samples stay readable and the capture stops once the close returns")
+    func stopWithATimeoutDoesNotWaitForAHangingClose() throws {
+        let gate = DispatchSemaphore(value: 0)
+        let device = ScriptedDevice(steps: [.audio(frames: 320, value: 1000)], closeGate: gate)
+        let capture = try Self.start(device)
+        _ = waitForStatus(capture) { $0.framesCaptured == 320 }
+        let start = ContinuousClock.now
+        #expect(!capture.stop(timeout: .milliseconds(200)))
+        let waited = ContinuousClock.now - start
+        #expect(waited >= .milliseconds(200) && waited < .seconds(10), "\(waited)")
+        #expect(device.counters.closes == 1)
+        var samples: [Float] = []
+        #expect(capture.read(into: &samples, maxSamples: 1000, timeout: .seconds(1)) == 320)
+        gate.signal()
+        #expect(capture.stop(timeout: .seconds(10)))
+        #expect(capture.status.state == .stopped)
     }
 
     @Test("a suspended device is resumed, waiting while it says not yet, and the suspend is counted")
