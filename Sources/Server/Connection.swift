@@ -407,6 +407,12 @@ final class ConnectionHandler: ChannelInboundHandler {
             if dropped > 0 { server.countDropped(dropped) }
         case .dropped:
             server.countDropped(1)
+        case .overflow where closing:
+            // A shutdown flushing a session: it ends within the grace period whatever the client
+            // does, so what its queue cannot hold goes to the socket's buffer instead of being lost.
+            writeQueuedIgnoringWritability()
+            context.write(wrapOutboundOut(bytes), promise: nil)
+            needsFlush = true
         case .overflow:
             disconnectTooSlow(overflowing: bytes)
         }

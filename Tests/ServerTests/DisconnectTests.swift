@@ -1,3 +1,4 @@
+import Decoding
 import Foundation
 import Recognizer
 import Testing
@@ -171,5 +172,38 @@ final class CountingEngine: TranscriptionEngine, @unchecked Sendable {
             engine.lock.withLock { engine.finishCalls += 1 }
             return inner.finish()
         }
+    }
+}
+
+/// An engine whose every `accept` takes `delayMicroseconds` and then completes `finals` utterances with
+/// `wordsPerFinal` words each (about 50 bytes a word on the wire): output far larger than a socket's
+/// buffer, from one frame of audio.
+final class BulkyEngine: TranscriptionEngine, @unchecked Sendable {
+    let finals: Int
+    let words: [Word]
+    let delay: UInt32
+    let summary = ModelSummary(name: "bulky", sampleRate: 16000, parameters: 0, vocabularySize: 29)
+    var sampleRate: Int { 16000 }
+
+    init(finals: Int, wordsPerFinal: Int, delayMicroseconds: UInt32) {
+        self.finals = finals
+        self.words = (0..<wordsPerFinal).map { Word(text: "word\($0)", start: Double($0) * 0.3, end: Double($0) * 0.3 + 0.25, confidence: 0.875) }
+        self.delay = delayMicroseconds
+    }
+
+    func makeSession() -> any TranscriptionSession { BulkySession(engine: self) }
+
+    final class BulkySession: TranscriptionSession {
+        let engine: BulkyEngine
+        var utterance = 0
+        init(engine: BulkyEngine) { self.engine = engine }
+        func accept(_ samples: [Float]) -> [RecognitionEvent] {
+            usleep(engine.delay)
+            return (0..<engine.finals).map { _ in
+                defer { utterance += 1 }
+                return .final(utterance: utterance, transcript: Transcript(words: engine.words), start: 0, end: 1, segment: 0..<1)
+            }
+        }
+        func finish() -> [RecognitionEvent] { [] }
     }
 }

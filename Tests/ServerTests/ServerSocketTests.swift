@@ -428,6 +428,37 @@ func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async -> Bool {
         #expect(messages.map(\.type).suffix(2) == ["stopped", "error"])
         #expect(errorCode(messages.last!) == .shuttingDown)
     }
+
+    /// The finals a shutdown flushes may be more than a client's queue holds while its socket is full:
+    /// they still go out (the shutdown is bounded by the grace period, not by the queue), where they
+    /// used to be dropped without a word because the client-too-slow path does nothing once closing.
+    @Test func shutdownSendsFinalsThatOverflowTheClientQueue() async throws {
+        var config = ServerConfiguration()
+        config.clientQueueEvents = 2
+        config.writeBufferLow = 1024
+        config.writeBufferHigh = 2048
+        config.closeGraceSeconds = 20
+        let engine = BulkyEngine(finals: 20, wordsPerFinal: 600, delayMicroseconds: 300_000)
+        let (server, path) = try await startServer(engine: engine, configuration: config)
+        let client = try connect(path)
+        try client.send(.start(AudioFormat(sampleRate: 16000), partials: false))
+        try sendAudio(client, utteranceBytes(speech: 1600, silence: 0))
+        try client.send(.ping)  // answered at once; the frame's recognition takes 0.3 s, so it is still queued
+        _ = try receive(client, until: isPong)
+        // The client reads only after the finals (about 0.8 MB, several times its socket's buffer) have
+        // filled its socket and its queue; the shutdown waits for it, up to the grace period.
+        let read = Box([ServerMessage]())
+        let reader = Thread {
+            usleep(1_500_000)
+            while let reply = try? client.receive(timeout: 10) { read.with { $0.append(reply.message) } }
+        }
+        reader.start()
+        await server.shutdown(flushingSessions: true)
+        #expect(await eventually(30) { read.with { $0.last.flatMap(errorCode) } == .shuttingDown })
+        let messages = read.with { $0 }
+        #expect(finals(messages).count == 20, "\(messages.map(\.type))")
+        #expect(messages.map(\.type).suffix(2) == ["stopped", "error"])
+    }
 }
 
 @Suite(.serialized) struct SocketFileTests {
