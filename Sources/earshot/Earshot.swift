@@ -5,18 +5,20 @@ import Foundation
 struct Earshot: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "earshot",
-        abstract: "Offline speech recognition for Linux: transcribe files, evaluate, benchmark, train.",
+        abstract: "Offline speech recognition for Linux: transcribe, evaluate, train, adapt, and talk to earshotd.",
         discussion: """
         Examples:
-          earshot transcribe talk.flac                      # text on stdout
+          earshot transcribe talk.flac                  # text on stdout
           earshot transcribe *.wav --format srt --output-dir subs/
-          earshot eval test/manifest.tsv --hyps hyps.tsv    # WER/CER against references
-          earshot bench --audio test/manifest.tsv           # speed per stage and memory
+          earshot eval test.tsv --hyps hyps.tsv         # WER/CER against references
+          earshot bench --audio test.tsv                # speed per stage, memory
+          earshot adapt --data my-recordings/ --out me.safetensors
+          earshot listen                                # the daemon's live transcripts
           earshot model info models/earshot-base-en.safetensors
-          earshot train --config train.toml
 
-        The model defaults to earshot-base-en.safetensors (see `earshot transcribe --help` for
-        where it is looked for); EARSHOT_MODEL overrides it.
+        The model defaults to earshot-base-en.safetensors (`earshot transcribe
+        --help` says where it is looked for); EARSHOT_MODEL overrides it.
+        Each subcommand's --help has more examples.
         """,
         subcommands: [Transcribe.self, Eval.self, Bench.self, ModelCommand.self, LMCommand.self, Train.self, Adapt.self, Listen.self,
                       StreamCommand.self, Status.self, Reload.self, Ingest.self])
