@@ -114,7 +114,8 @@ public enum DataDiscovery {
     /// not be listed. Folders on other file systems are walked too: FileManager's walk stops at a mount
     /// point, which silently left out a card or disk mounted inside the data folder. Links to folders are
     /// not followed; a folder met twice (a bind mount of a folder above it) is walked once. A link to an
-    /// audio file counts, as the file it points to.
+    /// audio file counts, as the file it points to. Hidden names (a copy's temporary files, a desktop's
+    /// .Trash-1000 of deleted recordings, btrfs .snapshots of the same files) and lost+found are skipped.
     static func audioFiles(under root: String, named name: String) throws(AdaptError) -> (audio: [URL], unlisted: [SkippedItem]) {
         var audio: [URL] = [], unlisted: [SkippedItem] = []
         var walked = Set<[UInt64]>()
@@ -130,7 +131,7 @@ public enum DataDiscovery {
                 unlisted.append(SkippedItem(path: folder, reason: .unlistableFolder(reason)))
                 continue
             }
-            for entry in names {
+            for entry in names where !entry.hasPrefix(".") && entry != "lost+found" {
                 let path = (folder == "/" ? "" : folder) + "/" + entry
                 var entryInfo = stat()
                 guard lstat(path, &entryInfo) == 0 else { continue }  // gone meanwhile

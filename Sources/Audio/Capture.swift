@@ -36,7 +36,9 @@ public final class AudioCapture: Sendable {
         shared = try CaptureShared(ringCapacity: configuration.ringCapacity)
     }
 
-    deinit { stop() }
+    // Bounded, as at shutdown: a device whose close hangs must not hang whoever drops the capture (the
+    // thread holds only `shared`, so it finishes on its own when the device lets it).
+    deinit { stop(timeout: .seconds(2)) }
 
     private static func validate(_ c: CaptureConfiguration) throws(CaptureError) {
         func fail(_ reason: String) -> CaptureError { .invalidConfiguration(reason: reason) }

@@ -147,10 +147,12 @@ struct SpoolIngest {
     /// A manifest whose every item an interrupted run took: its files, to remove.
     struct Finished { var manifest: URL; var ready: URL?; var journal: URL }
 
-    /// The hidden file beside manifest `name` that lists, one path per line, each item ingest is taking
-    /// from it, written (and synced) before the item moves. A run killed partway through a manifest
-    /// leaves the manifest naming files that are gone; the next run counts those listed here as taken,
-    /// not as audio still to come, and moves the rest. (The name starts with a dot, so scanning skips it.)
+    /// The hidden file beside manifest `name` that records each item ingest is taking from it (its spool
+    /// path, a tab, its audio's name in the domain folder), written and synced before the item moves. A
+    /// run killed partway through a manifest leaves the manifest naming files that are gone; the next
+    /// run counts such a file as taken when the journal names it and the domain folder holds it under
+    /// that name with this manifest's transcript, and moves the rest. (The name starts with a dot, so
+    /// scanning skips it.)
     static func journalName(_ manifest: String) -> String { "." + manifest + ".taken" }
 
     func run() throws -> Report {
@@ -179,6 +181,7 @@ struct SpoolIngest {
         var names = try domainNames()
         let markerExisted = FileManager.default.fileExists(atPath: pendingPath)
         removeOrphanJournals()
+        removeStaleTemporaries()
         let deadline = Date().addingTimeInterval(wait)
         while true {
             let (complete, young, left, finished) = try scan()
@@ -197,7 +200,6 @@ struct SpoolIngest {
                     throw SpoolError("cannot create \(pendingPath), which tells the adaptation job there is new data; nothing was moved")
                 }
                 do {
-                    if let journal = item.journal { try record(item, in: journal) }
                     report.moved.append(try move(item, names: &names))
                     moved.insert(item.audio)
                 } catch {
@@ -323,12 +325,12 @@ struct SpoolIngest {
             var newest = entry.modified
             var linked: String?
             let journal = spool.appendingPathComponent(Self.journalName(name))
-            let taken = Self.takenPaths(journal)
+            let taken = Self.journalEntries(journal)
             for line in lines {
                 claimed.insert(line.audio)
                 let url = spool.appendingPathComponent(line.audio)
-                // Gone, and recorded as taken: an interrupted run moved it.
-                let absent = { if !taken.contains(line.audio) { missing.append(line.audio) } }
+                // Gone, and in the domain folder as the journal says: an interrupted run moved it.
+                let absent = { if !self.wasTaken(line.audio, text: line.text, taken: taken) { missing.append(line.audio) } }
                 switch openFolder(of: line.audio) {
                 case .opened(let fd, _): close(fd)
                 case .missing: absent(); continue
@@ -472,21 +474,45 @@ struct SpoolIngest {
         unlink(spool.appendingPathComponent(Self.journalName(manifest)).path)
     }
 
-    /// The paths a manifest's journal records as taken. Only whole lines count: a run killed while it
-    /// wrote one leaves a part that must not match a shorter name.
-    static func takenPaths(_ journal: URL) -> Set<String> {
-        guard let bytes = try? readRegularFile(journal.path), let text = String(validating: bytes, as: UTF8.self) else { return [] }
-        return Set(text.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init))
+    /// A manifest journal's entries, spool path -> name in the domain folder (the last entry for a path
+    /// wins: a retried move may choose another name). Only whole lines count, each decoded alone: a run
+    /// killed while it wrote one leaves a part that must match nothing and spoil nothing else.
+    static func journalEntries(_ journal: URL) -> [String: String] {
+        guard let bytes = try? readRegularFile(journal.path) else { return [:] }
+        var entries: [String: String] = [:]
+        for raw in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).dropLast() {
+            guard let line = String(validating: raw, as: UTF8.self) else { continue }
+            let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
+            if fields.count == 2 { entries[String(fields[0])] = String(fields[1]) }
+        }
+        return entries
     }
 
-    /// Records in the manifest's journal that `item` is being taken, durably, before it moves: killed
-    /// after the move, the next run then knows the file went into the domain folder.
-    private func record(_ item: Item, in journal: URL) throws {
+    /// Whether manifest item `path` (absent from the spool) was taken: the journal names it, and the
+    /// domain folder holds audio under the name it gives, with the transcript written for this text. A
+    /// journal line written just before a move that then failed, or left by an earlier manifest of the
+    /// same name, does not pass.
+    private func wasTaken(_ path: String, text: String, taken: [String: String]) -> Bool {
+        guard let name = taken[path], !name.contains("/") else { return false }
+        var info = stat()
+        let audio = domain.appendingPathComponent(name)
+        guard lstat(audio.path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return false }
+        let transcript = audio.deletingPathExtension().appendingPathExtension("txt")
+        guard let bytes = try? readRegularFile(transcript.path) else { return false }
+        return bytes.elementsEqual((text + "\n").utf8)
+    }
+
+    /// Records in the manifest's journal that `item` is being taken as `name`, durably, before it moves:
+    /// killed after the move, the next run then finds it in the domain folder.
+    private func record(_ item: Item, as name: String, in journal: URL) throws {
         let created = !FileManager.default.fileExists(atPath: journal.path)
-        let fd = open(journal.path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o644)
+        let fd = open(journal.path, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o644)
         var failure: String? = fd < 0 ? String(cString: strerror(errno)) : nil
         if fd >= 0 {
-            let line = Array((String(item.audio.path.dropFirst(spool.path.count + 1)) + "\n").utf8)
+            // After a line cut short by a kill, start a new one: appended to the part, this one would be lost.
+            var info = stat(), last: UInt8 = 0
+            let cut = fstat(fd, &info) == 0 && info.st_size > 0 && pread(fd, &last, 1, info.st_size - 1) == 1 && last != UInt8(ascii: "\n")
+            let line = Array(((cut ? "\n" : "") + String(item.audio.path.dropFirst(spool.path.count + 1)) + "\t" + name + "\n").utf8)
             if line.withUnsafeBytes({ Glibc.write(fd, $0.baseAddress!, $0.count) }) != line.count || fsync(fd) != 0 {
                 failure = String(cString: strerror(errno))
             }
@@ -500,6 +526,19 @@ struct SpoolIngest {
         }
         if let failure {
             throw SpoolError("cannot record in \(journal.path) that \(item.name) is being taken from \(item.manifest ?? "") (\(failure)); nothing of it was moved")
+        }
+    }
+
+    /// Removes the temporary files of crash-safe writes (".NAME.tmp-PID-N") that a killed run left in the
+    /// domain folder; the lock keeps any other ingest, the only writer there, out.
+    private func removeStaleTemporaries() {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: domain.path) else { return }
+        for name in names where name.hasPrefix(".") {
+            guard let range = name.range(of: ".tmp-", options: .backwards) else { continue }
+            let tail = name[range.upperBound...].split(separator: "-", omittingEmptySubsequences: false)
+            if tail.count == 2 && tail.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isNumber) }) {
+                unlink(domain.appendingPathComponent(name).path)
+            }
         }
     }
 
@@ -538,6 +577,7 @@ struct SpoolIngest {
         while Self.taken(name, among: names) { n += 1; name = "\(stem)-\(n)" }
         let audioDestination = domain.appendingPathComponent(name + "." + audioExt)
         let textDestination = domain.appendingPathComponent(name + ".txt")
+        if let journal = item.journal { try record(item, as: audioDestination.lastPathComponent, in: journal) }
         try writeAtomically(Data((item.text + "\n").utf8), to: textDestination)
         if renameat(folder, file, AT_FDCWD, audioDestination.path) != 0 {
             let code = errno

@@ -90,10 +90,21 @@ import Glibc
         }
     }
 
+    /// Whether this process may mount file systems (root with the right to, outside a restricted container).
+    static let canMount: Bool = {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("earshot-mount-probe-\(UUID().uuidString)")
+        guard (try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)) != nil else { return false }
+        defer { try? FileManager.default.removeItem(at: dir) }
+        guard mount("none", dir.path, "tmpfs", 0, nil) == 0 else { return false }
+        umount2(dir.path, Int32(MNT_DETACH))
+        return true
+    }()
+
     /// A card or disk mounted inside the data folder is walked (FileManager's walk stopped at the mount
     /// point and left its recordings out); a link to an audio file counts, a FIFO named .wav does not,
-    /// and a bind mount of the folder inside itself is walked once.
-    @Test func foldersOnOtherFileSystemsAreWalked() throws {
+    /// a bind mount of the folder inside itself is walked once, and hidden names are skipped.
+    @Test(.enabled(if: DataTests.canMount, "needs the right to mount (root, outside a restricted container)"))
+    func foldersOnOtherFileSystemsAreWalked() throws {
         try withTemporaryDirectory { dir in
             let card = dir.appendingPathComponent("card"), loop = dir.appendingPathComponent("loop")
             for folder in [card, loop] { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) }
@@ -106,6 +117,10 @@ import Glibc
                                                        withDestinationURL: dir.appendingPathComponent("here.wav"))
             try Data("linked".utf8).write(to: dir.appendingPathComponent("linked.txt"))
             #expect(mkfifo(dir.appendingPathComponent("pipe.wav").path, 0o644) == 0)
+            let trash = dir.appendingPathComponent(".Trash-1000")
+            try FileManager.default.createDirectory(at: trash, withIntermediateDirectories: true)
+            try writeItem(trash, "deleted.wav", text: "gone")
+            try writeItem(dir, ".partial.wav", text: "half")
             try #require(mount(dir.path, loop.path, nil, UInt(MS_BIND), nil) == 0, "bind mount: \(String(cString: strerror(errno)))")
             defer { umount2(loop.path, Int32(MNT_DETACH)) }
 

@@ -256,8 +256,8 @@ struct AdaptationWorkflowTests {
         }
     }
 
-    @Test("ingest removes a manifest whose items a killed run all took, and a journal whose manifest is gone")
-    func ingestRemovesWhatAKilledRunFinished() throws {
+    @Test("ingest counts a manifest's file as taken only when its journal and the domain folder agree; it removes finished manifests, orphan journals and stale temporary files")
+    func ingestReadsWhatAKilledRunLeft() throws {
         let scratch = try Scratch()
         let earshot = try builtExecutable("earshot")
         let spool = scratch.path("spool"), domain = scratch.path("domain")
@@ -265,29 +265,60 @@ struct AdaptationWorkflowTests {
         try fm.createDirectory(atPath: spool + "/sub", withIntermediateDirectories: true)
         try fm.createDirectory(atPath: domain, withIntermediateDirectories: true)
         func put(_ path: String, _ text: String) throws { try Data(text.utf8).write(to: URL(fileURLWithPath: path)) }
-        // What a run killed after moving both items, before removing the manifest, leaves.
+        func taken(_ name: String, _ text: String) throws {
+            try AudioWriter.write([Float](repeating: 0.01, count: 1600), sampleRate: 16000, to: domain + "/" + name + ".wav")
+            try put(domain + "/" + name + ".txt", text + "\n")
+        }
+        func ingest(_ tag: String) throws -> Child {
+            try Child(earshot, ["ingest", "--spool", spool, "--domain", domain, "--settle", "0", "--wait", "0"], scratch: scratch, tag: tag)
+        }
+        // A run killed after moving both items of done.tsv, before removing it.
         try put(spool + "/done.tsv", "a.wav\tfirst\nsub/b.wav\tsecond\n")
         try put(spool + "/done.ready", "")
-        try put(spool + "/.done.tsv.taken", "a.wav\nsub/b.wav\n")
-        // A journal whose last line a kill cut short ("sub/x.aiff" being written): the part left is the
-        // name of another file of this manifest, which has not arrived yet, so the manifest still waits.
-        try put(spool + "/later.tsv", "sub/x.aif\tthird\n")
-        try put(spool + "/.later.tsv.taken", "sub/x.aif")
-        // A journal left without its manifest, naming what a new manifest of that name lists.
-        try put(spool + "/.gone.tsv.taken", "c.wav\n")
+        try put(spool + "/.done.tsv.taken", "a.wav\ta.wav\nsub/b.wav\tb.wav\n")
+        try taken("a", "first"); try taken("b", "second")
+        // A journal naming a file the domain folder holds with another transcript: an earlier manifest of
+        // the same name took it, so this manifest's c.wav is still to come.
+        try put(spool + "/again.tsv", "c.wav\tnew words\n")
+        try put(spool + "/.again.tsv.taken", "c.wav\tc.wav\n")
+        try taken("c", "old words")
+        // A journal whose last line a kill cut inside a character: the whole lines before it still count.
+        try put(spool + "/later.tsv", "d.wav\tfourth\ne.wav\tfifth\n")
+        var cut = Array("d.wav\td.wav\ne.wav\te-caf".utf8) + [0xC3]
+        try Data(cut).write(to: URL(fileURLWithPath: spool + "/.later.tsv.taken"))
+        try taken("d", "fourth")
+        // A journal without its manifest, and a killed write's temporary file in the domain folder.
+        try put(spool + "/.gone.tsv.taken", "f.wav\tf.wav\n")
+        try taken("f", "sixth")
+        try put(domain + "/.g.txt.tmp-123-456", "half")
         try put(domain + "/.adapt-pending", "")
 
-        let run = try Child(earshot, ["ingest", "--spool", spool, "--domain", domain, "--settle", "0", "--wait", "0"], scratch: scratch, tag: "fin")
-        #expect(run.wait(timeout: 30) == 0, "\(run.stdout)\(run.stderr)")
-        #expect(run.stdout.contains("done  done.tsv:"), "\(run.stdout)")
-        #expect(run.stdout.contains("left  later.tsv: waiting for 1 audio file(s) it names: sub/x.aif"), "\(run.stdout)")
-        #expect(Set(try fm.contentsOfDirectory(atPath: spool)) == ["sub", "later.tsv", ".later.tsv.taken"])
+        let first = try ingest("j1")
+        #expect(first.wait(timeout: 30) == 0, "\(first.stdout)\(first.stderr)")
+        #expect(first.stdout.contains("done  done.tsv:"), "\(first.stdout)")
+        #expect(first.stdout.contains("left  again.tsv: waiting for 1 audio file(s) it names: c.wav"), "\(first.stdout)")
+        #expect(first.stdout.contains("left  later.tsv: waiting for 1 audio file(s) it names: e.wav"), "\(first.stdout)")
+        #expect(Set(try fm.contentsOfDirectory(atPath: spool)) == ["sub", "again.tsv", ".again.tsv.taken", "later.tsv", ".later.tsv.taken"])
+        #expect(!fm.fileExists(atPath: domain + "/.g.txt.tmp-123-456"))
 
-        // The orphan journal is gone, so a new gone.tsv waits for its c.wav instead of counting it taken.
-        try put(spool + "/gone.tsv", "c.wav\tfourth\n")
-        let again = try Child(earshot, ["ingest", "--spool", spool, "--domain", domain, "--settle", "0", "--wait", "0"], scratch: scratch, tag: "fin2")
-        #expect(again.wait(timeout: 30) == 0, "\(again.stdout)\(again.stderr)")
-        #expect(again.stdout.contains("left  gone.tsv: waiting for 1 audio file(s) it names: c.wav"), "\(again.stdout)")
+        // The orphan journal is gone, so a new gone.tsv waits for its f.wav instead of counting it taken.
+        try put(spool + "/gone.tsv", "f.wav\tsixth\n")
+        // e.wav arrives, but its transcript cannot be written (a folder in the way, as a full disk would
+        // fail it): its journal line, recorded before the move, starts on a line of its own after the cut.
+        try fm.createDirectory(atPath: domain + "/e.txt", withIntermediateDirectories: true)
+        try AudioWriter.write([Float](repeating: 0.01, count: 1600), sampleRate: 16000, to: spool + "/e.wav")
+        let second = try ingest("j2")
+        #expect(second.wait(timeout: 30) == 0, "\(second.stdout)\(second.stderr)")
+        #expect(second.stdout.contains("left  gone.tsv: waiting for 1 audio file(s) it names: f.wav"), "\(second.stdout)")
+        #expect(second.stdout.contains("left  later.tsv: cannot write"), "\(second.stdout)")
+        cut += Array("\ne.wav\te.wav\n".utf8)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: spool + "/.later.tsv.taken")) == Data(cut))
+        // The failed move's line does not make e.wav count as taken: once the way is clear, it moves.
+        try fm.removeItem(atPath: domain + "/e.txt")
+        let third = try ingest("j3")
+        #expect(third.wait(timeout: 30) == 0, "\(third.stdout)\(third.stderr)")
+        #expect(try String(contentsOfFile: domain + "/e.txt", encoding: .utf8) == "fifth\n")
+        #expect(!fm.fileExists(atPath: spool + "/later.tsv") && !fm.fileExists(atPath: spool + "/.later.tsv.taken"))
     }
 
     @Test("ingest copies across file systems (spool on disk, domain on tmpfs) and removes the spool's copy")

@@ -175,20 +175,19 @@ final class CountingEngine: TranscriptionEngine, @unchecked Sendable {
     }
 }
 
-/// An engine whose every `accept` takes `delayMicroseconds` and then completes `finals` utterances with
-/// `wordsPerFinal` words each (about 50 bytes a word on the wire): output far larger than a socket's
-/// buffer, from one frame of audio.
+/// An engine whose `accept` waits for `gate` (at most 10 s) and then completes `finals` utterances with
+/// `wordsPerFinal` words each (about 60 bytes a word on the wire): output far larger than a socket's
+/// buffer, from one frame of audio, at the moment the test chooses.
 final class BulkyEngine: TranscriptionEngine, @unchecked Sendable {
     let finals: Int
     let words: [Word]
-    let delay: UInt32
+    let gate = DispatchSemaphore(value: 0)
     let summary = ModelSummary(name: "bulky", sampleRate: 16000, parameters: 0, vocabularySize: 29)
     var sampleRate: Int { 16000 }
 
-    init(finals: Int, wordsPerFinal: Int, delayMicroseconds: UInt32) {
+    init(finals: Int, wordsPerFinal: Int) {
         self.finals = finals
         self.words = (0..<wordsPerFinal).map { Word(text: "word\($0)", start: Double($0) * 0.3, end: Double($0) * 0.3 + 0.25, confidence: 0.875) }
-        self.delay = delayMicroseconds
     }
 
     func makeSession() -> any TranscriptionSession { BulkySession(engine: self) }
@@ -198,7 +197,7 @@ final class BulkyEngine: TranscriptionEngine, @unchecked Sendable {
         var utterance = 0
         init(engine: BulkyEngine) { self.engine = engine }
         func accept(_ samples: [Float]) -> [RecognitionEvent] {
-            usleep(engine.delay)
+            _ = engine.gate.wait(timeout: .now() + 10)
             return (0..<engine.finals).map { _ in
                 defer { utterance += 1 }
                 return .final(utterance: utterance, transcript: Transcript(words: engine.words), start: 0, end: 1, segment: 0..<1)

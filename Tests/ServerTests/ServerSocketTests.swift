@@ -438,13 +438,21 @@ func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async -> Bool {
         config.writeBufferLow = 1024
         config.writeBufferHigh = 2048
         config.closeGraceSeconds = 20
-        let engine = BulkyEngine(finals: 20, wordsPerFinal: 600, delayMicroseconds: 300_000)
+        let engine = BulkyEngine(finals: 20, wordsPerFinal: 600)
         let (server, path) = try await startServer(engine: engine, configuration: config)
         let client = try connect(path)
         try client.send(.start(AudioFormat(sampleRate: 16000), partials: false))
         try sendAudio(client, utteranceBytes(speech: 1600, silence: 0))
-        try client.send(.ping)  // answered at once; the frame's recognition takes 0.3 s, so it is still queued
+        try client.send(.ping)  // answered at once; the frame's recognition waits for the gate
         _ = try receive(client, until: isPong)
+        // The frame's results come once the shutdown has begun: the socket file goes just before the
+        // connections are told, and 0.2 s after, their shutdown has long run on the event loop.
+        let opener = Thread {
+            while FileManager.default.fileExists(atPath: path) { usleep(1000) }
+            usleep(200_000)
+            engine.gate.signal()
+        }
+        opener.start()
         // The client reads only after the finals (about 0.8 MB, several times its socket's buffer) have
         // filled its socket and its queue; the shutdown waits for it, up to the grace period.
         let read = Box([ServerMessage]())
