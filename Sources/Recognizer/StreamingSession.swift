@@ -146,11 +146,14 @@ public final class StreamingSession {
             processed = received
             if processed > start { handle(pushRing(from: start, to: processed)) }
             let (transcript, logits) = stream.finishReturningLogits()
-            // The flushed frames can still start or extend speech, but no longer end anything.
+            // The flushed frames can still start or extend speech, but no longer end anything. The last
+            // ones are computed over padding past the audio: what they hear ends with the audio.
             for r in 0..<logits.rows {
                 let a = decided
                 decided += frameSamples
-                if isSpeech(logits, row: r) { noteSpeech(frameStart: a, emitPartial: false) }
+                if a < received && isSpeech(logits, row: r) {
+                    noteSpeech(frameStart: a, frameEnd: min(a + frameSamples, received), emitPartial: false)
+                }
             }
             if let utterance, let speechStart {
                 emitFinal(utterance: utterance, transcript: transcript, speechStart: speechStart, reason: .endOfStream,
@@ -258,9 +261,9 @@ public final class StreamingSession {
         }
     }
 
-    private func noteSpeech(frameStart a: Int, emitPartial: Bool) {
+    private func noteSpeech(frameStart a: Int, frameEnd: Int? = nil, emitPartial: Bool) {
         if speechStart == nil { speechStart = a }
-        speechEnd = a + frameSamples
+        speechEnd = frameEnd ?? a + frameSamples
         if utterance == nil, speechEnd - speechStart! >= minSpeechSamples {
             utterance = nextUtterance
             nextUtterance += 1

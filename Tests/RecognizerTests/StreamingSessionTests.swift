@@ -278,6 +278,33 @@ import Training
         #expect(session.finish().isEmpty)
     }
 
+    /// A stream that stops in the middle of speech: the frames flushed over the padding past its end may
+    /// still be heard as speech, but the final's speech must end within the audio, its segment and its
+    /// endpoint (it ended up to a frame past all three).
+    @Test func speechCutOffByTheEndOfTheStreamEndsWithinIt() throws {
+        let tiny = try TinyModel.shared()
+        let recognizer = try Recognizer(model: tiny.trained)
+        let session = StreamingSession(recognizer: recognizer)
+        let word = tiny.word("left").count
+        var checked = 0
+        for kept in stride(from: 0.3, through: 1.0, by: 0.05) {
+            let scene = Scene([.silence(0.5), .fragment("left", kept * Double(word) / Self.sampleRate)], model: tiny)
+            let events = session.accept(scene.samples) + session.finish()
+            let finals = events.compactMap { e -> (end: Double, segment: Range<Int>)? in
+                if case .final(_, _, _, let end, let segment) = e { return (end, segment) }
+                return nil
+            }
+            let ats = events.compactMap { e -> Double? in if case .endpoint(_, _, let at) = e { return at }; return nil }
+            #expect(finals.count == ats.count, "kept \(kept): \(events)")
+            checked += finals.count
+            for (final, at) in zip(finals, ats) {
+                #expect(final.end <= at + 1e-9, "kept \(kept): final ends at \(final.end) s, the stream at \(at) s")
+                #expect(final.end * Self.sampleRate <= Double(final.segment.upperBound) + 1e-6, "kept \(kept)")
+            }
+        }
+        #expect(checked >= 5, "only \(checked) of the cut words gave a final")
+    }
+
     @Test func endlessSilenceKeepsMemoryBounded() throws {
         let tiny = try TinyModel.shared()
         let recognizer = try Recognizer(model: tiny.trained)
