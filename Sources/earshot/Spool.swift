@@ -571,7 +571,10 @@ struct SpoolIngest {
             throw SpoolError("\(item.audio.path) changed into a link or a non-regular file while ingest ran; nothing of it was moved")
         }
         let audioExt = (item.audio.lastPathComponent as NSString).pathExtension
-        let stem = ((item.audio.lastPathComponent as NSString).deletingPathExtension as NSString).lastPathComponent
+        // A manifest may name a hidden file (".take.wav"); adapt skips hidden names, so it lands without the dot.
+        var stem = ((item.audio.lastPathComponent as NSString).deletingPathExtension as NSString).lastPathComponent
+        while stem.hasPrefix(".") { stem.removeFirst() }
+        if stem.isEmpty { stem = "item" }
         var name = stem
         var n = 1
         while Self.taken(name, among: names) { n += 1; name = "\(stem)-\(n)" }

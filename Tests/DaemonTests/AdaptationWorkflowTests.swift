@@ -321,6 +321,20 @@ struct AdaptationWorkflowTests {
         #expect(!fm.fileExists(atPath: spool + "/later.tsv") && !fm.fileExists(atPath: spool + "/.later.tsv.taken"))
     }
 
+    @Test("a hidden file a manifest names lands in the domain folder without its dot, where adapt sees it")
+    func ingestUnhidesManifestItems() throws {
+        let scratch = try Scratch()
+        let earshot = try builtExecutable("earshot")
+        let spool = scratch.path("spool"), domain = scratch.path("domain")
+        try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
+        try AudioWriter.write([Float](repeating: 0.01, count: 1600), sampleRate: 16000, to: spool + "/.take.wav")
+        try Data(".take.wav\thidden take\n".utf8).write(to: URL(fileURLWithPath: spool + "/takes.tsv"))
+        let run = try Child(earshot, ["ingest", "--spool", spool, "--domain", domain, "--settle", "0", "--wait", "0"], scratch: scratch, tag: "dot")
+        #expect(run.wait(timeout: 30) == 0, "\(run.stdout)\(run.stderr)")
+        #expect(try String(contentsOfFile: domain + "/take.txt", encoding: .utf8) == "hidden take\n")
+        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: domain)) == ["take.wav", "take.txt", ".adapt-pending", ".ingest.lock"])
+    }
+
     @Test("ingest copies across file systems (spool on disk, domain on tmpfs) and removes the spool's copy")
     func ingestAcrossFileSystems() throws {
         let scratch = try Scratch()
