@@ -138,12 +138,11 @@ public enum DataDiscovery {
                 switch entryInfo.st_mode & S_IFMT {
                 case S_IFDIR: folders.append(path)
                 case S_IFREG, S_IFLNK:
+                    guard audioExtensions.contains((entry as NSString).pathExtension.lowercased()) else { continue }
                     // A link counts only if it leads to a regular file: a FIFO named .wav would block the reader.
-                    var target = stat()
-                    if audioExtensions.contains((entry as NSString).pathExtension.lowercased()),
-                       stat(path, &target) == 0, target.st_mode & S_IFMT == S_IFREG {
-                        audio.append(URL(fileURLWithPath: path).standardizedFileURL)
-                    }
+                    var target = entryInfo
+                    if entryInfo.st_mode & S_IFMT == S_IFLNK && stat(path, &target) != 0 { continue }
+                    if target.st_mode & S_IFMT == S_IFREG { audio.append(URL(fileURLWithPath: path).standardizedFileURL) }
                 default: continue
                 }
             }

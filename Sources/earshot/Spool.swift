@@ -325,12 +325,12 @@ struct SpoolIngest {
             var newest = entry.modified
             var linked: String?
             let journal = spool.appendingPathComponent(Self.journalName(name))
-            let taken = Self.journalEntries(journal)
+            let journaled = Self.journalEntries(journal)
             for line in lines {
                 claimed.insert(line.audio)
                 let url = spool.appendingPathComponent(line.audio)
                 // Gone, and in the domain folder as the journal says: an interrupted run moved it.
-                let absent = { if !self.wasTaken(line.audio, text: line.text, taken: taken) { missing.append(line.audio) } }
+                let absent = { if !self.wasTaken(line.audio, text: line.text, journaled: journaled) { missing.append(line.audio) } }
                 switch openFolder(of: line.audio) {
                 case .opened(let fd, _): close(fd)
                 case .missing: absent(); continue
@@ -434,6 +434,9 @@ struct SpoolIngest {
 
     private func ext(_ name: String) -> String { (name as NSString).pathExtension.lowercased() }
 
+    /// An item's path as a manifest names it: relative to the spool, which scanning puts every item in.
+    private func relativePath(_ url: URL) -> String { String(url.path.dropFirst(spool.path.count + 1)) }
+
     /// When a file last changed, for settling: its modification time, unless that is later than its
     /// status-change time. `cp -p` and `rsync -a` keep the source's modification time, which on a card
     /// written in local time can be hours ahead of the clock; the kernel sets the status-change time
@@ -467,7 +470,7 @@ struct SpoolIngest {
     private func keepUnmoved(of manifest: String, items: [Item], moved: Set<URL>) throws {
         guard items.contains(where: { moved.contains($0.audio) }) else { return }
         let lines = items.filter { !moved.contains($0.audio) }.map {
-            String($0.audio.path.dropFirst(spool.path.count + 1)) + "\t" + $0.text + "\n"
+            relativePath($0.audio) + "\t" + $0.text + "\n"
         }
         try writeAtomically(Data(lines.joined().utf8), to: spool.appendingPathComponent(manifest))
         // The manifest now names only files still here, so its record of what was taken is done with.
@@ -492,8 +495,8 @@ struct SpoolIngest {
     /// domain folder holds audio under the name it gives, with the transcript written for this text. A
     /// journal line written just before a move that then failed, or left by an earlier manifest of the
     /// same name, does not pass.
-    private func wasTaken(_ path: String, text: String, taken: [String: String]) -> Bool {
-        guard let name = taken[path], !name.contains("/") else { return false }
+    private func wasTaken(_ path: String, text: String, journaled: [String: String]) -> Bool {
+        guard let name = journaled[path], !name.contains("/") else { return false }
         var info = stat()
         let audio = domain.appendingPathComponent(name)
         guard lstat(audio.path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return false }
@@ -505,20 +508,22 @@ struct SpoolIngest {
     /// Records in the manifest's journal that `item` is being taken as `name`, durably, before it moves:
     /// killed after the move, the next run then finds it in the domain folder.
     private func record(_ item: Item, as name: String, in journal: URL) throws {
-        let created = !FileManager.default.fileExists(atPath: journal.path)
         let fd = open(journal.path, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o644)
         var failure: String? = fd < 0 ? String(cString: strerror(errno)) : nil
+        var created = false
         if fd >= 0 {
-            // After a line cut short by a kill, start a new one: appended to the part, this one would be lost.
             var info = stat(), last: UInt8 = 0
-            let cut = fstat(fd, &info) == 0 && info.st_size > 0 && pread(fd, &last, 1, info.st_size - 1) == 1 && last != UInt8(ascii: "\n")
-            let line = Array(((cut ? "\n" : "") + String(item.audio.path.dropFirst(spool.path.count + 1)) + "\t" + name + "\n").utf8)
+            let known = fstat(fd, &info) == 0
+            created = !known || info.st_size == 0
+            // After a line cut short by a kill, start a new one: appended to the part, this one would be lost.
+            let cut = known && info.st_size > 0 && pread(fd, &last, 1, info.st_size - 1) == 1 && last != UInt8(ascii: "\n")
+            let line = Array(((cut ? "\n" : "") + relativePath(item.audio) + "\t" + name + "\n").utf8)
             if line.withUnsafeBytes({ Glibc.write(fd, $0.baseAddress!, $0.count) }) != line.count || fsync(fd) != 0 {
                 failure = String(cString: strerror(errno))
             }
             close(fd)
         }
-        // A new journal's name must be on disk before the first move is.
+        // A new (empty) journal's name must be on disk before the first move is.
         if failure == nil && created {
             let folder = open(spool.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
             if folder < 0 || fsync(folder) != 0 { failure = String(cString: strerror(errno)) }
@@ -562,7 +567,7 @@ struct SpoolIngest {
         // read through the last of them: a folder on the path swapped for a link since the scan cannot
         // make the move take a file from outside the spool.
         precondition(item.audio.path.hasPrefix(spool.path + "/"), "scan makes every item's path inside the spool")
-        guard case .opened(let folder, let file) = openFolder(of: String(item.audio.path.dropFirst(spool.path.count + 1))) else {
+        guard case .opened(let folder, let file) = openFolder(of: relativePath(item.audio)) else {
             throw SpoolError("\(item.audio.path): a folder on its path changed into a link or vanished while ingest ran; nothing of it was moved")
         }
         defer { close(folder) }
