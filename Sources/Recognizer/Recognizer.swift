@@ -234,6 +234,20 @@ public final class RecognitionStream {
         finishReturningLogits().transcript
     }
 
+    /// Ends the utterance at the frames released so far, without flushing: the audio after them, heard
+    /// only as their look-ahead, is left undecoded, and the stream is ready for the next utterance.
+    /// Endpointing ends an utterance this way in silence, where the next segment starts before that
+    /// audio and decodes it: flushed here, a word starting just after the pause would be decoded twice,
+    /// its onset run onto this utterance's last word ("leftr", then "right").
+    public func finishReleased() -> Transcript {
+        let t = threadCPUTime()
+        let transcript = decoder.finalize()
+        timings.decoder += threadCPUTime() - t
+        frontend.reset()
+        encoderState.reset()
+        return transcript
+    }
+
     /// `finish`, also handing back the logits of the flushed tail frames.
     func finishReturningLogits() -> (transcript: Transcript, logits: Matrix) {
         var t = threadCPUTime()

@@ -235,7 +235,9 @@ public final class StreamingSession {
             if let s = speechStart, !speech, end - speechEnd >= trailingSamples {
                 acting()
                 if let utterance {
-                    let transcript = stream.finish()
+                    // Decoded up to the released frames only: the look-ahead past them belongs to the next
+                    // segment, which starts before it (below).
+                    let transcript = stream.finishReleased()
                     emitFinal(utterance: utterance, transcript: transcript, speechStart: s, reason: .silence, at: processed)
                 } else {
                     stream.reset()  // a burst shorter than minSpeech: dropped

@@ -231,9 +231,12 @@ func referenceFinals(_ samples: [Float], recognizer: Recognizer, config: Endpoin
     let session = StreamingSession(recognizer: recognizer, config: config)
     var events = session.accept(samples)
     events += session.finish()
-    return events.compactMap { event in
+    return events.enumerated().compactMap { i, event in
         guard case .final(_, let transcript, let start, let end, let segment) = event else { return nil }
-        let offline = recognizer.recognize(Array(samples[segment])).transcript.text
+        // The endpoint event follows its final.
+        var reason: EndpointReason?
+        if i + 1 < events.count, case .endpoint(_, let r, _) = events[i + 1] { reason = r }
+        let offline = recognizer.offlineReference(samples[segment], endedBy: reason).text
         return (transcript.text, start, end, offline)
     }
 }

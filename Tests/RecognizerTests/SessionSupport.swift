@@ -65,13 +65,18 @@ struct Final {
     var start: Double
     var end: Double
     var segment: Range<Int>
+    /// The reason of the endpoint that followed it (nil in the rare test that stops listening before).
+    var reason: EndpointReason?
 }
 
 extension Array where Element == Timed {
     var events: [RecognitionEvent] { map(\.event) }
     var finals: [Final] {
-        compactMap {
-            if case .final(let u, let t, let s, let e, let seg) = $0.event { return Final(utterance: u, transcript: t, start: s, end: e, segment: seg) }
+        let reasons = Dictionary(endpoints.map { ($0.utterance, $0.reason) }, uniquingKeysWith: { first, _ in first })
+        return compactMap {
+            if case .final(let u, let t, let s, let e, let seg) = $0.event {
+                return Final(utterance: u, transcript: t, start: s, end: e, segment: seg, reason: reasons[u])
+            }
             return nil
         }
     }
@@ -89,9 +94,3 @@ extension Array where Element == Timed {
     }
 }
 
-extension StreamingSession {
-    /// Offline recognition of a final's segment, as `earshot transcribe` would do it.
-    func offline(_ samples: [Float], _ segment: Range<Int>, with recognizer: Recognizer? = nil) -> Transcript {
-        (recognizer ?? self.recognizer).recognize(Array(samples[segment])).transcript
-    }
-}
