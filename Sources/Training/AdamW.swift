@@ -130,6 +130,9 @@ public struct AdamW: Sendable {
         var sumSquares = 0.0
         for name in names { for x in gradients[name]!.data { sumSquares += Double(x) * Double(x) } }
         let norm = sumSquares.squareRoot()
+        // Clipping cannot rescue it (a NaN norm compares false, an infinite one scales by 0 to NaN), and
+        // one applied update would make every parameter and moment NaN for good.
+        guard norm.isFinite else { throw .nonFiniteGradient }
         var clipScale = 1.0
         if let maxNorm = config.maxGradNorm { clipScale = min(1, Double(maxNorm) / (norm + 1e-6)) }
 

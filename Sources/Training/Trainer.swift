@@ -55,6 +55,9 @@ struct TrainerState: Codable, Equatable {
     /// How many training utterances loaded when the checkpoint was written (nil in older checkpoints):
     /// the epoch order shuffles exactly that list, so a resume that loads another count is not exact.
     var trainUtterances: Int?
+    /// `run.threads` when the checkpoint was written (nil in older checkpoints): gradients are summed
+    /// per worker, so a resume with another count rounds differently.
+    var threads: Int?
 }
 
 /// Trains a CTC encoder from manifests: builds or loads the model, estimates feature statistics,
@@ -152,6 +155,9 @@ public final class Trainer {
         if let then = state.trainUtterances, then != train.count {
             log("warning: the training data now loads \(counted(train.count, "utterance")), the checkpoint's run \(then): the rest of this run shuffles another list, so it does not continue exactly (the manifest, the audio or the loading rules changed)")
         }
+        if let then = state.threads, then != config.run.threads {
+            log("warning: run.threads is \(config.run.threads), the checkpoint's run used \(then): gradients are summed per thread, so the rest of this run rounds differently and does not continue bit for bit")
+        }
         if !config.data.valid.isEmpty {
             valid = try loadManifest(config.data.valid, role: "valid")
             // Validate on an even spread of the set, not its first lines: manifests may be ordered by
@@ -217,6 +223,11 @@ public final class Trainer {
         architecture = model.description.architecture
         frontendConfig = try model.description.frontendConfig(file: path)
         for (name, _) in architecture.parameterShapes { parameters[name] = model.parameters[name] }
+        // The trainer's labels are Earshot's alphabet: another model's output rows would be trained on
+        // labels that mean other tokens (or fail at the first label or the first save).
+        guard model.description.vocabulary == vocabulary.tokens else {
+            throw TrainerError.config("model.init_from '\(path)': its output vocabulary (\(model.description.vocabulary.count) tokens: \(model.description.vocabulary.prefix(8).joined(separator: " ")) ...) is not Earshot's (\(vocabulary.tokens.count) tokens: \(vocabulary.tokens.prefix(8).joined(separator: " ")) ...), which training labels with")
+        }
         provenance["initialisation"] = .string("from \(path) (sha256 \(model.sha256 ?? "?"))")
         if let mean = model.parameters[InputNormalization.meanName], let std = model.parameters[InputNormalization.stdName] {
             normalization = InputNormalization(mean: mean.data, std: std.data)
@@ -235,16 +246,25 @@ public final class Trainer {
         var sum = [Double](repeating: 0, count: dim), sumSq = [Double](repeating: 0, count: dim)
         var frames = 0
         let frontend = try LogMelFrontend(config: frontendConfig, mode: .offline)
+        // Unreadable files are left out here as training leaves them out of its batches.
+        var unreadable: [String] = []
         for i in order.prefix(n) {
-            let audio = try AudioFile.read(path: train[i].path, targetSampleRate: frontendConfig.sampleRate)
+            let audio: DecodedAudio
+            do { audio = try AudioFile.read(path: train[i].path, targetSampleRate: frontendConfig.sampleRate) } catch {
+                unreadable.append(error.description)
+                continue
+            }
             let f = frontend.compute(audio.samples)
             for t in 0..<f.rows {
                 for c in 0..<dim { let x = Double(f.data[t * dim + c]); sum[c] += x; sumSq[c] += x * x }
             }
             frames += f.rows
         }
+        if let first = unreadable.first {
+            log("feature statistics: left out \(counted(unreadable.count, "unreadable file")) of \(n), first: \(first)")
+        }
         guard frames > 0 else {
-            throw TrainerError.data("the \(n) training utterances sampled for feature statistics (data.statistics_utterances) gave no feature frames; are they all shorter than one analysis window?")
+            throw TrainerError.data("the \(n) training utterances sampled for feature statistics (data.statistics_utterances) gave no feature frames; \(unreadable.count == n ? "none could be read, first: \(unreadable[0])" : "are they all shorter than one analysis window?")")
         }
         let mean = sum.map { $0 / Double(frames) }
         let std = zip(sumSq, mean).map { max(1e-3, ($0 / Double(frames) - $1 * $1).squareRoot()) }
@@ -398,14 +418,21 @@ public final class Trainer {
 
     // MARK: the loop
 
+    /// Consecutive batches with non-finite gradients after which `run` gives up.
+    static let nonFiniteBatchLimit = 20
+
     /// Trains until `optimizer.total_steps` or until `shouldStop()` says so (checked between steps);
-    /// either way a checkpoint is written before it returns.
+    /// either way a checkpoint is written before it returns. It validates at every `valid_every_steps`
+    /// and at the last step.
     public func run(shouldStop: () -> Bool, progress: (TrainProgress) -> Void) throws {
         // Worker threads are the parallelism; see `batchLossAndGradients`.
         BLASThreads.set(1)
         var lastCheckpoint = Date()
         var reportedUnreadable = Set<String>()
         state.trainUtterances = train.count
+        state.threads = config.run.threads
+        // Batches in a row whose gradients were not finite: a run of them means the model has diverged.
+        var nonFiniteRun = 0
         // Audio seconds in a row that gave no example: a whole epoch of them means nothing can be read.
         var undecodableRun = 0.0
         let epochSeconds = train.reduce(0) { $0 + $1.seconds }
@@ -432,7 +459,19 @@ public final class Trainer {
             var encoder = try TrainableEncoder(specs: architecture.layers, parameters: parameters, trainable: trainable)
             encoder.intermediateCTC = intermediateCTC
             let result = try encoder.batchLossAndGradients(batch, blank: vocabulary.blank, threads: config.run.threads)
-            let report = try optimizer.update(parameters: &parameters, gradients: result.meanGradients(), trainable: trainable)
+            guard let report = try update(gradients: result.meanGradients(), trainable: trainable) else {
+                // Skipped without a step, so parameters and moments stay finite; an exact resume skips it again.
+                nonFiniteRun += 1
+                log("skipped a batch before step \(state.step + 1): \(TrainingError.nonFiniteGradient)")
+                if nonFiniteRun >= Self.nonFiniteBatchLimit {
+                    try saveCheckpoint()
+                    throw TrainerError.data("\(Self.nonFiniteBatchLimit) batches in a row gave non-finite gradients: the model has diverged; the checkpoint at step \(state.step) is saved (finite); resume with a lower optimizer.learning_rate or optimizer.max_grad_norm, or from an earlier snapshot as model.init_from")
+                }
+                state.epoch = epoch
+                state.position = next
+                continue
+            }
+            nonFiniteRun = 0
             let audio = indices.reduce(0) { $0 + train[$1].seconds }
             if epoch != state.epoch { log("epoch \(epoch + 1) begins") }
             state.step += 1
@@ -457,7 +496,7 @@ public final class Trainer {
             if config.run.snapshotEverySteps > 0 && state.step % config.run.snapshotEverySteps == 0 {
                 try saveSnapshot()
             }
-            if !valid.isEmpty && state.step % config.run.validEverySteps == 0 {
+            if !valid.isEmpty && (state.step % config.run.validEverySteps == 0 || state.step == config.optimizer.totalSteps) {
                 try validate()
             }
             if Date().timeIntervalSince(lastCheckpoint) >= config.run.checkpointMinutes * 60 {
@@ -468,6 +507,16 @@ public final class Trainer {
         }
         try saveCheckpoint()
         log("checkpoint at step \(state.step): \(checkpointURL.path)")
+    }
+
+    /// The optimizer's update, or nil when the gradients were not finite (then nothing changed).
+    private func update(gradients: [String: Tensor], trainable: Set<String>) throws(TrainingError) -> AdamWStepReport? {
+        do {
+            return try optimizer.update(parameters: &parameters, gradients: gradients, trainable: trainable)
+        } catch {
+            if error == .nonFiniteGradient { return nil }
+            throw error
+        }
     }
 
     /// Greedy WER/CER on (a prefix of) the validation set; exports best.safetensors on a new best.

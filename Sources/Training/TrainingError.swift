@@ -18,6 +18,8 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable, Sendable {
     case augmentation(String)
     /// The random generator state tensor is malformed.
     case generatorState(String)
+    /// The gradients' norm is NaN or infinite: the update was not applied.
+    case nonFiniteGradient
 
     public var description: String {
         switch self {
@@ -39,6 +41,8 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable, Sendable {
             return reason
         case let .generatorState(reason):
             return "random generator state cannot be restored: \(reason)"
+        case .nonFiniteGradient:
+            return "the gradients are not finite (NaN or infinity); the update was not applied"
         }
     }
 }

@@ -46,28 +46,36 @@ struct Train: ParsableCommand {
         }
         let logURL = URL(fileURLWithPath: cfg.run.output).appendingPathComponent("train.log")
         if !FileManager.default.fileExists(atPath: logURL.path) { _ = FileManager.default.createFile(atPath: logURL.path, contents: nil) }
-        guard let logFile = try? FileHandle(forWritingTo: logURL) else { throw CLIError("cannot write \(logURL.path)") }
-        logFile.seekToEndOfFile()
+        guard let logFile = try? FileHandle(forWritingTo: logURL), (try? logFile.seekToEnd()) != nil else {
+            throw CLIError("cannot write \(logURL.path)")
+        }
         let terminal = isatty(STDERR_FILENO) == 1
+        // A write to a closed pipe fails (and is ignored by `log`) instead of killing the run.
+        signal(SIGPIPE, SIG_IGN)
         // Set once from a signal handler, read by the training loop between steps.
         let stop = Locked(false)
+        // A full disk under the log, or a closed pipe on stderr (`| tee` stopped by the same Ctrl-C), must
+        // not end the run before its checkpoint: such a line is lost, the run goes on. (The deprecated
+        // FileHandle.write traps on any error; the broken pipe's SIGPIPE is ignored below.)
         let log: (String) -> Void = { line in
             let stamped = "\(ISO8601DateFormatter().string(from: Date())) \(line)\n"
-            logFile.write(Data(stamped.utf8))
-            FileHandle.standardError.write(Data(((terminal ? "\r\u{1B}[K" : "") + line + "\n").utf8))
+            try? logFile.write(contentsOf: Data(stamped.utf8))
+            Self.say(((terminal ? "\r\u{1B}[K" : "") + line + "\n"))
         }
         log("earshot train --config \(config)")
         let trainer: Trainer
         do { trainer = try Trainer(config: cfg, log: log) } catch { throw Self.cliError(error, config: config) }
 
-        // Ctrl-C / SIGTERM: finish the current step, write a checkpoint, exit. A second one aborts.
-        let sources = [SIGINT, SIGTERM].map { (sig: Int32) -> DispatchSourceSignal in
+        // Ctrl-C, SIGTERM, or SIGHUP (the terminal or ssh session closed): finish the current step, write a
+        // checkpoint, exit. A second one aborts. Under nohup SIGHUP stays ignored, as nohup asked.
+        let signals = [SIGINT, SIGTERM] + (Self.ignoredAtStart(SIGHUP) ? [] : [SIGHUP])
+        let sources = signals.map { (sig: Int32) -> DispatchSourceSignal in
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             source.setEventHandler {
-                if stop.withLock({ $0 }) { FileHandle.standardError.write(Data("\nearshot train: aborted\n".utf8)); Foundation.exit(130) }
+                if stop.withLock({ $0 }) { Self.say("\nearshot train: aborted\n"); Foundation.exit(130) }
                 stop.withLock { $0 = true }
-                FileHandle.standardError.write(Data("\nearshot train: stopping after this step and saving a checkpoint...\n".utf8))
+                Self.say("\nearshot train: stopping after this step and saving a checkpoint...\n")
             }
             source.resume()
             return source
@@ -85,13 +93,29 @@ struct Train: ParsableCommand {
                 let line = String(format: "[%@] step %d/%d  epoch %d  loss %.3f  %.0fx real time  %@ elapsed, %@ left",
                                   bar, p.step, p.totalSteps, p.epoch, p.loss, p.speed, ProgressReporter.duration(elapsed),
                                   ProgressReporter.duration(p.secondsLeft))
-                FileHandle.standardError.write(Data(("\r\u{1B}[K" + line).utf8))
+                Self.say("\r\u{1B}[K" + line)
             }
         } catch {
+            // The trainer fails only between steps, so what it has trained is consistent: keep it.
+            if (try? trainer.saveCheckpoint()) != nil {
+                log("checkpoint at step \(trainer.step) saved; once the cause is fixed, the same command resumes")
+            }
             throw Self.cliError(error, config: config)
         }
-        if terminal { FileHandle.standardError.write(Data("\n".utf8)) }
+        if terminal { Self.say("\n") }
         log(stop.withLock({ $0 }) ? "stopped at step \(trainer.step); run the same command to resume" : "finished at step \(trainer.step)")
+    }
+
+    /// Whether `sig` was ignored when the process started (as nohup ignores SIGHUP).
+    static func ignoredAtStart(_ sig: Int32) -> Bool {
+        var action = sigaction()
+        guard sigaction(sig, nil, &action) == 0 else { return false }
+        return unsafeBitCast(action.__sigaction_handler.sa_handler, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self)
+    }
+
+    /// Writes to standard error, ignoring failure (a closed pipe or terminal must not stop training).
+    static func say(_ text: String) {
+        try? FileHandle.standardError.write(contentsOf: Data(text.utf8))
     }
 
     /// Reads the TOML file into a `TrainConfig`, with snake_case keys and unknown keys rejected by name.

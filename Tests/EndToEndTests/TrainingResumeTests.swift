@@ -1,3 +1,4 @@
+import Audio
 import Foundation
 import Model
 import Tensors
@@ -270,6 +271,128 @@ import Training
                 #expect(line.contains("2 of 5"), "\(line)")
                 #expect(line.contains(files[1].lastPathComponent) && line.contains(files[3].lastPathComponent), "\(line)")
             }
+        }
+    }
+
+    /// Feature statistics decode a sample of the training files before the first step. One whose
+    /// header loads but whose audio does not decode (a NaN in a float WAV) is left out there, named in
+    /// the log, as training leaves it out of its batches, instead of stopping the run before it starts.
+    @Test func statisticsLeaveOutAFileThatCannotBeDecoded() throws {
+        try withTemporaryDirectory { dir in
+            let (files, _, config) = try Self.fiveWords(in: dir, steps: 2)
+            var samples = try AudioFile.read(path: files[2].path).samples
+            samples[samples.count / 2] = .nan
+            try AudioWriter.write(samples, sampleRate: 16000, to: files[2].path, format: .wavFloat)
+            let log = Locked<[String]>([])
+            let trainer = try Trainer(config: config, log: { line in log.withLock { $0.append(line) } })
+            let lines = log.withLock { $0 }.filter { $0.hasPrefix("feature statistics: left out 1 unreadable file of 5") }
+            #expect(lines.count == 1 && lines.first?.contains(files[2].lastPathComponent) == true, "\(log.withLock { $0 })")
+            try trainer.run(shouldStop: { false }, progress: { _ in })
+            #expect(trainer.step == 2)
+        }
+    }
+
+    /// The last step is validated even when it is not a multiple of valid_every_steps: the run's final
+    /// figure is in the log (and best.safetensors considers the last model).
+    @Test func aRunValidatesAtItsLastStep() throws {
+        try withTemporaryDirectory { dir in
+            let (_, manifest, tiny) = try Self.fiveWords(in: dir, steps: 3)
+            var config = tiny
+            config.data.valid = manifest.path
+            config.run.validEverySteps = 2
+            let log = Locked<[String]>([])
+            let trainer = try Trainer(config: config, log: { line in log.withLock { $0.append(line) } })
+            try trainer.run(shouldStop: { false }, progress: { _ in })
+            let steps = log.withLock { $0 }.filter { $0.hasPrefix("validation at step") }.map { $0.split(separator: ":")[0] }
+            #expect(steps == ["validation at step 2", "validation at step 3"], "\(log.withLock { $0 })")
+        }
+    }
+
+    /// A model whose output rows are not Earshot's alphabet in Earshot's order cannot be trained on from
+    /// model.init_from: its rows would learn labels that mean other letters. Refused, naming the file.
+    @Test func initFromAModelWithAnotherVocabularyIsRefused() throws {
+        try withTemporaryDirectory { dir in
+            let (_, _, config) = try Self.fiveWords(in: dir, steps: 1)
+            try Trainer(config: config, log: { _ in }).run(shouldStop: { false }, progress: { _ in })
+            var model = try ModelFile.load(path: dir.appendingPathComponent("run/last.safetensors").path)
+            let a = try #require(model.description.vocabulary.firstIndex(of: "a"))
+            let b = try #require(model.description.vocabulary.firstIndex(of: "b"))
+            model.description.vocabulary.swapAt(a, b)
+            let other = dir.appendingPathComponent("other.safetensors").path
+            try model.save(path: other)
+            var next = config
+            next.model.initFrom = other
+            next.run.output = dir.appendingPathComponent("run2").path
+            #expect {
+                _ = try Trainer(config: next, log: { _ in })
+            } throws: { error in
+                "\(error)".contains("model.init_from '\(other)'") && "\(error)".contains("output vocabulary")
+            }
+        }
+    }
+
+    /// `earshot train 2>&1 | tee run.txt` stopped by Ctrl-C loses tee too: the stop message and every
+    /// later line then go to a closed pipe. And closing the terminal (SIGHUP) stops a run as Ctrl-C
+    /// does. Either way the run must still save its checkpoint and exit cleanly (it died of SIGPIPE, or
+    /// of SIGHUP, losing up to checkpoint_minutes of training).
+    @Test(arguments: [SIGINT, SIGHUP])
+    func trainingStoppedWithItsStderrClosedStillSavesItsCheckpoint(signal sig: Int32) throws {
+        var inherited = sigaction()
+        if sig == SIGHUP, sigaction(SIGHUP, nil, &inherited) == 0,
+           unsafeBitCast(inherited.__sigaction_handler.sa_handler, to: Int.self) == unsafeBitCast(SIG_IGN, to: Int.self) {
+            return  // started under nohup: the child inherits the ignored SIGHUP, and earshot train keeps it so
+        }
+        let earshot = try earshotExecutable()
+        try withTemporaryDirectory { dir in
+            _ = try Self.fiveWords(in: dir, steps: 1)
+            let toml = """
+                [data]
+                train = "train.tsv"
+
+                [model]
+                channels = 8
+                hidden = 8
+                blocks = 1
+
+                [optimizer]
+                total_steps = 1000000
+                batch_seconds = 2.5
+
+                [run]
+                output = "run"
+                log_every_steps = 1
+                checkpoint_minutes = 600.0
+                """
+            try Data(toml.utf8).write(to: dir.appendingPathComponent("train.toml"))
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: earshot)
+            process.arguments = ["train", "--config", "train.toml"]
+            process.currentDirectoryURL = dir
+            process.standardInput = FileHandle.nullDevice
+            process.standardOutput = FileHandle.nullDevice
+            let pipe = Pipe()
+            process.standardError = pipe
+            try process.run()
+            // Nobody reads standard error any more.
+            try pipe.fileHandleForReading.close()
+            try pipe.fileHandleForWriting.close()
+            let logURL = dir.appendingPathComponent("run/train.log")
+            let deadline = Date().addingTimeInterval(120)
+            func logged(_ text: String) -> Bool { ((try? String(contentsOf: logURL, encoding: .utf8)) ?? "").contains(text) }
+            while process.isRunning && !logged("step 2 ") && Date() < deadline { usleep(50_000) }
+            try #require(process.isRunning, "earshot train ended before its second step (status \(process.terminationStatus), \(process.terminationReason == .uncaughtSignal ? "killed by a signal" : "exited"); log: \((try? String(contentsOf: logURL, encoding: .utf8)) ?? "none")")
+            kill(process.processIdentifier, sig)
+            let stopDeadline = Date().addingTimeInterval(60)
+            while process.isRunning && Date() < stopDeadline { usleep(50_000) }
+            if process.isRunning {
+                kill(process.processIdentifier, SIGKILL)
+                Issue.record("earshot train did not stop within 60 s of signal \(sig)")
+            }
+            process.waitUntilExit()
+            #expect(process.terminationReason == .exit && process.terminationStatus == 0,
+                    "signal \(sig): \(process.terminationReason == .uncaughtSignal ? "killed by signal" : "exit status") \(process.terminationStatus)")
+            #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("run/checkpoint.safetensors").path))
+            #expect(logged("stopped at step"), "\((try? String(contentsOf: logURL, encoding: .utf8)) ?? "")")
         }
     }
 }

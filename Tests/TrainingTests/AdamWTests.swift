@@ -4,6 +4,26 @@ import Tensors
 @testable import Training
 
 @Suite struct AdamWTests {
+    /// A NaN or infinite gradient is refused before anything changes: clipping cannot fix it (a NaN norm
+    /// compares false and left the scale at 1; an infinite one scaled by 0, giving inf x 0 = NaN), and one
+    /// applied update made every parameter and moment NaN for good. The next finite update is step 1.
+    @Test(arguments: [Float.nan, .infinity])
+    func nonFiniteGradientsChangeNothing(badValue: Float) throws {
+        let start: [String: Tensor] = ["l.weight": Tensor(shape: [2, 1], data: [1, -2]), "l.bias": Tensor(shape: [1], data: [0.5])]
+        var params = start
+        var opt = AdamW(config: AdamWConfig(schedule: LRSchedule(peak: 0.01), weightDecay: 0.1, maxGradNorm: 1))
+        var reference = opt
+        let good: [String: Tensor] = ["l.weight": Tensor(shape: [2, 1], data: [0.5, -3]), "l.bias": Tensor(shape: [1], data: [0.1])]
+        var bad = good
+        bad["l.bias"] = Tensor(shape: [1], data: [badValue])
+        #expect(throws: TrainingError.nonFiniteGradient) { try opt.update(parameters: &params, gradients: bad) }
+        #expect(params == start && opt.step == 0 && opt.state(parameters: params) == reference.state(parameters: params))
+        var expected = start
+        try reference.update(parameters: &expected, gradients: good)
+        #expect(try opt.update(parameters: &params, gradients: good).step == 1)
+        #expect(params == expected)
+    }
+
     @Test func firstStepMatchesHandComputation() throws {
         // Step 1: m_hat = g and v_hat = g^2, so the Adam step is lr * g / (|g| + eps) ~ lr * sign(g).
         var params: [String: Tensor] = [
