@@ -13,7 +13,8 @@ struct Transcribe: ParsableCommand {
         discussion: """
         With one file and no --output-dir the transcript goes to stdout. With several files, text \
         output prints 'FILE<TAB>TEXT' lines and json prints one JSON object per line; with \
-        --output-dir each file gets FILE-NAME.<txt|json|srt|vtt> there (written atomically). \
+        --output-dir each file gets FILE-NAME.<txt|json|srt|vtt> there (written atomically; files \
+        already there are refused, before any work, unless --overwrite). \
         A file that cannot be read (or a folder given as a file) is reported on stderr by name and \
         reason; the others are still transcribed, and the exit status is 1 if any failed.
 
@@ -57,13 +58,17 @@ struct Transcribe: ParsableCommand {
     @Option(help: "Write one output file per input into this folder instead of stdout.")
     var outputDir: String?
 
+    @Flag(help: ArgumentHelp("Replace files that already exist in --output-dir.",
+                             discussion: "Refused by default: a .txt beside its audio may be a transcript you wrote (for `earshot adapt`)."))
+    var overwrite = false
+
     func run() throws {
         let format = format.value
         guard jobs >= 1 else { throw CLIError("--jobs \(jobs): must be at least 1") }
         if files.count > 1 && outputDir == nil && (format == .srt || format == .vtt) {
             throw CLIError("subtitles for several files need --output-dir (one .\(format.fileExtension) per file)")
         }
-        if outputDir != nil {
+        if let folder = outputDir {
             // Two inputs with the same base name (a/x.wav, b/x.wav, or x.wav and x.flac) would write the
             // same output file, the later silently replacing the earlier: refuse before doing any work.
             var firstInput: [String: String] = [:]
@@ -73,6 +78,15 @@ struct Transcribe: ParsableCommand {
                     throw CLIError("'\(other)' and '\(path)' would both be written to \(name) in --output-dir; rename one or transcribe them in separate runs")
                 }
                 firstInput[name] = path
+            }
+            // Checked before any work, so a refusal costs nothing and nothing is half replaced.
+            if !overwrite {
+                let existing = firstInput.keys.sorted().map { URL(fileURLWithPath: folder).appendingPathComponent($0).path }
+                    .filter { (try? FileManager.default.attributesOfItem(atPath: $0)) != nil }
+                if let first = existing.first {
+                    let others = existing.count > 1 ? " (and \(existing.count - 1) more)" : ""
+                    throw CLIError("'\(first)'\(others) already exists; a transcript beside its audio may be your own (earshot adapt reads them): pass --overwrite to replace, or choose another --output-dir")
+                }
             }
         }
         let (recognizer, _) = try recognition.makeRecognizer(generalLM: noGeneralLM ? nil : GeneralLanguageModel.locate())

@@ -213,6 +213,22 @@ import TestSupport
             #expect(clash.stderrLines.count == 1 && clash.stderr.contains(files[0].path) && clash.stderr.contains(twin.path),
                     "expected one line naming both inputs:\n\(clash.stderr)")
             #expect(!FileManager.default.fileExists(atPath: out2.path), "nothing should be written")
+
+            // Into the audio's own folder, where a hand-written transcript (for earshot adapt) has the
+            // output's name: refused before any work, naming it, unless --overwrite.
+            let mine = files[1].deletingPathExtension().appendingPathExtension("txt")
+            try Data("my own words\n".utf8).write(to: mine)
+            let folder = files[1].deletingLastPathComponent().path
+            let refused = try f.run(["transcribe", "--model", f.model.path, "--output-dir", folder] + files.map(\.path))
+            #expect(refused.status != 0 && refused.stderrLines.count == 1 && refused.stderr.contains(mine.path)
+                    && refused.stderr.contains("--overwrite"), "\(refused.stderr)")
+            #expect(try String(contentsOf: mine, encoding: .utf8) == "my own words\n")
+            for file in [files[0], files[2]] {
+                #expect(!FileManager.default.fileExists(atPath: file.deletingPathExtension().appendingPathExtension("txt").path), "nothing should be written")
+            }
+            let replaced = try f.run(["transcribe", "--model", f.model.path, "--output-dir", folder, "--overwrite"] + files.map(\.path))
+            #expect(replaced.status == 0, "\(replaced.stderr)")
+            #expect(try String(contentsOf: mine, encoding: .utf8) == (try f.expected(files[1])).transcript.text + "\n")
         }
     }
 
