@@ -16,6 +16,10 @@ public enum AudioError: Error, CustomStringConvertible, Equatable, Sendable {
     case truncated(path: String, declaredFrames: Int64, availableFrames: Int64)
     /// Decoding stopped part-way for a reason other than a known truncation; `libsndfile` holds its text.
     case readFailed(path: String, libsndfile: String)
+    /// The system refused to open or read the file for a reason of its own (too many open files, out of
+    /// memory, an I/O error, a path too long or looping): `reason` is its `strerror` text. The file
+    /// itself may be fine, so this is not reported as a damaged or unsupported file.
+    case systemError(path: String, reason: String)
     /// libsamplerate refused the conversion (`path` is nil when resampling a buffer, not a file).
     case resamplingFailed(path: String?, fromRate: Int, toRate: Int, reason: String)
     /// The file could not be created or written; `reason` says why.
@@ -36,7 +40,7 @@ public enum AudioError: Error, CustomStringConvertible, Equatable, Sendable {
             if byteCount == 0 {
                 return "cannot read '\(path)': the file is empty (0 bytes)"
             }
-            return "cannot read '\(path)': the file is empty (0 audio frames after a \(byteCount)-byte header)"
+            return "cannot read '\(path)': the file is empty (its \(byteCount) bytes hold no audio frames, or its header says so: a recording stopped before its header was finished?)"
         case .unsupportedFormat(let path, let libsndfile):
             return "cannot read '\(path)': not a supported audio format, or the file is corrupt "
                 + "(libsndfile: \(libsndfile)); convert it to WAV or FLAC and try again"
@@ -46,6 +50,8 @@ public enum AudioError: Error, CustomStringConvertible, Equatable, Sendable {
         case .readFailed(let path, let libsndfile):
             return "cannot read '\(path)': decoding failed part-way (libsndfile: \(libsndfile)); "
                 + "the file is probably damaged"
+        case .systemError(let path, let reason):
+            return "cannot read '\(path)': \(reason) (a system error, not a fault in the file)"
         case .resamplingFailed(let path, let fromRate, let toRate, let reason):
             let subject = path.map { "cannot resample '\($0)'" } ?? "cannot resample audio"
             return "\(subject) from \(fromRate) Hz to \(toRate) Hz: \(reason)"

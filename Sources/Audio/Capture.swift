@@ -515,7 +515,9 @@ enum CaptureConversion {
             Audio.downmix(samples, frames: frames, channels: channels, scale: 1 / 2_147_483_648, into: target) { Float(Int32(littleEndian: $0)) }
         case .float32LE:
             let samples = source.bindMemory(to: Float.self, capacity: frames * channels)
-            Audio.downmix(samples, frames: frames, channels: channels, into: target) { $0 }
+            // A NaN or infinity from a faulty source would poison the resampler's and the encoder's state
+            // for good (files with one are refused; the daemon's clients' audio is cleaned the same way).
+            Audio.downmix(samples, frames: frames, channels: channels, into: target) { $0.isFinite ? $0 : 0 }
         }
     }
 }

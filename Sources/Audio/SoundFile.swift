@@ -34,8 +34,10 @@ final class SoundFileReader {
         guard let opened else {
             // The file was readable a moment ago; a permission change in between is the one system error
             // worth its own message.
-            if let failure, failure.code == Int32(SF_ERR_SYSTEM), failure.systemError == EACCES {
-                throw .permissionDenied(path: path)
+            if let failure, failure.code == Int32(SF_ERR_SYSTEM) {
+                if failure.systemError == EACCES || failure.systemError == EPERM { throw .permissionDenied(path: path) }
+                // Too many open files, no memory, an I/O error: the system's fault, not the format's.
+                if failure.systemError != 0 { throw .systemError(path: path, reason: String(cString: strerror(failure.systemError))) }
             }
             throw .unsupportedFormat(path: path, libsndfile: failure?.text ?? "unknown error")
         }
@@ -149,13 +151,13 @@ final class SoundFileReader {
             switch errno {
             case ENOENT, ENOTDIR: throw .fileNotFound(path: path)
             case EACCES, EPERM: throw .permissionDenied(path: path)
-            default: throw .readFailed(path: path, libsndfile: String(cString: strerror(errno)))
+            default: throw .systemError(path: path, reason: String(cString: strerror(errno)))
             }
         }
         defer { close(fd) }
         var status = stat()
         guard fstat(fd, &status) == 0 else {
-            throw .readFailed(path: path, libsndfile: String(cString: strerror(errno)))
+            throw .systemError(path: path, reason: String(cString: strerror(errno)))
         }
         guard (status.st_mode & S_IFMT) == S_IFREG else { throw .notARegularFile(path: path) }
         guard status.st_size > 0 else { throw .empty(path: path, byteCount: 0) }

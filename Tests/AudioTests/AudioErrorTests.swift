@@ -29,6 +29,16 @@ import TestSupport
         #expect(throws: AudioError.fileNotFound(path: path)) { try AudioFile.info(path: path) }
     }
 
+    /// The system's own refusals (here a name longer than the file system allows; likewise too many
+    /// open files, no memory, an I/O error) are reported as such, not as a damaged or unsupported file.
+    @Test func systemRefusalIsNotCalledADamagedFile() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.file(String(repeating: "a", count: 300) + ".wav")
+        let error = readError(path)
+        #expect(error == .systemError(path: path, reason: String(cString: strerror(ENAMETOOLONG))))
+        #expect(error?.description.contains("a system error, not a fault in the file") == true, "\(String(describing: error))")
+    }
+
     @Test func zeroByteFileIsReportedAsEmpty() throws {
         let directory = try TemporaryDirectory()
         let path = directory.file("empty.wav")
@@ -46,7 +56,7 @@ import TestSupport
         #expect(size == 44)  // the canonical RIFF/fmt/data header, nothing after it
         let error = readError(path)
         #expect(error == .empty(path: path, byteCount: 44))
-        #expect(error?.description.contains("0 audio frames") == true)
+        #expect(error?.description.contains("its 44 bytes hold no audio frames") == true)
         // info describes such a file rather than failing: the header itself is fine.
         #expect(try AudioFile.info(path: path).frames == 0)
     }

@@ -70,6 +70,31 @@ struct CaptureTests {
         #expect(error < 1e-4, "largest deviation from the exact tones: \(error)")
     }
 
+    /// A float device that delivers a NaN or an infinity (a faulty DSP stage upstream) must not poison
+    /// the stream (one NaN spread through the resampler's filter and every later frame): such samples
+    /// count as silence, as in the audio of the daemon's clients.
+    @Test func nonFiniteFloatSamplesAreCapturedAsSilence() throws {
+        let directory = try TemporaryDirectory()
+        let pcm = try FileBackedPCM(directory: directory)
+        let rate = 22050
+        var input = Self.stereoInput(rate: rate, frames: rate, channels: 2)
+        for (frame, bad) in [(1001, Float.nan), (5000, .infinity), (9999, -.infinity)] { input[2 * frame + 1] = bad }
+        try pcm.writeInput(input, format: .float32LE)
+        let capture = try AudioCapture(configuration: CaptureConfiguration(
+            device: FileBackedPCM.name, alsaConfigFile: pcm.configFile, sampleRate: rate, channels: 2,
+            formats: [.float32LE], periodSize: .frames(441), bufferSize: .frames(4096),
+            ringCapacity: 32000, stopAfter: .seconds(1)))
+        capture.start()
+        let captured = readToEnd(capture)
+        capture.stop()
+        #expect(!captured.isEmpty && captured.allSatisfy(\.isFinite), "\(captured.filter { !$0.isFinite }.count) samples not finite")
+        let clean = input.map { $0.isFinite ? $0 : 0 }
+        let reference = try Resampler.resample(decodedMono(clean, channels: 2, format: .float32LE), from: rate, to: 16000)
+        try #require(captured.count == reference.count)
+        let worst = zip(captured, reference).map { abs($0 - $1) }.max() ?? 0
+        #expect(worst <= 1e-6, "largest difference from the audio with silence for the bad samples: \(worst)")
+    }
+
     @Test("a consumer that falls behind loses the oldest samples, and they are counted")
     func slowConsumerLosesOldestSamples() throws {
         let directory = try TemporaryDirectory()
