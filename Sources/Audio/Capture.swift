@@ -43,15 +43,17 @@ public final class AudioCapture: Sendable {
     private static func validate(_ c: CaptureConfiguration) throws(CaptureError) {
         func fail(_ reason: String) -> CaptureError { .invalidConfiguration(reason: reason) }
         if c.device.isEmpty { throw fail("the device name is empty") }
-        if c.sampleRate <= 0 { throw fail("sample rate \(c.sampleRate) Hz is not positive") }
-        if c.outputRate <= 0 { throw fail("output rate \(c.outputRate) Hz is not positive") }
-        if c.channels <= 0 { throw fail("channel count \(c.channels) is not positive") }
+        // The upper bounds keep every value inside the C types ALSA takes (unsigned int) and the frame
+        // arithmetic inside Int64, so no setting can crash the capture thread.
+        if c.sampleRate <= 0 || c.sampleRate > 10_000_000 { throw fail("sample rate \(c.sampleRate) Hz is not in 1 ... 10000000") }
+        if c.outputRate <= 0 || c.outputRate > 10_000_000 { throw fail("output rate \(c.outputRate) Hz is not in 1 ... 10000000") }
+        if c.channels <= 0 || c.channels > 1024 { throw fail("channel count \(c.channels) is not in 1 ... 1024") }
         if c.formats.isEmpty { throw fail("no sample formats to try") }
         if c.ringCapacity <= 0 { throw fail("ring capacity \(c.ringCapacity) is not positive") }
         for (size, what) in [(c.periodSize, "period"), (c.bufferSize, "buffer")] {
             switch size {
-            case .frames(let n) where n <= 0, .microseconds(let n) where n <= 0:
-                throw fail("\(what) size \(size) is not positive")
+            case .frames(let n) where n <= 0 || n > Int(UInt32.max), .microseconds(let n) where n <= 0 || n > Int(UInt32.max):
+                throw fail("\(what) size \(size) is not in 1 ... \(UInt32.max)")
             default: break
             }
         }
@@ -59,7 +61,9 @@ public final class AudioCapture: Sendable {
             throw fail("retry delays must satisfy 0 < initial <= max")
         }
         if c.stallTimeout <= .zero { throw fail("stall timeout must be positive") }
-        if let limit = c.stopAfter, limit <= .zero { throw fail("stopAfter must be positive") }
+        if let limit = c.stopAfter, limit <= .zero || limit > .seconds(1_000_000_000) {
+            throw fail("stopAfter must be positive and at most 10^9 s")
+        }
     }
 
     /// Starts the capture thread. Calling it again, or after `stop()`, does nothing: a capture runs once.

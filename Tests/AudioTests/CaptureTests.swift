@@ -238,6 +238,12 @@ struct CaptureTests {
             CaptureConfiguration(ringCapacity: 0),
             CaptureConfiguration(retry: CaptureRetryPolicy(initialDelay: .seconds(2), maxDelay: .seconds(1))),
             CaptureConfiguration(stopAfter: .zero),
+            // Beyond what ALSA's unsigned ints or the frame arithmetic hold: these trapped on the capture thread.
+            CaptureConfiguration(sampleRate: 5_000_000_000),
+            CaptureConfiguration(periodSize: .microseconds(5_000_000_000)),
+            CaptureConfiguration(bufferSize: .frames(Int(UInt32.max) + 1)),
+            CaptureConfiguration(channels: 100_000),
+            CaptureConfiguration(stopAfter: .seconds(Int64.max / 1000)),
         ]
         for configuration in bad {
             #expect(throws: CaptureError.self) { try AudioCapture(configuration: configuration) }
