@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -45,6 +46,19 @@ public func readRegularFile(_ path: String) throws(FileIOError) -> [UInt8] {
     }
     if let failure { throw FileIOError(failure) }
     return bytes
+}
+
+/// The temporary files that `writeFileAtomically` calls killed mid-write left in `folder`
+/// (".NAME.tmp-PID-N"), with the PID of the process that wrote each.
+public func atomicWriteTemporaries(in folder: String) -> [(path: String, writer: pid_t)] {
+    guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder) else { return [] }
+    return names.compactMap { name in
+        guard name.hasPrefix("."), let range = name.range(of: ".tmp-", options: .backwards) else { return nil }
+        let tail = name[range.upperBound...].split(separator: "-", omittingEmptySubsequences: false)
+        guard tail.count == 2, tail.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }),
+              let pid = pid_t(tail[0]), UInt32(tail[1]) != nil else { return nil }
+        return ((folder.hasSuffix("/") ? folder : folder + "/") + name, pid)
+    }
 }
 
 /// Writes `bytes` to `path` so that a crash or power cut leaves either the old file or the complete

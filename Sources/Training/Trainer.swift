@@ -151,6 +151,7 @@ public final class Trainer {
         // Only now: a block the model refuses leaves no run folder behind (`earshot train` has made
         // the folder for its log already; library callers have not).
         try FileManager.default.createDirectory(at: outputDir, withIntermediateDirectories: true)
+        removeAbandonedWrites()
         train = try loadManifest(config.data.train, role: "train")
         if let then = state.trainUtterances, then != train.count {
             log("warning: the training data now loads \(counted(train.count, "utterance")), the checkpoint's run \(then): the rest of this run shuffles another list, so it does not continue exactly (the manifest, the audio or the loading rules changed)")
@@ -299,6 +300,17 @@ public final class Trainer {
         }
         do { try modelFile(includeOptimizer: false).save(path: lastModelURL.path) } catch {
             throw TrainerError.checkpoint(path: lastModelURL.path, reason: "\(error)")
+        }
+    }
+
+    /// Removes what saves killed mid-write left in the run folder (a second Ctrl-C during a checkpoint:
+    /// three times the model's size each). Only a dead writer's: another run sharing the folder may be
+    /// writing its own.
+    func removeAbandonedWrites() {
+        for folder in [outputDir, outputDir.appendingPathComponent("snapshots")] {
+            for temporary in atomicWriteTemporaries(in: folder.path) where kill(temporary.writer, 0) != 0 && errno == ESRCH {
+                if unlink(temporary.path) == 0 { log("removed \(temporary.path), left by a save that was killed") }
+            }
         }
     }
 

@@ -537,14 +537,7 @@ struct SpoolIngest {
     /// Removes the temporary files of crash-safe writes (".NAME.tmp-PID-N") that a killed run left in the
     /// domain folder; the lock keeps any other ingest, the only writer there, out.
     private func removeStaleTemporaries() {
-        guard let names = try? FileManager.default.contentsOfDirectory(atPath: domain.path) else { return }
-        for name in names where name.hasPrefix(".") {
-            guard let range = name.range(of: ".tmp-", options: .backwards) else { continue }
-            let tail = name[range.upperBound...].split(separator: "-", omittingEmptySubsequences: false)
-            if tail.count == 2 && tail.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isNumber) }) {
-                unlink(domain.appendingPathComponent(name).path)
-            }
-        }
+        for temporary in atomicWriteTemporaries(in: domain.path) { unlink(temporary.path) }
     }
 
     /// Removes journals whose manifest is gone: left by a run killed between removing a finished

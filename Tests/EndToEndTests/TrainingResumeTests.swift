@@ -395,4 +395,30 @@ import Training
             #expect(logged("stopped at step"), "\((try? String(contentsOf: logURL, encoding: .utf8)) ?? "")")
         }
     }
+
+    /// A save killed mid-write (a second Ctrl-C during a checkpoint) leaves its temporary file, as big
+    /// as the checkpoint. The next start removes those of dead writers, and keeps a live process's
+    /// (another run writing into the same folder) and anything not named like one.
+    @Test func startRemovesTemporaryFilesOfKilledSaves() throws {
+        try withTemporaryDirectory { dir in
+            let (_, _, config) = try Self.fiveWords(in: dir, steps: 1)
+            let run = dir.appendingPathComponent("run"), snapshots = run.appendingPathComponent("snapshots")
+            try FileManager.default.createDirectory(at: snapshots, withIntermediateDirectories: true)
+            let finished = Process()
+            finished.executableURL = URL(fileURLWithPath: "/bin/true")
+            try finished.run()
+            finished.waitUntilExit()
+            let dead = finished.processIdentifier
+            let stale = [run.appendingPathComponent(".checkpoint.safetensors.tmp-\(dead)-12345"),
+                         snapshots.appendingPathComponent(".step-00000001.safetensors.tmp-\(dead)-7")]
+            let kept = [run.appendingPathComponent(".last.safetensors.tmp-\(getpid())-99"),
+                        run.appendingPathComponent(".notes.tmp-draft"), run.appendingPathComponent("notes.tmp-1-2")]
+            for file in stale + kept { try Data("x".utf8).write(to: file) }
+            let log = Locked<[String]>([])
+            _ = try Trainer(config: config, log: { line in log.withLock { $0.append(line) } })
+            for file in stale { #expect(!FileManager.default.fileExists(atPath: file.path), "\(file.lastPathComponent) was left") }
+            for file in kept { #expect(FileManager.default.fileExists(atPath: file.path), "\(file.lastPathComponent) was removed") }
+            #expect(log.withLock { $0 }.filter { $0.hasPrefix("removed ") }.count == 2, "\(log.withLock { $0 })")
+        }
+    }
 }
