@@ -36,6 +36,7 @@ final class SoundFileReader {
             // worth its own message.
             if let failure, failure.code == Int32(SF_ERR_SYSTEM) {
                 if failure.systemError == EACCES || failure.systemError == EPERM { throw .permissionDenied(path: path) }
+                if failure.systemError == ENOENT || failure.systemError == ENOTDIR { throw .fileNotFound(path: path) }
                 // Too many open files, no memory, an I/O error: the system's fault, not the format's.
                 if failure.systemError != 0 { throw .systemError(path: path, reason: String(cString: strerror(failure.systemError))) }
             }

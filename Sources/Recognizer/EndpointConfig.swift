@@ -128,9 +128,10 @@ public enum RecognitionEvent: Sendable, Equatable {
     case partial(utterance: Int, text: String, start: Double)
     /// The utterance's final result. `start` and `end` bound its speech (first and last speech frame);
     /// word times are session times. `segment` is the span of session samples (at the recogniser's
-    /// sample rate) that was recognised: `transcript.text` is exactly what
-    /// `recognizer.recognize(Array(samples[segment])).transcript.text` gives, and the words are that
-    /// transcript's words shifted by `segment.lowerBound / sampleRate` seconds. The segment may start
+    /// sample rate) that was recognised: `transcript.text` is exactly what a fresh stream fed
+    /// `samples[segment]` gives when finished as the utterance ended (`finishReleased()` after `.silence`,
+    /// else `finish()`, i.e. `recognizer.recognize`), and the words are that transcript's words shifted by
+    /// `segment.lowerBound / sampleRate` seconds. The segment may start
     /// before `start` (leading context) and ends after `end` (the trailing silence that ended it).
     case final(utterance: Int, transcript: Transcript, start: Double, end: Double, segment: Range<Int>)
     /// The utterance ended; `at` is how much audio had been accepted when that was decided.

@@ -121,10 +121,20 @@ public final class Recognizer: Sendable {
     /// A whole recording, as `earshot transcribe` reads one: split into utterances at its pauses by a
     /// `StreamingSession` with `EndpointConfig.recording`, as earshotd hears it live, or (`splitAtPauses`
     /// false) decoded as one utterance by `recognize`.
+    /// Word times end within the audio: the last frames are computed over the padding past its end, so
+    /// a word running up to the end would otherwise end up to a frame after it.
     public func transcribe(_ samples: [Float], splitAtPauses: Bool) -> (transcript: Transcript, timings: StageTimings) {
-        guard splitAtPauses else { return recognize(samples) }
-        let session = StreamingSession(recognizer: self, config: .recording, batched: true)
-        return (session.transcribe(samples).transcript, session.timings)
+        let (transcript, timings): (Transcript, StageTimings)
+        if splitAtPauses {
+            let session = StreamingSession(recognizer: self, config: .recording, batched: true)
+            (transcript, timings) = (session.transcribe(samples).transcript, session.timings)
+        } else {
+            (transcript, timings) = recognize(samples)
+        }
+        let duration = Double(samples.count) / Double(sampleRate)
+        return (Transcript(text: transcript.text, words: transcript.words.map {
+            Word(text: $0.text, start: min($0.start, duration), end: min($0.end, duration), confidence: $0.confidence)
+        }), timings)
     }
 
     func makeDecoder() -> AnyDecoder {

@@ -12,8 +12,9 @@ import Tensors
 /// Audio is handed to the stream in blocks of one encoder frame (hop x subsampling samples, 20 ms for
 /// Earshot models) and every decision is taken after a block, so the events depend only on the audio,
 /// never on how it was chunked into `accept` calls. Every utterance is recognised by a stream started
-/// afresh at its segment's first sample and finished (zero-padded flush) at its last, so its final
-/// text equals offline recognition of that segment.
+/// afresh at its segment's first sample and finished at its last (a zero-padded flush, or after a
+/// silence endpoint at its released frames), so its final text equals offline recognition of that
+/// segment finished the same way.
 ///
 /// A session made with `batched: true` (for whole recordings) emits no partials and steps the model in
 /// blocks of several frames whenever no endpoint can fall inside one, e.g. while speech goes on: a

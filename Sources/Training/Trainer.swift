@@ -477,7 +477,7 @@ public final class Trainer {
                 log("skipped a batch before step \(state.step + 1): \(TrainingError.nonFiniteGradient)")
                 if nonFiniteRun >= Self.nonFiniteBatchLimit {
                     try saveCheckpoint()
-                    throw TrainerError.data("\(Self.nonFiniteBatchLimit) batches in a row gave non-finite gradients: the model has diverged; the checkpoint at step \(state.step) is saved (finite); resume with a lower optimizer.learning_rate or optimizer.max_grad_norm, or from an earlier snapshot as model.init_from")
+                    throw TrainerError.data("\(Self.nonFiniteBatchLimit) batches in a row gave non-finite gradients: the model has diverged (the checkpoint at step \(state.step) is saved, but resuming it diverges again); start a new run, with another --output, from one of this run's snapshots as model.init_from and with a lower optimizer.learning_rate")
                 }
                 state.epoch = epoch
                 state.position = next
@@ -573,8 +573,11 @@ public final class Trainer {
         log(String(format: "validation at step %d: WER %.2f%% CER %.2f%% (%d utterances)", state.step,
                    score.wordErrorRatePercent, score.characterErrorRatePercent, score.utterances))
         if state.bestValidWER.map({ score.wordErrorRatePercent < $0 }) ?? true {
-            state.bestValidWER = score.wordErrorRatePercent
+            let previous = state.bestValidWER
+            state.bestValidWER = score.wordErrorRatePercent  // recorded in the file written here
             do { try modelFile(includeOptimizer: false).save(path: bestModelURL.path) } catch {
+                // Not a best until a file holds it: a checkpoint saved after this error must not claim it.
+                state.bestValidWER = previous
                 throw TrainerError.checkpoint(path: bestModelURL.path, reason: "\(error)")
             }
             log("new best model: \(bestModelURL.path)")

@@ -31,7 +31,8 @@ struct Earshot: ParsableCommand {
             var command = try parseAsRoot()
             try command.run()
         } catch let error as CLIError {
-            FileHandle.standardError.write(Data("earshot: \(error.description)\n".utf8))
+            // Not the deprecated write, which traps if stderr is gone (a closed terminal or pipe).
+            try? FileHandle.standardError.write(contentsOf: Data("earshot: \(error.description)\n".utf8))
             Foundation.exit(1)
         } catch {
             exit(withError: error)

@@ -83,6 +83,7 @@ struct Train: ParsableCommand {
         defer { sources.forEach { $0.cancel() } }
 
         let start = Date()
+        let firstStep = trainer.step
         do {
             try trainer.run(shouldStop: { stop.withLock { $0 } }) { p in
                 guard terminal else { return }
@@ -96,8 +97,11 @@ struct Train: ParsableCommand {
                 Self.say("\r\u{1B}[K" + line)
             }
         } catch {
-            // The trainer fails only between steps, so what it has trained is consistent: keep it.
-            if (try? trainer.saveCheckpoint()) != nil {
+            // The trainer fails only between steps, so what it has trained is consistent: keep it, unless
+            // nothing was trained (a fresh run's step-0 checkpoint would put the folder in resume mode, where
+            // a fix to [model] or init_from is refused or ignored). The log gets the reason: stderr may be gone.
+            log("stopped by an error: \(Self.cliError(error, config: config).description)")
+            if trainer.step > firstStep, (try? trainer.saveCheckpoint()) != nil {
                 log("checkpoint at step \(trainer.step) saved; once the cause is fixed, the same command resumes")
             }
             throw Self.cliError(error, config: config)

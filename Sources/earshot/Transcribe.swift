@@ -65,6 +65,7 @@ struct Transcribe: ParsableCommand {
     func run() throws {
         let format = format.value
         guard jobs >= 1 else { throw CLIError("--jobs \(jobs): must be at least 1") }
+        if overwrite && outputDir == nil { throw CLIError("--overwrite applies to files in --output-dir; without it the transcripts go to stdout") }
         if files.count > 1 && outputDir == nil && (format == .srt || format == .vtt) {
             throw CLIError("subtitles for several files need --output-dir (one .\(format.fileExtension) per file)")
         }

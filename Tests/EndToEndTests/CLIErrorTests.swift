@@ -78,9 +78,10 @@ extension CLITests {
             try writeManifest([(try f.speak(["yes"])[0], "yes")], to: good)
             let r = try f.run(["eval", "--model", f.model.path, "--hyps", hyps, good.path])
             expectOneLineFailure(r, "eval --hyps in a missing folder", mentions: ["--hyps", hyps, "does not exist"])
-            // --hyps naming the manifest itself (here through another path to it) would replace the references.
+            // --hyps naming the manifest itself (here through a hard link to it) would replace the references.
             let before = try Data(contentsOf: good)
-            let same = f.dir.appendingPathComponent("./good.tsv").path
+            let same = f.dir.appendingPathComponent("same.tsv").path
+            try FileManager.default.linkItem(atPath: good.path, toPath: same)
             let r2 = try f.run(["eval", "--model", f.model.path, "--hyps", same, good.path])
             expectOneLineFailure(r2, "eval --hyps naming the manifest", mentions: ["--hyps", same, "the manifest being scored"])
             #expect(try Data(contentsOf: good) == before)
