@@ -28,7 +28,7 @@ let package = Package(
         .target(name: "Audio", dependencies: ["CSndFile", "CSampleRate", "CALSA"]),
         .target(name: "Features", dependencies: ["CFFTW", "Tensors"]),
         .target(name: "Model", dependencies: ["CBLAS", "Features", "Tensors"]),
-        .target(name: "Decoding", dependencies: ["Tensors"]),
+        .target(name: "Decoding", dependencies: ["Tensors", "Scoring"]),
         .target(name: "Scoring", dependencies: []),
         .target(name: "Recognizer", dependencies: ["Tensors", "Audio", "Features", "Model", "Decoding"]),
         .target(name: "Training", dependencies: ["Tensors", "Audio", "Features", "Model", "Decoding", "Scoring", "CBLAS"]),

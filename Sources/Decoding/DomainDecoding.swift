@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Scoring
 import Tensors
 
 /// Why domain text cannot become a `DomainDecoding`, or stored domain decoding cannot be read back.
@@ -152,7 +153,8 @@ public struct DomainDecoding: Sendable, Equatable, Codable {
     /// Builds the domain decoding of `text`: one sentence or phrase per line.
     ///
     /// Each line is normalised by the rules of Scoring's `TextNormalizer` (lowercase; typographic
-    /// apostrophes become `'`; letters, digits and `'` are kept and everything else separates words),
+    /// apostrophes become `'`; letters, digits and `'` are kept and everything else separates words;
+    /// apostrophes at a word's edges are dropped),
     /// so the LM sees words exactly as references are scored. A word with a character `vocabulary`
     /// cannot spell (a digit, an accented letter) becomes `<unk>` and is listed in `skippedWords`;
     /// blank and punctuation-only lines are ignored; a line whose words are all unspeakable is an
@@ -232,20 +234,7 @@ public struct DomainDecoding: Sendable, Equatable, Codable {
 
     /// Words of a line in their original case, split by `TextNormalizer`'s rules (see `build`).
     static func domainWords(_ line: Substring) -> [String] {
-        var out: [String] = []
-        var current = ""
-        for ch in line {
-            var c = ch
-            if c == "\u{2018}" || c == "\u{2019}" || c == "\u{02BC}" { c = "'" }
-            if c.isLetter || c.isNumber || c == "'" {
-                current.append(c)
-            } else if !current.isEmpty {
-                out.append(current)
-                current = ""
-            }
-        }
-        if !current.isEmpty { out.append(current) }
-        return out
+        TextNormalizer(lowercase: false).words(String(line))
     }
 
     // MARK: storing

@@ -12,7 +12,8 @@ struct Eval: ParsableCommand {
         discussion: """
         MANIFEST is a TSV file: audio path (relative to the manifest's folder), TAB, reference text; \
         '#' lines and blank lines are ignored. Texts are lowercased and punctuation other than \
-        apostrophes becomes a space before scoring ("state-of-the-art" is four words). WER = (substitutions + deletions + insertions) / \
+        apostrophes inside words becomes a space before scoring ("state-of-the-art" is four words, \
+        'yes' is yes). Digits are kept, and the model spells numbers in words: write them so. WER = (substitutions + deletions + insertions) / \
         reference words over the whole set, aligned as NIST sclite aligns them (the test suite \
         checks the two agree). --hyps writes the hypotheses in the same two-column form.
 

@@ -11,6 +11,17 @@ import Testing
         #expect(n.words("Don't stop") == ["don't", "stop"])
         #expect(TextNormalizer(lowercase: false).normalize("Hi there") == "Hi there")
     }
+
+    /// Quotation marks are not part of words: He said 'yes' scored one substitution against "he said
+    /// yes". Apostrophes count only inside a word; stand-ins for them (´ and `) count as apostrophes.
+    @Test func apostrophesCountOnlyInsideWords() {
+        let n = TextNormalizer()
+        #expect(n.normalize("He said 'yes', ‘no’ and \"maybe\"") == "he said yes no and maybe")
+        #expect(n.normalize("the students' books, 'em, ''tis'' and ' alone") == "the students books em tis and alone")
+        #expect(n.normalize("don´t won`t it’s rock'n'roll") == "don't won't it's rock'n'roll")
+        #expect(ErrorRate.words(reference: "He said 'yes'.", hypothesis: "he said yes").errors == 0)
+        #expect(TextNormalizer(keepApostrophes: false).words("don't 'x'") == ["don", "t", "x"])
+    }
 }
 
 @Suite struct ErrorRateTests {
