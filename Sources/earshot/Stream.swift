@@ -53,6 +53,9 @@ struct StreamCommand: ParsableCommand {
         let finished = DispatchSemaphore(value: 0)
         let reader = Thread {
             defer { finished.signal() }
+            // An error that leaves the connection open (the session refused or dropped: the audio after it
+            // went nowhere) makes the transcript incomplete, so the command fails once the stream ends.
+            var sessionError: String?
             do {
                 while let line = try client.receiveLine() {
                     guard let reply = try? MessageCodec.decodeServer(line: line) else {
@@ -65,14 +68,25 @@ struct StreamCommand: ParsableCommand {
                         if !transcript.text.isEmpty { writeOut(transcript.text + "\n") }
                     case .stopped:
                         guard reply.id == stopID else { continue }  // the reason follows, or the connection closes
-                        outcome.withLock { $0 = .success(()) }
+                        outcome.withLock {
+                            $0 = sessionError.map { .failure(CLIError("\(path) did not transcribe the whole stream: \($0)")) } ?? .success(())
+                        }
                         return
                     case .error(let code, let message):
                         // A closing error is reported once, as the command's failure, below.
-                        if !json && !code.closesConnection { writeErr("\(path): \(message)") }
                         if code.closesConnection {
                             outcome.withLock { $0 = .failure(CLIError("\(path) closed the stream: \(message)")) }
                             return
+                        }
+                        // Our stop answered with an error: no `stopped` will come (the session was gone).
+                        if reply.id == stopID {
+                            outcome.withLock { $0 = .failure(CLIError("\(path) did not transcribe the whole stream: \(sessionError ?? message)")) }
+                            return
+                        }
+                        // Reported once: a dropped session answers every later audio frame with an error.
+                        if sessionError == nil {
+                            sessionError = message
+                            if !json { writeErr("\(path): \(message)") }
                         }
                     default:
                         break

@@ -221,6 +221,65 @@ struct DaemonTests {
         #expect(daemon.terminate() == 0)
     }
 
+    /// A daemon that drops the session after starting it (its audio converter failed) answers every later
+    /// audio frame, and the stop, with `no_session` on a connection it keeps open. `earshot stream` waited
+    /// for ever for a `stopped` that never came; it must end, say why once, and fail.
+    @Test("`earshot stream` fails, without hanging, when the daemon drops its session")
+    func streamFailsWhenTheSessionIsDropped() throws {
+        let scratch = try Scratch()
+        let path = scratch.path("scripted.sock")
+        let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(listener >= 0)
+        defer { close(listener) }
+        var address = try #require(UnixAddress(path: path))
+        try #require(address.withSockaddr { bind(listener, $0, $1) } == 0)
+        try #require(listen(listener, 1) == 0)
+        let audio = scratch.path("audio.wav")
+        try writeWAV([Float](repeating: 0.01, count: 16000), to: audio)
+        let stream = try Child(try builtExecutable("earshot"), ["stream", "--socket", path, audio], scratch: scratch)
+
+        let fd = accept(listener, nil, nil)
+        try #require(fd >= 0)
+        defer { close(fd) }
+        func send(_ reply: ServerReply) { let bytes = MessageCodec.encode(reply); _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } }
+        send(ServerReply(.hello(Hello(server: "scripted", capabilities: ["stream"], sampleRate: 16000,
+                                      maxLineBytes: ProtocolInfo.defaultMaxLineBytes, maxFrameBytes: ProtocolInfo.defaultMaxFrameBytes,
+                                      model: ModelSummary(name: "none", sampleRate: 16000)))))
+        var decoder = FrameDecoder(maxLineBytes: ProtocolInfo.defaultMaxLineBytes, maxFrameBytes: ProtocolInfo.defaultMaxFrameBytes)
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        var audioFrames = 0, stopped = false
+        let deadline = Date().addingTimeInterval(30)
+        while !stopped && Date() < deadline {
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, 100) > 0 else { continue }
+            let n = read(fd, &buffer, buffer.count)
+            if n <= 0 { break }
+            decoder.append(buffer[0..<n])
+            while let frame = try decoder.next() {
+                let request = try MessageCodec.decodeClient(frame)
+                switch request.message {
+                case .start(let format, _):
+                    send(ServerReply(.started(session: 1, format: format), id: request.id))
+                    send(ServerReply(.error(code: .unsupportedSampleRate, message: "cannot convert this audio: scripted failure")))
+                case .audio:
+                    audioFrames += 1
+                    send(ServerReply(.error(code: .noSession, message: "audio frame without a session: send start first")))
+                case .stop:
+                    send(ServerReply(.error(code: .noSession, message: "stop without a session: send start first"), id: request.id))
+                    stopped = true
+                default:
+                    break
+                }
+            }
+        }
+        #expect(stopped && audioFrames > 0, "the client sent \(audioFrames) audio frames, then \(stopped ? "stop" : "nothing")")
+        let status = stream.wait(timeout: 10)
+        if status == nil { stream.signal(SIGKILL) }
+        #expect(status == 1, "earshot stream: \(status.map { "exit \($0)" } ?? "still waiting 10 s after the stop's answer")")
+        #expect(stream.stderr.contains("scripted failure") && stream.stderr.contains("did not transcribe the whole stream"), "\(stream.stderr)")
+        #expect(stream.stderr.components(separatedBy: "audio frame without a session").count <= 2, "one report, not one per frame: \(stream.stderr)")
+    }
+
     @Test("with a general LM installed, earshotd decodes as `earshot transcribe` does; --no-general-lm and --open-vocabulary as there")
     func generalLanguageModel() throws {
         let scratch = try Scratch()
