@@ -18,13 +18,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BASE=${1:-models/earshot-base-en.safetensors}
 EARSHOT=${EARSHOT:-.build/release/earshot}
-FSDD=${FSDD:-/work/shared/data/fsdd/recordings}
+FSDD=${FSDD:-../shared/data/fsdd/recordings}
 SYNTH=${SYNTH:-$HOME/.cache/earshot/corpus/test-subset.tsv}
 GENERAL=${GENERAL:-$HOME/.cache/earshot/corpus/train.tsv}
 CONFIGS=${CONFIGS:-"default default+text general dense dense+text dense-nomask dense-prefix blocks2 dense-anchor1"}
 SPLITS=${SPLITS:-"seen loso-george loso-jackson loso-lucas loso-nicolas"}
 [ -x "$EARSHOT" ] || { echo "no $EARSHOT: swift build -c release --product earshot" >&2; exit 1; }
 [ -f "$BASE" ] || { echo "no base model $BASE" >&2; exit 1; }
+[ -d "$FSDD" ] || { echo "FSDD not found at $FSDD (the repository's ../shared/data/fsdd; set FSDD=...)" >&2; exit 1; }
 WORK=$(mktemp -d /tmp/adapt-fsdd.XXXXXX)
 [ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$WORK"' EXIT
 

@@ -6,11 +6,12 @@
 #    the weights bench/tune-lm.sh chose on the validation set, never the test set: models/README.md)
 #   BEAM: beam width of that column (default 32, as earshot's default with an LM)
 #   (default manifests: the synthetic corpus's test.tsv if present, then bench/make-test-sets.sh's
-#    fsdd-test, ps-librivox, ps-cards; default LM: ~/.cache/earshot/lm/en-us.eslm, made by setup)
+#    fsdd-test, ps-librivox, ps-cards; default LM: $EARSHOT_LM, else en-us.eslm where setup makes it,
+#    ${XDG_CACHE_HOME:-~/.cache}/earshot/lm)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 model_args=()
-lm=$HOME/.cache/earshot/lm/en-us.eslm
+lm=${EARSHOT_LM-${XDG_CACHE_HOME:-$HOME/.cache}/earshot/lm/en-us.eslm}
 lm_args="--closed-vocabulary --lm-weight 0.8 --word-bonus 0"
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -23,7 +24,7 @@ done
 sets=("$@")
 if [ ${#sets[@]} -eq 0 ]; then
   dir=$HOME/.cache/earshot/testsets
-  "$here/bench/make-test-sets.sh" "$dir" 2>/dev/null
+  "$here/bench/make-test-sets.sh" "$dir"
   [ -f "$HOME/.cache/earshot/corpus/test.tsv" ] && sets+=("$HOME/.cache/earshot/corpus/test.tsv")
   sets+=("$dir/fsdd-test.tsv" "$dir/ps-librivox.tsv" "$dir/ps-cards.tsv")
 fi
@@ -34,6 +35,7 @@ work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 # Scores a hypotheses TSV against its manifest with sclite; prints WER%.
 score() {
   local ref=$1 hyp=$2 n=0
+  [ -s "$hyp" ] || { echo "failed"; return; }
   : > "$work/ref.trn"; : > "$work/hyp.trn"
   # Both files without the '#' and blank lines that earshot eval and pocketsphinx-hyps.sh skip, so the
   # n-th reference meets the n-th hypothesis.
@@ -53,10 +55,13 @@ echo "WER (%) scored by sclite; Earshot greedy (no LM), Earshot beam $beam + gen
 printf '%-18s %6s  %10s  %10s  %12s\n' "test set" "utts" "greedy" "beam+LM" "Pocketsphinx"
 for m in "${sets[@]}"; do
   name=$(basename "$(dirname "$m")")-$(basename "$m" .tsv)
-  "$earshot" eval "$m" "${model_args[@]}" --hyps "$work/$name.earshot.tsv" > "$work/$name.eval" 2>/dev/null || true
+  # eval exits 1 when some audio could not be read (scored as empty hypotheses): say so, go on.
+  "$earshot" eval "$m" "${model_args[@]}" --hyps "$work/$name.earshot.tsv" > "$work/$name.eval" 2> "$work/$name.err" ||
+    echo "compare: earshot eval $m: $(tail -n 1 "$work/$name.err")" >&2
   lmwer="-"
   if [ -f "$lm" ]; then
-    "$earshot" eval "$m" "${model_args[@]}" --lm "$lm" --beam "$beam" $lm_args --hyps "$work/$name.lm.tsv" > "$work/$name.lm.eval" 2>/dev/null || true
+    "$earshot" eval "$m" "${model_args[@]}" --lm "$lm" --beam "$beam" $lm_args --hyps "$work/$name.lm.tsv" > "$work/$name.lm.eval" 2> "$work/$name.lm.err" ||
+      echo "compare: earshot eval --lm $m: $(tail -n 1 "$work/$name.lm.err")" >&2
     lmwer=$(score "$m" "$work/$name.lm.tsv")
   fi
   "$here/bench/pocketsphinx-hyps.sh" "$m" "$work/$name.ps.tsv" 2>/dev/null

@@ -120,7 +120,7 @@ fi
 # Outside: the host side.
 ITEMS=${ITEMS:-40}
 BIN=$ROOT/.build/release
-FSDD=${FSDD:-/work/shared/data/fsdd/recordings}
+FSDD=${FSDD:-$ROOT/../shared/data/fsdd/recordings}
 MODEL=$ROOT/models/earshot-base-en.safetensors
 T0=$(date +%s)
 say() { printf '[%4ds] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }

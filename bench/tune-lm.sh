@@ -8,7 +8,7 @@
 # Environment: WEIGHTS="0.3 0.6 1.0" BONUSES="0 1.5 3" (the grid), EARSHOT (binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-model=models/earshot-base-en.safetensors lm=$HOME/.cache/earshot/lm/en-us.eslm limit=200 vocab=closed
+model=models/earshot-base-en.safetensors lm=${EARSHOT_LM-${XDG_CACHE_HOME:-$HOME/.cache}/earshot/lm/en-us.eslm} limit=200 vocab=closed
 while [ $# -gt 1 ]; do
   case $1 in
     --model) model=$2; shift 2;; --lm) lm=$2; shift 2;; --limit) limit=$2; shift 2;;
