@@ -17,6 +17,13 @@ extension ModelFile {
         guard let (firstFile, first) = models.first else {
             throw .cannotAverage(file: "<memory>", first: "<nothing>", reason: "no models given")
         }
+        // A training checkpoint carries the optimiser's moments and position: averaged, they would make a
+        // file that looks resumable but whose state belongs to no run.
+        for (file, model) in models where model.description.provenance["trainer_state"] != nil
+            || model.parameters.keys.contains(where: { $0.hasPrefix("adamw.") }) {
+            throw .cannotAverage(file: file, first: firstFile,
+                                 reason: "it is a training checkpoint (optimiser state included); average plain models: the run's snapshots/ or last.safetensors")
+        }
         let fixed: Set<String> = [InputNormalization.meanName, InputNormalization.stdName]
         for (file, model) in models.dropFirst() {
             func refuse(_ reason: String) -> ModelError { .cannotAverage(file: file, first: firstFile, reason: reason) }

@@ -171,3 +171,11 @@ struct RecognitionOptions: ParsableArguments {
         }
     }
 }
+
+/// Whether two paths name one file (through links, `./`, or another spelling); false when either does not
+/// exist yet. An output that is one of the inputs is refused with this, not by comparing strings.
+func sameFile(_ a: String, _ b: String) -> Bool {
+    if a == b { return true }
+    var x = stat(), y = stat()
+    return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino
+}

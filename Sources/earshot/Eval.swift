@@ -51,8 +51,7 @@ struct Eval: ParsableCommand {
                 throw CLIError("--hyps \(hyps) is a folder; give a file name in it")
             }
             // The references would be replaced by the hypotheses (and the next run score 0 %).
-            var h = stat(), m = stat()
-            if stat(hyps, &h) == 0, stat(manifest, &m) == 0, h.st_dev == m.st_dev, h.st_ino == m.st_ino {
+            if sameFile(hyps, manifest) {
                 throw CLIError("--hyps \(hyps) is the manifest being scored; give another file name")
             }
         }

@@ -17,7 +17,8 @@ struct LMCommand: ParsableCommand {
                 The output is written atomically.
 
                 Example (scripts/setup.sh does this):
-                  earshot lm compile ~/.cache/earshot/lm/en-us.arpa --out ~/.cache/earshot/lm/en-us.eslm
+                  earshot lm compile ~/.cache/earshot/lm/en-us.arpa \\
+                    --out ~/.cache/earshot/lm/en-us.eslm
                 """)
 
         @Argument(help: "The ARPA file to read.")
@@ -27,7 +28,7 @@ struct LMCommand: ParsableCommand {
         var out: String
 
         func validate() throws {
-            guard URL(fileURLWithPath: arpa).standardized != URL(fileURLWithPath: out).standardized else {
+            guard !sameFile(arpa, out) else {
                 throw ValidationError("--out \(out) is the input; write the binary model elsewhere")
             }
         }

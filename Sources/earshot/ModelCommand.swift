@@ -36,8 +36,10 @@ struct ModelCommand: ParsableCommand {
                 the inputs (provenance 'averaged_from') and is written atomically.
 
                 Example:
-                  earshot model average --out avg.safetensors run/snapshots/step-00028000.safetensors \
-                    run/snapshots/step-00029000.safetensors run/snapshots/step-00030000.safetensors
+                  earshot model average --out avg.safetensors \\
+                    run/snapshots/step-00028000.safetensors \\
+                    run/snapshots/step-00029000.safetensors \\
+                    run/snapshots/step-00030000.safetensors
                 """)
 
         @Option(help: "The averaged model to write (.safetensors).")
@@ -48,7 +50,7 @@ struct ModelCommand: ParsableCommand {
 
         func validate() throws {
             guard models.count >= 2 else { throw ValidationError("give at least two models to average") }
-            guard !models.contains(out) else { throw ValidationError("--out \(out) is one of the inputs; write the average elsewhere") }
+            guard !models.contains(where: { sameFile($0, out) }) else { throw ValidationError("--out \(out) is one of the inputs; write the average elsewhere") }
         }
 
         func run() throws {
@@ -96,7 +98,7 @@ struct ModelCommand: ParsableCommand {
         func validate() throws {
             guard (1...256).contains(blocks) else { throw ValidationError("--blocks must be in 1...256") }
             guard gain > 0, gain.isFinite else { throw ValidationError("--gain must be a positive number (at 0 the new blocks never learn)") }
-            guard out != model else { throw ValidationError("--out \(out) is the input; write the deepened model elsewhere") }
+            guard !sameFile(out, model) else { throw ValidationError("--out \(out) is the input; write the deepened model elsewhere") }
         }
 
         func run() throws {

@@ -63,7 +63,8 @@ struct Reload: ParsableCommand {
 
         Examples:
           earshot reload
-          earshot reload --socket /run/earshot/earshotd.sock --model /var/lib/earshot/models/adapted.safetensors
+          earshot reload --socket /run/earshot/earshotd.sock \\
+            --model /var/lib/earshot/models/adapted.safetensors
         """)
 
     @OptionGroup var socketOptions: SocketOptions

@@ -145,6 +145,32 @@ extension CLITests {
         }
     }
 
+    /// An output that is one of the inputs under another spelling (./, a link) is refused before anything
+    /// is read or written: the string comparison let `--out ./s3` replace snapshot s3.
+    @Test func anOutputThatIsAnInputUnderAnotherNameIsRefused() throws {
+        try withFixture { f in
+            let model = f.model.path
+            let link = f.dir.appendingPathComponent("link.safetensors").path
+            try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: model)
+            let before = try Data(contentsOf: f.model)
+            // Usage errors (ArgumentParser's validation): status 64, the reason, then the usage.
+            func expectRefused(_ arguments: [String], _ reason: String) throws {
+                let r = try f.run(arguments)
+                #expect(r.status == 64 && r.stderr.contains(reason), "\(arguments.joined(separator: " ")): \(r.status) \(r.stderr)")
+            }
+            for out in [link, f.model.deletingLastPathComponent().path + "/./" + f.model.lastPathComponent] {
+                try expectRefused(["model", "average", "--out", out, model, model], "--out \(out) is one of the inputs")
+                try expectRefused(["model", "deepen", "--blocks", "2", "--out", out, model], "--out \(out) is the input")
+            }
+            #expect(try Data(contentsOf: f.model) == before)
+            let arpa = f.dir.appendingPathComponent("tiny.arpa").path
+            try Data("\\data\\\nngram 1=3\n\n\\1-grams:\n-1 <s>\n-0.5 yes\n-1 </s>\n\n\\end\\\n".utf8).write(to: URL(fileURLWithPath: arpa))
+            let arpaLink = f.dir.appendingPathComponent("tiny-link.arpa").path
+            try FileManager.default.createSymbolicLink(atPath: arpaLink, withDestinationPath: arpa)
+            try expectRefused(["lm", "compile", arpaLink, "--out", arpa], "--out \(arpa) is the input")
+        }
+    }
+
     /// Hotwords alone switch to beam search: bench must report what the recogniser runs.
     @Test func benchNamesTheDecodingItRuns() throws {
         try withFixture { f in

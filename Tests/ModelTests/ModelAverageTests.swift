@@ -62,4 +62,19 @@ import Tensors
         #expect(throws: ModelError.self) { try ModelFile.average(inputs) }
         #expect(throws: ModelError.self) { try ModelFile.average([]) }
     }
+
+    /// Training checkpoints of one run share every key, optimiser moments included, so the key check
+    /// passed them and their moments and step were averaged into a file that looked resumable.
+    @Test func trainingCheckpointsAreRefused() throws {
+        var inputs = Self.snapshots()
+        for k in inputs.indices {
+            inputs[k].model.parameters["adamw.m.out.weight"] = inputs[k].model.parameters["out.weight"]
+            inputs[k].model.parameters["adamw.step"] = Tensor(shape: [2], data: [Float(1000 * (k + 1)), 0])
+            inputs[k].model.description.provenance["trainer_state"] = .string("{\"step\":\(1000 * (k + 1))}")
+        }
+        #expect(throws: ModelError.cannotAverage(file: "step-0.safetensors", first: "step-0.safetensors",
+                                                 reason: "it is a training checkpoint (optimiser state included); average plain models: the run's snapshots/ or last.safetensors")) {
+            try ModelFile.average(inputs)
+        }
+    }
 }
