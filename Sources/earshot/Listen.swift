@@ -95,6 +95,9 @@ struct Listen: ParsableCommand {
             try client.send(.subscribe(partials: !noPartials && (json || terminal)))
             // A daemon without a microphone accepts the subscription and never sends anything: ask.
             try client.send(.status)
+            // A daemon that stops says so (shutting_down) before it closes; one that crashed or was killed
+            // just goes away, and that must not look like a clean end.
+            var toldWhy = false
             while let line = try client.receiveLine() {
                 let reply: ServerReply
                 do {
@@ -109,6 +112,7 @@ struct Listen: ParsableCommand {
                     }
                     continue
                 }
+                if case .error(let code, _) = reply.message, code.closesConnection { toldWhy = true }
                 if json {
                     writeOut(String(decoding: line, as: UTF8.self) + "\n")
                     if case .error(let code, let message) = reply.message, code.closesConnection {
@@ -133,6 +137,10 @@ struct Listen: ParsableCommand {
                 default:
                     break
                 }
+            }
+            if !toldWhy {
+                if partialShown.withLock({ $0 }) { writeOut("\n"); partialShown.withLock { $0 = false } }
+                throw CLIError("\(path) closed the connection without saying why: earshotd crashed or was killed? (journalctl -u earshotd)")
             }
         } catch let error as ClientError {
             throw CLIError(error.description)

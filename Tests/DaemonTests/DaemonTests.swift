@@ -167,6 +167,23 @@ struct DaemonTests {
         } ?? ""), "the last thing a subscriber hears is shutting_down")
     }
 
+    /// A daemon that stops says shutting_down first (listen exits 0, as above); one killed outright just
+    /// closes the socket, and listen exited 0 then too, as if all were well.
+    @Test("`earshot listen` fails, saying so, when the daemon goes away without a word")
+    func listenFailsWhenTheDaemonIsKilled() throws {
+        let scratch = try Scratch()
+        let fx = try TinyFixture(scratch: scratch)
+        let pcm = try FilePCM(scratch: scratch)
+        let daemon = try Daemon(scratch: scratch, model: fx.modelPath, arguments: pcm.arguments(duration: 1))
+        let listen = try Child(try builtExecutable("earshot"), ["listen", "--socket", daemon.socket],
+                               scratch: scratch, tag: "listen")
+        try daemon.waitForStatus("the listener subscribed") { $0.subscribers == 1 }
+        daemon.child.signal(SIGKILL)
+        #expect(daemon.child.wait(timeout: 10) == 128 + SIGKILL)
+        #expect(listen.wait(timeout: 10) == 1, "listen: \(listen.stderr)")
+        #expect(listen.stderr.contains("closed the connection without saying why"), "listen: \(listen.stderr)")
+    }
+
     @Test("a capture device that cannot be opened: client sessions are served and status says retrying")
     func unopenableCaptureKeepsServing() throws {
         let scratch = try Scratch()
