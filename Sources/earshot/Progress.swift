@@ -40,10 +40,17 @@ struct ProgressReporter: Sendable {
 
     /// Prints a line above the bar without garbling it.
     func log(_ line: String) {
+        above { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+    }
+
+    /// Runs `write` (output to stdout or stderr) with the bar taken off its line first and drawn again
+    /// after: on a terminal showing both streams, output would otherwise start after the bar's text.
+    func above(_ write: () -> Void) {
         state.withLock { s in
-            if isTerminal { clear(s) }
-            FileHandle.standardError.write(Data((line + "\n").utf8))
-            if isTerminal && s.done < total { draw(&s, note: "") }
+            let drawn = isTerminal && s.lastLineLength > 0
+            if drawn { clear(s) }
+            write()
+            if drawn && s.done < total { draw(&s, note: "") }
         }
     }
 

@@ -97,7 +97,7 @@ struct Transcribe: ParsableCommand {
             }
         }
         let progress = files.count > 1 ? ProgressReporter(total: files.count, label: "transcribing") : nil
-        let printer = OrderedPrinter(count: files.count)
+        let printer = OrderedPrinter(count: files.count, progress: progress)
         // Several files sharing stdout need a line each (FILE<TAB>TEXT, JSON Lines); with --output-dir each
         // file's transcript stands alone, as with one input.
         let several = files.count > 1 && outputDir == nil
@@ -174,23 +174,33 @@ struct OrderedPrinter: Sendable {
     }
     // Workers deliver from several threads; printing happens under the lock so lines never interleave.
     private let state: Locked<State>
+    private let progress: ProgressReporter?
 
-    init(count: Int) { state = Locked(State(done: [Bool](repeating: false, count: count))) }
+    init(count: Int, progress: ProgressReporter? = nil) {
+        state = Locked(State(done: [Bool](repeating: false, count: count)))
+        self.progress = progress
+    }
 
     var failures: Int { state.withLock { $0.failures } }
 
     func deliver(_ index: Int, output: String?, failure: String?) {
         state.withLock { s in
+            var lines: [(text: String, toStdout: Bool)] = []
             if let failure {
                 s.failures += 1
-                FileHandle.standardError.write(Data("earshot: \(failure)\n".utf8))
+                lines.append(("earshot: \(failure)\n", false))
             }
             s.done[index] = true
             if let output { s.pending[index] = output }
             while s.next < s.done.count && s.done[s.next] {
-                if let text = s.pending.removeValue(forKey: s.next) { FileHandle.standardOutput.write(Data(text.utf8)) }
+                if let text = s.pending.removeValue(forKey: s.next) { lines.append((text, true)) }
                 s.next += 1
             }
+            guard !lines.isEmpty else { return }
+            let write = {
+                for line in lines { (line.toStdout ? FileHandle.standardOutput : FileHandle.standardError).write(Data(line.text.utf8)) }
+            }
+            if let progress { progress.above(write) } else { write() }
         }
     }
 }
