@@ -19,7 +19,7 @@ struct RecognitionOptions: ParsableArguments {
 
     @Option(help: ArgumentHelp(
         "Beam width of CTC prefix beam search (at least 1).",
-        discussion: "Default: 1, greedy best-path decoding (the fastest), without --lm and --hotword; \(DecodingSettings.defaultSearchBeam) with either. --lm and --hotword need beam search, so they refuse an explicit --beam 1."))
+        discussion: "Default: 1, greedy best-path decoding (the fastest), without --lm, --hotword or transcribe's general LM; \(DecodingSettings.defaultSearchBeam) with any of them; a model adapted with --text decodes with the beam stored with its domain LM. --lm and --hotword need beam search, so they refuse an explicit --beam 1."))
     var beam: Int?
 
     @Option(help: ArgumentHelp("Word n-gram language model, fused during beam search: ARPA text, or Earshot's binary format (earshot lm compile), which loads about 20x faster.",
