@@ -463,8 +463,7 @@ public final class Trainer {
                     try saveCheckpoint()
                     throw TrainerError.data("none of the training audio could be decoded for a whole epoch (the first reasons are in the log); the checkpoint at step \(state.step) is saved")
                 }
-                state.epoch = epoch
-                state.position = next
+                advance(to: epoch, next)
                 continue
             }
             undecodableRun = 0
@@ -479,16 +478,13 @@ public final class Trainer {
                     try saveCheckpoint()
                     throw TrainerError.data("\(Self.nonFiniteBatchLimit) batches in a row gave non-finite gradients: the model has diverged (the checkpoint at step \(state.step) is saved, but resuming it diverges again); start a new run, with another --output, from one of this run's snapshots as model.init_from and with a lower optimizer.learning_rate")
                 }
-                state.epoch = epoch
-                state.position = next
+                advance(to: epoch, next)
                 continue
             }
             nonFiniteRun = 0
             let audio = indices.reduce(0) { $0 + train[$1].seconds }
-            if epoch != state.epoch { log("epoch \(epoch + 1) begins") }
+            advance(to: epoch, next)
             state.step += 1
-            state.epoch = epoch
-            state.position = next
             state.audioSecondsTrained += audio
             state.wallSecondsTrained += Date().timeIntervalSince(stepStart)
             windowLoss += result.meanLoss; windowSteps += 1; windowAudio += audio
@@ -519,6 +515,13 @@ public final class Trainer {
         }
         try saveCheckpoint()
         log("checkpoint at step \(state.step): \(checkpointURL.path)")
+    }
+
+    /// Moves the data position past a batch, trained or skipped.
+    private func advance(to epoch: Int, _ next: Int) {
+        if epoch != state.epoch { log("epoch \(epoch + 1) begins") }
+        state.epoch = epoch
+        state.position = next
     }
 
     /// The optimizer's update, or nil when the gradients were not finite (then nothing changed).
