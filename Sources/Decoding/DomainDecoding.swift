@@ -414,7 +414,8 @@ public struct DomainDecoding: Sendable, Equatable, Codable {
                                                 configuration: configs[g], languageModel: lm)
                 var total = 0
                 for (m, ref) in zip(posteriors, refs) {
-                    let hyp = decoder.decode(m).text.split(separator: " ").map(String.init)
+                    // Normalised as the references are (and as `earshot eval` scores): 'em is em.
+                    let hyp = Self.domainWords(Substring(decoder.decode(m).text)).map { $0.lowercased() }
                     total += wordEditDistance(ref, hyp)
                 }
                 slots.set(g, total)

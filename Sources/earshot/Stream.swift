@@ -50,6 +50,9 @@ struct StreamCommand: ParsableCommand {
         // Only the answer to our own `stop` (it carries this id) ends the stream well: a daemon shutting
         // down flushes the session with a `stopped` of its own, then says why it closes.
         let stopID = RequestID.string("earshot-stream-stop")
+        // Set by the reader when the session is gone: the rest of the audio would only be answered with
+        // errors, so the sender stops and asks for the stop's answer at once.
+        let sessionDropped = Locked(false)
         let finished = DispatchSemaphore(value: 0)
         let reader = Thread {
             defer { finished.signal() }
@@ -87,6 +90,7 @@ struct StreamCommand: ParsableCommand {
                         if sessionError == nil {
                             sessionError = message
                             if !json { writeErr("\(path): \(message)") }
+                            sessionDropped.withLock { $0 = true }
                         }
                     default:
                         break
@@ -105,7 +109,7 @@ struct StreamCommand: ParsableCommand {
             var bytes = [UInt8](repeating: 0, count: frame * 2)
             let start = DispatchTime.now().uptimeNanoseconds
             var offset = 0
-            while offset < audio.samples.count, outcome.withLock({ $0 == nil }) {
+            while offset < audio.samples.count, outcome.withLock({ $0 == nil }), !sessionDropped.withLock({ $0 }) {
                 let end = min(offset + frame, audio.samples.count)
                 let count = end - offset
                 for i in 0..<count {

@@ -240,7 +240,7 @@ struct DaemonTests {
 
     /// A daemon that drops the session after starting it (its audio converter failed) answers every later
     /// audio frame, and the stop, with `no_session` on a connection it keeps open. `earshot stream` waited
-    /// for ever for a `stopped` that never came; it must end, say why once, and fail.
+    /// for ever for a `stopped` that never came; it must stop sending, end, say why once, and fail.
     @Test("`earshot stream` fails, without hanging, when the daemon drops its session")
     func streamFailsWhenTheSessionIsDropped() throws {
         let scratch = try Scratch()
@@ -251,9 +251,11 @@ struct DaemonTests {
         var address = try #require(UnixAddress(path: path))
         try #require(address.withSockaddr { bind(listener, $0, $1) } == 0)
         try #require(listen(listener, 1) == 0)
+        // Ten seconds sent in real time (100 frames of 100 ms): the client must stop sending once the
+        // session is gone, not send them all to be answered with errors.
         let audio = scratch.path("audio.wav")
-        try writeWAV([Float](repeating: 0.01, count: 16000), to: audio)
-        let stream = try Child(try builtExecutable("earshot"), ["stream", "--socket", path, audio], scratch: scratch)
+        try writeWAV([Float](repeating: 0.01, count: 160_000), to: audio)
+        let stream = try Child(try builtExecutable("earshot"), ["stream", "--realtime", "--socket", path, audio], scratch: scratch)
 
         let fd = accept(listener, nil, nil)
         try #require(fd >= 0)
@@ -289,7 +291,7 @@ struct DaemonTests {
                 }
             }
         }
-        #expect(stopped && audioFrames > 0, "the client sent \(audioFrames) audio frames, then \(stopped ? "stop" : "nothing")")
+        #expect(stopped && audioFrames < 20, "the client sent \(audioFrames) audio frames, then \(stopped ? "stop" : "nothing")")
         let status = stream.wait(timeout: 10)
         if status == nil { stream.signal(SIGKILL) }
         #expect(status == 1, "earshot stream: \(status.map { "exit \($0)" } ?? "still waiting 10 s after the stop's answer")")

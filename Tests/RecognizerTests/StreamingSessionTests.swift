@@ -300,6 +300,27 @@ import Training
         #expect(checked >= 5, "only \(checked) of the cut words gave a final")
     }
 
+    /// Speech running up to the last sample: the last frames are computed over padding, and a word could
+    /// end up to a frame after the audio. `transcribe` (what earshot transcribe's JSON and subtitles
+    /// show) keeps every word within the audio, split at pauses or not.
+    @Test func transcribedWordTimesEndWithinTheAudio() throws {
+        let tiny = try TinyModel.shared()
+        let recognizer = try Recognizer(model: tiny.trained)
+        let word = tiny.word("left")
+        var rawBeyond = 0
+        for kept in stride(from: 0.5, through: 1.0, by: 0.05) {
+            let samples = [Float](repeating: 0, count: 8000) + Array(word.prefix(Int(kept * Double(word.count))))
+            let duration = Double(samples.count) / Self.sampleRate
+            if let last = recognizer.recognize(samples).transcript.words.last, last.end > duration { rawBeyond += 1 }
+            for split in [false, true] {
+                for w in recognizer.transcribe(samples, splitAtPauses: split).transcript.words {
+                    #expect(w.start <= w.end && w.end <= duration, "kept \(kept), split \(split): \(w) in \(duration) s")
+                }
+            }
+        }
+        #expect(rawBeyond > 0, "no cut put a word's raw end past the audio: the clamp is not tested")
+    }
+
     @Test func endlessSilenceKeepsMemoryBounded() throws {
         let tiny = try TinyModel.shared()
         let recognizer = try Recognizer(model: tiny.trained)
