@@ -30,6 +30,9 @@ public enum SkipReason: Error, Sendable, Equatable, CustomStringConvertible {
     case unspeakable(characters: String)
     /// Fewer encoder frames than CTC needs for the transcript (a label per frame, a blank between repeats).
     case tooShort(seconds: Double, frames: Int, neededFrames: Int)
+    /// Longer than one utterance may be (`ItemValidator.maximumSeconds`): the CTC tables of a long
+    /// recording grow with its length times its text's, to gigabytes for a ten-minute memo.
+    case tooLong(seconds: Double, limit: Double)
     /// The manifest names this file again (any spelling of its path): its `entry`-th item; the first is used.
     case listedAgain(entry: Int)
     /// A folder inside DATA that cannot be listed (the system's reason): its recordings are left out.
@@ -45,6 +48,8 @@ public enum SkipReason: Error, Sendable, Equatable, CustomStringConvertible {
             return "transcript has characters the model cannot emit: \(chars.map { "'\($0)'" }.joined(separator: " ")) (spell numbers and symbols out as words)"
         case let .tooShort(seconds, frames, needed):
             return String(format: "audio too short for its text: %.2f s gives %d encoder frames, the transcript needs at least %d", seconds, frames, needed)
+        case let .tooLong(seconds, limit):
+            return String(format: "audio too long for one utterance: %.0f s, at most %.0f s; cut it at its pauses (with its transcript) into shorter recordings", seconds, limit)
         case .listedAgain(let entry): return "listed again (the manifest's item \(entry)); the first item naming it is used"
         case .unlistableFolder(let reason): return "folder cannot be listed (\(reason)); its recordings are left out"
         }
@@ -200,6 +205,10 @@ public struct ItemValidator: Sendable {
         (frontend.frameCount(samples: samples) + subsampling - 1) / subsampling
     }
 
+    /// The longest recording adapted on. Training utterances are at most 16 s; a minute keeps a long
+    /// dictated sentence while bounding the CTC tables (frames x transcript) to tens of MB per utterance.
+    public static let maximumSeconds = 60.0
+
     /// Every check; the audio file's header is read, not its samples.
     public func validate(_ item: DataItem) -> Result<ValidItem, SkipReason> {
         let text: String, labels: [Int]
@@ -214,6 +223,7 @@ public struct ItemValidator: Sendable {
         let samples = Int((Double(info.frames) * Double(frontend.sampleRate) / Double(info.sampleRate)).rounded(.down))
         let frames = encoderFrames(samples: samples), needed = ctcMinimumFrames(labels: labels)
         guard frames >= needed else { return .failure(.tooShort(seconds: info.duration, frames: frames, neededFrames: needed)) }
+        guard info.duration <= Self.maximumSeconds else { return .failure(.tooLong(seconds: info.duration, limit: Self.maximumSeconds)) }
         return .success(ValidItem(audio: item.audio, text: text, labels: labels, seconds: info.duration))
     }
 
@@ -252,18 +262,31 @@ public enum ValidationSplit {
     public static func split(_ paths: [String], fraction: Double, seed: UInt64, byPrefix: Bool = true) -> (train: [Int], validation: [Int]) {
         guard fraction > 0, paths.count >= 2 else { return (Array(paths.indices), []) }
         var groups: [String: [Int]] = [:]
-        for (i, p) in paths.enumerated() { groups[groupKey(p), default: []].append(i) }
-        if groups.count < 10 || !byPrefix { groups = Dictionary(uniqueKeysWithValues: paths.indices.map { (paths[$0], [$0]) }) }
+        if groupsByPrefix(paths, byPrefix: byPrefix) {
+            for (i, p) in paths.enumerated() { groups[groupKey(p), default: []].append(i) }
+        } else {
+            groups = Dictionary(uniqueKeysWithValues: paths.indices.map { (paths[$0], [$0]) })
+        }
         let order = groups.keys.sorted { (hash($0, seed), $0) < (hash($1, seed), $1) }
         let want = max(1, Int((fraction * Double(paths.count)).rounded()))
         var validation: [Int] = []
         for key in order where validation.count < want {
             let members = groups[key]!
             if paths.count - validation.count - members.count < 1 { continue }
+            // A group that would take validation past twice the fraction is passed over (900 takes of one
+            // memo series among ten singletons must not all go to validation); smaller ones always exist,
+            // since with 10 or more groups the average one holds at most the wanted count.
+            if validation.count + members.count > 2 * want { continue }
             validation += members
         }
         let held = Set(validation)
         return (paths.indices.filter { !held.contains($0) }, validation.sorted())
+    }
+
+    /// Whether `split` keeps name groups together: asked to, and with at least 10 groups to take a
+    /// fraction of.
+    public static func groupsByPrefix(_ paths: [String], byPrefix: Bool) -> Bool {
+        byPrefix && Set(paths.map(groupKey)).count >= 10
     }
 
     /// FNV-1a of the key mixed with the seed: stable across runs and platforms (Swift's `hashValue` is not).

@@ -355,8 +355,12 @@ public final class Adapter {
             valItems = valid
             skipped += bad
         } else if options.valFraction > 0 {
-            let parts = ValidationSplit.split(allTrain.map(\.audio), fraction: options.valFraction, seed: options.seed,
+            let paths = allTrain.map(\.audio)
+            let parts = ValidationSplit.split(paths, fraction: options.valFraction, seed: options.seed,
                                                  byPrefix: options.splitByPrefix)
+            if options.splitByPrefix && !ValidationSplit.groupsByPrefix(paths, byPrefix: true) {
+                log("validation split by file: the names form fewer than 10 groups of takes, too few to split by prefix")
+            }
             trainItems = parts.train.map { allTrain[$0] }
             valItems = parts.validation.map { allTrain[$0] }
         }
@@ -381,8 +385,16 @@ public final class Adapter {
         for s in unreadable { log("skipped \(s)") }
         skipped += unreadable
         let byPath = Dictionary(prepared.map { ($0.item.audio, $0) }, uniquingKeysWith: { a, _ in a })
-        let train = trainItems.compactMap { byPath[$0.audio] }
+        var train = trainItems.compactMap { byPath[$0.audio] }
         let validation = valItems.compactMap { byPath[$0.audio] }
+        // The same recording on both sides (by content: --val inside --data, another name, a link, a card
+        // dropped twice) would score the model on audio it trained on: validation keeps it.
+        let heldOut = Set(validation.map(\.audioSHA256))
+        let overlap = train.filter { heldOut.contains($0.audioSHA256) }
+        if let first = overlap.first {
+            log("\(overlap.count) training recording\(overlap.count == 1 ? " is" : "s are") also in validation (the same audio; first: \(first.item.audio)): used for validation only")
+            train.removeAll { heldOut.contains($0.audioSHA256) }
+        }
         let general = generalItems.compactMap { byPath[$0.audio] }
         // General items that failed caching are gone from the pool: an epoch plans only what is left.
         generalPerEpoch = min(generalPerEpoch, general.count)
@@ -589,7 +601,7 @@ public final class Adapter {
         var adaptation: [String: JSONValue] = [
             "data": .string(data.train),
             "data_sha256": .string(dataSHA256),
-            "validation": .string(data.validation ?? (validation.isEmpty ? "none" : "split of data, fraction \(options.valFraction), seed \(options.seed), \(options.splitByPrefix ? "by file-name prefix" : "by file")")),
+            "validation": .string(data.validation ?? (validation.isEmpty ? "none" : "split of data, fraction \(options.valFraction), seed \(options.seed), \(ValidationSplit.groupsByPrefix((train + validation).map(\.item.audio), byPrefix: options.splitByPrefix) ? "by file-name prefix" : "by file")")),
             "options": options.provenance,
             "trained_layers": .array(split.trainedLayers.map { .string($0) }),
             "train_utterances": .number(Double(train.count)),

@@ -18,6 +18,15 @@ func writeToneData(_ dir: URL) throws -> URL {
     return data
 }
 
+/// Two recordings unlike writeToneData's, as an explicit validation set.
+func writeToneValidation(_ dir: URL) throws -> URL {
+    let val = dir.appendingPathComponent("val")
+    try FileManager.default.createDirectory(at: val, withIntermediateDirectories: true)
+    try writeItem(val, "stop.wav", seconds: 0.8, frequency: 330, text: "stop")
+    try writeItem(val, "go.wav", seconds: 0.7, frequency: 270, text: "go")
+    return val
+}
+
 func quickOptions() -> AdaptOptions {
     var o = AdaptOptions()
     o.epochs = 2
@@ -208,7 +217,7 @@ func quickOptions() -> AdaptOptions {
             let base = try ModelFile.load(path: basePath)
             var options = quickOptions()
             options.encoderBlocks = 1
-            let adapter = try Adapter(baseModel: basePath, data: AdaptData(train: data.path, validation: data.path),
+            let adapter = try Adapter(baseModel: basePath, data: AdaptData(train: data.path, validation: try writeToneValidation(dir).path),
                                       cacheRoot: dir.appendingPathComponent("cache"), options: options)
             let result = try adapter.run()
             let outDir = dir.appendingPathComponent("out")
@@ -238,7 +247,7 @@ func quickOptions() -> AdaptOptions {
             guard case .object(let a)? = p["adaptation"] else { Issue.record("no adaptation record: \(p)"); return }
             #expect(a["data_sha256"] == .string(result.dataSHA256))
             #expect(a["train_utterances"] == .number(6))
-            #expect(a["validation_utterances"] == .number(6))
+            #expect(a["validation_utterances"] == .number(2))
             guard case .object(let o)? = a["options"], case .object(let before)? = a["before"], case .object(let after)? = a["after"] else {
                 Issue.record("adaptation record incomplete: \(a)"); return
             }
@@ -382,7 +391,7 @@ func quickOptions() -> AdaptOptions {
             var options = quickOptions()
             options.runs = 3
             options.epochs = 3
-            let adapter = try Adapter(baseModel: basePath, data: AdaptData(train: data.path, validation: data.path),
+            let adapter = try Adapter(baseModel: basePath, data: AdaptData(train: data.path, validation: try writeToneValidation(dir).path),
                                       cacheRoot: dir.appendingPathComponent("cache"), options: options)
             let validated = try adapter.run()
             let base = try ModelFile.load(path: basePath)
@@ -437,6 +446,27 @@ func quickOptions() -> AdaptOptions {
                                 options: AdaptOptions(), log: { line in lines.withLock { $0.append(line) } }).run()
             }
             #expect(lines.current.contains { $0.contains("n.wav") && $0.contains("'4' '2'") })
+        }
+    }
+
+    /// Validation recordings that are also training data (--val inside --data, or the same audio under
+    /// another name) would score the model on what it trained on: they are used for validation only,
+    /// and the log says so.
+    @Test func recordingsInBothSetsAreUsedForValidationOnly() throws {
+        try withTemporaryDirectory { dir in
+            let data = try writeToneData(dir)
+            // --val inside --data (the folder walk is recursive), and one of them again under another name.
+            let val = try writeToneValidation(data)
+            try FileManager.default.copyItem(at: val.appendingPathComponent("go.wav"), to: data.appendingPathComponent("go-again.wav"))
+            try Data("go".utf8).write(to: data.appendingPathComponent("go-again.txt"))
+            let model = dir.appendingPathComponent("m.safetensors").path
+            try writeRandomModel(to: model, seed: 3)
+            let lines = Locked<[String]>([])
+            let result = try Adapter(baseModel: model, data: AdaptData(train: data.path, validation: val.path),
+                                     cacheRoot: dir.appendingPathComponent("cache"), options: quickOptions(),
+                                     log: { line in lines.withLock { $0.append(line) } }).run()
+            #expect((result.trainUtterances, result.validationUtterances) == (6, 2))
+            #expect(lines.withLock { $0 }.contains { $0.hasPrefix("3 training recordings are also in validation") }, "\(lines.withLock { $0 })")
         }
     }
 }

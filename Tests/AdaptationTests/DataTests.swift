@@ -181,4 +181,29 @@ import Glibc
         #expect(ValidationSplit.split(["/x/1.wav", "/x/2.wav"], fraction: 0.9, seed: 1).train.count == 1)
         #expect(ValidationSplit.split(few, fraction: 0, seed: 1).validation.isEmpty)
     }
+
+    /// A recording longer than one utterance may be is skipped by name with the limit, before its CTC
+    /// tables (frames x text) could take gigabytes.
+    @Test func recordingsLongerThanAMinuteAreSkipped() throws {
+        try withTemporaryDirectory { dir in
+            let long = try writeItem(dir, "memo.wav", seconds: 61, text: "a long memo")
+            guard case .failure(.tooLong(let seconds, let limit)) = validator.validate(DataItem(audio: long.path, text: "a long memo")) else {
+                Issue.record("a 61 s recording was not refused as too long"); return
+            }
+            #expect(abs(seconds - 61) < 0.01 && limit == ItemValidator.maximumSeconds)
+            let ok = try writeItem(dir, "minute.wav", seconds: 59, text: "a long memo")
+            #expect(throws: Never.self) { try validator.validate(DataItem(audio: ok.path, text: "a long memo")).get() }
+        }
+    }
+
+    /// A group far larger than the wanted share is passed over: 900 takes of one memo series and ten
+    /// singletons put all 900 in validation for about one seed in eleven.
+    @Test func oneHugeGroupDoesNotFillValidation() {
+        let paths = (1...900).map { String(format: "/d/memo-%03d.flac", $0) } + (0..<10).map { "/d/note\($0)x.flac" }
+        for seed in UInt64(0)..<40 {
+            let parts = ValidationSplit.split(paths, fraction: 0.1, seed: seed)
+            #expect(parts.validation.count <= 2 * 91, "seed \(seed): \(parts.validation.count) of \(paths.count) in validation")
+            #expect(!parts.validation.isEmpty, "seed \(seed)")
+        }
+    }
 }
