@@ -274,6 +274,13 @@ final class ConnectionHandler: ChannelInboundHandler {
             send(.error(code: .reloadUnavailable, message: ReloadError.unavailable.description), id: id)
             return
         }
+        // One at a time per connection: each load takes seconds of CPU from the sessions, and a client
+        // that wrote thousands of reload lines would otherwise queue thousands of loads (and a shutdown
+        // would wait for all of them).
+        guard reloadsInFlight == 0 else {
+            send(.error(code: .reloadFailed, message: "a reload this connection asked for is still in progress; wait for its answer"), id: id)
+            return
+        }
         let loop = context!.eventLoop
         let me = NIOLoopBound(self, eventLoop: loop)
         let server = self.server

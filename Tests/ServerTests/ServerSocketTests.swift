@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import Recognizer
 @testable import Server
+import Tensors
 import Testing
 import TestSupport
 
@@ -387,6 +388,29 @@ func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async -> Bool {
         guard case .hello(let hello)? = try after.receive(timeout: 5)?.message else { Issue.record("no hello"); return }
         #expect(hello.model.name == "/m/new.safetensors")
         #expect(hello.capabilities.contains("reload"))
+    }
+
+    /// A client that writes many reload lines at once queued one model load each (seconds of CPU apiece,
+    /// and a shutdown waited for all of them): a connection has one reload at a time, and the others are
+    /// answered at once.
+    @Test func aConnectionHasOneReloadInFlightAtATime() async throws {
+        let loads = Locked(0)
+        let hooks = ServerHooks(reload: { _ in
+            loads.withLock { $0 += 1 }
+            usleep(300_000)
+            return FakeEngine(name: "reloaded")
+        })
+        let (server, path) = try await startServer(hooks: hooks)
+        defer { Task { await server.shutdown() } }
+        let client = try connect(path)
+        for i in 0..<50 { try client.send(ClientRequest(.reload(modelPath: nil), id: .int(i))) }
+        var replies: [ServerReply] = []
+        while replies.count < 50, let reply = try client.receive(timeout: 10) { replies.append(reply) }
+        #expect(replies.count == 50)
+        let refused = replies.filter { errorCode($0.message) == .reloadFailed }
+        #expect(refused.count >= 45, "\(refused.count) of 50 refused")
+        #expect(loads.withLock { $0 } == 50 - refused.count && loads.withLock { $0 } <= 5, "\(loads.withLock { $0 }) loads")
+        #expect(Set(replies.compactMap(\.id)).count == 50, "every request answered once, with its id")
     }
 
     @Test func shutdownFinishesRunningSessionsBeforeClosing() async throws {
