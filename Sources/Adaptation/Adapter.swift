@@ -399,6 +399,15 @@ public final class Adapter {
         // General items that failed caching are gone from the pool: an epoch plans only what is left.
         generalPerEpoch = min(generalPerEpoch, general.count)
         guard !train.isEmpty else { throw .data(path: data.train, reason: "no usable items (\(skipped.count) skipped, reasons above)") }
+        // Without validation nothing checks the result against the base model (a single recording would be
+        // trained on for every epoch of every run, and the unattended workflow would serve the result):
+        // only an explicit --val-fraction 0 without --val asks for that.
+        if validation.isEmpty && (data.validation != nil || options.valFraction > 0) {
+            let reason = data.validation != nil
+                ? "--val gave no usable recordings (reasons above), so nothing would check the result against the base model"
+                : "\(train.count) usable recording\(train.count == 1 ? "" : "s") cannot spare one for validation, so nothing would check the result against the base model: add recordings, give --val, or pass --val-fraction 0 to adapt without validation"
+            throw .data(path: data.validation ?? data.train, reason: reason)
+        }
         log("\(train.count) training and \(validation.count) validation utterances; activations: \(hits) cached, \(misses) computed (\(cache.directory.path))")
 
         // Content, not paths: the same recordings and texts anywhere give the same hash.

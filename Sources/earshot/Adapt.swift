@@ -75,7 +75,7 @@ struct Adapt: ParsableCommand {
     @Option(help: "Epochs without a better validation WER before stopping.")
     var patience: Int = AdaptOptions().patience
 
-    @Option(help: "Share of DATA held out for validation when --val is not given (0 disables validation and early stopping).")
+    @Option(help: "Share of DATA held out for validation when --val is not given (0 disables validation and early stopping; otherwise data too small to hold one recording out is refused).")
     var valFraction: Double = AdaptOptions().valFraction
 
     @Option(help: ArgumentHelp("How DATA is split for validation: 'prefix' keeps the takes of one prompt (names differing only in a trailing number) together, 'file' splits file by file.", valueName: "prefix|file"))
@@ -279,10 +279,8 @@ struct Adapt: ParsableCommand {
         if let result {
             print("validation: \(counted(result.validationUtterances, "utterance")), training: \(result.trainUtterances), skipped: \(result.skipped.count)")
             if result.before == nil {
-                let why = val != nil ? "--val gave no usable utterances"
-                    : valFraction == 0 ? "--val-fraction 0 and no --val"
-                    : "the held-out share was unusable (skipped, reasons above) or the data is a single recording; give --val or more recordings"
-                print("before/after: no validation set (\(why)); epochs run: \(result.epochsRun)")
+                // The adapter refuses to go on without validation unless asked to.
+                print("before/after: no validation set (--val-fraction 0 and no --val); epochs run: \(result.epochsRun)")
             } else if result.noEpochImproved {
                 print("before:     \(figures(result.before))  (greedy)")
                 print("after:      no epoch of \(result.epochsRun) improved on the base model, so the weights written are the base's; try more --epochs, a higher --lr or more recordings")

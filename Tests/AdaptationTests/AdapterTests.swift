@@ -469,4 +469,37 @@ func quickOptions() -> AdaptOptions {
             #expect(lines.withLock { $0 }.contains { $0.hasPrefix("3 training recordings are also in validation") }, "\(lines.withLock { $0 })")
         }
     }
+
+    /// Nothing checks a run without validation against the base model, and the unattended workflow would
+    /// serve its result: a single recording (nothing to hold out) or a --val with nothing usable is refused,
+    /// naming the way out; --val-fraction 0 asks for it explicitly.
+    @Test func adaptingWithoutValidationNeedsToBeAskedFor() throws {
+        try withTemporaryDirectory { dir in
+            let one = dir.appendingPathComponent("one")
+            try FileManager.default.createDirectory(at: one, withIntermediateDirectories: true)
+            try writeItem(one, "up.wav", seconds: 0.6, frequency: 150, text: "up")
+            let model = dir.appendingPathComponent("m.safetensors").path
+            try writeRandomModel(to: model, seed: 3)
+            var options = quickOptions()
+            options.valFraction = 0.1
+            #expect {
+                _ = try Adapter(baseModel: model, data: AdaptData(train: one.path), cacheRoot: dir.appendingPathComponent("cache"), options: options).run()
+            } throws: { error in
+                "\(error)".contains("cannot spare one for validation") && "\(error)".contains("--val-fraction 0")
+            }
+            let empty = dir.appendingPathComponent("empty-val")
+            try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+            try Data("RIFF not audio".utf8).write(to: empty.appendingPathComponent("bad.wav"))
+            try Data("bad".utf8).write(to: empty.appendingPathComponent("bad.txt"))
+            #expect {
+                _ = try Adapter(baseModel: model, data: AdaptData(train: try writeToneData(dir).path, validation: empty.path),
+                                cacheRoot: dir.appendingPathComponent("cache"), options: quickOptions()).run()
+            } throws: { error in
+                "\(error)".contains("--val gave no usable recordings")
+            }
+            options.valFraction = 0
+            let result = try Adapter(baseModel: model, data: AdaptData(train: one.path), cacheRoot: dir.appendingPathComponent("cache"), options: options).run()
+            #expect(result.before == nil && result.trainUtterances == 1)
+        }
+    }
 }
