@@ -36,6 +36,8 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// `reload` requests being processed (their reply not yet sent).
     private var reloadsInFlight = 0
     private var shutdownPromise: EventLoopPromise<Void>?
+    /// The connection's closing message (an error that ends it) has been written: nothing may follow.
+    private var lastWritten = false
     /// The client has shut down its sending side (`printf ... | socat`, a pipe): the connection closes
     /// once the `stop`s it sent are answered.
     private var inputClosed = false
@@ -403,7 +405,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     private func enqueue(_ bytes: ByteBuffer, droppable: Bool) {
-        guard let context, !closing || shutdownPromise != nil else { return }
+        guard let context, !lastWritten, !closing || shutdownPromise != nil else { return }
         if outbound.isEmpty && context.channel.isWritable {
             context.write(wrapOutboundOut(bytes), promise: nil)
             needsFlush = true
@@ -468,9 +470,12 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// Writes everything queued, then `last`, then closes (at most `closeGraceSeconds` later for a client
     /// that does not read). Writes complete in order, so when `last` has, everything before it is out.
     private func closeAfterWriting(_ last: ByteBuffer) {
-        guard let context else { return }
+        guard let context, !lastWritten else { return }
         closing = true
         writeQueuedIgnoringWritability()
+        // The closing error is the last message: a reload answered later, or a second closing error,
+        // must not follow it (the protocol promises nothing comes after).
+        lastWritten = true
         if registered { server.unregister(id); registered = false }
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(last)).whenComplete { _ in channel.close(promise: nil) }
