@@ -260,9 +260,13 @@ final class Daemon: @unchecked Sendable {
         } catch {
             // Already logged by `reload`; the old model serves on.
         }
-        // A reload that ends after SIGTERM must not tell systemd the service is ready again.
-        guard !stopping.withLock({ $0 }) else { return }
-        notifier.notify("READY=1\nSTATUS=" + shortStatus())
+        // A reload that ends after SIGTERM must not tell systemd the service is ready again: the check and
+        // the message are one step under the lock that shutdown's STOPPING=1 takes too.
+        let status = shortStatus()
+        stopping.withLock { stopping in
+            guard !stopping else { return }
+            notifier.notify("READY=1\nSTATUS=" + status)
+        }
     }
 
     // MARK: shutdown
@@ -270,9 +274,11 @@ final class Daemon: @unchecked Sendable {
     /// Stops the capture, lets the microphone finish its utterance (its final is broadcast), then
     /// finishes every client session and closes the server.
     func shutdown() async {
-        stopping.withLock { $0 = true }
+        stopping.withLock { stopping in
+            stopping = true
+            notifier.notify("STOPPING=1\nSTATUS=stopping")
+        }
         for timer in timers { timer.cancel() }
-        notifier.notify("STOPPING=1\nSTATUS=stopping")
         logger.info("stopping")
         // Half of the unit's TimeoutStopSec (30 s) at most for the microphone's backlog, so that the
         // client sessions are still finished before systemd's SIGKILL.
