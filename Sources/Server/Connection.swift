@@ -472,6 +472,9 @@ final class ConnectionHandler: ChannelInboundHandler {
     private func closeAfterWriting(_ last: ByteBuffer) {
         guard let context, !lastWritten else { return }
         closing = true
+        // Nothing more can reach this client: a session still running (a client too slow, a framing
+        // error, a half-close without stop) stops using the runner now, not when the socket closes.
+        dropSession(closingRunner: true)
         writeQueuedIgnoringWritability()
         // The closing error is the last message: a reload answered later, or a second closing error,
         // must not follow it (the protocol promises nothing comes after).
