@@ -435,7 +435,9 @@ public final class Trainer {
 
     /// Trains until `optimizer.total_steps` or until `shouldStop()` says so (checked between steps);
     /// either way a checkpoint is written before it returns. It validates at every `valid_every_steps`
-    /// and at the last step.
+    /// and at the last step. It throws only between steps, without a checkpoint: the state is consistent,
+    /// and the caller decides whether to keep it (`earshot train` does when a step was trained, so that a
+    /// fresh run that fails at once is not left in resume mode).
     public func run(shouldStop: () -> Bool, progress: (TrainProgress) -> Void) throws {
         // Worker threads are the parallelism; see `batchLossAndGradients`.
         BLASThreads.set(1)
@@ -460,8 +462,7 @@ public final class Trainer {
                 // whole epoch has given nothing (the corpus gone or unmounted since loading).
                 undecodableRun += indices.reduce(0) { $0 + train[$1].seconds }
                 if undecodableRun >= epochSeconds {
-                    try saveCheckpoint()
-                    throw TrainerError.data("none of the training audio could be decoded for a whole epoch (the first reasons are in the log); the checkpoint at step \(state.step) is saved")
+                    throw TrainerError.data("none of the training audio could be decoded for a whole epoch (the first reasons are in the log)")
                 }
                 advance(to: epoch, next)
                 continue
@@ -475,8 +476,7 @@ public final class Trainer {
                 nonFiniteRun += 1
                 log("skipped a batch before step \(state.step + 1): \(TrainingError.nonFiniteGradient)")
                 if nonFiniteRun >= Self.nonFiniteBatchLimit {
-                    try saveCheckpoint()
-                    throw TrainerError.data("\(Self.nonFiniteBatchLimit) batches in a row gave non-finite gradients: the model has diverged (the checkpoint at step \(state.step) is saved, but resuming it diverges again); start a new run, with another --output, from one of this run's snapshots as model.init_from and with a lower optimizer.learning_rate")
+                    throw TrainerError.data("\(Self.nonFiniteBatchLimit) batches in a row gave non-finite gradients: the model has diverged (resuming this run diverges again); start a new run, with another --output, from one of this run's snapshots as model.init_from and with a lower optimizer.learning_rate")
                 }
                 advance(to: epoch, next)
                 continue

@@ -48,12 +48,8 @@ struct DaemonTests {
         let scratch = try Scratch()
         let fx = try TinyFixture(scratch: scratch)
         let path = scratch.path("activated.sock")
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        try #require(fd >= 0)
+        let fd = try listeningSocket(at: path, backlog: 16)
         defer { close(fd) }
-        var address = try #require(UnixAddress(path: path))
-        try #require(address.withSockaddr { bind(fd, $0, $1) } == 0)
-        try #require(listen(fd, 16) == 0)
 
         // As systemd does it: the socket as fd 3, LISTEN_PID naming the daemon's own pid (the shell execs
         // into earshotd, keeping its pid). --socket points elsewhere: it must not be bound.
@@ -245,12 +241,8 @@ struct DaemonTests {
     func streamFailsWhenTheSessionIsDropped() throws {
         let scratch = try Scratch()
         let path = scratch.path("scripted.sock")
-        let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        try #require(listener >= 0)
+        let listener = try listeningSocket(at: path, backlog: 1)
         defer { close(listener) }
-        var address = try #require(UnixAddress(path: path))
-        try #require(address.withSockaddr { bind(listener, $0, $1) } == 0)
-        try #require(listen(listener, 1) == 0)
         // Ten seconds sent in real time (100 frames of 100 ms): the client must stop sending once the
         // session is gone, not send them all to be answered with errors.
         let audio = scratch.path("audio.wav")
