@@ -274,10 +274,15 @@ public enum ValidationSplit {
             let members = groups[key]!
             if paths.count - validation.count - members.count < 1 { continue }
             // A group that would take validation past twice the fraction is passed over (900 takes of one
-            // memo series among ten singletons must not all go to validation); smaller ones always exist,
-            // since with 10 or more groups the average one holds at most the wanted count.
+            // memo series among ten singletons must not all go to validation).
             if validation.count + members.count > 2 * want { continue }
             validation += members
+        }
+        // Every group may be over that cap (ten speakers of 100 takes at a fraction of 0.04): the smallest
+        // group that leaves training something is then better than no validation at all.
+        if validation.isEmpty, let smallest = order.map({ groups[$0]! }).filter({ $0.count < paths.count })
+            .min(by: { $0.count < $1.count }) {
+            validation = smallest
         }
         let held = Set(validation)
         return (paths.indices.filter { !held.contains($0) }, validation.sorted())

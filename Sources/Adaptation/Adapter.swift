@@ -350,6 +350,7 @@ public final class Adapter {
         let (allTrain, trainSkipped) = try load(data.train, role: "train")
         skipped += trainSkipped
         var trainItems = allTrain, valItems: [ValidItem] = []
+        var splitByPrefix = false
         if let v = data.validation {
             let (valid, bad) = try load(v, role: "validation")
             valItems = valid
@@ -358,7 +359,8 @@ public final class Adapter {
             let paths = allTrain.map(\.audio)
             let parts = ValidationSplit.split(paths, fraction: options.valFraction, seed: options.seed,
                                                  byPrefix: options.splitByPrefix)
-            if options.splitByPrefix && !ValidationSplit.groupsByPrefix(paths, byPrefix: true) {
+            splitByPrefix = ValidationSplit.groupsByPrefix(paths, byPrefix: options.splitByPrefix)
+            if options.splitByPrefix && !splitByPrefix {
                 log("validation split by file: the names form fewer than 10 groups of takes, too few to split by prefix")
             }
             trainItems = parts.train.map { allTrain[$0] }
@@ -366,6 +368,16 @@ public final class Adapter {
         }
         for s in skipped { log("skipped \(s)") }
         guard !trainItems.isEmpty else { throw .data(path: data.train, reason: "no usable items (\(skipped.count) skipped, reasons above)") }
+        // Without validation nothing checks the result against the base model (a single recording would be
+        // trained on for every epoch of every run, and the unattended workflow would serve the result):
+        // only an explicit --val-fraction 0 without --val asks for that. Refused before any caching.
+        let wantsValidation = data.validation != nil || options.valFraction > 0
+        if valItems.isEmpty && wantsValidation {
+            let reason = data.validation != nil
+                ? "--val gave no usable recordings (reasons above), so nothing would check the result against the base model"
+                : "\(trainItems.count) usable recording\(trainItems.count == 1 ? "" : "s") cannot spare one for validation, so nothing would check the result against the base model: add recordings, give --val, or pass --val-fraction 0 to adapt without validation"
+            throw .data(path: data.validation ?? data.train, reason: reason)
+        }
         try openCache()
 
         var generalItems: [ValidItem] = []
@@ -394,19 +406,20 @@ public final class Adapter {
         if let first = overlap.first {
             log("\(overlap.count) training recording\(overlap.count == 1 ? " is" : "s are") also in validation (the same audio; first: \(first.item.audio)): used for validation only")
             train.removeAll { heldOut.contains($0.audioSHA256) }
+            guard !train.isEmpty else {
+                throw .data(path: data.train, reason: "every usable training recording is also in --val (the same audio): nothing is left to train on; give --val a folder of other recordings")
+            }
         }
         let general = generalItems.compactMap { byPath[$0.audio] }
-        // General items that failed caching are gone from the pool: an epoch plans only what is left.
+        // General speech keeps its share of what training is left, and items that failed caching are gone
+        // from the pool: an epoch plans only what is left.
+        if generalPerEpoch > 0 {
+            generalPerEpoch = Int((Double(train.count) * options.generalShare / (1 - options.generalShare)).rounded(.up))
+        }
         generalPerEpoch = min(generalPerEpoch, general.count)
         guard !train.isEmpty else { throw .data(path: data.train, reason: "no usable items (\(skipped.count) skipped, reasons above)") }
-        // Without validation nothing checks the result against the base model (a single recording would be
-        // trained on for every epoch of every run, and the unattended workflow would serve the result):
-        // only an explicit --val-fraction 0 without --val asks for that.
-        if validation.isEmpty && (data.validation != nil || options.valFraction > 0) {
-            let reason = data.validation != nil
-                ? "--val gave no usable recordings (reasons above), so nothing would check the result against the base model"
-                : "\(train.count) usable recording\(train.count == 1 ? "" : "s") cannot spare one for validation, so nothing would check the result against the base model: add recordings, give --val, or pass --val-fraction 0 to adapt without validation"
-            throw .data(path: data.validation ?? data.train, reason: reason)
+        if validation.isEmpty && wantsValidation {
+            throw .data(path: data.validation ?? data.train, reason: "none of the validation recordings could be used (reasons above), so nothing would check the result against the base model")
         }
         log("\(train.count) training and \(validation.count) validation utterances; activations: \(hits) cached, \(misses) computed (\(cache.directory.path))")
 
@@ -481,8 +494,8 @@ public final class Adapter {
         for (name, t) in best.parameters where trainable.contains(name) { tensors[name] = t }
         var description = base.description
         description.provenance = provenance(before: before, after: best.score, members: members, keptRun: keptRun,
-                                            train: train, validation: validation, generalPerEpoch: generalPerEpoch,
-                                            skipped: skipped.count, dataSHA256: dataSHA256, generalSHA256: generalSHA256)
+                                            train: train, validation: validation, splitByPrefix: splitByPrefix,
+                                            generalPerEpoch: generalPerEpoch, skipped: skipped.count, dataSHA256: dataSHA256, generalSHA256: generalSHA256)
         var result = AdaptResult(model: ModelFile(description: description, parameters: tensors), before: before, after: best.score,
                                  epochsRun: epochsRun, bestEpoch: best.epoch, runs: members.count, keptRun: keptRun,
                                  trainUtterances: train.count,
@@ -605,12 +618,12 @@ public final class Adapter {
     }
 
     func provenance(before: ValidationScore?, after: ValidationScore?, members: [RunOutcome], keptRun: Int?, train: [Prepared],
-                    validation: [Prepared], generalPerEpoch: Int, skipped: Int, dataSHA256: String,
+                    validation: [Prepared], splitByPrefix: Bool, generalPerEpoch: Int, skipped: Int, dataSHA256: String,
                     generalSHA256: String?) -> [String: JSONValue] {
         var adaptation: [String: JSONValue] = [
             "data": .string(data.train),
             "data_sha256": .string(dataSHA256),
-            "validation": .string(data.validation ?? (validation.isEmpty ? "none" : "split of data, fraction \(options.valFraction), seed \(options.seed), \(ValidationSplit.groupsByPrefix((train + validation).map(\.item.audio), byPrefix: options.splitByPrefix) ? "by file-name prefix" : "by file")")),
+            "validation": .string(data.validation ?? (validation.isEmpty ? "none" : "split of data, fraction \(options.valFraction), seed \(options.seed), \(splitByPrefix ? "by file-name prefix" : "by file")")),
             "options": options.provenance,
             "trained_layers": .array(split.trainedLayers.map { .string($0) }),
             "train_utterances": .number(Double(train.count)),

@@ -168,6 +168,9 @@ public final class EarshotServer: Sendable {
         guard let hook = hooks.reload else { throw .unavailable }
         reloadLock.lock()
         defer { reloadLock.unlock() }
+        // Reloads queued behind this lock (one per connection, but many connections) would each load a
+        // model that no session will use, and shutdown waits for them: once it has begun they end here.
+        guard !state.withLock({ $0.shuttingDown }) else { throw .failed(reason: "the server is shutting down") }
         let engine: any TranscriptionEngine
         do {
             engine = try hook(modelPath)

@@ -203,7 +203,10 @@ final class Daemon: @unchecked Sendable {
         var lastStatus = ""
         timer.setEventHandler { [unowned self] in
             let line = self.shortStatus()
-            if line != lastStatus {
+            // Under shutdown's lock, as READY=1 is: a running status line after STATUS=stopping would be
+            // what `systemctl status` shows for the whole of the shutdown.
+            self.stopping.withLock { stopping in
+                guard !stopping, line != lastStatus else { return }
                 self.notifier.status(line)
                 lastStatus = line
             }
@@ -254,14 +257,18 @@ final class Daemon: @unchecked Sendable {
     func reloadFromSignal() {
         var now = timespec()
         clock_gettime(CLOCK_MONOTONIC, &now)
-        notifier.notify("RELOADING=1\nMONOTONIC_USEC=\(Int64(now.tv_sec) * 1_000_000 + Int64(now.tv_nsec) / 1000)")
+        stopping.withLock { stopping in
+            guard !stopping else { return }
+            notifier.notify("RELOADING=1\nMONOTONIC_USEC=\(Int64(now.tv_sec) * 1_000_000 + Int64(now.tv_nsec) / 1000)")
+        }
         do {
             _ = try server.reload(modelPath: nil)
         } catch {
             // Already logged by `reload`; the old model serves on.
         }
         // A reload that ends after SIGTERM must not tell systemd the service is ready again: the check and
-        // the message are one step under the lock that shutdown's STOPPING=1 takes too.
+        // the message are one step under the lock that shutdown's STOPPING=1 takes too (as are RELOADING=1
+        // and the status line).
         let status = shortStatus()
         stopping.withLock { stopping in
             guard !stopping else { return }

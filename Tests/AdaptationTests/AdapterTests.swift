@@ -470,6 +470,48 @@ func quickOptions() -> AdaptOptions {
         }
     }
 
+    /// General speech keeps its share of what is left to train on once recordings also in validation
+    /// are removed: 6 training recordings at a share of 0.5 get 6 general ones an epoch, not the 8 that
+    /// the 8 found under --data would.
+    @Test func generalShareFollowsTheTrainingLeftAfterOverlap() throws {
+        try withTemporaryDirectory { dir in
+            let (data, base, general) = try toneDataBaseAndGeneralFolder(dir)
+            let val = try writeToneValidation(data)
+            var lines = ""
+            for i in 0..<10 {
+                let audio = try writeItem(general, "g\(i).wav", seconds: 0.7, frequency: 500 + 40 * Double(i), text: nil)
+                lines += "\(audio.path)\tgo\n"
+            }
+            let manifest = general.appendingPathComponent("general.tsv")
+            try lines.write(to: manifest, atomically: true, encoding: .utf8)
+            var options = quickOptions()
+            options.generalShare = 0.5
+            let result = try Adapter(baseModel: base, data: AdaptData(train: data.path, validation: val.path, general: manifest.path),
+                                     cacheRoot: dir.appendingPathComponent("cache"), options: options).run()
+            #expect((result.trainUtterances, result.validationUtterances) == (6, 2))
+            guard case .object(let a)? = result.model.description.provenance["adaptation"] else {
+                Issue.record("no adaptation provenance"); return
+            }
+            #expect(a["general_per_epoch"] == .number(6))
+        }
+    }
+
+    /// --val naming the training folder itself leaves nothing to train on: the error says why, rather
+    /// than "no usable items".
+    @Test func validationThatIsAllTheTrainingDataIsExplained() throws {
+        try withTemporaryDirectory { dir in
+            let data = try writeToneData(dir)
+            let model = dir.appendingPathComponent("m.safetensors").path
+            try writeRandomModel(to: model, seed: 3)
+            #expect {
+                _ = try Adapter(baseModel: model, data: AdaptData(train: data.path, validation: data.path),
+                                cacheRoot: dir.appendingPathComponent("cache"), options: quickOptions()).run()
+            } throws: { error in
+                "\(error)".contains("also in --val")
+            }
+        }
+    }
+
     /// Nothing checks a run without validation against the base model, and the unattended workflow would
     /// serve its result: a single recording (nothing to hold out) or a --val with nothing usable is refused,
     /// naming the way out; --val-fraction 0 asks for it explicitly.
@@ -497,6 +539,8 @@ func quickOptions() -> AdaptOptions {
             } throws: { error in
                 "\(error)".contains("--val gave no usable recordings")
             }
+            // Both refused before any caching: nothing was computed for a run that cannot happen.
+            #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("cache").path))
             options.valFraction = 0
             let result = try Adapter(baseModel: model, data: AdaptData(train: one.path), cacheRoot: dir.appendingPathComponent("cache"), options: options).run()
             #expect(result.before == nil && result.trainUtterances == 1)

@@ -197,13 +197,27 @@ import Glibc
     }
 
     /// A group far larger than the wanted share is passed over: 900 takes of one memo series and ten
-    /// singletons put all 900 in validation for about one seed in eleven.
+    /// singletons put all 900 in validation unless the series came last in the seed's order (ten seeds
+    /// in eleven).
     @Test func oneHugeGroupDoesNotFillValidation() {
         let paths = (1...900).map { String(format: "/d/memo-%03d.flac", $0) } + (0..<10).map { "/d/note\($0)x.flac" }
         for seed in UInt64(0)..<40 {
             let parts = ValidationSplit.split(paths, fraction: 0.1, seed: seed)
             #expect(parts.validation.count <= 2 * 91, "seed \(seed): \(parts.validation.count) of \(paths.count) in validation")
             #expect(!parts.validation.isEmpty, "seed \(seed)")
+        }
+    }
+
+    /// When every group is over the cap of twice the wanted share (ten speakers of 100 takes at a fraction
+    /// of 0.04), the smallest one still goes to validation: an empty split would refuse the run.
+    @Test func groupsAllOverTheCapStillGiveAValidationSet() {
+        let paths = (0..<10).flatMap { speaker in (1...100).map { "/d/spk\(speaker)x_\($0).wav" } }
+            + (1...90).map { "/d/short_\($0).wav" }
+        #expect(ValidationSplit.groupsByPrefix(paths, byPrefix: true))
+        for seed in UInt64(0)..<4 {
+            let parts = ValidationSplit.split(paths, fraction: 0.04, seed: seed)
+            #expect(parts.validation.count == 90, "seed \(seed): \(parts.validation.count) in validation")
+            #expect(parts.validation.allSatisfy { paths[$0].hasPrefix("/d/short_") })
         }
     }
 }

@@ -413,6 +413,29 @@ func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async -> Bool {
         #expect(Set(replies.compactMap(\.id)).count == 50, "every request answered once, with its id")
     }
 
+    /// Reloads from many connections queue behind one another; a shutdown waited for every queued load
+    /// (seconds of CPU each, for a model no session would use). Once shutdown begins, queued ones end.
+    @Test func shutdownDoesNotWaitForQueuedReloads() async throws {
+        let loads = Locked(0)
+        let hooks = ServerHooks(reload: { _ in
+            loads.withLock { $0 += 1 }
+            usleep(300_000)
+            return FakeEngine(name: "reloaded")
+        })
+        let (server, path) = try await startServer(hooks: hooks)
+        var clients: [SocketClient] = []
+        for i in 0..<8 {
+            let client = try connect(path)
+            try client.send(ClientRequest(.reload(modelPath: nil), id: .int(i)))
+            clients.append(client)
+        }
+        // All eight are read (the first is loading) before the shutdown.
+        while loads.withLock({ $0 }) == 0 { usleep(10_000) }
+        usleep(100_000)
+        await server.shutdown()
+        #expect(loads.withLock { $0 } <= 2, "\(loads.withLock { $0 }) loads of 8")
+    }
+
     @Test func shutdownFinishesRunningSessionsBeforeClosing() async throws {
         let (server, path) = try await startServer()
         let client = try connect(path)
