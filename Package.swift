@@ -61,7 +61,7 @@ let package = Package(
         // Helpers shared by the test targets (temporary folders, espeak-ng synthesis, running the built
         // executables, the in-process tiny model). A plain target so test targets can import it; nothing
         // that ships depends on it.
-        .target(name: "TestSupport", dependencies: ["Tensors", "Audio", "Model", "Training", "Decoding", "Recognizer"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["Tensors", "Audio", "Model", "Training", "Decoding", "Recognizer", "Server"], path: "Tests/TestSupport"),
 
         .testTarget(name: "TensorsTests", dependencies: ["Tensors"]),
         .testTarget(name: "AudioTests", dependencies: ["TestSupport", "Audio", "CSndFile"]),

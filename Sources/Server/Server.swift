@@ -201,24 +201,42 @@ public final class EarshotServer: Sendable {
                 throw .bindFailed(path: path, reason: "cannot remove the stale socket file: \(String(cString: strerror(errno)))")
             }
         }
-        let channel: Channel
-        do {
-            channel = try await bootstrap().bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false).get()
-        } catch {
-            throw .bindFailed(path: path, reason: "\(error)")
+        // Bound here rather than by NIO, whose listener removes whatever socket file is at its path when
+        // it closes: by then that may be a new instance's (see `shutdown`).
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw .bindFailed(path: path, reason: "socket: \(String(cString: strerror(errno)))") }
+        guard var address = UnixAddress(path: path) else {
+            close(fd)
+            throw .bindFailed(path: path, reason: "the path is longer than a Unix socket address holds (107 bytes)")
+        }
+        guard address.withSockaddr({ bind(fd, $0, $1) }) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw .bindFailed(path: path, reason: reason)
         }
         // The socket file is created with the umask's permissions; the window until chmod is closed only by
         // the directory's own permissions (the systemd unit's RuntimeDirectoryMode=0750), as documented.
-        do {
+        do throws(ServerError) {
+            guard listen(fd, 256) == 0 else { throw .bindFailed(path: path, reason: "listen: \(String(cString: strerror(errno)))") }
             try applyPermissions(path: path)
         } catch {
-            try? await channel.close().get()
+            close(fd)
             unlink(path)
             throw error
         }
+        let channel: Channel
+        do {
+            channel = try await bootstrap().withBoundSocket(fd).get()
+        } catch {
+            // NIO owns the descriptor once given it (it closes it on a failed registration).
+            unlink(path)
+            throw .bindFailed(path: path, reason: "\(error)")
+        }
+        let identity = SocketFileIdentity(path: path)
         state.withLock {
             $0.serverChannel = channel
             $0.ownedSocketPath = path
+            $0.ownedSocketIdentity = identity
         }
         logger.info("listening", metadata: ["path": "\(path)"])
     }
@@ -325,14 +343,17 @@ public final class EarshotServer: Sendable {
     /// `error shutting_down` and is closed (waiting at most `closeGraceSeconds` for a client to read).
     /// Removes the socket file this server bound. Call once.
     public func shutdown(flushingSessions: Bool = true) async {
-        let (channel, connections, path) = state.withLock { s -> (Channel?, [ConnectionRef], String?) in
+        let (channel, connections, path, identity) = state.withLock { s -> (Channel?, [ConnectionRef], String?, SocketFileIdentity?) in
             s.shuttingDown = true
-            let result = (s.serverChannel, Array(s.connections.values), s.ownedSocketPath)
+            let result = (s.serverChannel, Array(s.connections.values), s.ownedSocketPath, s.ownedSocketIdentity)
             s.serverChannel = nil
             return result
         }
+        // The file goes before the listener closes: once it is closed, a new instance may find the file
+        // stale, replace it with its own, and this one would then remove the new instance's socket. And
+        // only our own file: one that replaced it meanwhile is left alone.
+        if let path, let identity, SocketFileIdentity(path: path) == identity { unlink(path) }
         try? await channel?.close().get()
-        if let path { unlink(path) }
         var closed: [EventLoopFuture<Void>] = []
         for connection in connections {
             let handler = connection.handler
@@ -447,6 +468,7 @@ struct ServerState {
     var connections: [Int: ConnectionRef] = [:]
     var serverChannel: Channel?
     var ownedSocketPath: String?
+    var ownedSocketIdentity: SocketFileIdentity?
     var shuttingDown = false
     var nextID = 0
     var nextSessionID = 0
@@ -455,6 +477,24 @@ struct ServerState {
     var stats = ServerStats()
 
     func subscribers() -> [ConnectionRef] { connections.values.filter(\.subscribed) }
+}
+
+/// Which file a path names, to tell the socket file this server bound from one that replaced it. The
+/// inode alone does not: a file system reuses a freed inode at once, so the change time is part of it.
+struct SocketFileIdentity: Equatable {
+    let device: UInt64
+    let inode: UInt64
+    let changed: Int
+    let changedNanoseconds: Int
+
+    init?(path: String) {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return nil }
+        device = UInt64(info.st_dev)
+        inode = UInt64(info.st_ino)
+        changed = info.st_ctim.tv_sec
+        changedNanoseconds = info.st_ctim.tv_nsec
+    }
 }
 
 /// What is at a socket path before binding.

@@ -332,22 +332,6 @@ func rot13(_ text: String) -> String {
     })
 }
 
-// MARK: sockets
-
-/// A Unix stream socket bound to `path` and listening, as systemd holds one for socket activation or a
-/// scripted daemon serves a client; the caller closes it.
-func listeningSocket(at path: String, backlog: Int32) throws -> Int32 {
-    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw TestFailure("cannot make a stream socket: \(String(cString: strerror(errno)))") }
-    guard var address = UnixAddress(path: path),
-          address.withSockaddr({ bind(fd, $0, $1) }) == 0, listen(fd, backlog) == 0 else {
-        let reason = String(cString: strerror(errno))
-        close(fd)
-        throw TestFailure("cannot listen on \(path): \(reason)")
-    }
-    return fd
-}
-
 // MARK: systemd's notification socket
 
 /// A datagram socket standing in for systemd's $NOTIFY_SOCKET: collects what the daemon sends.

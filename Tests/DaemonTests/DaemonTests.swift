@@ -48,7 +48,7 @@ struct DaemonTests {
         let scratch = try Scratch()
         let fx = try TinyFixture(scratch: scratch)
         let path = scratch.path("activated.sock")
-        let fd = try listeningSocket(at: path, backlog: 16)
+        let fd = try boundSocket(at: path, listeningWithBacklog: 16)
         defer { close(fd) }
 
         // As systemd does it: the socket as fd 3, LISTEN_PID naming the daemon's own pid (the shell execs
@@ -241,7 +241,7 @@ struct DaemonTests {
     func streamFailsWhenTheSessionIsDropped() throws {
         let scratch = try Scratch()
         let path = scratch.path("scripted.sock")
-        let listener = try listeningSocket(at: path, backlog: 1)
+        let listener = try boundSocket(at: path, listeningWithBacklog: 1)
         defer { close(listener) }
         // Ten seconds sent in real time (100 frames of 100 ms): the client must stop sending once the
         // session is gone, not send them all to be answered with errors.

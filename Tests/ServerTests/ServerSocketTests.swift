@@ -390,17 +390,21 @@ func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async -> Bool {
         #expect(hello.capabilities.contains("reload"))
     }
 
+    /// A reload hook that takes 300 ms, as a model load takes seconds, counting its calls in `loads`.
+    func slowReloads(counting loads: Locked<Int>) -> ServerHooks {
+        ServerHooks(reload: { _ in
+            loads.withLock { $0 += 1 }
+            usleep(300_000)
+            return FakeEngine(name: "reloaded")
+        })
+    }
+
     /// A client that writes many reload lines at once queued one model load each (seconds of CPU apiece,
     /// and a shutdown waited for all of them): a connection has one reload at a time, and the others are
     /// answered at once.
     @Test func aConnectionHasOneReloadInFlightAtATime() async throws {
         let loads = Locked(0)
-        let hooks = ServerHooks(reload: { _ in
-            loads.withLock { $0 += 1 }
-            usleep(300_000)
-            return FakeEngine(name: "reloaded")
-        })
-        let (server, path) = try await startServer(hooks: hooks)
+        let (server, path) = try await startServer(hooks: slowReloads(counting: loads))
         defer { Task { await server.shutdown() } }
         let client = try connect(path)
         for i in 0..<50 { try client.send(ClientRequest(.reload(modelPath: nil), id: .int(i))) }
@@ -417,12 +421,7 @@ func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async -> Bool {
     /// (seconds of CPU each, for a model no session would use). Once shutdown begins, queued ones end.
     @Test func shutdownDoesNotWaitForQueuedReloads() async throws {
         let loads = Locked(0)
-        let hooks = ServerHooks(reload: { _ in
-            loads.withLock { $0 += 1 }
-            usleep(300_000)
-            return FakeEngine(name: "reloaded")
-        })
-        let (server, path) = try await startServer(hooks: hooks)
+        let (server, path) = try await startServer(hooks: slowReloads(counting: loads))
         var clients: [SocketClient] = []
         for i in 0..<8 {
             let client = try connect(path)
@@ -544,7 +543,7 @@ func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async -> Bool {
     @Test func staleSocketFileIsRemovedAndReplaced() async throws {
         let path = temporarySocketPath()
         // A socket file with nobody behind it, as a crashed daemon leaves.
-        let fd = try boundSocket(path, listening: false)
+        let fd = try boundSocket(at: path)
         close(fd)
         #expect(FileManager.default.fileExists(atPath: path))
         #expect(throws: ClientError.self) { try SocketClient(path: path) }
@@ -577,10 +576,27 @@ func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async -> Bool {
         await server.shutdown()
     }
 
+    /// At shutdown the server removes its own socket file only: a file that replaced it (a new instance
+    /// that found this one's socket stale) is left in place.
+    @Test func shutdownRemovesOnlyItsOwnSocketFile() async throws {
+        let (server, path) = try await startServer()
+        await server.shutdown()
+        #expect(!FileManager.default.fileExists(atPath: path))
+
+        let (replaced, other) = try await startServer()
+        // Later than the file's change time, which the kernel keeps at a tick's resolution.
+        usleep(50_000)
+        unlink(other)
+        let fd = try boundSocket(at: other, listeningWithBacklog: 1)
+        defer { close(fd); unlink(other) }
+        await replaced.shutdown()
+        #expect(FileManager.default.fileExists(atPath: other), "the new instance's socket file was removed")
+    }
+
     @Test func adoptsAnAlreadyListeningDescriptorAsSystemdPassesIt() async throws {
         let path = temporarySocketPath()
         defer { unlink(path) }
-        let fd = try boundSocket(path, listening: true)
+        let fd = try boundSocket(at: path, listeningWithBacklog: 16)
         let server = EarshotServer(engine: FakeEngine())
         try await server.start(listeningFD: fd)
         #expect(server.socketPath == nil)
@@ -610,11 +626,3 @@ func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async -> Bool {
     }
 }
 
-/// A Unix socket bound at `path` with plain POSIX calls.
-func boundSocket(_ path: String, listening: Bool) throws -> Int32 {
-    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0, var address = UnixAddress(path: path) else { throw TestFailure("socket()") }
-    guard address.withSockaddr({ bind(fd, $0, $1) }) == 0 else { throw TestFailure("bind \(path): \(errno)") }
-    if listening { guard listen(fd, 16) == 0 else { throw TestFailure("listen") } }
-    return fd
-}
