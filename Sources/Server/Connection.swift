@@ -33,6 +33,8 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var readingPaused = false
     /// Sessions whose `stop` is being processed (their `stopped` not yet sent).
     private var stopsInFlight = 0
+    /// The shutdown's flush deadline passed with a session's audio still queued (see `shutdown`).
+    private var flushCut = false
     /// `reload` requests being processed (their reply not yet sent).
     private var reloadsInFlight = 0
     private var shutdownPromise: EventLoopPromise<Void>?
@@ -337,6 +339,12 @@ final class ConnectionHandler: ChannelInboundHandler {
         stopsInFlight -= 1
         server.sessionEnded()
         guard !closing || shutdownPromise != nil else { return }
+        // Cut by the shutdown's deadline: no `stopped`, whose figures would claim the audio recognised;
+        // the closing error says what happened.
+        if step.skipped && flushCut {
+            if stopsInFlight == 0 { finishShutdown() }
+            return
+        }
         sendSessionEvents(step.events, partials: partials)
         send(.stopped(session: sessionID, audioSeconds: total), id: id)
         flushIfNeeded()
@@ -390,12 +398,27 @@ final class ConnectionHandler: ChannelInboundHandler {
         if flushing && session != nil { stop(id: nil) }
         else if session != nil { dropSession(closingRunner: true) }
         closing = true
-        if stopsInFlight == 0 { finishShutdown() }
+        if stopsInFlight == 0 {
+            finishShutdown()
+        } else {
+            // A bound on the flush: closing the runner skips the audio still queued, and the stop then
+            // comes back at once, without results (see `sessionStopped`).
+            let me = NIOLoopBound(self, eventLoop: context.eventLoop)
+            let deadline = TimeAmount.nanoseconds(Int64(server.configuration.shutdownFlushSeconds * 1e9))
+            context.eventLoop.scheduleTask(in: deadline) {
+                let connection = me.value
+                guard connection.stopsInFlight > 0, let runner = connection.runner else { return }
+                connection.flushCut = true
+                runner.close()
+            }
+        }
         return promise.futureResult
     }
 
     private func finishShutdown() {
-        sendFinal(.error(code: .shuttingDown, message: "the server is shutting down"))
+        sendFinal(.error(code: .shuttingDown, message: flushCut
+            ? "the server is shutting down; the audio of this connection's session that was still waiting to be recognised was not, in the time a shutdown gives it"
+            : "the server is shutting down"))
     }
 
     // MARK: output

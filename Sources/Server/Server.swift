@@ -21,6 +21,10 @@ public struct ServerConfiguration: Sendable {
     /// How long a client being closed (too slow, shutdown) gets to take its last bytes before the socket
     /// is closed regardless.
     public var closeGraceSeconds = 1.0
+    /// How long a shutdown gives each client session to recognise its queued audio (up to the backlog
+    /// limit, minutes of audio at a low sample rate) before it ends without its last results: the
+    /// microphone's 15 s, this and the grace above stay within systemd's `TimeoutStopSec=30`.
+    public var shutdownFlushSeconds = 10.0
     /// Permissions of a socket file this server binds (the daemon's users and group may connect).
     public var socketMode: UInt32 = 0o660
     /// Group given to a socket file this server binds (by name), nil to keep the process's group.

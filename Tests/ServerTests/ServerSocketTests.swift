@@ -475,6 +475,33 @@ func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async -> Bool {
         #expect(errorCode(messages.last!) == .shuttingDown)
     }
 
+    /// The flush has a deadline: a backlog that would take seconds to recognise (minutes of audio at a
+    /// low sample rate, or many clients) is cut, so that systemd's stop timeout is not outlasted. The
+    /// client gets no `stopped` (its figures would claim the audio recognised), and the closing error
+    /// says what was not done.
+    @Test func shutdownCutsAFlushThatOutlastsItsDeadline() async throws {
+        var config = ServerConfiguration()
+        config.shutdownFlushSeconds = 0.2
+        // 30 ms per frame: 100 frames take 3 s.
+        let engine = CountingEngine(microsecondsPerCall: 30_000)
+        let (server, path) = try await startServer(engine: engine, configuration: config)
+        let client = try connect(path)
+        try client.send(.start(AudioFormat(sampleRate: 16000), partials: false))
+        try sendAudio(client, utteranceBytes(speech: 160_000, silence: 160_000), chunk: 6400)
+        try client.send(.ping)
+        _ = try receive(client, until: isPong)
+        let start = Date()
+        await server.shutdown(flushingSessions: true)
+        let seconds = Date().timeIntervalSince(start)
+        var messages: [ServerMessage] = []
+        while let reply = try client.receive(timeout: 5) { messages.append(reply.message) }
+        #expect(!messages.map(\.type).contains("stopped"), "\(messages.map(\.type))")
+        #expect(errorCode(try #require(messages.last)) == .shuttingDown)
+        guard case .error(_, let message)? = messages.last else { return }
+        #expect(message.contains("was not"), "\(message)")
+        #expect(engine.calls < 60 && seconds < 2.5, "\(engine.calls) frames recognised, \(seconds) s")
+    }
+
     /// The finals a shutdown flushes may be more than a client's queue holds while its socket is full:
     /// they still go out (the shutdown is bounded by the grace period, not by the queue), where they
     /// used to be dropped without a word because the client-too-slow path does nothing once closing.
