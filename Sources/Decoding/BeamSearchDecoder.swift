@@ -213,6 +213,8 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
     private var hotwordTrie: [UInt64: Int32] = [:]
     private var hotwordDepth: [Int32] = [0]
     private var phrasesByLastWord: [Int32: [(words: [Int32], weight: Double)]] = [:]
+    /// The words of hotwords with a positive weight: exempt from the unknown-word penalty.
+    private var favouredWords: Set<Int32> = []
     // Closed vocabulary: the trie (in this decoder's vocabulary), and whether `sortedTokens` holds this
     // frame's ranking yet (it is only needed for trie states with more than `tokenTopK` children).
     private let lexicon: Lexicon?
@@ -263,6 +265,9 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
             guard let last = phraseWords.last else { continue }
             let ids = phraseWords.map { intern($0) }
             phrasesByLastWord[intern(last), default: []].append((ids, hotword.weight))
+            // A negative weight asks for the phrase less often: its letters get no prefix bonus.
+            guard hotword.weight > 0 else { continue }
+            favouredWords.formUnion(ids)
             for w in phraseWords {
                 guard let tokens = vocabulary.tokenize(w) else { continue }
                 var state: Int32 = 0
@@ -414,6 +419,13 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
             // A repeat from a prefix with no blank-ending path is impossible; don't let it take a slot.
             if scores[i] > -.infinity { order.append(i) }
         }
+        // A frame that leaves nothing possible (blank and every allowed letter at -inf, as a masked
+        // logit can give in a closed search) is skipped like a non-finite one: the beam would otherwise
+        // be empty for the rest of the utterance.
+        if order.isEmpty {
+            for n in next { slotOf[Int(n.node)] = -1 }
+            return
+        }
         if order.count > configuration.beamWidth {
             // Sorted outside `self` (the comparator reads the tree); the buffer moves, nothing is copied.
             var ranked = order
@@ -511,8 +523,9 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
         let known = la.bestKnown[Int(state)]
         // (alpha may be 0: never multiply the -infinity of "no known word".)
         if known > -.infinity { best = configuration.lmWeight * known }
+        // A listed word the LM lacks is a hotword's, which completes without the unknown-word penalty.
         if la.unknownBelow[Int(state)] {
-            best = max(best, configuration.lmWeight * (la.unknownLogProbability ?? 0) + configuration.unknownWordPenalty)
+            best = max(best, configuration.lmWeight * (la.unknownLogProbability ?? 0))
         }
         return configuration.wordInsertionBonus + best
     }
@@ -672,7 +685,11 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
                 if let unk = lm.unknownID {
                     delta += configuration.lmWeight * lm.logProbability(of: unk, history: history)
                 }
-                delta += configuration.unknownWordPenalty
+                // A listed word the LM lacks is a hotword: the user named it, so it is scored as the LM's
+                // rarest words are (`<unk>`), not as an invented spelling; its own weight does the rest.
+                if !favouredWords.contains(id) {
+                    delta += configuration.unknownWordPenalty
+                }
                 if !listed { delta += configuration.lmWeight * configuration.unknownLetterLogProbability * Double(letters) }
             }
         }

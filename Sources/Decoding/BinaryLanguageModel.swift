@@ -20,8 +20,9 @@ import Tensors
 ///         word         Int32 x counts[n]          (only for n >= 2; sorted within each context)
 ///         childStart   Int32 x (counts[n-1] + 1)  (only for n >= 2; see `NGramTable.childStart`)
 ///
-/// Everything is checked on load (sizes, ids, order within each context, finite values), so a damaged
-/// or foreign file is an error naming it, never a crash or a wrong lookup.
+/// Everything is checked on load (sizes, ids, order within each context, finite values), so a truncated,
+/// foreign or structurally damaged file is an error naming it, never a crash or an out-of-bounds lookup
+/// (a damaged value that is still a finite number loads: there is no checksum).
 extension NGramLanguageModel {
     static let binaryMagic: [UInt8] = Array("EARSHOT-LM".utf8) + [0, 1]
     /// Highest order the binary format takes (a sanity bound for the reader; real models are 2-5).

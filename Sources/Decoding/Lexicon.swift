@@ -153,10 +153,11 @@ public struct Lexicon: Sendable, Equatable {
 
     /// The words an open-vocabulary search with `languageModel` spells without the unknown-letter cost
     /// (`BeamSearchConfiguration.knownWords`): the model's words but its sentence markers and `<unk>`, and
-    /// the hotwords' words, scored by the model.
+    /// the words of the hotwords with a positive weight, scored by the model.
     public static func knownWords(of languageModel: NGramLanguageModel, hotwords: [Hotword], vocabulary: Vocabulary) -> Lexicon {
         let special: Set<String> = [NGramLanguageModel.sentenceStart, NGramLanguageModel.sentenceEnd, NGramLanguageModel.unknown]
-        let hotwordWords = hotwords.flatMap { $0.phrase.split(separator: " ").map(String.init) }
+        // A negative weight asks for a phrase less often: its words are not made spellable for free.
+        let hotwordWords = hotwords.filter { $0.weight > 0 }.flatMap { $0.phrase.split(separator: " ").map(String.init) }
         return Lexicon(words: languageModel.words.filter { !special.contains($0) } + hotwordWords, vocabulary: vocabulary)
             .scored(by: languageModel)
     }

@@ -151,6 +151,9 @@ public struct DecodingSettings: Sendable, Equatable {
                     throw .hotwordCharacter(spec, ch, letters)
                 }
             }
+            // The same phrase twice (`cat` and `Cat`, or `cat` then `cat:-3`): the later one replaces
+            // the earlier, as the user's weight replaces a model's, rather than adding up.
+            parsed.removeAll { $0.phrase == hotword.phrase }
             parsed.append(hotword)
         }
         if let languageModel {
@@ -161,8 +164,12 @@ public struct DecodingSettings: Sendable, Equatable {
             // The model's words (and the hotwords') as a trie, built once for every decoder: the closed
             // vocabulary, or in an open search the words spelled without the unknown-letter cost.
             let words = Lexicon.knownWords(of: model, hotwords: parsed, vocabulary: vocabulary ?? .earshot)
-            if closedVocabulary == true, words.spellableCount == 0 {
-                throw .closedVocabularyWithoutWords(reason: "the language model \(languageModel) has no word the model can spell")
+            // Open as well as closed: with no word spellable (an upper-case ARPA file, another alphabet)
+            // every word would be decoded as unknown, the LM only a cost.
+            if words.spellableCount == 0 {
+                let reason = "the language model \(languageModel) has no word the model can spell (its words must be in lower case, in the model's letters)"
+                if closedVocabulary == true { throw .closedVocabularyWithoutWords(reason: reason) }
+                throw .languageModel(path: languageModel, reason: reason)
             }
             var config = BeamSearchConfiguration.recognition(
                 beamWidth: beam == 1 ? Self.defaultSearchBeam : beam, lmWeight: lmWeight ?? Self.defaultLMWeight,

@@ -41,7 +41,7 @@ struct RecognitionOptions: ParsableArguments {
 
     @Option(name: .customLong("hotword"), help: ArgumentHelp(
         "A word or phrase to favour, optionally with a weight: 'earshot' or 'open terminal:4'. Repeatable.",
-        discussion: "The phrase may only use the model's characters (letters a-z, apostrophe, spaces; upper case is lowered). The weight is a natural-log bonus per occurrence, default \(RecognitionOptions.defaultHotwordWeight); a negative one discourages the phrase. Hotwords switch decoding to beam search.",
+        discussion: "The phrase may only use the model's characters (letters a-z, apostrophe, spaces; upper case is lowered). The weight is a natural-log bonus per occurrence, default \(RecognitionOptions.defaultHotwordWeight); a negative one discourages the phrase. With a language model, a favoured word it lacks is scored as the model's rarest words are, with no penalty for an unknown word. Repeating a phrase replaces its weight. Hotwords switch decoding to beam search.",
         valueName: "phrase[:weight]"))
     var hotwords: [String] = []
 

@@ -162,6 +162,38 @@ import Tensors
         #expect(rightPhrase.decode(m).text == "the cat")
     }
 
+    /// A hotword is usually a word the LM lacks (a name, jargon): it is scored as the LM's unknown words
+    /// are, without the penalty for an invented spelling, which left a default-weight hotword below an
+    /// ordinary rare word.
+    @Test func aHotwordTheLanguageModelLacksPaysNoUnknownWordPenalty() {
+        let m = ambiguousCatBat()
+        let lm = NGramLanguageModel.train(sentences: ["the bat", "a bat"], order: 2)
+        #expect(lm.wordID("cat") == nil)
+        var plain = BeamSearchDecoder(configuration: BeamSearchConfiguration(beamWidth: 8, lmWeight: 1), languageModel: lm)
+        #expect(plain.decode(m).text == "the bat")
+        var hot = BeamSearchDecoder(configuration: BeamSearchConfiguration(beamWidth: 8, lmWeight: 1, hotwords: [Hotword("cat", weight: 5)]),
+                                    languageModel: lm)
+        #expect(hot.decode(m).text == "the cat")
+        // A negative weight asks for the word less often: no exemption for it.
+        var cold = BeamSearchDecoder(configuration: BeamSearchConfiguration(beamWidth: 8, lmWeight: 1, hotwords: [Hotword("cat", weight: -5)]),
+                                     languageModel: lm)
+        #expect(cold.decode(m).text == "the bat")
+    }
+
+    /// A frame whose every possible continuation has probability 0 (blank and every letter the closed
+    /// vocabulary allows at -inf, as a masked logit gives) is skipped, not the end of the search.
+    @Test func aFrameThatAllowsNothingIsSkipped() {
+        var frames = spelledFrames("the ")
+        let dead = frames.count
+        frames.append([:])
+        frames += spelledFrames("cat").dropFirst()
+        var m = logits(frames)
+        let q = vocab.tokenize("q")![0]
+        for c in 0..<vocab.count { m[dead, c] = c == q ? 0 : -.infinity }
+        var d = BeamSearchDecoder(configuration: BeamSearchConfiguration(beamWidth: 4, lexicon: Lexicon(words: ["the", "cat"], vocabulary: vocab)))
+        #expect(d.decode(m).text == "the cat")
+    }
+
     @Test func hotwordPrefixBonusKeepsAPartialHotwordInANarrowBeam() {
         // "zo" is likelier than "zu" at the second letter, but "zulu" is a hotword; with beam 1 only
         // the prefix bonus can keep "zu" alive until the word is complete.
@@ -173,6 +205,10 @@ import Tensors
         #expect(noPrefix.decode(m).text == "zolu")
         var withPrefix = BeamSearchDecoder(configuration: BeamSearchConfiguration(beamWidth: 1, hotwords: hot, hotwordPrefixBonus: 0.2))
         #expect(withPrefix.decode(m).text == "zulu")
+        // A negative weight gives its letters no prefix bonus.
+        var negative = BeamSearchDecoder(configuration: BeamSearchConfiguration(beamWidth: 1, hotwords: [Hotword("zulu", weight: -2)],
+                                                                                hotwordPrefixBonus: 0.2))
+        #expect(negative.decode(m).text == "zolu")
     }
 
     @Test func wordTimesAndConfidencesMatchTheGreedyPathOnPeakyInput() {

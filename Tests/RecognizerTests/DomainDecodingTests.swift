@@ -146,4 +146,25 @@ import TestSupport
         #expect(!summary.contains("\\data\\"), "the ARPA text itself is not printed")
         #expect(blankModel(frontend: FrontendConfig()).summaryWithDecoding().contains("decoding:      (none"))
     }
+
+    /// The same hotword twice (in another case, or with another weight) is one hotword, the later weight
+    /// winning: `cat` and `Cat` used to add up to twice the bonus, and `cat` then `cat:-3` to none.
+    @Test func aRepeatedHotwordTakesItsLastWeight() throws {
+        let options = try DecodingSettings(hotwords: ["cat", "dog", "Cat:2"]).makeOptions()
+        #expect(options.beam?.hotwords == [Hotword("dog", weight: DecodingSettings.defaultHotwordWeight), Hotword("cat", weight: 2)])
+    }
+
+    /// A language model whose words the model cannot spell (upper case, as some published ARPA files
+    /// are) would make every word unknown and the LM only a cost: refused, saying why.
+    @Test func aLanguageModelWithNoSpellableWordIsRefused() throws {
+        try withTemporaryDirectory { dir in
+            let arpa = dir.appendingPathComponent("upper.arpa")
+            try NGramLanguageModel.train(sentences: ["THE CAT", "A DOG"], order: 2).writeARPA(to: arpa)
+            #expect {
+                _ = try DecodingSettings(languageModel: arpa.path).makeOptions()
+            } throws: { error in
+                "\(error)".contains("no word the model can spell") && "\(error)".contains("lower case")
+            }
+        }
+    }
 }
