@@ -99,7 +99,8 @@ public struct FrontendConfig: Codable, Sendable, Equatable {
     /// float samples in [-1, 1]).
     public var sampleScale: Float = 1
     /// Centred frames with `fftSize / 2` zeros of padding at each end (NeMo, `librosa.stft(center=True)`,
-    /// `pad_mode="constant"`). Costs `fftSize / 2` samples of latency when streaming.
+    /// `pad_mode="constant"`). A centred frame is released about `windowLength / 2` samples after its
+    /// centre when streaming (the stream's history budgets `fftSize / 2`, which is never less).
     public var center: Bool = false
     public var normalization: FeatureNormalizationKind = .none
 

@@ -64,11 +64,11 @@ public struct EndpointConfig: Sendable, Equatable, Codable {
         maxLeadingSilence = try c.decodeIfPresent(Double.self, forKey: .maxLeadingSilence) ?? d.maxLeadingSilence
     }
 
-    /// Checks every field; a `StreamingSession` refuses (traps on) a configuration that fails this,
-    /// so call it where the configuration is read.
     /// The longest any of the durations may be, in seconds.
     public static let longestSetting = 86_400.0
 
+    /// Checks every field; a `StreamingSession` refuses (traps on) a configuration that fails this,
+    /// so call it where the configuration is read.
     public func validate() throws(EndpointConfigError) {
         func positive(_ value: Double, _ name: String) throws(EndpointConfigError) {
             guard value.isFinite, value > 0 else { throw .invalidField(name, value: value, reason: "must be a positive number of seconds") }
@@ -96,6 +96,11 @@ public struct EndpointConfig: Sendable, Equatable, Codable {
         }
         guard silenceLevel.isFinite, silenceLevel <= 0 else {
             throw .invalidField("silenceLevel", value: silenceLevel, reason: "is in dB below full scale and must be 0 or negative (e.g. -65)")
+        }
+        // Below about -450 dB the power threshold is 0 in Float, and digital silence would no longer be
+        // below it: the model would run through every zero.
+        guard silenceLevel >= -300 else {
+            throw .invalidField("silenceLevel", value: silenceLevel, reason: "must be at least -300 dB (no audio is quieter than that but digital silence, which is always below the level)")
         }
     }
 }

@@ -62,6 +62,17 @@ public final class Recognizer: Sendable {
         self.model = model
         self.frontendConfig = config
         self.encoder = try Encoder(model: model, file: file)
+        // Each stream's history is sized from these (StreamingSession.configureSizes): each is checked
+        // alone by the model's own validation, but their product from a damaged file could ask every
+        // session for gigabytes. No speech model has frames over a second or a look-ahead over 10 s.
+        let rate = Double(config.sampleRate)
+        let frameSeconds = Double(config.hopLength * encoder.subsampling) / rate
+        let lookAheadSeconds = Double(encoder.lookAheadFrames * config.hopLength) / rate
+        guard frameSeconds <= 1, lookAheadSeconds <= 10 else {
+            throw .malformedMetadata(file: file, key: "architecture", reason: String(
+                format: "encoder frames of %.3g s with a look-ahead of %.3g s (at most 1 s and 10 s): not a speech model, or a damaged file",
+                frameSeconds, lookAheadSeconds))
+        }
         self.vocabulary = Self.vocabulary(of: model)
         self.options = options
         self.frameDuration = Self.encoderFrameDuration(frontend: config, subsampling: encoder.subsampling)

@@ -40,6 +40,19 @@ func blankModel(frontend: FrontendConfig) -> ModelFile {
         return parts.flatMap { $0 } + [Float](repeating: 0, count: 8000)
     }
 
+    /// Frames and look-ahead size every stream's history: a damaged file whose geometry asks for
+    /// seconds-long frames is refused at load, not by a stream allocating gigabytes.
+    @Test func aModelWithFramesOfSecondsIsRefused() throws {
+        var frontend = FrontendConfig()
+        frontend.hopLength = 8000
+        frontend.windowLength = 400
+        #expect {
+            _ = try Recognizer(model: blankModel(frontend: frontend), file: "huge.safetensors")
+        } throws: { error in
+            "\(error)".contains("huge.safetensors") && "\(error)".contains("not a speech model")
+        }
+    }
+
     @Test func perUtteranceNormalisedModelIsRefusedNamingTheFile() throws {
         var frontend = FrontendConfig()
         frontend.normalization = .perFeature

@@ -522,6 +522,11 @@ import Training
         }
         c = EndpointConfig(); c.silenceLevel = 3
         #expect((try? c.validate()) == nil)
+        // So low that its power threshold is 0 in Float: zeros would no longer be silence.
+        c = EndpointConfig(); c.silenceLevel = -500
+        #expect((try? c.validate()) == nil)
+        c = EndpointConfig(); c.silenceLevel = -300
+        #expect(throws: Never.self) { try c.validate() }
         // A restart keeps 0.32 s of leading context and must move on by a block: shorter limits are refused.
         for short in [0.04, 0.3, 0.36, 0.49] {
             c = EndpointConfig(); c.maxLeadingSilence = short
