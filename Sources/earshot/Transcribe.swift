@@ -24,8 +24,9 @@ struct Transcribe: ParsableCommand {
 
         Each file is split into utterances at its pauses, as earshotd splits live audio \
         (docs/endpointing.md), and each utterance is decoded on its own: words never run on across a \
-        silence, and the JSON and subtitle times follow the speech. --whole-file decodes every file as \
-        one utterance instead (as `earshot eval` does).
+        silence, and the JSON and subtitle times follow the speech. Audio below -65 dBFS counts as \
+        silence there: a file that quiet throughout gives an empty transcript and a warning. \
+        --whole-file decodes every file as one utterance instead (as `earshot eval` does).
 
         Decoding: a model adapted with --text decodes with its own domain LM. Any other model decodes \
         with the general English language model when one is installed: beam search (width \
@@ -109,9 +110,18 @@ struct Transcribe: ParsableCommand {
             let path = files[i]
             var output: String?
             var failure: String?
+            var warning: String?
             do {
                 let audio = try AudioFile.read(path: path, targetSampleRate: recognizer.sampleRate)
                 let transcript = recognizer.transcribe(audio.samples, splitAtPauses: !wholeFile).transcript
+                // Split at pauses, audio below the silence level never reaches the model: a recording
+                // that quiet would come back empty without a word of why.
+                let gate = EndpointConfig.recording.silenceLevel
+                if transcript.text.isEmpty, !wholeFile, !audio.samples.isEmpty,
+                   let loudest = Self.loudestLevel(audio.samples, frame: max(1, recognizer.sampleRate / 50)), loudest < gate {
+                    warning = String(format: "'%@': nothing in it is louder than %.0f dBFS (its loudest 20 ms: %.0f dBFS), the level below which audio is silence, so nothing was recognised; --whole-file decodes it regardless",
+                                     path, gate, loudest)
+                }
                 let rendered = Self.render(transcript, format: format, path: path, duration: audio.duration, several: several)
                 if let outputDir {
                     let out = URL(fileURLWithPath: outputDir).appendingPathComponent(Self.outputName(path, format: format))
@@ -124,7 +134,7 @@ struct Transcribe: ParsableCommand {
             } catch {
                 failure = "\(error)"
             }
-            printer.deliver(i, output: output, failure: failure)
+            printer.deliver(i, output: output, failure: failure, warning: warning)
             progress?.advance(path)
         }
         progress?.finish()
@@ -133,6 +143,21 @@ struct Transcribe: ParsableCommand {
             if files.count > 1 { FileHandle.standardError.write(Data("earshot: \(printer.failures) of \(files.count) files failed\n".utf8)) }
             throw ExitCode(1)
         }
+    }
+
+    /// The RMS level, in dB of full scale, of the loudest `frame`-sample stretch of `samples` (nil when
+    /// it is all zeros).
+    static func loudestLevel(_ samples: [Float], frame: Int) -> Double? {
+        var loudest = 0.0
+        var start = 0
+        while start < samples.count {
+            let end = min(start + frame, samples.count)
+            var sum = 0.0
+            for i in start..<end { sum += Double(samples[i]) * Double(samples[i]) }
+            loudest = max(loudest, sum / Double(end - start))
+            start = end
+        }
+        return loudest > 0 ? 10 * log10(loudest) : nil
     }
 
     /// The file `--output-dir` gets for an input: its base name with the format's extension.
@@ -183,13 +208,14 @@ struct OrderedPrinter: Sendable {
 
     var failures: Int { state.withLock { $0.failures } }
 
-    func deliver(_ index: Int, output: String?, failure: String?) {
+    func deliver(_ index: Int, output: String?, failure: String?, warning: String? = nil) {
         state.withLock { s in
             var lines: [(text: String, toStdout: Bool)] = []
             if let failure {
                 s.failures += 1
                 lines.append(("earshot: \(failure)\n", false))
             }
+            if let warning { lines.append(("earshot: warning: \(warning)\n", false)) }
             s.done[index] = true
             if let output { s.pending[index] = output }
             while s.next < s.done.count && s.done[s.next] {

@@ -55,6 +55,24 @@ import TestSupport
     /// The non-empty lines of `text`.
     func lines(_ text: String) -> [String] { text.split(separator: "\n").map(String.init) }
 
+    /// A recording quieter than the silence level never reaches the model when split at pauses: the
+    /// empty transcript comes with a warning naming the file and the way out, and it is not a failure.
+    @Test func transcribeWarnsWhenAFileIsAllBelowTheSilenceLevel() throws {
+        try withFixture { f in
+            let word = try f.speak(["left"])[0]
+            let samples = try AudioFile.read(path: word.path, targetSampleRate: 16000).samples
+            let quiet = f.dir.appendingPathComponent("whisper.wav")
+            try AudioWriter.write(samples.map { $0 * 1e-3 }, sampleRate: 16000, to: quiet.path)
+            let r = try f.run(["transcribe", "--model", f.model.path, quiet.path])
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stderr.contains("warning") && r.stderr.contains("whisper.wav") && r.stderr.contains("--whole-file"), "\(r.stderr)")
+            let normal = try f.run(["transcribe", "--model", f.model.path, word.path])
+            #expect(!normal.stderr.contains("warning"), "\(normal.stderr)")
+            let whole = try f.run(["transcribe", "--model", f.model.path, "--whole-file", quiet.path])
+            #expect(!whole.stderr.contains("warning"), "\(whole.stderr)")
+        }
+    }
+
     @Test func transcribeReportsBadFilesAndTranscribesTheRest() throws {
         try withFixture { f in
             let good = try f.speak(["yes", "left", "down"])
