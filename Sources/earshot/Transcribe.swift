@@ -24,7 +24,7 @@ struct Transcribe: ParsableCommand {
 
         Each file is split into utterances at its pauses, as earshotd splits live audio \
         (docs/endpointing.md), and each utterance is decoded on its own: words never run on across a \
-        silence, and the JSON and subtitle times follow the speech. Audio below -65 dBFS counts as \
+        silence, and the JSON and subtitle times follow the speech. Audio below \(Int(EndpointConfig.recording.silenceLevel)) dBFS counts as \
         silence there: a file that quiet throughout gives an empty transcript and a warning. \
         --whole-file decodes every file as one utterance instead (as `earshot eval` does).
 
