@@ -14,8 +14,9 @@ PACKAGES=(
   pkg-config libasound2-dev libsndfile1-dev libopenblas-dev libfftw3-dev libsamplerate0-dev
   # tests and benchmarks: ALSA tools, sclite (sctk), sox, the reference recogniser pocketsphinx
   alsa-utils sctk sox pocketsphinx pocketsphinx-en-us pocketsphinx-testdata sphinxbase-utils
-  # benchmarks: peak memory (/usr/bin/time) and the daemon's system calls (bench/daemon-syscalls.sh)
-  time strace
+  # benchmarks: peak memory (/usr/bin/time) and the daemon's system calls (bench/daemon-syscalls.sh);
+  # tests: a listening socket's queue length (ss)
+  time strace iproute2
   # corpus synthesis: the text-to-speech engines and their voices
   espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts fortunes fortunes-min
   # ... and the nine non-English human voices of the accented supplement (corpus/accented.py)

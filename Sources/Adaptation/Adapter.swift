@@ -407,7 +407,9 @@ public final class Adapter {
             log("\(overlap.count) training recording\(overlap.count == 1 ? " is" : "s are") also in validation (the same audio; first: \(first.item.audio)): used for validation only")
             train.removeAll { heldOut.contains($0.audioSHA256) }
             guard !train.isEmpty else {
-                throw .data(path: data.train, reason: "every usable training recording is also in --val (the same audio): nothing is left to train on; give --val a folder of other recordings")
+                throw .data(path: data.train, reason: data.validation != nil
+                    ? "every usable training recording is also in --val (the same audio): nothing is left to train on; give --val a folder of other recordings"
+                    : "every usable training recording is the same audio as one held out for validation: nothing is left to train on; add other recordings")
             }
         }
         let general = generalItems.compactMap { byPath[$0.audio] }

@@ -228,7 +228,7 @@ public struct BeamSearchDecoder: StreamingCTCDecoder {
     private var rankedThisFrame = false
     /// For the trie in use (the closed `lexicon`, or `knownWords`): bounds for the best completion score of
     /// the words below each trie state (the word bonus plus alpha times the LM's context-free log
-    /// probability, and the unknown-word penalty where it applies), added to a partial word as a
+    /// probability; alpha times `<unk>`'s for a favoured hotword the LM lacks), added to a partial word as a
     /// temporary bonus ("LM smearing") and replaced by the real score when the word completes. In a
     /// closed search every started word must complete, so this only anticipates a score the prefix will
     /// get: half-spelled words compete with complete transcripts (the empty one included) on the bonus

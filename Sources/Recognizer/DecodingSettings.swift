@@ -166,7 +166,9 @@ public struct DecodingSettings: Sendable, Equatable {
             let words = Lexicon.knownWords(of: model, hotwords: parsed, vocabulary: vocabulary ?? .earshot)
             // Open as well as closed: with no word spellable (an upper-case ARPA file, another alphabet)
             // every word would be decoded as unknown, the LM only a cost.
-            if words.spellableCount == 0 {
+            // The LM's own words: a hotword must not make an unusable LM pass.
+            let spellable = vocabulary ?? .earshot
+            if !model.words.contains(where: { !$0.hasPrefix("<") && spellable.tokenize($0) != nil }) {
                 let reason = "the language model \(languageModel) has no word the model can spell (its words must be in lower case, in the model's letters)"
                 if closedVocabulary == true { throw .closedVocabularyWithoutWords(reason: reason) }
                 throw .languageModel(path: languageModel, reason: reason)

@@ -33,7 +33,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     private var readingPaused = false
     /// Sessions whose `stop` is being processed (their `stopped` not yet sent).
     private var stopsInFlight = 0
-    /// The shutdown's flush deadline passed with a session's audio still queued (see `shutdown`).
+    /// A shutdown skipped a session's queued audio (its flush deadline, or a shutdown without flushing).
     private var flushCut = false
     /// `reload` requests being processed (their reply not yet sent).
     private var reloadsInFlight = 0
@@ -339,9 +339,10 @@ final class ConnectionHandler: ChannelInboundHandler {
         stopsInFlight -= 1
         server.sessionEnded()
         guard !closing || shutdownPromise != nil else { return }
-        // Cut by the shutdown's deadline: no `stopped`, whose figures would claim the audio recognised;
-        // the closing error says what happened.
-        if step.skipped && flushCut {
+        // Skipped by the shutdown (its flush deadline, or no flush): no `stopped`, whose figures would
+        // claim the audio recognised; the closing error says what happened.
+        if step.skipped && shutdownPromise != nil {
+            flushCut = true
             if stopsInFlight == 0 { finishShutdown() }
             return
         }
@@ -402,13 +403,13 @@ final class ConnectionHandler: ChannelInboundHandler {
             finishShutdown()
         } else {
             // A bound on the flush: closing the runner skips the audio still queued, and the stop then
-            // comes back at once, without results (see `sessionStopped`).
+            // comes back at once, without results (see `sessionStopped`). A stop whose work had already
+            // begun comes back whole.
             let me = NIOLoopBound(self, eventLoop: context.eventLoop)
             let deadline = TimeAmount.nanoseconds(Int64(server.configuration.shutdownFlushSeconds * 1e9))
             context.eventLoop.scheduleTask(in: deadline) {
                 let connection = me.value
                 guard connection.stopsInFlight > 0, let runner = connection.runner else { return }
-                connection.flushCut = true
                 runner.close()
             }
         }

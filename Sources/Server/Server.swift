@@ -174,7 +174,7 @@ public final class EarshotServer: Sendable {
         defer { reloadLock.unlock() }
         // Reloads queued behind this lock (one per connection, but many connections) would each load a
         // model that no session will use, and shutdown waits for them: once it has begun they end here.
-        guard !state.withLock({ $0.shuttingDown }) else { throw .failed(reason: "the server is shutting down") }
+        guard !state.withLock({ $0.shuttingDown || $0.reloadsRefused }) else { throw .failed(reason: "the server is shutting down") }
         let engine: any TranscriptionEngine
         do {
             engine = try hook(modelPath)
@@ -184,6 +184,10 @@ public final class EarshotServer: Sendable {
         replaceEngine(engine)
         return engine
     }
+
+    /// From now on reloads fail at once: for a daemon that has begun stopping before `shutdown` (its
+    /// microphone finishing), where a model loaded now would serve nobody.
+    public func refuseReloads() { state.withLock { $0.reloadsRefused = true } }
 
     /// The socket file this server bound, nil for an adopted descriptor.
     public var socketPath: String? { state.withLock { $0.ownedSocketPath } }
@@ -221,7 +225,7 @@ public final class EarshotServer: Sendable {
         // The socket file is created with the umask's permissions; the window until chmod is closed only by
         // the directory's own permissions (the systemd unit's RuntimeDirectoryMode=0750), as documented.
         do throws(ServerError) {
-            guard listen(fd, 256) == 0 else { throw .bindFailed(path: path, reason: "listen: \(String(cString: strerror(errno)))") }
+            guard listen(fd, Self.listenBacklog) == 0 else { throw .bindFailed(path: path, reason: "listen: \(String(cString: strerror(errno)))") }
             try applyPermissions(path: path)
         } catch {
             close(fd)
@@ -232,10 +236,12 @@ public final class EarshotServer: Sendable {
         do {
             channel = try await bootstrap().withBoundSocket(fd).get()
         } catch {
-            // NIO owns the descriptor once given it (it closes it on a failed registration).
+            // Not closed here: NIO closes it on a failed registration (a failure before that, in setting
+            // it non-blocking, would leak it; that is not worth a double close).
             unlink(path)
             throw .bindFailed(path: path, reason: "\(error)")
         }
+        Self.restoreBacklog(fd)
         let identity = SocketFileIdentity(path: path)
         state.withLock {
             $0.serverChannel = channel
@@ -264,8 +270,18 @@ public final class EarshotServer: Sendable {
         } catch {
             throw .adoptFailed(fd: fd, reason: "\(error)")
         }
+        Self.restoreBacklog(fd)
         state.withLock { $0.serverChannel = channel }
         logger.info("listening on inherited socket", metadata: ["fd": "\(fd)"])
+    }
+
+    /// The listen queue: clients connecting at once (a burst of `earshot transcribe`-like scripts).
+    static let listenBacklog: Int32 = 256
+
+    /// NIO listens again, with its own backlog of 128, on a socket it adopts: the queue is put back
+    /// (systemd's `Backlog=` in earshotd.socket is the same 256).
+    private static func restoreBacklog(_ fd: Int32) {
+        _ = listen(fd, listenBacklog)
     }
 
     private func checkNotStarted() throws(ServerError) {
@@ -275,8 +291,8 @@ public final class EarshotServer: Sendable {
 
     private func bootstrap() -> ServerBootstrap {
         let config = configuration
+        // No backlog option: NIO applies it only when it binds itself (see `restoreBacklog`).
         return ServerBootstrap(group: group)
-            .serverChannelOption(ChannelOptions.backlog, value: 256)
             // A client that half-closes after its last request (a pipe into socat) still gets the answers.
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .childChannelOption(ChannelOptions.writeBufferWaterMark,
@@ -474,6 +490,7 @@ struct ServerState {
     var ownedSocketPath: String?
     var ownedSocketIdentity: SocketFileIdentity?
     var shuttingDown = false
+    var reloadsRefused = false
     var nextID = 0
     var nextSessionID = 0
     /// Incremented by every `replaceEngine`.

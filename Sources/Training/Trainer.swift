@@ -476,7 +476,7 @@ public final class Trainer {
                 nonFiniteRun += 1
                 log("skipped a batch before step \(state.step + 1): \(TrainingError.nonFiniteGradient)")
                 if nonFiniteRun >= Self.nonFiniteBatchLimit {
-                    throw TrainerError.data("\(Self.nonFiniteBatchLimit) batches in a row gave non-finite gradients: the model has diverged (resuming this run diverges again); start a new run, with another --output, from one of this run's snapshots as model.init_from and with a lower optimizer.learning_rate")
+                    throw TrainerError.data("\(Self.nonFiniteBatchLimit) batches in a row gave non-finite gradients: the model has diverged (resuming this run diverges again); start a new run, with another --output and a lower optimizer.learning_rate\(state.step > 0 ? ", from one of this run's snapshots as model.init_from" : "")")
                 }
                 advance(to: epoch, next)
                 continue

@@ -25,7 +25,8 @@ struct Transcribe: ParsableCommand {
         Each file is split into utterances at its pauses, as earshotd splits live audio \
         (docs/endpointing.md), and each utterance is decoded on its own: words never run on across a \
         silence, and the JSON and subtitle times follow the speech. Audio below \(Int(EndpointConfig.recording.silenceLevel)) dBFS counts as \
-        silence there: a file that quiet throughout gives an empty transcript and a warning. \
+        silence there: a file that quiet throughout (but not digitally silent) gives an empty \
+        transcript and a warning. \
         --whole-file decodes every file as one utterance instead (as `earshot eval` does).
 
         Decoding: a model adapted with --text decodes with its own domain LM. Any other model decodes \

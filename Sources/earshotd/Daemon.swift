@@ -285,6 +285,7 @@ final class Daemon: @unchecked Sendable {
             stopping = true
             notifier.notify("STOPPING=1\nSTATUS=stopping")
         }
+        server.refuseReloads()
         for timer in timers { timer.cancel() }
         logger.info("stopping")
         // Half of the unit's TimeoutStopSec (30 s) at most for the microphone's backlog, so that the

@@ -189,6 +189,17 @@ import Testing
         #expect(Lexicon(words: ["TWO", "TO", "two"], vocabulary: upper).respelled(for: .earshot).contains("two"))
     }
 
+    /// A negative hotword asks for a phrase less often: its words are not added to the words a search
+    /// spells (the closed vocabulary, or the open search's list exempt from the letter cost).
+    @Test func negativeHotwordsAddNoWords() throws {
+        let lm = NGramLanguageModel.train(sentences: ["zero one", "two"], order: 2)
+        let known = Lexicon.knownWords(of: lm, hotwords: [Hotword("foo", weight: -3), Hotword("bar", weight: 2)], vocabulary: .earshot)
+        #expect(!known.contains("foo") && known.contains("bar"))
+        let domain = try DomainDecoding.build(text: "zero\none\ntwo", vocabulary: .earshot, closedVocabulary: true)
+        let lexicon = domain.lexicon(vocabulary: .earshot, extraHotwords: [Hotword("foo", weight: -3), Hotword("bar", weight: 2)])
+        #expect(!lexicon.contains("foo") && lexicon.contains("bar") && lexicon.contains("zero"))
+    }
+
     @Test func closedVocabularySettingRoundTripsAndDefaultsToOpenWhenAbsent() throws {
         let text = "zero\none\ntwo\nthree"
         let open = try DomainDecoding.build(text: text, vocabulary: .earshot)

@@ -165,6 +165,12 @@ import TestSupport
             } throws: { error in
                 "\(error)".contains("no word the model can spell") && "\(error)".contains("lower case")
             }
+            // A hotword is spellable, but the LM still is not.
+            #expect {
+                _ = try DecodingSettings(languageModel: arpa.path, hotwords: ["cat"]).makeOptions()
+            } throws: { error in
+                "\(error)".contains("no word the model can spell")
+            }
         }
     }
 }

@@ -435,6 +435,17 @@ func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async -> Bool {
         #expect(loads.withLock { $0 } <= 2, "\(loads.withLock { $0 }) loads of 8")
     }
 
+    /// A daemon that has begun stopping (its microphone still finishing, before `shutdown`) refuses
+    /// reloads at once: a model loaded then would serve nobody.
+    @Test func refusedReloadsFailWithoutLoading() async throws {
+        let loads = Locked(0)
+        let (server, _) = try await startServer(hooks: slowReloads(counting: loads))
+        defer { Task { await server.shutdown() } }
+        server.refuseReloads()
+        #expect(throws: ReloadError.failed(reason: "the server is shutting down")) { _ = try server.reload(modelPath: nil) }
+        #expect(loads.withLock { $0 } == 0)
+    }
+
     @Test func shutdownFinishesRunningSessionsBeforeClosing() async throws {
         let (server, path) = try await startServer()
         let client = try connect(path)
@@ -618,6 +629,30 @@ func eventually(_ seconds: Double = 5, _ condition: () -> Bool) async -> Bool {
         defer { close(fd); unlink(other) }
         await replaced.shutdown()
         #expect(FileManager.default.fileExists(atPath: other), "the new instance's socket file was removed")
+    }
+
+    /// The listen queue a Unix socket has, as `ss` reports it (its Send-Q column for a listener).
+    func listenBacklog(_ path: String) throws -> Int? {
+        let r = try runProcess("/bin/ss", ["-x", "-l", "-n"], scratch: URL(fileURLWithPath: NSTemporaryDirectory()))
+        guard let line = r.stdout.split(separator: "\n").first(where: { $0.contains(path) }) else { return nil }
+        let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+        return fields.count > 3 ? Int(fields[3]) : nil
+    }
+
+    /// NIO listens again with a queue of 128 on a socket it is given; the server puts 256 back, for a
+    /// socket it binds and for one systemd passes (whose Backlog= is 256).
+    @Test func theListenQueueIs256() async throws {
+        let (server, path) = try await startServer()
+        #expect(try listenBacklog(path) == 256)
+        await server.shutdown()
+
+        let adopted = temporarySocketPath()
+        defer { unlink(adopted) }
+        let fd = try boundSocket(at: adopted, listeningWithBacklog: 16)
+        let other = EarshotServer(engine: FakeEngine())
+        try await other.start(listeningFD: fd)
+        #expect(try listenBacklog(adopted) == 256)
+        await other.shutdown()
     }
 
     @Test func adoptsAnAlreadyListeningDescriptorAsSystemdPassesIt() async throws {
