@@ -24,6 +24,9 @@ public struct EncoderArchitecture: Codable, Sendable, Equatable {
         public static let stride = 1...16
         /// Input frames per output frame over the whole stack.
         public static let subsampling = 1...4096
+        /// Input channels times kernel of a full (not depthwise) convolution: what it reads per output
+        /// frame (Jasper's widest, 1 024 x 33, is half of it).
+        public static let convolutionWindow = 65_536
     }
 
     enum CodingKeys: String, CodingKey {
@@ -100,6 +103,11 @@ public struct EncoderArchitecture: Codable, Sendable, Equatable {
                     }
                     guard s.groups == 1 || (s.groups == s.inChannels && s.inChannels == s.outChannels) else {
                         throw fail("\(at) conv1d '\(s.name)' has groups \(s.groups); only 1 or depthwise (groups == in == out channels) are supported")
+                    }
+                    // The im2col buffer holds in x kernel values per output frame (each within its own
+                    // limit, their product up to 4 M: gigabytes for one block of frames).
+                    guard s.groups != 1 || s.inChannels * s.kernel <= Limits.convolutionWindow else {
+                        throw fail("\(at) conv1d '\(s.name)' sees \(s.inChannels) channels x kernel \(s.kernel) per frame; at most \(Limits.convolutionWindow) is supported")
                     }
                     channels = s.outChannels
                     rate *= s.stride  // both bounded above: cannot overflow

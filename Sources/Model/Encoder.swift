@@ -72,7 +72,8 @@ public struct Encoder: Sendable {
         guard let std else { throw .missingParameter(file: file, name: InputNormalization.stdName, expectedShape: [dim]) }
         guard mean.shape == [dim] else { throw .wrongShape(file: file, name: InputNormalization.meanName, expected: [dim], found: mean.shape) }
         guard std.shape == [dim] else { throw .wrongShape(file: file, name: InputNormalization.stdName, expected: [dim], found: std.shape) }
-        if let bad = std.data.firstIndex(where: { !($0 > 0) || !$0.isFinite }) {
+        // 1/std must be finite too: a subnormal std passes `> 0` and turns every feature into infinity.
+        if let bad = std.data.firstIndex(where: { !($0 > 0) || !$0.isFinite || !(1 / $0).isFinite }) {
             throw .nonFiniteParameter(file: file, name: InputNormalization.stdName, index: bad)
         }
         return InputNormalization(mean: mean.data, std: std.data)

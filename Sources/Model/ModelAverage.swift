@@ -62,6 +62,7 @@ extension Tensor {
     /// order given: checkpoint averaging and adaptation's mean of runs.
     public static func mean(_ tensors: [Tensor]) -> Tensor {
         precondition(!tensors.isEmpty, "the mean of no tensors")
+        precondition(tensors.allSatisfy { $0.shape == tensors[0].shape }, "the mean of tensors of different shapes")
         var sum = [Double](repeating: 0, count: tensors[0].data.count)
         for t in tensors {
             t.data.withUnsafeBufferPointer { x in for i in 0..<sum.count { sum[i] += Double(x[i]) } }

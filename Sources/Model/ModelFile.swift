@@ -276,7 +276,8 @@ public struct ModelFile: Sendable {
         return lines.joined(separator: "\n")
     }
 
-    private func format(_ ms: Double) -> String { ms == ms.rounded() ? String(Int(ms)) : String(ms) }
+    // (Int(ms) traps beyond Int's range, which a hostile file's look-ahead can reach.)
+    private func format(_ ms: Double) -> String { ms == ms.rounded() && abs(ms) < 1e15 ? String(Int(ms)) : String(ms) }
 }
 
 private func decodeJSON<T: Decodable>(_ text: String, key: String, file: String) throws(ModelError) -> T {

@@ -22,7 +22,7 @@ private func errnoText() -> String { String(cString: strerror(errno)) }
 ///
 /// Opened with O_NONBLOCK so that a FIFO (which would otherwise wait for a writer, possibly forever)
 /// reaches the regular-file check at once; on a regular file the flag has no effect.
-public func readRegularFile(_ path: String) throws(FileIOError) -> [UInt8] {
+public func readRegularFile(_ path: String, maxBytes: Int = 4 << 30) throws(FileIOError) -> [UInt8] {
     let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
     guard fd >= 0 else { throw FileIOError(errnoText()) }
     defer { close(fd) }
@@ -30,6 +30,8 @@ public func readRegularFile(_ path: String) throws(FileIOError) -> [UInt8] {
     guard fstat(fd, &st) == 0 else { throw FileIOError(errnoText()) }
     guard (st.st_mode & S_IFMT) == S_IFREG else { throw FileIOError("not a regular file") }
     let size = Int(st.st_size)
+    // One buffer of the file's size: a huge file given by mistake must be an error, not a trap.
+    guard size <= maxBytes else { throw FileIOError("it is \(size) bytes, more than the \(maxBytes >> 20) MiB this reads") }
     var failure: String?
     let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
         var done = 0
@@ -74,7 +76,13 @@ public func writeFileAtomically(_ bytes: [UInt8], to path: String) throws(FileIO
     let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw FileIOError("cannot create \(temp): \(errnoText())") }
     var failure: String?
-    bytes.withUnsafeBytes { raw in
+    // A replaced file keeps its permissions (a model made private with chmod 600 must not become
+    // readable by others because it was adapted again).
+    var old = stat()
+    if stat(path, &old) == 0, (old.st_mode & S_IFMT) == S_IFREG, fchmod(fd, old.st_mode & 0o7777) != 0 {
+        failure = "cannot give \(temp) the permissions of \(path): \(errnoText())"
+    }
+    if failure == nil { bytes.withUnsafeBytes { raw in
         var done = 0
         while done < raw.count {
             let w = Glibc.write(fd, raw.baseAddress! + done, raw.count - done)
@@ -84,7 +92,7 @@ public func writeFileAtomically(_ bytes: [UInt8], to path: String) throws(FileIO
             }
             done += w
         }
-    }
+    } }
     if failure == nil, fsync(fd) != 0 { failure = "fsync failed: \(errnoText())" }
     if close(fd) != 0, failure == nil { failure = "close failed: \(errnoText())" }
     if failure == nil, rename(temp, path) != 0 { failure = "rename failed: \(errnoText())" }

@@ -59,11 +59,16 @@ public struct Matrix: Sendable, Equatable {
         }
     }
 
-    /// Largest absolute element-wise difference; shapes must match.
+    /// Largest absolute element-wise difference; shapes must match. Infinity when any difference is NaN
+    /// (Swift's `max` drops a NaN, and a test comparing an all-NaN output would pass).
     public func maxAbsDifference(_ other: Matrix) -> Float {
         precondition(rows == other.rows && cols == other.cols, "shape \(rows)x\(cols) vs \(other.rows)x\(other.cols)")
         var m: Float = 0
-        for i in 0..<data.count { m = max(m, abs(data[i] - other.data[i])) }
+        for i in 0..<data.count {
+            let d = abs(data[i] - other.data[i])
+            if d.isNaN { return .infinity }
+            m = max(m, d)
+        }
         return m
     }
 }

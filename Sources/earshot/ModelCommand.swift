@@ -107,7 +107,7 @@ struct ModelCommand: ParsableCommand {
                 let deeper = try original.deepened(by: blocks, gain: gain, seed: seed, file: model)
                 try deeper.save(path: out)
                 let before = original.description.architecture, after = deeper.description.architecture
-                print("\(model): \(before.parameterCount) parameters -> \(out): \(after.parameterCount) (\(blocks) blocks added; look-ahead \(Int(after.lookAheadMs)) ms)")
+                print("\(model): \(before.parameterCount) parameters -> \(out): \(after.parameterCount) (\(blocks) blocks added; look-ahead \(String(format: "%.0f", after.lookAheadMs)) ms)")
             } catch let error as DeepenError {
                 throw CLIError(error.description)
             } catch let error as ModelError {

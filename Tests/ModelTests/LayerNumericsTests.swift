@@ -143,6 +143,17 @@ private let tolerance: Float = 1e-4
         #expect(y.data == [0, 0, 2, 0])
     }
 
+    /// A subnormal std is positive and finite, but 1/std is infinite: every feature would become inf.
+    @Test func aSubnormalStdIsRefused() {
+        let arch = EncoderArchitecture(layers: [.dense(DenseSpec(name: "d", inFeatures: 2, outFeatures: 2, bias: false))], inputDim: 2)
+        let params: [String: Tensor] = ["d.weight": Tensor(shape: [2, 2], data: [1, 0, 0, 1]),
+                                        "frontend.mean": Tensor(shape: [2], data: [0, 0]),
+                                        "frontend.std": Tensor(shape: [2], data: [1, 1e-39])]
+        #expect(throws: ModelError.nonFiniteParameter(file: "<memory>", name: "frontend.std", index: 1)) {
+            _ = try Encoder(architecture: arch, parameters: params)
+        }
+    }
+
     @Test func encoderAppliesCMVNBeforeTheFirstLayer() throws {
         let arch = EncoderArchitecture(layers: [.dense(DenseSpec(name: "d", inFeatures: 2, outFeatures: 2, bias: false))], inputDim: 2)
         let params: [String: Tensor] = ["d.weight": Tensor(shape: [2, 2], data: [1, 0, 0, 1]),

@@ -190,6 +190,8 @@ private func writeRaw(_ model: ModelFile, to path: String, edit: (inout [String:
             [.dense(DenseSpec(name: "a", inFeatures: 2, outFeatures: 3)), .layerNorm(LayerNormSpec(name: "n", dim: 2))],
             [.residual(name: "r", body: [.dense(DenseSpec(name: "a", inFeatures: 2, outFeatures: 3))])],  // changes channels
             [.dense(DenseSpec(name: "a", inFeatures: 2, outFeatures: 2)), .dense(DenseSpec(name: "a", inFeatures: 2, outFeatures: 2))],
+            // Each size within its limit, but 16 384 x 256 values per output frame: gigabytes per block.
+            [.dense(DenseSpec(name: "a", inFeatures: 2, outFeatures: 16384)), .conv1d(Conv1DSpec(name: "c", inChannels: 16384, outChannels: 1, kernel: 256))],
         ]
         for layers in bad {
             let e = modelError { try EncoderArchitecture(layers: layers, inputDim: 2).validate(file: "x.earshot") }

@@ -26,4 +26,13 @@ import Testing
         #expect(counted(1, "child", plural: "children") == "1 child")
         #expect(counted(3, "child", plural: "children") == "3 children")
     }
+
+    /// A NaN anywhere is an infinite difference: Swift's `max` drops NaN, so an all-NaN output used to
+    /// compare as equal to anything.
+    @Test func aNaNDifferenceIsInfinite() {
+        let a = Matrix(rows: 1, cols: 3, data: [1, 2, 3])
+        #expect(a.maxAbsDifference(Matrix(rows: 1, cols: 3, data: [1, 2, 3.5])) == 0.5)
+        #expect(a.maxAbsDifference(Matrix(rows: 1, cols: 3, data: [.nan, .nan, .nan])) == .infinity)
+        #expect(a.maxAbsDifference(Matrix(rows: 1, cols: 3, data: [1, .nan, 3])) == .infinity)
+    }
 }
