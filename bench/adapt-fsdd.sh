@@ -15,6 +15,8 @@
 # Environment: EARSHOT (binary, default .build/release/earshot), FSDD, SYNTH, GENERAL, CONFIGS, SPLITS,
 # KEEP=1 keeps the work folder.
 set -euo pipefail
+# File order (and so the seeded adaptation) must not depend on the locale.
+export LC_ALL=C
 cd "$(dirname "$0")/.."
 BASE=${1:-models/earshot-base-en.safetensors}
 EARSHOT=${EARSHOT:-.build/release/earshot}

@@ -46,8 +46,15 @@ score() {
     printf '%s (utt%05d)\n' "$(norm "$rtext")" "$n" >> "$work/ref.trn"
     printf '%s (utt%05d)\n' "$(norm "$htext")" "$n" >> "$work/hyp.trn"
   done
-  "$sclite" -r "$work/ref.trn" trn -h "$work/hyp.trn" trn -i spu_id -o sum stdout 2>/dev/null |
-    awk '/Sum\/Avg/ { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) v[++k] = $i; print v[k - 1]; exit }'
+  # A figure or a failure: a broken sclite must not print a blank column and exit 0.
+  local wer
+  wer=$("$sclite" -r "$work/ref.trn" trn -h "$work/hyp.trn" trn -i spu_id -o sum stdout 2> "$work/sclite.err" |
+    awk '/Sum\/Avg/ { for (i = 1; i <= NF; i++) if ($i ~ /^[0-9.]+$/) v[++k] = $i; print v[k - 1]; exit }')
+  if [ -z "$wer" ]; then
+    echo "compare: sclite gave no score for $2: $(tail -n 3 "$work/sclite.err")" >&2
+    exit 1
+  fi
+  echo "$wer"
 }
 
 beam=${BEAM:-32}
@@ -64,7 +71,10 @@ for m in "${sets[@]}"; do
       echo "compare: earshot eval --lm $m: $(tail -n 1 "$work/$name.lm.err")" >&2
     lmwer=$(score "$m" "$work/$name.lm.tsv")
   fi
-  "$here/bench/pocketsphinx-hyps.sh" "$m" "$work/$name.ps.tsv" 2>/dev/null
-  printf '%-18s %6d  %10s  %10s  %12s\n' "$name" "$(grep -cv '^#' "$m")" \
-    "$(score "$m" "$work/$name.earshot.tsv")" "$lmwer" "$(score "$m" "$work/$name.ps.tsv")"
+  "$here/bench/pocketsphinx-hyps.sh" "$m" "$work/$name.ps.tsv" 2> "$work/$name.ps.err" ||
+    { echo "compare: pocketsphinx-hyps.sh $m failed: $(tail -n 3 "$work/$name.ps.err")" >&2; exit 1; }
+  # Scored into variables first: a failure inside printf's arguments would not stop the script.
+  greedywer=$(score "$m" "$work/$name.earshot.tsv")
+  pswer=$(score "$m" "$work/$name.ps.tsv")
+  printf '%-18s %6d  %10s  %10s  %12s\n' "$name" "$(grep -cv '^#' "$m")" "$greedywer" "$lmwer" "$pswer"
 done

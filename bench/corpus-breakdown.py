@@ -57,10 +57,20 @@ def main():
     ap.add_argument("--by", choices=["voice", "engine", "source", "aug", "density"], default="density")
     a = ap.parse_args()
     meta_path = os.path.join(os.path.expanduser(a.corpus), "meta", a.split + ".jsonl")
+    # The last record per utterance, without the rejected ones (a TTS failure has no audio) and without
+    # a line cut short by an interrupted synthesis run (which resumes past it).
+    by_index = {}
     try:
-        rows = [json.loads(line) for line in open(meta_path, encoding="utf-8")]
+        with open(meta_path, encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    r = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                by_index[r.get("index", r.get("path"))] = r
     except OSError as e:
         sys.exit(f"corpus-breakdown: cannot read {meta_path}: {e.strerror}")
+    rows = [r for r in by_index.values() if not r.get("rejected") and "tts_seconds" in r and "path" in r]
     per_second = 1000.0 / a.frame_ms
     density = {r["path"]: labels_needed(r["text"]) / (r["tts_seconds"] * per_second) for r in rows}
     values = sorted(density.values())

@@ -23,14 +23,18 @@ MAX_CHARS = 150
 def load_cmudict_words(path=CMUDICT_PATH):
     """The words of CMUdict (variants like read(2) folded): text whose every word is here is text the
     engines pronounce as words rather than spelling it out."""
+    # A missing dictionary must stop the run: an empty word set would let every word through, and the
+    # corpus would change without a word.
     words = set()
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             for line in fh:
                 head = line.split(" ", 1)[0]
                 words.add(re.sub(r"\(\d+\)$", "", head))
-    except OSError:
-        pass
+    except OSError as e:
+        raise SystemExit(f"texts: cannot read CMUdict at {path}: {e.strerror} (apt-get install pocketsphinx-en-us)")
+    if not words:
+        raise SystemExit(f"texts: CMUdict at {path} has no words")
     return words
 
 
