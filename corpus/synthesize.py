@@ -331,7 +331,11 @@ def run_split(split, args, pools, beds, records, meta_fh, all_records, started):
             since_manifest = 0
 
     plan_iter = plans(split, pools, args.seed, ext)
-    if args.jobs <= 1:
+    # In parallel, which utterances finish before the goal is reached depends on timing, so the last
+    # few of a split vary between runs: the evaluation splits, which must come out the same on every
+    # machine, are made one at a time (training's tail may vary).
+    jobs = 1 if split in ("valid", "test") else args.jobs
+    if jobs <= 1:
         for plan in plan_iter:
             if enough(total, count):
                 break
@@ -339,7 +343,7 @@ def run_split(split, args, pools, beds, records, meta_fh, all_records, started):
                 continue
             accept(work(plan, args.out, beds, args.format))
     else:
-        with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
+        with concurrent.futures.ProcessPoolExecutor(jobs) as pool:
             pending = set()
             for plan in plan_iter:
                 if enough(total, count):
@@ -347,7 +351,7 @@ def run_split(split, args, pools, beds, records, meta_fh, all_records, started):
                 if plan["index"] in records:
                     continue
                 pending.add(pool.submit(work, plan, args.out, beds, args.format))
-                while len(pending) >= 2 * args.jobs or (pending and enough(total, count)):
+                while len(pending) >= 2 * jobs or (pending and enough(total, count)):
                     done, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
                     for f in done:
                         accept(f.result())
