@@ -112,8 +112,9 @@ def normalise(text):
     """Returns the sentence as lowercase words (a-z and apostrophes) or None when it cannot be
     normalised faithfully (abbreviations, roman numerals, symbols with no single reading, too few words)."""
     text = unicodedata.normalize("NFKD", text)
-    text = text.encode("ascii", "ignore").decode("ascii")
+    # Typographic apostrophes first: the ASCII filter would drop them ("don\u2019t" -> "dont").
     text = text.replace("\u2019", "'").replace("`", "'")
+    text = text.encode("ascii", "ignore").decode("ascii")
     lowered = text.lower()
     # An abbreviation with its full stop is the case engines expand ("Dr." -> "doctor").
     for token in re.findall(r"[a-z]+(?=\.)", lowered):

@@ -46,6 +46,9 @@ class NumberWords(unittest.TestCase):
 
 
 class Normalisation(unittest.TestCase):
+    def test_a_typographic_apostrophe_is_kept_as_one(self):
+        self.assertEqual(textnorm.normalise("I don\u2019t know what they\u2019re doing"), "i don't know what they're doing")
+
     def test_output_is_lowercase_letters_apostrophes_and_spaces(self):
         self.assertEqual(textnorm.normalise("In 1984, 35% of us won 3.5 points!"),
                          "in nineteen eighty four thirty five percent of us won three point five points")
