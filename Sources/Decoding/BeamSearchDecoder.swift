@@ -14,6 +14,24 @@ public struct Hotword: Sendable, Equatable, Codable {
     }
 }
 
+extension Array where Element == Hotword {
+    /// These hotwords with `extra` added; a phrase already here takes the later weight (they do not
+    /// add up).
+    public func merging(_ extra: [Hotword]) -> [Hotword] {
+        var merged = self
+        for h in extra {
+            if let i = merged.firstIndex(where: { $0.phrase == h.phrase }) { merged[i] = h } else { merged.append(h) }
+        }
+        return merged
+    }
+
+    /// The words of the phrases with a positive weight: the ones a search may spell for free (a negative
+    /// weight asks for a phrase less often, not for its words).
+    public var favouredWords: [String] {
+        filter { $0.weight > 0 }.flatMap { $0.phrase.split(separator: " ").map(String.init) }
+    }
+}
+
 /// Settings of the prefix beam search. Scores are natural logs.
 public struct BeamSearchConfiguration: Sendable, Equatable {
     /// Prefixes kept after each frame.

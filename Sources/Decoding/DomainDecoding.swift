@@ -301,7 +301,7 @@ public struct DomainDecoding: Sendable, Equatable, Codable {
     /// `searchConfiguration` with a lexicon built once by the caller (tuning decodes many grid points).
     func searchConfiguration(lmWeight: Double?, wordBonus: Double?, beam: Int?, unknownWordPenalty: Double?,
                              extraHotwords: [Hotword], lexicon: Lexicon?) -> BeamSearchConfiguration {
-        let merged = merging(extraHotwords)
+        let merged = hotwords.merging(extraHotwords)
         // No per-letter spelling cost: a domain LM knows a few words, most of what its user says is
         // unknown to it, and the flat unknown-word penalty is tuned on the user's own validation speech
         // (`tuned`, down to 0 when the domain's speech leaves the list).
@@ -310,21 +310,11 @@ public struct DomainDecoding: Sendable, Equatable, Codable {
                             unknownLetterLogProbability: 0, hotwords: merged, withLanguageModel: true, lexicon: lexicon)
     }
 
-    /// This decoding's hotwords with `extra` added, an extra phrase replacing the same phrase's weight.
-    func merging(_ extra: [Hotword]) -> [Hotword] {
-        var merged = hotwords
-        for h in extra {
-            if let i = merged.firstIndex(where: { $0.phrase == h.phrase }) { merged[i] = h } else { merged.append(h) }
-        }
-        return merged
-    }
-
     /// The closed vocabulary of this decoding: its words and the words of its and `extraHotwords`'
     /// phrases with a positive weight (a negative one asks for a phrase less often, not for its words to
     /// become spellable), spelled in `vocabulary`.
     public func lexicon(vocabulary: Vocabulary, extraHotwords: [Hotword] = []) -> Lexicon {
-        let hotwordWords = merging(extraHotwords).filter { $0.weight > 0 }.flatMap { $0.phrase.split(separator: " ").map(String.init) }
-        return Lexicon(words: words + hotwordWords, vocabulary: vocabulary)
+        Lexicon(words: words + hotwords.merging(extraHotwords).favouredWords, vocabulary: vocabulary)
     }
 
     /// Lines for `earshot model info`.

@@ -156,9 +156,7 @@ public struct Lexicon: Sendable, Equatable {
     /// the words of the hotwords with a positive weight, scored by the model.
     public static func knownWords(of languageModel: NGramLanguageModel, hotwords: [Hotword], vocabulary: Vocabulary) -> Lexicon {
         let special: Set<String> = [NGramLanguageModel.sentenceStart, NGramLanguageModel.sentenceEnd, NGramLanguageModel.unknown]
-        // A negative weight asks for a phrase less often: its words are not made spellable for free.
-        let hotwordWords = hotwords.filter { $0.weight > 0 }.flatMap { $0.phrase.split(separator: " ").map(String.init) }
-        return Lexicon(words: languageModel.words.filter { !special.contains($0) } + hotwordWords, vocabulary: vocabulary)
+        return Lexicon(words: languageModel.words.filter { !special.contains($0) } + hotwords.favouredWords, vocabulary: vocabulary)
             .scored(by: languageModel)
     }
 
