@@ -7,6 +7,9 @@
 # and, when the synthetic corpus's test split exists ($CORPUS, default ~/.cache/earshot/corpus):
 #   $CORPUS/test-subset.tsv  every 5th utterance of test.tsv from the first (208 utterances, 724 s with
 #                            the default seed), the quick synthetic test set of the model card and benches
+#   $CORPUS/valid-clean.tsv  the validation utterances synthesised without noise, reverb or band effects
+#                            (255 with the default seed), silence around each: what `earshot model
+#                            calibrate` measures word timing on (models/README.md)
 # Usage: bench/make-test-sets.sh [OUTDIR]   (default: ~/.cache/earshot/testsets)
 set -euo pipefail
 # File order must not depend on the locale (0_george_1 against 0_george_10).
@@ -42,7 +45,27 @@ if [ -s "$corpus/test.tsv" ]; then
   awk 'NR % 5 == 1' "$corpus/test.tsv" > "$corpus/test-subset.tsv.tmp"
   mv "$corpus/test-subset.tsv.tmp" "$corpus/test-subset.tsv"
   wc -l "$corpus/test-subset.tsv" >&2
-else
+fi
+if [ -s "$corpus/meta/valid.jsonl" ]; then
+  python3 - "$corpus/meta/valid.jsonl" > "$corpus/valid-clean.tsv.tmp" <<'PY'
+import json, sys
+# The last record per utterance (a resumed run may repeat one), without rejected ones or a line cut short
+# by an interrupted run, as bench/corpus-breakdown.py reads them.
+by_index = {}
+for line in open(sys.argv[1], encoding="utf-8"):
+    try:
+        r = json.loads(line)
+    except ValueError:
+        continue
+    by_index[r["index"]] = r
+for _, r in sorted(by_index.items()):
+    if r.get("aug", {}).get("clean") and not r.get("rejected") and "path" in r:
+        print("%s\t%s" % (r["path"], r["text"]))
+PY
+  mv "$corpus/valid-clean.tsv.tmp" "$corpus/valid-clean.tsv"
+  wc -l "$corpus/valid-clean.tsv" >&2
+fi
+if [ ! -s "$corpus/test.tsv" ]; then
   echo "make-test-sets: no $corpus/test.tsv yet (corpus/synthesize.py), so no test-subset.tsv" >&2
 fi
 wc -l "$out"/*.tsv >&2

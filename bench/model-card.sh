@@ -50,7 +50,10 @@ sets=$HOME/.cache/earshot/testsets
 "$here/bench/make-test-sets.sh" "$sets" > "$OUT/make-test-sets.log" 2>&1 || { cat "$OUT/make-test-sets.log" >&2; exit 1; }
 echo "model: $MODEL"
 info=$("$EARSHOT" model info "$MODEL")
-grep -E '^(sha256|parameters|subsampling|look-ahead):' <<< "$info" || true
+grep -E '^(sha256|parameters|subsampling|look-ahead|word timing):' <<< "$info" || true
+if grep -q '^word timing: *not calibrated' <<< "$info"; then
+  echo "model-card: $MODEL has no word-timing calibration; before shipping it: earshot model calibrate --data $CORPUS/valid-clean.tsv --out $MODEL $MODEL (docs/training.md)" >&2
+fi
 
 section "synthetic valid (970), greedy"
 evaluate "$CORPUS/valid.tsv" --model "$MODEL" --hyps "$OUT/valid.hyps.tsv"

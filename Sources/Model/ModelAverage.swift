@@ -11,7 +11,7 @@ extension ModelFile {
     /// independently trained models gives nonsense. Runs that start from one model (`init_from`) keep its
     /// statistics and stay close enough in weight space for their mean to work (a "model soup"). Sums are taken in double precision, in the order
     /// given. The result carries the last model's provenance plus `averaged_from` (each file with its
-    /// SHA-256 when known), less `best_valid_wer`: that figure belongs to the run's snapshots, and a
+    /// SHA-256 when known), and the word timing only if every input has the same one; less `best_valid_wer`: that figure belongs to the run's snapshots, and a
     /// model card or `earshot model info` would otherwise show it as the mean's, which no trainer scored.
     public static func average(_ models: [(file: String, model: ModelFile)]) throws(ModelError) -> ModelFile {
         guard let (firstFile, first) = models.first else {
@@ -50,6 +50,9 @@ extension ModelFile {
         }
         var description = models.last!.model.description
         description.provenance["best_valid_wer"] = nil
+        // A calibration measured the weights it was made for; new weights keep it only if every input
+        // had the same one (snapshots of a calibrated model's fine-tuning run, say), else calibrate again.
+        if !models.allSatisfy({ $0.model.description.timing == description.timing }) { description.timing = nil }
         description.provenance["averaged_from"] = .array(models.map { file, model in
             .string(model.sha256.map { "\(file) (sha256 \($0))" } ?? file)
         })

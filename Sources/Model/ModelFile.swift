@@ -16,6 +16,9 @@ public struct ModelDescription: Codable, Sendable, Equatable {
     /// Optional decoding defaults as JSON text: Decoding's `DomainDecoding` (a domain LM as ARPA text,
     /// its words, hotwords and weights), read through Recognizer's `ModelFile.domainDecoding()`.
     public var decodingJSON: String?
+    /// Where this model places words relative to the audio (`earshot model calibrate`), corrected by the
+    /// recogniser; nil for a model never calibrated (its word times are the raw CTC emission times).
+    public var timing: WordTiming?
 
     /// The most bytes `decodingJSON` may have: it lives in the safetensors header, which every reader
     /// parses whole before any tensor, so it is kept to what domain text needs (the same limit as
@@ -23,9 +26,9 @@ public struct ModelDescription: Codable, Sendable, Equatable {
     public static let maximumDecodingJSONBytes = 8 * 1024 * 1024
 
     public init(architecture: EncoderArchitecture, frontendJSON: String = "{}", vocabulary: [String],
-                provenance: [String: JSONValue] = [:], decodingJSON: String? = nil) {
+                provenance: [String: JSONValue] = [:], decodingJSON: String? = nil, timing: WordTiming? = nil) {
         self.architecture = architecture; self.frontendJSON = frontendJSON; self.vocabulary = vocabulary
-        self.provenance = provenance; self.decodingJSON = decodingJSON
+        self.provenance = provenance; self.decodingJSON = decodingJSON; self.timing = timing
     }
 
     /// The decoding entry, if any, is a JSON object no larger than `maximumDecodingJSONBytes`. Its
@@ -74,13 +77,48 @@ public struct ModelDescription: Codable, Sendable, Equatable {
     }
 }
 
+/// How late a model places words: a CTC model emits a word's first letter some frames after the word's
+/// sound begins (its look-ahead lets it wait for evidence), and its last letter after the sound ends.
+/// Measured once per model on recordings whose speech is known (`earshot model calibrate`); the
+/// recogniser subtracts the delays from every word time it reports, so subtitles and word times follow
+/// the audio. Stored under the metadata key "timing" as {"start_delay_ms", "end_delay_ms"}.
+public struct WordTiming: Codable, Sendable, Equatable {
+    /// Median of (the model's first word start - the audio's speech onset), in milliseconds.
+    public var startDelayMs: Double
+    /// Median of (the model's last word end - the audio's speech offset), in milliseconds.
+    public var endDelayMs: Double
+
+    /// The largest delay either way a file may state: a second is several times any model's look-ahead
+    /// (the shipped model's is 270 ms), so anything more is a damaged or hand-edited file.
+    public static let maximumMs = 1000.0
+
+    public init(startDelayMs: Double, endDelayMs: Double) {
+        self.startDelayMs = startDelayMs; self.endDelayMs = endDelayMs
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case startDelayMs = "start_delay_ms"
+        case endDelayMs = "end_delay_ms"
+    }
+
+    /// Both delays finite and within ±`maximumMs`.
+    public func validate(file: String = "<memory>") throws(ModelError) {
+        for (name, value) in [("start_delay_ms", startDelayMs), ("end_delay_ms", endDelayMs)] {
+            guard value.isFinite, abs(value) <= Self.maximumMs else {
+                throw .malformedMetadata(file: file, key: "timing",
+                                         reason: "\(name) is \(value); it must be a number of milliseconds within ±\(Int(Self.maximumMs))")
+            }
+        }
+    }
+}
+
 /// One self-describing Earshot model: a safetensors file whose `__metadata__` holds the description
 /// and whose tensors hold the layer parameters, optional CMVN statistics ("frontend.mean",
 /// "frontend.std") and any extra tensors (e.g. optimiser state in checkpoints) that the encoder ignores.
 ///
 /// Metadata keys: "format" = "earshot-ctc", "format_version" = "1", "architecture" (JSON of
 /// `EncoderArchitecture`), "frontend" (JSON), "vocabulary" (JSON array, index 0 = blank),
-/// "provenance" (JSON object), optional "decoding" (JSON).
+/// "provenance" (JSON object), optional "decoding" (JSON), optional "timing" (JSON of `WordTiming`).
 public struct ModelFile: Sendable {
     public static let formatName = "earshot-ctc"
     /// The newest format version this build reads and the one it writes.
@@ -144,6 +182,9 @@ public struct ModelFile: Sendable {
         let provenance: [String: JSONValue] = try meta["provenance"].map { text throws(ModelError) in
             try decodeJSON(text, key: "provenance", file: file)
         } ?? [:]
+        let timing: WordTiming? = try meta["timing"].map { text throws(ModelError) in
+            try decodeJSON(text, key: "timing", file: file)
+        }
 
         // A file without frame_duration_ms gets the frontend's hop rather than a guess (a present value
         // is checked against the frontend by `validate`).
@@ -154,7 +195,7 @@ public struct ModelFile: Sendable {
         }
         let model = ModelFile(
             description: ModelDescription(architecture: architecture, frontendJSON: frontend, vocabulary: vocabulary,
-                                          provenance: provenance, decodingJSON: meta["decoding"]),
+                                          provenance: provenance, decodingJSON: meta["decoding"], timing: timing),
             parameters: st.tensors)
         try model.validate(file: file)
         return model
@@ -181,6 +222,7 @@ public struct ModelFile: Sendable {
         }
         try description.validateVocabulary(file: file)
         try description.validateDecoding(file: file)
+        try description.timing?.validate(file: file)
     }
 
     /// The safetensors metadata this model is stored with (for tests and tools; `encoded` and `save`
@@ -206,6 +248,7 @@ public struct ModelFile: Sendable {
             "provenance": try json("provenance", description.provenance),
         ]
         if let d = description.decodingJSON { meta["decoding"] = d }
+        if let t = description.timing { meta["timing"] = try json("timing", t) }
         return meta
     }
 
@@ -264,6 +307,11 @@ public struct ModelFile: Sendable {
         lines.append("subsampling:   \(arch.subsampling) (one output every \(format(Double(arch.subsampling) * arch.frameDurationMs)) ms)")
         lines.append("look-ahead:    \(arch.lookAheadFrames) frames = \(format(arch.lookAheadMs)) ms")
         lines.append("receptive field: \(arch.receptiveFieldFrames) frames = \(format(Double(arch.receptiveFieldFrames) * arch.frameDurationMs)) ms")
+        if let t = description.timing {
+            lines.append(String(format: "word timing:   starts emitted %.0f ms and ends %.0f ms after the audio's; reported times are corrected", t.startDelayMs, t.endDelayMs))
+        } else {
+            lines.append("word timing:   not calibrated (reported times are the model's emission times; earshot model calibrate)")
+        }
         let shown = description.vocabulary.prefix(40).enumerated().map { $0.offset == 0 ? "<blank>" : "'\($0.element)'" }
         lines.append("vocabulary:    \(description.vocabulary.count) tokens: \(shown.joined(separator: " "))\(description.vocabulary.count > 40 ? " ..." : "")")
         if description.provenance.isEmpty {

@@ -118,6 +118,18 @@ public final class Recognizer: Sendable {
         return (stream.finish(), stream)
     }
 
+    /// `recognize` with the model's own emission times, not corrected by its `WordTiming`: what
+    /// calibration measures.
+    func recognizeRaw(_ samples: [Float]) -> Transcript {
+        let stream = makeStream()
+        Self.forEachBlock(of: samples, sampleRate: sampleRate) { stream.accept($0) }
+        return stream.finishReturningLogits(correctTiming: false).transcript
+    }
+
+    /// How late the model places words (from its file; nil when never calibrated). Every transcript a
+    /// stream hands out has its word times corrected by it.
+    public var timing: WordTiming? { model.description.timing }
+
     /// `samples` in consecutive blocks of `recognizeBlockSeconds`, the last one shorter.
     static func forEachBlock(of samples: [Float], sampleRate: Int, _ body: ([Float]) -> Void) {
         let block = max(1, Int(recognizeBlockSeconds * Double(sampleRate)))
@@ -247,7 +259,7 @@ public final class RecognitionStream {
     }
 
     /// The current best transcript of the utterance so far.
-    public func partial() -> Transcript { decoder.partial() }
+    public func partial() -> Transcript { decoder.partial().correctingTiming(recognizer.timing) }
 
     /// Ends the utterance: flushes every stage and returns the final transcript. The stream is then
     /// ready for the next utterance (times restart at zero).
@@ -266,11 +278,12 @@ public final class RecognitionStream {
         timings.decoder += threadCPUTime() - t
         frontend.reset()
         encoderState.reset()
-        return transcript
+        return transcript.correctingTiming(recognizer.timing)
     }
 
-    /// `finish`, also handing back the logits of the flushed tail frames.
-    func finishReturningLogits() -> (transcript: Transcript, logits: Matrix) {
+    /// `finish`, also handing back the logits of the flushed tail frames; word times corrected by the
+    /// model's `WordTiming` unless `correctTiming` is false.
+    func finishReturningLogits(correctTiming: Bool = true) -> (transcript: Transcript, logits: Matrix) {
         var t = threadCPUTime()
         frontend.finish()
         let frames = frontend.pullFrames()
@@ -282,7 +295,7 @@ public final class RecognitionStream {
         let transcript = decoder.finalize()
         timings.decoder += threadCPUTime() - t
         frontend.reset()
-        return (transcript, logits)
+        return (correctTiming ? transcript.correctingTiming(recognizer.timing) : transcript, logits)
     }
 }
 

@@ -308,13 +308,14 @@ public final class StreamingSession {
     }
 
     private func emitPartial(_ utterance: Int) {
-        events.append(.partial(utterance: utterance, text: stream.partial().text, start: seconds(speechStart!)))
+        events.append(.partial(utterance: utterance, text: stream.partial().text, start: reportedSpan(speechStart!, speechEnd).start))
         lastPartial = processed
     }
 
     private func emitFinal(utterance: Int, transcript: Transcript, speechStart: Int, reason: EndpointReason, at: Int) {
+        let span = reportedSpan(speechStart, speechEnd)
         events.append(.final(utterance: utterance, transcript: transcript.shifted(by: seconds(segmentStart)),
-                             start: seconds(speechStart), end: seconds(speechEnd), segment: segmentStart..<at))
+                             start: span.start, end: span.end, segment: segmentStart..<at))
         events.append(.endpoint(utterance: utterance, reason: reason, at: seconds(at)))
     }
 
@@ -403,6 +404,15 @@ public final class StreamingSession {
     }
 
     private func seconds(_ sample: Int) -> Double { Double(sample) / Double(sampleRate) }
+
+    /// An utterance's speech span in session seconds as reported: the speech frames come from the model's
+    /// posteriors, which lag the sound as its letters do, so the model's `WordTiming` moves them as it
+    /// moves word times (the start not before the segment's first sample, the end not before the start).
+    private func reportedSpan(_ start: Int, _ end: Int) -> (start: Double, end: Double) {
+        guard let timing = stream.recognizer.timing else { return (seconds(start), seconds(end)) }
+        let s = max(seconds(segmentStart), seconds(start) - timing.startDelayMs / 1000)
+        return (s, max(s, seconds(end) - timing.endDelayMs / 1000))
+    }
 
     /// Speech when the posterior mass outside blank and the word separator exceeds the threshold.
     private func isSpeech(_ logits: Matrix, row r: Int) -> Bool {

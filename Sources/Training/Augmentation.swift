@@ -1,4 +1,5 @@
 import Audio
+import Features
 import Foundation
 import Tensors
 
@@ -165,28 +166,6 @@ public func speedPerturb(_ samples: [Float], factor: Double) throws(TrainingErro
     if from == base { return samples }
     do { return try Resampler.resample(samples, from: from, to: base) }
     catch { throw .augmentation("speed perturbation by \(factor) failed: \(error)") }
-}
-
-/// The samples from the first to the last loud 10 ms frame of `samples`: loud is within `rangeDB` of the
-/// loudest frame's energy. Nil when no frame is quieter than that (nothing to trim: continuous sound or
-/// noise) or the signal is silent.
-public func speechBounds(_ samples: [Float], sampleRate: Int, rangeDB: Double = 40) -> Range<Int>? {
-    let frame = max(1, sampleRate / 100)
-    let frames = samples.count / frame
-    guard frames > 0 else { return nil }
-    var energy = [Double](repeating: 0, count: frames)
-    for f in 0..<frames {
-        var e = 0.0
-        for x in samples[f * frame ..< (f + 1) * frame] { e += Double(x) * Double(x) }
-        energy[f] = e / Double(frame)
-    }
-    guard let peak = energy.max(), peak > 0 else { return nil }
-    let threshold = peak * pow(10, -rangeDB / 10)
-    guard energy.contains(where: { $0 < threshold }),
-          let first = energy.firstIndex(where: { $0 >= threshold }),
-          let last = energy.lastIndex(where: { $0 >= threshold }) else { return nil }
-    // A loud last frame keeps the tail shorter than a frame too: only quiet audio is ever cut.
-    return first * frame ..< (last == frames - 1 ? samples.count : (last + 1) * frame)
 }
 
 /// Edge trimming: the utterance cut to its speech (`speechBounds`) plus margins of `leading` and

@@ -1,11 +1,15 @@
 import ArgumentParser
+import Audio
+import Foundation
 import Model
 import Recognizer
+import Scoring
+import Tensors
 import Training
 
 struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "model", abstract: "Inspect and combine model files.", subcommands: [Info.self, Average.self, Deepen.self])
+        commandName: "model", abstract: "Inspect and combine model files.", subcommands: [Info.self, Average.self, Deepen.self, Calibrate.self])
 
     struct Info: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -113,6 +117,122 @@ struct ModelCommand: ParsableCommand {
             } catch let error as ModelError {
                 throw CLIError(error.description)
             }
+        }
+    }
+
+    struct Calibrate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Measure how late a model places words, and store the correction in the model.",
+            discussion: """
+                A CTC model emits a word's letters some frames after their sound: its look-ahead lets it \
+                wait for evidence. Left alone, every word time it reports (transcribe's JSON and \
+                subtitles, earshotd's finals) runs late by that much. This recognises each recording of \
+                MANIFEST whole (greedy), compares the first word's start and the last word's end with \
+                where the recording's sound begins and ends (the 10 ms frames within 40 dB of the \
+                loudest), and stores the medians in the model (metadata 'timing'); from then on the \
+                recogniser subtracts them from every word time it reports. The recordings must be \
+                clean, with silence before and after the speech: ones with under 50 ms of quiet at \
+                either end (noisy or tightly cut) are skipped, and so are ones the model hears no word \
+                in. At least 20 must count. Their text is not used. Any earlier calibration is \
+                replaced (the raw emission times are measured). The output may be the input; it is \
+                written atomically either way. A model made from this one by averaging keeps the \
+                correction only when every averaged model has the same; adaptation keeps the base \
+                model's (its encoder is unchanged).
+
+                Example (the clean recordings of the synthetic validation set, as the shipped model \
+                was calibrated):
+                  earshot model calibrate --data valid-clean.tsv --out models/earshot-base-en.safetensors \\
+                    models/earshot-base-en.safetensors
+                """)
+
+        @Option(help: "Manifest of clean recordings with silence around their speech (audio-path<TAB>text per line; the text is not used).")
+        var data: String
+
+        @Option(help: "The calibrated model to write (.safetensors); may be the input.")
+        var out: String
+
+        @Option(help: "Use at most this many recordings, spread evenly over the manifest.")
+        var maxRecordings: Int = 500
+
+        @Option(help: "Files recognised in parallel (one per core by default).")
+        var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
+
+        @Argument(help: "Model file (.safetensors).")
+        var model: String
+
+        static let minimumRecordings = 20
+
+        func validate() throws {
+            guard maxRecordings >= Self.minimumRecordings else {
+                throw ValidationError("--max-recordings must be at least \(Self.minimumRecordings)")
+            }
+            guard jobs >= 1 else { throw ValidationError("--jobs must be at least 1") }
+        }
+
+        func run() throws {
+            let list: Manifest
+            do { list = try Manifest.read(from: URL(fileURLWithPath: data)) } catch { throw CLIError("--data \(data): \(error)") }
+            var original: ModelFile
+            do { original = try ModelFile.load(path: model) } catch { throw CLIError(error.description) }
+            var raw = original
+            raw.description.timing = nil
+            let recognizer: Recognizer
+            do { recognizer = try Recognizer(model: raw, file: model) } catch { throw CLIError(error.description) }
+
+            let count = list.entries.count
+            let chosen = count <= maxRecordings ? Array(0..<count) : (0..<maxRecordings).map { $0 * count / maxRecordings }
+            let results = Locked<[WordTimingCalibration.Measurement?]>(slots: chosen.count)
+            let failures = Locked<[String?]>(slots: chosen.count)
+            let progress = ProgressReporter(total: chosen.count, label: "calibrating")
+            forEachConcurrently(chosen.count, jobs: jobs) { i in
+                let entry = list.entries[chosen[i]]
+                do {
+                    let audio = try AudioFile.read(path: list.url(of: entry).path, targetSampleRate: recognizer.sampleRate)
+                    results.set(i, WordTimingCalibration.measure(audio.samples, with: recognizer))
+                } catch {
+                    failures.set(i, "\(error)")
+                }
+                progress.advance(entry.path)
+            }
+            progress.finish()
+            let failed = failures.current.compactMap { $0 }
+            for f in failed { FileHandle.standardError.write(Data("earshot: \(f) (skipped)\n".utf8)) }
+            var starts: [Double] = [], ends: [Double] = [], noEdges = 0, noWords = 0
+            for m in results.current {
+                switch m {
+                case .delays(let s, let e)?: starts.append(s); ends.append(e)
+                case .noQuietEdges?: noEdges += 1
+                case .noWords?: noWords += 1
+                case nil: break
+                }
+            }
+            let skipped = "\(noEdges) without 50 ms of quiet at both ends, \(noWords) with no word heard, \(failed.count) unreadable"
+            guard starts.count >= Self.minimumRecordings,
+                  let start = WordTimingCalibration.median(starts), let end = WordTimingCalibration.median(ends) else {
+                throw CLIError("--data \(data): only \(starts.count) of \(chosen.count) recordings could be measured (\(skipped)); at least \(Self.minimumRecordings) are needed: give clean recordings with silence before and after the speech")
+            }
+            let timing = WordTiming(startDelayMs: (start * 1000).rounded(), endDelayMs: (end * 1000).rounded())
+            guard abs(timing.startDelayMs) <= WordTiming.maximumMs, abs(timing.endDelayMs) <= WordTiming.maximumMs else {
+                throw CLIError("--data \(data): the model places words \(Int(timing.startDelayMs)) ms (starts) and \(Int(timing.endDelayMs)) ms (ends) from the audio's, beyond the ±\(Int(WordTiming.maximumMs)) ms a model may correct: are these recordings what the manifest says, and is this a speech model?")
+            }
+            func spread(_ xs: [Double]) -> String {
+                let sorted = xs.sorted()
+                func at(_ q: Double) -> Int { Int((sorted[Int(q * Double(sorted.count - 1))] * 1000).rounded()) }
+                return "10th-90th percentile \(at(0.1)) to \(at(0.9)) ms"
+            }
+            original.description.timing = timing
+            original.description.provenance["timing_calibration"] = .object([
+                "data": .string(data),
+                "recordings": .number(Double(starts.count)),
+                "skipped": .string(skipped),
+                "start_spread": .string(spread(starts)),
+                "end_spread": .string(spread(ends)),
+            ])
+            do { try original.save(path: out) } catch { throw CLIError(error.description) }
+            print("measured on \(starts.count) of \(chosen.count) recordings (skipped: \(skipped))")
+            print("word starts: \(Int(timing.startDelayMs)) ms late (median; \(spread(starts)))")
+            print("word ends:   \(Int(timing.endDelayMs)) ms late (median; \(spread(ends)))")
+            print("wrote \(out): reported word times are now moved earlier by these")
         }
     }
 }

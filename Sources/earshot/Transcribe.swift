@@ -20,7 +20,9 @@ struct Transcribe: ParsableCommand {
 
         A JSON object is {"file", "duration", "text", "words": [{"word", "start", "end", \
         "confidence"}]}: times in seconds from the file's start, confidence from 0 to 1; the words \
-        have the keys of earshotd's final messages (docs/protocol.md).
+        have the keys of earshotd's final messages (docs/protocol.md). A calibrated model (the \
+        shipped one is; `earshot model calibrate`) has its emission delay taken out of every time, so \
+        words and subtitles follow the audio.
 
         Each file is split into utterances at its pauses, as earshotd splits live audio \
         (docs/endpointing.md), and each utterance is decoded on its own: words never run on across a \

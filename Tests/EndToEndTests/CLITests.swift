@@ -371,6 +371,58 @@ import TestSupport
         }
     }
 
+    /// `model calibrate` stores the medians (to the millisecond) of what the library measures on each
+    /// recording, and refuses, writing nothing, when too few recordings have quiet edges to measure.
+    @Test func modelCalibrateStoresTheMedianDelaysAndRefusesUnmeasurableData() throws {
+        try withFixture { f in
+            let recognizer = try Recognizer(model: f.tiny.trained)
+            let voices = ["en-us", "en", "en-gb-scotland", "en-029", "en-gb-x-rp"]
+            var padded: [URL] = [], tight: [URL] = []
+            for voice in voices {
+                for url in try f.speak(EndToEndModel.words, voice: voice) {
+                    // espeak-ng speaks from the first sample: as it is, a recording has no quiet onset.
+                    let samples = try AudioFile.read(path: url.path, targetSampleRate: 16000).samples
+                    let silence = [Float](repeating: 0, count: 4800)
+                    let out = f.dir.appendingPathComponent("padded-" + url.lastPathComponent)
+                    try AudioWriter.write(silence + samples + silence, sampleRate: 16000, to: out.path)
+                    padded.append(out); tight.append(url)
+                }
+            }
+            func manifest(_ name: String, _ urls: [URL]) throws -> URL {
+                let m = f.dir.appendingPathComponent(name)
+                try Data(urls.map { "\($0.lastPathComponent)\tignored\n" }.joined().utf8).write(to: m)
+                return m
+            }
+            var starts: [Double] = [], ends: [Double] = []
+            for url in padded {
+                let samples = try AudioFile.read(path: url.path, targetSampleRate: recognizer.sampleRate).samples
+                if case .delays(let s, let e) = WordTimingCalibration.measure(samples, with: recognizer) { starts.append(s); ends.append(e) }
+            }
+            try #require(starts.count >= 20, "the tiny model must hear most of the \(padded.count) words")
+
+            let out = f.dir.appendingPathComponent("calibrated.safetensors")
+            let r = try f.run(["model", "calibrate", "--data", try manifest("padded.tsv", padded).path, "--out", out.path, f.model.path])
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stdout.contains("measured on \(starts.count) of \(padded.count) recordings"), "\(r.stdout)")
+            let calibrated = try ModelFile.load(path: out.path)
+            let expected = WordTiming(startDelayMs: (WordTimingCalibration.median(starts)! * 1000).rounded(),
+                                      endDelayMs: (WordTimingCalibration.median(ends)! * 1000).rounded())
+            #expect(calibrated.description.timing == expected)
+            #expect(calibrated.parameters == f.tiny.trained.parameters)
+            guard case .object(let record)? = calibrated.description.provenance["timing_calibration"] else {
+                Issue.record("no timing_calibration in \(calibrated.description.provenance)"); return
+            }
+            #expect(record["recordings"] == .number(Double(starts.count)))
+
+            let refusedOut = f.dir.appendingPathComponent("never.safetensors")
+            let refused = try f.run(["model", "calibrate", "--data", try manifest("tight.tsv", tight).path, "--out", refusedOut.path, f.model.path])
+            #expect(refused.status == 1)
+            #expect(refused.stderr.contains("only 0 of \(tight.count) recordings could be measured (\(tight.count) without 50 ms of quiet at both ends")
+                    && refused.stderr.contains("at least 20"), "\(refused.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: refusedOut.path))
+        }
+    }
+
     @Test func adaptTextStoresADomainLMThatModelInfoShowsAndTranscribeUses() throws {
         try withFixture { f in
             let text = f.dir.appendingPathComponent("phrases.txt")

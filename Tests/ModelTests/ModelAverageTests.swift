@@ -39,6 +39,19 @@ import Tensors
         try averaged.validate()
     }
 
+    /// A calibration belongs to the weights it was measured on: the mean keeps one only when every
+    /// input has the same.
+    @Test func theWordTimingIsKeptOnlyWhenEveryInputHasTheSame() throws {
+        var inputs = Self.snapshots()
+        #expect(try ModelFile.average(inputs).description.timing == nil)
+        for k in inputs.indices { inputs[k].model.description.timing = WordTiming(startDelayMs: 150, endDelayMs: 60) }
+        #expect(try ModelFile.average(inputs).description.timing == WordTiming(startDelayMs: 150, endDelayMs: 60))
+        inputs[0].model.description.timing = WordTiming(startDelayMs: 140, endDelayMs: 60)
+        #expect(try ModelFile.average(inputs).description.timing == nil)
+        inputs[0].model.description.timing = nil
+        #expect(try ModelFile.average(inputs).description.timing == nil)
+    }
+
     @Test func averagingAModelWithItselfGivesItBack() throws {
         let m = smallModel(seed: 50)
         let averaged = try ModelFile.average([("a", m), ("a again", m)])

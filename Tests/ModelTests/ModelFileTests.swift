@@ -118,6 +118,36 @@ private func writeRaw(_ model: ModelFile, to path: String, edit: (inout [String:
         #expect(smallModel().summary().contains("decoding:      17 bytes of JSON"))
     }
 
+    /// The word-timing correction travels in the file: absent stays nil, present comes back as written,
+    /// and a value no model could need (over a second, or not a number) is refused naming the key.
+    @Test func wordTimingRoundTripsAndImpossibleValuesAreRefused() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        #expect(smallModel().metadata["timing"] == nil)
+        var model = smallModel()
+        model.description.timing = WordTiming(startDelayMs: 160, endDelayMs: -20.5)
+        try model.save(path: dir.file("timed.earshot"))
+        let loaded = try ModelFile.load(path: dir.file("timed.earshot"))
+        #expect(loaded.description.timing == WordTiming(startDelayMs: 160, endDelayMs: -20.5))
+        #expect(loaded.metadata["timing"] == #"{"end_delay_ms":-20.5,"start_delay_ms":160}"#)
+        #expect(loaded.summary().contains("word timing:   starts emitted 160 ms and ends -20 ms after the audio's"))
+        #expect(smallModel().summary().contains("word timing:   not calibrated"))
+
+        for (name, value, reason) in [
+            ("late.earshot", #"{"start_delay_ms":1500,"end_delay_ms":0}"#, "start_delay_ms is 1500.0; it must be a number of milliseconds within ±1000"),
+            ("early.earshot", #"{"start_delay_ms":0,"end_delay_ms":-1000.5}"#, "end_delay_ms is -1000.5; it must be a number of milliseconds within ±1000"),
+        ] {
+            let e = try loadError(name) { $0["timing"] = value }
+            #expect(e == .malformedMetadata(file: e?.file ?? "", key: "timing", reason: reason))
+        }
+        let missing = try loadError("half.earshot") { $0["timing"] = #"{"start_delay_ms":10}"# }
+        guard case .malformedMetadata(_, let key, _)? = missing else { Issue.record("got \(String(describing: missing))"); return }
+        #expect(key == "timing")
+        // A non-finite delay is never written.
+        model.description.timing = WordTiming(startDelayMs: .nan, endDelayMs: 0)
+        #expect(modelError { try model.save(path: dir.file("nan.earshot")) } != nil)
+        #expect(!FileManager.default.fileExists(atPath: dir.file("nan.earshot")))
+    }
+
     @Test func wrongParameterShapeIsNamed() throws {
         var model = smallModel()
         model.parameters["conv.weight"] = Tensor(zeros: [6, 4, 5])
