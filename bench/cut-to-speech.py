@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Cut every recording of a manifest to its speech, as tightly cut clips are (FSDD's digits, clips from a
 voice-activity detector): from the first to the last 10 ms frame within 40 dB of the loudest, the rule of
-the training augmentation `augment.trim_probability` (`speechBounds` in Sources/Training/Augmentation.swift),
+the training augmentation `augment.trim_probability` (`speechBounds` in Sources/Features/SpeechBounds.swift),
 with no margin. Writes 16 kHz 16-bit mono WAV files and a manifest of them, for measuring how a model hears
 words at a recording's edge (models/README.md, "The trimmed cycle").
 

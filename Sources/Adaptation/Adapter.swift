@@ -498,6 +498,11 @@ public final class Adapter {
         description.provenance = provenance(before: before, after: best.score, members: members, keptRun: keptRun,
                                             train: train, validation: validation, splitByPrefix: splitByPrefix,
                                             generalPerEpoch: generalPerEpoch, skipped: skipped.count, dataSHA256: dataSHA256, generalSHA256: generalSHA256)
+        if description.timing != nil {
+            // Kept rather than dropped: the adapted weights have the base's architecture and look-ahead,
+            // and an uncorrected model is off by the whole delay, but nobody measured these weights.
+            description.provenance["timing_calibration"] = .string("inherited from the base model, not measured on the adapted weights (earshot model calibrate)")
+        }
         var result = AdaptResult(model: ModelFile(description: description, parameters: tensors), before: before, after: best.score,
                                  epochsRun: epochsRun, bestEpoch: best.epoch, runs: members.count, keptRun: keptRun,
                                  trainUtterances: train.count,

@@ -50,9 +50,12 @@ extension ModelFile {
         }
         var description = models.last!.model.description
         description.provenance["best_valid_wer"] = nil
-        // A calibration measured the weights it was made for; new weights keep it only if every input
-        // had the same one (snapshots of a calibrated model's fine-tuning run, say), else calibrate again.
-        if !models.allSatisfy({ $0.model.description.timing == description.timing }) { description.timing = nil }
+        // A calibration measured the weights it was made for: the mean keeps one only if every input has
+        // the same (a model averaged with itself or its copies); else calibrate the mean again.
+        if !models.allSatisfy({ $0.model.description.timing == description.timing }) {
+            description.timing = nil
+            description.provenance["timing_calibration"] = nil
+        }
         description.provenance["averaged_from"] = .array(models.map { file, model in
             .string(model.sha256.map { "\(file) (sha256 \($0))" } ?? file)
         })

@@ -138,6 +138,8 @@ public enum RecognitionEvent: Sendable, Equatable {
     /// else `finish()`, i.e. `recognizer.recognize`), and the words are that transcript's words shifted by
     /// `segment.lowerBound / sampleRate` seconds. The segment may start
     /// before `start` (leading context) and ends after `end` (the trailing silence that ended it).
+    /// `start` and `end` are the first and last speech frames, moved by the model's `WordTiming` when it
+    /// has one (as its words are; `start` not before the segment).
     case final(utterance: Int, transcript: Transcript, start: Double, end: Double, segment: Range<Int>)
     /// The utterance ended; `at` is how much audio had been accepted when that was decided.
     /// Always follows the utterance's `final` in the same batch of events.

@@ -28,14 +28,17 @@ extension Transcript {
 /// Measuring a model's word timing (`WordTiming`) on recordings whose speech is known: each recording is
 /// recognised whole, and its first word's start and last word's end are compared with where its sound
 /// begins and ends (`speechBounds`: the 10 ms frames within 40 dB of the loudest). That rule needs
-/// quiet around the speech, so only clean recordings with some silence at both ends count; noisy ones,
+/// quiet around the speech, so only clean recordings with silence at both ends count; noisy ones,
 /// tightly cut ones and ones the model hears no word in are skipped. The medians over the recordings
 /// are the delays: the model's emission lag is much the same for every word (on espeak-ng words spoken
 /// with pauses between them, the first word's start and the inner words' starts lagged by a median of
 /// 165 and 160 ms), so a file's edges measure it for all of them.
 public enum WordTimingCalibration {
-    /// Quiet needed before the first and after the last loud frame for a recording to count.
-    public static let minimumEdgeSeconds = 0.05
+    /// Quiet needed before the first loud frame for a recording to count.
+    public static let minimumLeadingSeconds = 0.05
+    /// Quiet needed after the last loud frame: more than the end delay being measured (the shipped
+    /// model's is 70 ms) plus a frame, so that a recording ending soon after its speech cannot cap it.
+    public static let minimumTrailingSeconds = 0.15
 
     /// One recording's measurement: how late the model placed the first word's start and the last word's
     /// end (seconds), or why it was skipped.
@@ -50,8 +53,8 @@ public enum WordTimingCalibration {
     public static func measure(_ samples: [Float], with recognizer: Recognizer) -> Measurement {
         let rate = recognizer.sampleRate
         guard let speech = speechBounds(samples, sampleRate: rate) else { return .noQuietEdges }
-        let edge = Int(minimumEdgeSeconds * Double(rate))
-        guard speech.lowerBound >= edge, samples.count - speech.upperBound >= edge else { return .noQuietEdges }
+        guard speech.lowerBound >= Int(minimumLeadingSeconds * Double(rate)),
+              samples.count - speech.upperBound >= Int(minimumTrailingSeconds * Double(rate)) else { return .noQuietEdges }
         let words = recognizer.recognizeRaw(samples).words
         guard let first = words.first, let last = words.last else { return .noWords }
         return .delays(start: first.start - Double(speech.lowerBound) / Double(rate),

@@ -93,6 +93,9 @@ extension ModelFile {
         description.architecture = EncoderArchitecture(layers: newLayers, inputDim: description.architecture.inputDim,
                                                        frameDurationMs: description.architecture.frameDurationMs)
         description.provenance["best_valid_wer"] = nil
+        // New blocks are new weights: a word-timing calibration of the original no longer applies.
+        description.timing = nil
+        description.provenance["timing_calibration"] = nil
         description.provenance["deepened_from"] = .string(sha256.map { "\(file) (sha256 \($0))" } ?? file)
         description.provenance["deepened_by"] = .string("\(count) blocks, gain \(gain), seed \(seed)")
         return ModelFile(description: description, parameters: parameters)

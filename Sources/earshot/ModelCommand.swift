@@ -131,13 +131,14 @@ struct ModelCommand: ParsableCommand {
                 where the recording's sound begins and ends (the 10 ms frames within 40 dB of the \
                 loudest), and stores the medians in the model (metadata 'timing'); from then on the \
                 recogniser subtracts them from every word time it reports. The recordings must be \
-                clean, with silence before and after the speech: ones with under 50 ms of quiet at \
-                either end (noisy or tightly cut) are skipped, and so are ones the model hears no word \
-                in. At least 20 must count. Their text is not used. Any earlier calibration is \
-                replaced (the raw emission times are measured). The output may be the input; it is \
-                written atomically either way. A model made from this one by averaging keeps the \
-                correction only when every averaged model has the same; adaptation keeps the base \
-                model's (its encoder is unchanged).
+                clean, with silence before and after the speech: ones with under 50 ms of quiet \
+                before it or 150 ms after it (noisy or tightly cut) are skipped, and so are ones the \
+                model hears no word in. At least 20 must count. Their text is not used. Any earlier \
+                calibration is replaced (the raw emission times are measured). The output may be the \
+                input; it is written atomically either way. New weights need a new calibration: a \
+                trained or deepened model has none, and an average only keeps one every averaged model \
+                has. An adapted model inherits its base model's, unmeasured on its own weights: \
+                calibrate it if its word times matter and you have clean recordings.
 
                 Example (the clean recordings of the synthetic validation set, as the shipped model \
                 was calibrated):
@@ -172,6 +173,9 @@ struct ModelCommand: ParsableCommand {
         func run() throws {
             let list: Manifest
             do { list = try Manifest.read(from: URL(fileURLWithPath: data)) } catch { throw CLIError("--data \(data): \(error)") }
+            guard list.entries.count >= Self.minimumRecordings else {
+                throw CLIError("--data \(data): \(list.entries.count) recordings; at least \(Self.minimumRecordings) are needed to measure a model's word timing")
+            }
             var original: ModelFile
             do { original = try ModelFile.load(path: model) } catch { throw CLIError(error.description) }
             var raw = original
@@ -206,7 +210,7 @@ struct ModelCommand: ParsableCommand {
                 case nil: break
                 }
             }
-            let skipped = "\(noEdges) without 50 ms of quiet at both ends, \(noWords) with no word heard, \(failed.count) unreadable"
+            let skipped = "\(noEdges) without 50 ms of quiet before the speech and 150 ms after it, \(noWords) with no word heard, \(failed.count) unreadable"
             guard starts.count >= Self.minimumRecordings,
                   let start = WordTimingCalibration.median(starts), let end = WordTimingCalibration.median(ends) else {
                 throw CLIError("--data \(data): only \(starts.count) of \(chosen.count) recordings could be measured (\(skipped)); at least \(Self.minimumRecordings) are needed: give clean recordings with silence before and after the speech")
@@ -224,6 +228,7 @@ struct ModelCommand: ParsableCommand {
             original.description.provenance["timing_calibration"] = .object([
                 "data": .string(data),
                 "recordings": .number(Double(starts.count)),
+                "max_recordings": .number(Double(maxRecordings)),
                 "skipped": .string(skipped),
                 "start_spread": .string(spread(starts)),
                 "end_spread": .string(spread(ends)),
@@ -232,7 +237,7 @@ struct ModelCommand: ParsableCommand {
             print("measured on \(starts.count) of \(chosen.count) recordings (skipped: \(skipped))")
             print("word starts: \(Int(timing.startDelayMs)) ms late (median; \(spread(starts)))")
             print("word ends:   \(Int(timing.endDelayMs)) ms late (median; \(spread(ends)))")
-            print("wrote \(out): reported word times are now moved earlier by these")
+            print("wrote \(out): these delays are now taken out of every word time it reports")
         }
     }
 }

@@ -214,6 +214,9 @@ func quickOptions() -> AdaptOptions {
             let data = try writeToneData(dir)
             let basePath = dir.appendingPathComponent("base.safetensors").path
             try writeRandomModel(to: basePath)
+            var calibrated = try ModelFile.load(path: basePath)
+            calibrated.description.timing = WordTiming(startDelayMs: 150, endDelayMs: 60)
+            try calibrated.save(path: basePath)
             let base = try ModelFile.load(path: basePath)
             var options = quickOptions()
             options.encoderBlocks = 1
@@ -244,6 +247,9 @@ func quickOptions() -> AdaptOptions {
             #expect(p["base_model_sha256"] == .string(base.sha256!))
             #expect(p["date"] != nil)
             #expect(p["base_provenance"] == .object(["trainer": .string("test")]))
+            // The base's word-timing correction is kept, and said to be inherited.
+            #expect(adapted.description.timing == WordTiming(startDelayMs: 150, endDelayMs: 60))
+            #expect(p["timing_calibration"] == .string("inherited from the base model, not measured on the adapted weights (earshot model calibrate)"))
             guard case .object(let a)? = p["adaptation"] else { Issue.record("no adaptation record: \(p)"); return }
             #expect(a["data_sha256"] == .string(result.dataSHA256))
             #expect(a["train_utterances"] == .number(6))

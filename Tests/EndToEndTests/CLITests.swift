@@ -405,9 +405,12 @@ import TestSupport
             #expect(r.status == 0, "\(r.stderr)")
             #expect(r.stdout.contains("measured on \(starts.count) of \(padded.count) recordings"), "\(r.stdout)")
             let calibrated = try ModelFile.load(path: out.path)
-            let expected = WordTiming(startDelayMs: (WordTimingCalibration.median(starts)! * 1000).rounded(),
-                                      endDelayMs: (WordTimingCalibration.median(ends)! * 1000).rounded())
-            #expect(calibrated.description.timing == expected)
+            // Within a frame: the command recognises in parallel, and BLAS may round another way.
+            let timing = try #require(calibrated.description.timing)
+            let frameMs = 1000 * recognizer.frameDuration + 1
+            #expect(abs(timing.startDelayMs - WordTimingCalibration.median(starts)! * 1000) <= frameMs, "\(timing)")
+            #expect(abs(timing.endDelayMs - WordTimingCalibration.median(ends)! * 1000) <= frameMs, "\(timing)")
+            #expect(timing.startDelayMs == timing.startDelayMs.rounded() && timing.endDelayMs == timing.endDelayMs.rounded())
             #expect(calibrated.parameters == f.tiny.trained.parameters)
             guard case .object(let record)? = calibrated.description.provenance["timing_calibration"] else {
                 Issue.record("no timing_calibration in \(calibrated.description.provenance)"); return
@@ -417,9 +420,13 @@ import TestSupport
             let refusedOut = f.dir.appendingPathComponent("never.safetensors")
             let refused = try f.run(["model", "calibrate", "--data", try manifest("tight.tsv", tight).path, "--out", refusedOut.path, f.model.path])
             #expect(refused.status == 1)
-            #expect(refused.stderr.contains("only 0 of \(tight.count) recordings could be measured (\(tight.count) without 50 ms of quiet at both ends")
+            #expect(refused.stderr.contains("only 0 of \(tight.count) recordings could be measured (\(tight.count) without 50 ms of quiet before the speech and 150 ms after it")
                     && refused.stderr.contains("at least 20"), "\(refused.stderr)")
             #expect(!FileManager.default.fileExists(atPath: refusedOut.path))
+            // Too short a manifest is refused before any recognition.
+            let few = try f.run(["model", "calibrate", "--data", try manifest("few.tsv", Array(padded.prefix(5))).path, "--out", refusedOut.path, f.model.path])
+            #expect(few.status == 1 && few.stderr.contains("5 recordings; at least 20 are needed"), "\(few.stderr)")
+            #expect(!few.stderr.contains("calibrating"), "refused before any recognition: \(few.stderr)")
         }
     }
 

@@ -46,8 +46,11 @@ import Tensors
         #expect(try ModelFile.average(inputs).description.timing == nil)
         for k in inputs.indices { inputs[k].model.description.timing = WordTiming(startDelayMs: 150, endDelayMs: 60) }
         #expect(try ModelFile.average(inputs).description.timing == WordTiming(startDelayMs: 150, endDelayMs: 60))
+        inputs[2].model.description.provenance["timing_calibration"] = .string("measured")
+        #expect(try ModelFile.average(inputs).description.provenance["timing_calibration"] == .string("measured"))
         inputs[0].model.description.timing = WordTiming(startDelayMs: 140, endDelayMs: 60)
         #expect(try ModelFile.average(inputs).description.timing == nil)
+        #expect(try ModelFile.average(inputs).description.provenance["timing_calibration"] == nil, "the record of a calibration dropped")
         inputs[0].model.description.timing = nil
         #expect(try ModelFile.average(inputs).description.timing == nil)
     }
