@@ -99,7 +99,7 @@ struct Reload: ParsableCommand {
     }
 }
 
-/// "name (path, 2.75 M parameters, sha256 9c1e...)".
+/// "name (path, 1.94 M parameters, sha256 9c1e...)".
 func describe(_ model: ModelSummary) -> String {
     var details: [String] = []
     if let path = model.path { details.append(path) }

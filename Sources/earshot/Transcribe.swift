@@ -35,7 +35,7 @@ struct Transcribe: ParsableCommand {
         with the general English language model when one is installed: beam search (width \
         \(DecodingSettings.defaultSearchBeam)) with pocketsphinx-en-us's trigram, closed vocabulary, \
         LM weight \(DecodingSettings.generalLMWeight), word bonus \(DecodingSettings.generalWordBonus) \
-        (32.3 % WER against 54.4 % greedy on the synthetic test set; models/README.md). It is $EARSHOT_LM, else \
+        (32.6 % WER against 54.8 % greedy on the synthetic test set; models/README.md). It is $EARSHOT_LM, else \
         \(GeneralLanguageModel.fileName) in $XDG_CACHE_HOME/earshot/lm or ~/.cache/earshot/lm (scripts/setup.sh makes it with \
         `earshot lm compile`), ../share/earshot/lm next to the binary, /usr/local/share/earshot/lm or \
         /usr/share/earshot/lm. Without one, or with --no-general-lm, --beam 1, --no-model-lm or \
