@@ -28,6 +28,8 @@ SPLITS=${SPLITS:-"seen loso-george loso-jackson loso-lucas loso-nicolas"}
 [ -x "$EARSHOT" ] || { echo "no $EARSHOT: swift build -c release --product earshot" >&2; exit 1; }
 [ -f "$BASE" ] || { echo "no base model $BASE" >&2; exit 1; }
 [ -d "$FSDD" ] || { echo "FSDD not found at $FSDD (the repository's ../shared/data/fsdd; set FSDD=...)" >&2; exit 1; }
+# Absolute: the manifests live in $WORK, and a manifest's relative paths are read from its own folder.
+FSDD=$(realpath "$FSDD")
 WORK=$(mktemp -d /tmp/adapt-fsdd.XXXXXX)
 [ "${KEEP:-0}" = 1 ] || trap 'rm -rf "$WORK"' EXIT
 
