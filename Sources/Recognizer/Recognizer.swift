@@ -112,19 +112,16 @@ public final class Recognizer: Sendable {
     /// overheads vanish, short enough that the encoder's buffers (frames x channels per layer) stay small.
     public static let recognizeBlockSeconds = 4.0
 
-    func recognizeReturningStream(_ samples: [Float]) -> (Transcript, RecognitionStream) {
+    /// `correctTiming` false keeps the model's own emission times (not corrected by its `WordTiming`):
+    /// what calibration measures.
+    func recognizeReturningStream(_ samples: [Float], correctTiming: Bool = true) -> (Transcript, RecognitionStream) {
         let stream = makeStream()
         Self.forEachBlock(of: samples, sampleRate: sampleRate) { stream.accept($0) }
-        return (stream.finish(), stream)
+        return (stream.finishReturningLogits(correctTiming: correctTiming).transcript, stream)
     }
 
-    /// `recognize` with the model's own emission times, not corrected by its `WordTiming`: what
-    /// calibration measures.
-    func recognizeRaw(_ samples: [Float]) -> Transcript {
-        let stream = makeStream()
-        Self.forEachBlock(of: samples, sampleRate: sampleRate) { stream.accept($0) }
-        return stream.finishReturningLogits(correctTiming: false).transcript
-    }
+    /// `recognize` with the model's own emission times: see `recognizeReturningStream`.
+    func recognizeRaw(_ samples: [Float]) -> Transcript { recognizeReturningStream(samples, correctTiming: false).0 }
 
     /// How late the model places words (from its file; nil when never calibrated). Every transcript a
     /// stream hands out has its word times corrected by it.

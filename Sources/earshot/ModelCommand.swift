@@ -178,10 +178,9 @@ struct ModelCommand: ParsableCommand {
             }
             var original: ModelFile
             do { original = try ModelFile.load(path: model) } catch { throw CLIError(error.description) }
-            var raw = original
-            raw.description.timing = nil
+            // The measurement reads raw emission times whatever calibration the model has.
             let recognizer: Recognizer
-            do { recognizer = try Recognizer(model: raw, file: model) } catch { throw CLIError(error.description) }
+            do { recognizer = try Recognizer(model: original, file: model) } catch { throw CLIError(error.description) }
 
             let count = list.entries.count
             let chosen = count <= maxRecordings ? Array(0..<count) : (0..<maxRecordings).map { $0 * count / maxRecordings }
