@@ -205,6 +205,7 @@ public final class Adapter {
         let done = Locked(0)
         let counts = Locked((hits: 0, misses: 0))
         let prefix = Array(encoder.layers[0..<split.cut])
+        let stale = cacheIsStale(items, prefix: prefix)
         let encoder = self.encoder, cache = self.cache, config = frontendConfig, strideAbove = strideAboveCut
         let workers = max(1, min(options.threads, n))
         progress(.caching(done: 0, total: n))
@@ -226,7 +227,7 @@ public final class Adapter {
                 let needed = ctcMinimumFrames(labels: item.labels)
                 // Touched before it is read: the use is on record however long the run takes.
                 ActivationCache.touch(url)
-                if let hit = ActivationCache.load(url) {
+                if !stale, let hit = ActivationCache.load(url) {
                     counts.withLock { $0.hits += 1 }
                     results.set(u, .success(CachedUnit(entry: url, frames: hit.activations.rows, audioSHA256: hit.audioSHA256)))
                 } else {
@@ -277,6 +278,39 @@ public final class Adapter {
             }
         }
         return (ready, skipped)
+    }
+
+    /// Whether the cache holds activations that this build would not compute. Its folder is keyed by the
+    /// model file and the cut, not by the code: an upgrade that changed the frontend or the encoder's
+    /// arithmetic would otherwise train on stale activations, silently. The first cached recording is
+    /// computed again and compared (a few milliseconds); any difference beyond float rounding between
+    /// builds means every entry is recomputed (and overwritten).
+    func cacheIsStale(_ items: [ValidItem], prefix: [Layer]) -> Bool {
+        for item in items {
+            guard let url = cache.entryURL(for: item.audio), let hit = ActivationCache.load(url) else { continue }
+            // Unreadable now: the caching loop reports it; another item cannot be checked more cheaply.
+            guard let frontend = try? LogMelFrontend(config: frontendConfig, mode: .offline),
+                  let samples = try? AudioFile.read(path: item.audio, targetSampleRate: frontendConfig.sampleRate).samples
+            else { return false }
+            let fresh = Layer.forward(prefix, encoder.normalized(frontend.compute(samples)))
+            let cached = hit.activations
+            var difference: Float = 0, scale: Float = 1
+            if fresh.rows == cached.rows && fresh.cols == cached.cols {
+                for (a, b) in zip(fresh.data, cached.data) {
+                    difference = max(difference, abs(a - b))
+                    scale = max(scale, abs(b))
+                }
+            } else {
+                difference = .infinity
+            }
+            // Same code gives the same numbers up to FFT planning and BLAS kernels: ~1e-6 of the scale.
+            guard !(difference <= 1e-3 * scale) else { return false }
+            log("activation cache \(cache.directory.path): computed by another version of the frontend or encoder (\(item.audio): "
+                + (difference.isFinite ? "largest difference \(difference)" : "\(cached.rows) frames cached, \(fresh.rows) now")
+                + "); recomputing every entry")
+            return true
+        }
+        return false
     }
 
     /// CTC frames an utterance gets: the cached frames divided by the subsampling still above the cut.

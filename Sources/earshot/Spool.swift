@@ -1,3 +1,4 @@
+import Adaptation
 import ArgumentParser
 import Audio
 import Foundation
@@ -34,13 +35,19 @@ struct Ingest: ParsableCommand {
         A complete item that cannot be moved (a folder the service may not write, a full disk) stays \
         in the spool with the reason and is tried again on the next run; the other items still move.
 
+        With --min-items N, the domain folder must also hold at least N items with transcripts: \
+        earshot adapt holds one out for validation, so it refuses a single recording, and the \
+        adaptation job would fail on every retry until a second one arrived. Fewer exits \
+        \(SpoolIngest.nothingNewStatus) (waiting), keeping DOMAIN/\(SpoolIngest.pendingMarker) for later.
+
         Exit status: 0 when something was moved or DOMAIN/\(SpoolIngest.pendingMarker) exists (adapt), \
-        \(SpoolIngest.nothingNewStatus) when there is nothing new (skip adapting), 1 on an error \
-        (also when complete items could not be moved and there is nothing else to adapt).
+        \(SpoolIngest.nothingNewStatus) when there is nothing new or too little data (skip adapting), 1 on \
+        an error (also when complete items could not be moved and there is nothing else to adapt).
 
         Examples:
           earshot ingest --spool /var/lib/earshot/spool --domain /var/lib/earshot/domain
           earshot ingest --spool ~/dictations --domain ~/earshot-domain --settle 0
+          earshot ingest --spool /var/lib/earshot/spool --domain /var/lib/earshot/domain --min-items 2
         """)
 
     @Option(help: ArgumentHelp("Folder where recordings and transcripts are dropped.", valueName: "dir"))
@@ -55,7 +62,11 @@ struct Ingest: ParsableCommand {
     @Option(help: ArgumentHelp("Longest wait for complete items that are still settling (s).", valueName: "s"))
     var wait: Double = 30
 
+    @Option(help: ArgumentHelp("Fewest items (audio with a transcript) the domain folder must hold to adapt; fewer exits \(SpoolIngest.nothingNewStatus).", valueName: "n"))
+    var minItems: Int = 1
+
     func validate() throws {
+        guard minItems >= 1 else { throw ValidationError("--min-items must be at least 1") }
         guard settle >= 0 else { throw ValidationError("--settle must be 0 or more seconds") }
         guard wait >= 0 else { throw ValidationError("--wait must be 0 or more seconds") }
     }
@@ -80,12 +91,28 @@ struct Ingest: ParsableCommand {
             }
             if report.pending {
                 writeOut("nothing new in \(spool), but \(ingest.pendingPath) says the domain data has not been adapted yet\n")
+                try requireEnoughItems()
                 return
             }
             writeOut("nothing new in \(spool)\(report.left.isEmpty ? "" : " (\(report.left.count) incomplete left)")\n")
             throw ExitCode(SpoolIngest.nothingNewStatus)
         }
         writeOut("ingested \(report.moved.count) item(s) into \(domain); \(report.left.count) left in \(spool)\n")
+        try requireEnoughItems()
+    }
+
+    /// Exits "skip" while the domain holds fewer than --min-items items, counted as adapt finds them
+    /// (audio with a transcript; whether each decodes is adapt's to report).
+    private func requireEnoughItems() throws {
+        guard minItems > 1 else { return }
+        let count: Int
+        do { count = try DataDiscovery.discover(domain).items.count } catch {
+            // An empty folder is "no audio files": zero items, not an error.
+            count = 0
+        }
+        guard count < minItems else { return }
+        writeOut("waiting: \(domain) holds \(counted(count, "item")) with a transcript; adapting needs at least \(minItems)\n")
+        throw ExitCode(SpoolIngest.nothingNewStatus)
     }
 }
 

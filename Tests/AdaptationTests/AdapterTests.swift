@@ -77,6 +77,22 @@ func quickOptions() -> AdaptOptions {
             try bytes.prefix(bytes.count - 4).write(to: entry)
             let repaired = try run(modelA)
             #expect((repaired.cacheHits, repaired.cacheMisses) == (5, 1))
+
+            // Entries that another build computed differently (an upgrade that changed the frontend or the
+            // encoder: same file hash, other numbers) are all recomputed, and the result is as if fresh.
+            let folder = repaired.cacheDirectory
+            for name in try FileManager.default.contentsOfDirectory(atPath: folder.path) where name.hasSuffix(".act") {
+                let url = folder.appendingPathComponent(name)
+                var entry = try #require(ActivationCache.load(url))
+                entry.activations = Matrix(rows: entry.activations.rows, cols: entry.activations.cols,
+                                           data: entry.activations.data.map { $0 * 1.01 + 0.05 })
+                try ActivationCache.store(entry, to: url)
+            }
+            let upgraded = try run(modelA)
+            #expect((upgraded.cacheHits, upgraded.cacheMisses) == (0, 6))
+            #expect(upgraded.model.parameters == repaired.model.parameters)
+            let after = try run(modelA)
+            #expect((after.cacheHits, after.cacheMisses) == (6, 0))
         }
     }
 

@@ -157,6 +157,15 @@ struct AdaptationWorkflowTests {
         #expect(run4.wait(timeout: 30) == 0, "\(run4.stderr)")
         #expect(fm.fileExists(atPath: domain + "/h.wav") && fm.fileExists(atPath: domain + "/h.txt"), "\(run4.stdout)")
 
+        // --min-items counts what adapt would find: a-2, d, e, f and h (a.wav has no transcript).
+        for (least, status) in [(6, Int32(3)), (5, Int32(0))] {
+            let run = try Child(earshot, ["ingest", "--spool", spool, "--domain", domain, "--settle", "30", "--wait", "0",
+                                          "--min-items", "\(least)"], scratch: scratch, tag: "min\(least)")
+            #expect(run.wait(timeout: 30) == status, "\(run.stdout)\(run.stderr)")
+            #expect(run.stdout.contains("waiting: \(domain) holds 5 items with a transcript; adapting needs at least 6") == (status == 3),
+                    "\(run.stdout)")
+        }
+
         let missing = try Child(earshot, ["ingest", "--spool", scratch.path("nope"), "--domain", domain], scratch: scratch, tag: "i5")
         #expect(missing.wait(timeout: 30) == 1)
         #expect(missing.stderr.contains(scratch.path("nope")), "\(missing.stderr)")
@@ -459,11 +468,21 @@ struct AdaptationWorkflowTests {
             return child.wait(timeout: 60)
         }
         try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
-        try AudioWriter.write([Float](repeating: 0.01, count: 1600), sampleRate: 16000, to: spool + "/x.wav")
-        try Data("ex".utf8).write(to: URL(fileURLWithPath: spool + "/x.txt"))
-        try Data().write(to: URL(fileURLWithPath: spool + "/x.ready"))
-        #expect(try condition(spool: spool) == 0)                       // something new: adapt
+        func drop(_ name: String) throws {
+            try AudioWriter.write([Float](repeating: 0.01, count: 1600), sampleRate: 16000, to: spool + "/\(name).wav")
+            try Data("ex".utf8).write(to: URL(fileURLWithPath: spool + "/\(name).txt"))
+            try Data().write(to: URL(fileURLWithPath: spool + "/\(name).ready"))
+        }
+        // One recording cannot spare one for validation, so adapt would refuse it on every retry: the
+        // condition waits (skip, not failed), and the pending mark stays for the next arrival.
+        try drop("x")
+        #expect(try condition(spool: spool) == 1)
         #expect(FileManager.default.fileExists(atPath: domain + "/x.wav"))
+        #expect(FileManager.default.fileExists(atPath: domain + "/.adapt-pending"))
+        #expect(try condition(spool: spool) == 1)                       // the hourly retry: still waiting
+        try drop("y")
+        #expect(try condition(spool: spool) == 0)                       // two: adapt
+        #expect(FileManager.default.fileExists(atPath: domain + "/y.wav"))
         try FileManager.default.removeItem(atPath: domain + "/.adapt-pending")   // what the unit does after adapting
         #expect(try condition(spool: spool) == 1)                       // nothing new: skip, not failed
         #expect(try condition(spool: scratch.path("absent")) == 255)    // an error: the unit fails
