@@ -7,7 +7,7 @@ the split's transcripts into encoder frames.
 
 Without --hyps: the CTC label density of the split: labels needed (characters, spaces included, plus
 one blank between each doubled letter) per encoder frame of synthesised speech (the TTS output before
-padding, from the corpus's meta/SPLIT.jsonl), its median and upper percentiles.
+padding, from the corpus's meta/SPLIT.jsonl for the utterances SPLIT.tsv lists), its median and upper percentiles.
 With --hyps (from `earshot eval MANIFEST --hyps H.tsv`): WER and CER of the hypotheses grouped --by
 voice (engine and base voice), engine, source (text source), aug (clean, effects, noisy) or density
 (bands of the label density above). Scoring is a plain Levenshtein alignment of the corpus's
@@ -15,7 +15,6 @@ normalised texts (the totals agree with `earshot eval`'s, which sclite checks). 
 """
 import argparse
 import collections
-import json
 import os
 import sys
 
@@ -50,27 +49,21 @@ def group_of(row, by, density):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--corpus", required=True, help="corpus folder (with meta/SPLIT.jsonl)")
+    ap.add_argument("--corpus", required=True, help="corpus folder (with SPLIT.tsv and meta/SPLIT.jsonl)")
     ap.add_argument("--split", default="valid")
     ap.add_argument("--frame-ms", type=float, default=40.0, help="encoder frame for the density (40: subsampling 4, 20: 2)")
     ap.add_argument("--hyps", help="two-column hypotheses from earshot eval --hyps (paths as in the manifest)")
     ap.add_argument("--by", choices=["voice", "engine", "source", "aug", "density"], default="density")
     a = ap.parse_args()
-    meta_path = os.path.join(os.path.expanduser(a.corpus), "meta", a.split + ".jsonl")
-    # The last record per utterance, without the rejected ones (a TTS failure has no audio) and without
-    # a line cut short by an interrupted synthesis run (which resumes past it).
-    by_index = {}
+    corpus = os.path.expanduser(a.corpus)
+    # The manifest's utterances with their records, by synthesize.py's own rule (which record of an
+    # utterance counts, which are in the split).
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "corpus"))
+    from synthesize import manifest_records
     try:
-        with open(meta_path, encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    r = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                by_index[r.get("index", r.get("path"))] = r
+        rows = [r for r in manifest_records(corpus, a.split) if "tts_seconds" in r]
     except OSError as e:
-        sys.exit(f"corpus-breakdown: cannot read {meta_path}: {e.strerror}")
-    rows = [r for r in by_index.values() if not r.get("rejected") and "tts_seconds" in r and "path" in r]
+        sys.exit(f"corpus-breakdown: cannot read the {a.split} split of {corpus}: {e}")
     per_second = 1000.0 / a.frame_ms
     density = {r["path"]: labels_needed(r["text"]) / (r["tts_seconds"] * per_second) for r in rows}
     values = sorted(density.values())

@@ -46,20 +46,15 @@ if [ -s "$corpus/test.tsv" ]; then
   mv "$corpus/test-subset.tsv.tmp" "$corpus/test-subset.tsv"
   wc -l "$corpus/test-subset.tsv" >&2
 fi
-if [ -s "$corpus/meta/valid.jsonl" ]; then
-  python3 - "$corpus/meta/valid.jsonl" > "$corpus/valid-clean.tsv.tmp" <<'PY'
-import json, sys
-# The last record per utterance (a resumed run may repeat one), without rejected ones or a line cut short
-# by an interrupted run, as bench/corpus-breakdown.py reads them.
-by_index = {}
-for line in open(sys.argv[1], encoding="utf-8"):
-    try:
-        r = json.loads(line)
-    except ValueError:
-        continue
-    by_index[r["index"]] = r
-for _, r in sorted(by_index.items()):
-    if r.get("aug", {}).get("clean") and not r.get("rejected") and "path" in r:
+if [ -s "$corpus/valid.tsv" ]; then
+  # valid.tsv's utterances with the records synthesize.py keeps for them (corpus/synthesize.py's
+  # manifest_records: the one rule for which record of an utterance counts).
+  python3 - "$corpus" "$here/corpus" > "$corpus/valid-clean.tsv.tmp" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[2])
+from synthesize import manifest_records
+for r in manifest_records(sys.argv[1], "valid"):
+    if r.get("aug", {}).get("clean"):
         print("%s\t%s" % (r["path"], r["text"]))
 PY
   mv "$corpus/valid-clean.tsv.tmp" "$corpus/valid-clean.tsv"

@@ -11,8 +11,9 @@ festival's Italian, Czech, Finnish and Indian voices (accented.py), and DIR/trai
 training sets in one manifest. It leaves the other splits exactly as they were.
 Resumable: utterances already recorded in DIR/meta/*.jsonl are skipped; audio is written to a
 temporary name and renamed, so an interrupted run never leaves a half-written file under its final name.
-Deterministic given --seed (and --jobs 1; with more jobs the set of utterances is the same up to the
-last few of each split, as parallel results arrive out of order).
+Deterministic given --seed, whatever --jobs: a split's manifest is the shortest run of utterances, in
+plan order, that reaches its goal; utterances that parallel workers finished past it stay in
+DIR/meta but are left out of the manifests and the summary.
 """
 
 import argparse
@@ -218,13 +219,51 @@ def load_records(out, split):
     return records
 
 
-def write_outputs(out, all_records):
+def goal_rules(args):
+    """enough(total seconds, count) per split this run makes: when a split has what it asked for."""
+    rules = {}
+    for split in SPLITS + (["accented"] if args.accented_hours > 0 else []):
+        if args.small:
+            rules[split] = lambda total, count, n=SMALL_COUNTS[split]: count >= n
+        else:
+            target = {"train": args.hours, "accented": args.accented_hours}.get(split, args.eval_hours) * 3600.0
+            rules[split] = lambda total, count, t=target: total >= t
+    return rules
+
+
+def kept(records, enough=None):
+    """A split's records in plan order, up to the first that reaches the goal (`enough`), and never past
+    a missing one: what one worker would have made. Parallel workers finish a few past the goal, in an
+    order that depends on timing; leaving those out makes the manifest the same whatever --jobs was.
+    Without a rule (a split this run does not make) every record up to the first gap is kept."""
+    out, total, count, i = [], 0.0, 0, 0
+    while i in records and not (enough and enough(total, count)):
+        rec = records[i]
+        out.append(rec)
+        if "rejected" not in rec:
+            total += rec["duration"]
+            count += 1
+        i += 1
+    return out
+
+
+def manifest_records(out, split):
+    """The records of the utterances DIR/SPLIT.tsv lists, in its order: for tools that need more than
+    the manifest's path and text (bench/make-test-sets.sh, bench/corpus-breakdown.py), so that they see
+    exactly the split the manifest holds."""
+    by_path = {r["path"]: r for r in load_records(out, split).values() if "rejected" not in r}
+    with open(os.path.join(out, f"{split}.tsv"), encoding="utf-8") as fh:
+        paths = [line.split("\t", 1)[0] for line in fh if line.strip()]
+    # (An utterance whose audio has since been deleted has no record: left out, like its audio.)
+    return [by_path[p] for p in paths if p in by_path]
+
+
+def write_outputs(out, all_records, rules):
     lines = {"voices": ["path\tsplit\tengine\tvoice\tparams\tsource\taugmentation\tduration\taug_json"]}
     manifests = {}
     for split in SPLITS + [x for x in EXTRA_SPLITS if all_records.get(x)]:
         manifest = []
-        for i in sorted(all_records.get(split, {})):
-            rec = all_records[split][i]
+        for rec in kept(all_records.get(split, {}), rules.get(split)):
             if "rejected" in rec:
                 continue
             manifest.append(f"{rec['path']}\t{rec['text']}")
@@ -240,10 +279,13 @@ def write_outputs(out, all_records):
     atomic_write(os.path.join(out, "voices.tsv"), "".join(v + "\n" for v in lines["voices"]))
 
 
-def summarise(all_records, wall_seconds):
+def summarise(all_records, wall_seconds, rules):
+    """Hours, voices and speeds of what the manifests hold (`rules` as write_outputs takes them), or of
+    every record so far (`rules` None)."""
     summary = {"splits": {}, "engines": {}, "wall_seconds_this_run": round(wall_seconds, 1)}
     for split in SPLITS + [x for x in EXTRA_SPLITS if all_records.get(x)]:
-        recs = list(all_records.get(split, {}).values())
+        recs = (list(all_records.get(split, {}).values()) if rules is None
+                else kept(all_records.get(split, {}), rules.get(split)))
         ok = [r for r in recs if "rejected" not in r]
         by = {}
         for field in ("engine", "source"):
@@ -292,31 +334,40 @@ def summary_text(summary):
 
 # -- main -----------------------------------------------------------------------------------------------
 
-def run_split(split, args, pools, beds, records, meta_fh, all_records, started):
+def run_split(split, args, pools, beds, records, meta_fh, all_records, started, rules):
     ext = args.format
+    enough = rules[split]
     if args.small:
-        def enough(total, count): return count >= SMALL_COUNTS[split]
         goal = f"{SMALL_COUNTS[split]} utterances"
     else:
         target = {"train": args.hours, "accented": args.accented_hours}.get(split, args.eval_hours) * 3600.0
-        def enough(total, count): return total >= target
         goal = f"{target / 3600.0:.2f} h"
-    total = sum(r["duration"] for r in records.values() if "rejected" not in r)
-    count = sum(1 for r in records.values() if "rejected" not in r)
+    # Progress counts the unbroken run of utterances from the first (what the manifest can hold): the
+    # split is done when that run reaches the goal, whatever finished beyond a gap.
+    frontier, total, count = 0, 0.0, 0
+
+    def advance():
+        nonlocal frontier, total, count
+        while frontier in records and not enough(total, count):
+            if "rejected" not in records[frontier]:
+                total += records[frontier]["duration"]
+                count += 1
+            frontier += 1
+
+    advance()
     log(f"{split}: {count} utterances ({total / 3600.0:.3f} h) already done; goal {goal}")
     new_audio, last_report, since_manifest = 0.0, time.monotonic(), 0
     split_started = time.monotonic()
 
     def accept(rec):
-        nonlocal total, count, new_audio, last_report, since_manifest
+        nonlocal new_audio, last_report, since_manifest
         meta_fh.write(json.dumps(rec) + "\n")
         meta_fh.flush()
         records[rec["index"]] = rec
+        advance()
         if "rejected" in rec:
             log(f"{split}: {rec['id']} rejected: {rec['rejected']}")
             return
-        total += rec["duration"]
-        count += 1
         new_audio += rec["duration"]
         since_manifest += 1
         now = time.monotonic()
@@ -327,13 +378,11 @@ def run_split(split, args, pools, beds, records, meta_fh, all_records, started):
                 f"{rate:.1f}x real time ({rate:.1f} audio hours per wall hour){eta}")
             last_report = now
         if since_manifest >= 500:
-            write_outputs(args.out, all_records)
+            write_outputs(args.out, all_records, rules)
             since_manifest = 0
 
     plan_iter = plans(split, pools, args.seed, ext)
-    # In parallel, which utterances finish before the goal is reached depends on timing, so the last
-    # few of a split vary between runs: the evaluation splits, which must come out the same on every
-    # machine, are made one at a time (training's tail may vary).
+    # The evaluation splits are small and made first: one worker, so they are usable early and in order.
     jobs = 1 if split in ("valid", "test") else args.jobs
     if jobs <= 1:
         for plan in plan_iter:
@@ -366,8 +415,9 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     splits = SPLITS + (["accented"] if args.accented_hours > 0 else [])
     if args.report:
+        # What DIR holds, however far each split went (no goal applies).
         records = {split: load_records(args.out, split) for split in SPLITS + EXTRA_SPLITS}
-        print(summary_text(summarise(records, 0.0)), end="")
+        print(summary_text(summarise(records, 0.0, None)), end="")
         return
     for tool in ("espeak-ng", "flite", "festival", "sox"):
         if shutil.which(tool) is None:
@@ -389,6 +439,7 @@ def main(argv=None):
                                    seconds=20.0 if args.small else augment.NOISE_BED_SECONDS)
     os.makedirs(os.path.join(args.out, "meta"), exist_ok=True)
     all_records = {split: load_records(args.out, split) for split in SPLITS + EXTRA_SPLITS}
+    rules = goal_rules(args)
     for split in splits:
         meta_path = os.path.join(args.out, "meta", f"{split}.jsonl")
         if os.path.exists(meta_path) and os.path.getsize(meta_path):
@@ -397,9 +448,9 @@ def main(argv=None):
                 if fh.read(1) != b"\n":
                     fh.write(b"\n")
         with open(meta_path, "a") as meta_fh:
-            run_split(split, args, pools, beds, all_records[split], meta_fh, all_records, started)
-        write_outputs(args.out, all_records)
-    summary = summarise(all_records, time.monotonic() - started)
+            run_split(split, args, pools, beds, all_records[split], meta_fh, all_records, started, rules)
+        write_outputs(args.out, all_records, rules)
+    summary = summarise(all_records, time.monotonic() - started, rules)
     atomic_write(os.path.join(args.out, "summary.json"), json.dumps(summary, indent=2) + "\n")
     text = summary_text(summary)
     atomic_write(os.path.join(args.out, "summary.txt"), text)

@@ -18,6 +18,7 @@ CORPUS = os.path.dirname(HERE)
 sys.path.insert(0, CORPUS)
 
 import accented  # noqa: E402
+import synthesize  # noqa: E402
 import textnorm  # noqa: E402
 import texts  # noqa: E402
 import voices  # noqa: E402
@@ -172,6 +173,24 @@ class Augment(unittest.TestCase):
             self.assertGreater(length, 1.2)
 
 
+class SplitTail(unittest.TestCase):
+    @staticmethod
+    def records(indices, rejected=()):
+        return {i: dict({"index": i, "duration": 1.0}, **({"rejected": "tts"} if i in rejected else {}))
+                for i in indices}
+
+    def test_kept_stops_at_the_first_record_that_reaches_the_goal(self):
+        recs = self.records(range(10), rejected={3})
+        got = [r["index"] for r in synthesize.kept(recs, lambda total, count: total >= 4)]
+        self.assertEqual(got, [0, 1, 2, 3, 4])   # 4 s from 0, 1, 2 and 4; 5-9 finished past the goal
+        self.assertEqual([r["index"] for r in synthesize.kept(recs, lambda total, count: count >= 2)], [0, 1])
+
+    def test_kept_never_reaches_past_a_missing_record(self):
+        recs = self.records([0, 1, 3, 4])
+        self.assertEqual([r["index"] for r in synthesize.kept(recs, lambda total, count: total >= 10)], [0, 1])
+        self.assertEqual([r["index"] for r in synthesize.kept(recs)], [0, 1])
+
+
 class SmallRun(unittest.TestCase):
     """Runs the whole recipe in --small mode and checks its outputs."""
 
@@ -187,10 +206,15 @@ class SmallRun(unittest.TestCase):
         cls.accented = subprocess.run([sys.executable, os.path.join(CORPUS, "synthesize.py"), "--small",
                                        "--accented-hours", "1", "--out", cls.out],
                                       capture_output=True, text=True, timeout=300)
+        # The same recipe with two workers, into another folder.
+        cls.tmp2 = tempfile.TemporaryDirectory()
+        cls.parallel = subprocess.run([sys.executable, os.path.join(CORPUS, "synthesize.py"), "--small", "--jobs", "2",
+                                       "--out", cls.tmp2.name], capture_output=True, text=True, timeout=300)
 
     @classmethod
     def tearDownClass(cls):
         cls.tmp.cleanup()
+        cls.tmp2.cleanup()
 
     def manifest(self, split):
         with open(os.path.join(self.out, f"{split}.tsv")) as fh:
@@ -249,6 +273,19 @@ class SmallRun(unittest.TestCase):
             seconds = float(subprocess.run(["soxi", "-D", os.path.join(self.out, path)],
                                            capture_output=True, text=True).stdout)
             self.assertTrue(1.0 <= seconds <= 15.0, f"{path}: {seconds} s")
+
+    def test_two_workers_write_the_same_manifests_as_one(self):
+        self.assertEqual(self.parallel.returncode, 0, self.parallel.stdout[-2000:] + self.parallel.stderr[-2000:])
+        for split in ("test", "valid", "train"):
+            with open(os.path.join(self.tmp2.name, f"{split}.tsv")) as fh:
+                parallel = fh.read()
+            ours = self.train_before if split == "train" else "".join(l + "\n" for l in map("\t".join, self.manifest(split)))
+            self.assertEqual(parallel, ours, split)
+
+    def test_manifest_records_are_the_manifests_utterances_in_order(self):
+        for split in ("valid", "train"):
+            recs = synthesize.manifest_records(self.out, split)
+            self.assertEqual([[r["path"], r["text"]] for r in recs], self.manifest(split))
 
     def test_second_run_resumes_without_redoing_anything(self):
         self.assertEqual(self.proc.returncode, 0)
