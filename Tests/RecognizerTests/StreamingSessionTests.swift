@@ -65,6 +65,9 @@ import Training
             }
         }
         let lookAhead = Double(recognizer.encoder.lookAheadFrames * 160 + 400 - block) / Self.sampleRate
+        // The bounds below are the model's raw emission times (a calibrated model reports them earlier,
+        // by its measured delays, and the endpoint's lag after the reported end grows by as much).
+        #expect(recognizer.timing == nil, "the bounds below assume an uncalibrated model")
         for (final, word) in zip(finals, scene.words) {
             Self.expectMatchesOffline(final, scene.samples, recognizer)
             let wordStart = Double(word.span.lowerBound) / Self.sampleRate, wordEnd = Double(word.span.upperBound) / Self.sampleRate
@@ -219,8 +222,9 @@ import Training
         print("maxUtterance 1.5 s over \(Double(scene.samples.count) / Self.sampleRate) s of speech: " + finals.map { "'\($0.transcript.text)'" }.joined(separator: " | "))
     }
 
-    /// "yes" gives 0.2 s of speech frames with this model: above a 0.1 s minimum it is an utterance,
-    /// below a 0.3 s one it is dropped without any event, and the session then carries on.
+    /// "yes" gives 0.2-0.35 s of speech frames with this model (the tiny model's training rounds
+    /// differently on different CPUs' BLAS kernels): above a 0.1 s minimum it is an utterance, below a
+    /// minimum 0.1 s longer than its speech it is dropped without any event, and the session carries on.
     @Test func burstShorterThanMinSpeechGivesNoEvents() throws {
         let tiny = try TinyModel.shared()
         let recognizer = try Recognizer(model: tiny.trained)
@@ -229,10 +233,10 @@ import Training
         let kept = run(StreamingSession(recognizer: recognizer, config: EndpointConfig(minSpeech: 0.1)), scene.samples, maxChunk: 900, rng: &rng)
         try #require(kept.finals.count == 1, "\(kept.events)")
         let speech = kept.finals[0].end - kept.finals[0].start
-        #expect(speech > 0.1 && speech < 0.3, "the test needs 'yes' to give 0.1-0.3 s of speech, it gave \(speech) s")
+        #expect(speech > 0.15 && speech < 0.5, "the test needs 'yes' to give 0.15-0.5 s of speech, it gave \(speech) s")
 
         for hiss in [false, true] {
-            let config = EndpointConfig(minSpeech: 0.3, silenceLevel: hiss ? -140 : -65)
+            let config = EndpointConfig(minSpeech: speech + 0.1, silenceLevel: hiss ? -140 : -65)
             let session = StreamingSession(recognizer: recognizer, config: config)
             let dropped = run(session, Scene([.silence(0.5), .word("yes"), .silence(1)], model: tiny, noise: hiss ? 1e-6 : 0).samples,
                               maxChunk: 900, rng: &rng, finish: false)
