@@ -78,6 +78,13 @@ public struct ActivationCache: Sendable {
             && name.dropLast(entrySuffix.count).allSatisfy(\.isHexDigit)
     }
 
+    /// Deletes every entry in the folder (not its README); returns how many went.
+    @discardableResult
+    public func removeAllEntries() -> Int {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        return names.filter { Self.isEntryName($0) && unlink(directory.appendingPathComponent($0).path) == 0 }.count
+    }
+
     /// The entry at `url`, or nil when it is missing or not a complete entry (then it is recomputed).
     public static func load(_ url: URL) -> CachedActivations? {
         guard let data = try? Data(contentsOf: url), data.count >= headerBytes else { return nil }

@@ -284,14 +284,15 @@ public final class Adapter {
     /// model file and the cut, not by the code: an upgrade that changed the frontend or the encoder's
     /// arithmetic would otherwise train on stale activations, silently. The first cached recording is
     /// computed again and compared (a few milliseconds); any difference beyond float rounding between
-    /// builds means every entry is recomputed (and overwritten).
+    /// builds means every entry in the folder is deleted, this run's and any other's, so the rest of this
+    /// run recomputes its own and a run cut short leaves no stale entry behind its first, fresh one.
     func cacheIsStale(_ items: [ValidItem], prefix: [Layer]) -> Bool {
         for item in items {
             guard let url = cache.entryURL(for: item.audio), let hit = ActivationCache.load(url) else { continue }
-            // Unreadable now: the caching loop reports it; another item cannot be checked more cheaply.
+            // Unreadable now: the caching loop reports it; check the next cached one.
             guard let frontend = try? LogMelFrontend(config: frontendConfig, mode: .offline),
                   let samples = try? AudioFile.read(path: item.audio, targetSampleRate: frontendConfig.sampleRate).samples
-            else { return false }
+            else { continue }
             let fresh = Layer.forward(prefix, encoder.normalized(frontend.compute(samples)))
             let cached = hit.activations
             var difference: Float = 0, scale: Float = 1
@@ -305,9 +306,10 @@ public final class Adapter {
             }
             // Same code gives the same numbers up to FFT planning and BLAS kernels: ~1e-6 of the scale.
             guard !(difference <= 1e-3 * scale) else { return false }
+            let removed = cache.removeAllEntries()
             log("activation cache \(cache.directory.path): computed by another version of the frontend or encoder (\(item.audio): "
                 + (difference.isFinite ? "largest difference \(difference)" : "\(cached.rows) frames cached, \(fresh.rows) now")
-                + "); recomputing every entry")
+                + "); removed its \(counted(removed, "entry", plural: "entries")), recomputing")
             return true
         }
         return false

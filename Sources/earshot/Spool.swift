@@ -1,6 +1,8 @@
 import Adaptation
 import ArgumentParser
 import Audio
+import Decoding
+import Features
 import Foundation
 import Tensors
 
@@ -101,17 +103,24 @@ struct Ingest: ParsableCommand {
         try requireEnoughItems()
     }
 
-    /// Exits "skip" while the domain holds fewer than --min-items items, counted as adapt finds them
-    /// (audio with a transcript; whether each decodes is adapt's to report).
+    /// Exits "skip" while the domain holds fewer than --min-items items, counted as adapt finds them:
+    /// audio with a transcript that the model's alphabet can spell (whether the audio decodes, and is
+    /// long enough, is adapt's to report: that needs reading every file).
     private func requireEnoughItems() throws {
         guard minItems > 1 else { return }
-        let count: Int
-        do { count = try DataDiscovery.discover(domain).items.count } catch {
-            // An empty folder is "no audio files": zero items, not an error.
-            count = 0
+        let items: [DataItem]
+        do { items = try DataDiscovery.discover(domain).items } catch {
+            // Nothing but hidden files (the pending mark, the lock): zero items. Anything else (a malformed
+            // manifest.tsv, a folder that cannot be listed) is for the unit's journal, not a silent wait.
+            let visible = ((try? FileManager.default.contentsOfDirectory(atPath: domain)) ?? []).filter { !$0.hasPrefix(".") }
+            guard visible.isEmpty else { throw CLIError(error.description) }
+            items = []
         }
+        let validator = ItemValidator(vocabulary: .earshot, frontend: FrontendConfig(), subsampling: 1)
+        let count = items.filter { if case .success = validator.labels(for: $0.text) { return true } else { return false } }.count
         guard count < minItems else { return }
-        writeOut("waiting: \(domain) holds \(counted(count, "item")) with a transcript; adapting needs at least \(minItems)\n")
+        let unspellable = items.count - count
+        writeOut("waiting: \(domain) holds \(counted(count, "item")) with a transcript\(unspellable > 0 ? " adapt can use (\(unspellable) more with an empty or unspellable one)" : ""); adapting needs at least \(minItems)\n")
         throw ExitCode(SpoolIngest.nothingNewStatus)
     }
 }

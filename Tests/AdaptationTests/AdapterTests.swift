@@ -88,8 +88,13 @@ func quickOptions() -> AdaptOptions {
                                            data: entry.activations.data.map { $0 * 1.01 + 0.05 })
                 try ActivationCache.store(entry, to: url)
             }
+            // An entry of another data set in the same folder (stale too) goes with them.
+            let foreign = folder.appendingPathComponent(String(repeating: "a", count: 40) + ".act")
+            try FileManager.default.copyItem(at: folder.appendingPathComponent(try #require(
+                FileManager.default.contentsOfDirectory(atPath: folder.path).first { $0.hasSuffix(".act") })), to: foreign)
             let upgraded = try run(modelA)
             #expect((upgraded.cacheHits, upgraded.cacheMisses) == (0, 6))
+            #expect(!FileManager.default.fileExists(atPath: foreign.path))
             #expect(upgraded.model.parameters == repaired.model.parameters)
             let after = try run(modelA)
             #expect((after.cacheHits, after.cacheMisses) == (6, 0))

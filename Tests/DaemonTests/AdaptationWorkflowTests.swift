@@ -157,14 +157,24 @@ struct AdaptationWorkflowTests {
         #expect(run4.wait(timeout: 30) == 0, "\(run4.stderr)")
         #expect(fm.fileExists(atPath: domain + "/h.wav") && fm.fileExists(atPath: domain + "/h.txt"), "\(run4.stdout)")
 
-        // --min-items counts what adapt would find: a-2, d, e, f and h (a.wav has no transcript).
+        // --min-items counts what adapt would find: a-2, d, e, f and h (a.wav has no transcript, z's
+        // transcript has nothing adapt can spell).
+        _ = try audio("z.wav", 17); try fm.moveItem(atPath: spool + "/z.wav", toPath: domain + "/z.wav")
+        try Data("###\n".utf8).write(to: URL(fileURLWithPath: domain + "/z.txt"))
         for (least, status) in [(6, Int32(3)), (5, Int32(0))] {
             let run = try Child(earshot, ["ingest", "--spool", spool, "--domain", domain, "--settle", "30", "--wait", "0",
                                           "--min-items", "\(least)"], scratch: scratch, tag: "min\(least)")
             #expect(run.wait(timeout: 30) == status, "\(run.stdout)\(run.stderr)")
-            #expect(run.stdout.contains("waiting: \(domain) holds 5 items with a transcript; adapting needs at least 6") == (status == 3),
+            #expect(run.stdout.contains("waiting: \(domain) holds 5 items with a transcript adapt can use (1 more with an empty or unspellable one); adapting needs at least 6") == (status == 3),
                     "\(run.stdout)")
         }
+        // A domain folder it cannot read is an error for the journal, not a wait.
+        try Data("no tab on this line\n".utf8).write(to: URL(fileURLWithPath: domain + "/manifest.tsv"))
+        let unreadable = try Child(earshot, ["ingest", "--spool", spool, "--domain", domain, "--settle", "30", "--wait", "0",
+                                             "--min-items", "2"], scratch: scratch, tag: "minbad")
+        #expect(unreadable.wait(timeout: 30) == 1, "\(unreadable.stdout)\(unreadable.stderr)")
+        #expect(unreadable.stderr.contains("manifest.tsv"), "\(unreadable.stderr)")
+        try fm.removeItem(atPath: domain + "/manifest.tsv")
 
         let missing = try Child(earshot, ["ingest", "--spool", scratch.path("nope"), "--domain", domain], scratch: scratch, tag: "i5")
         #expect(missing.wait(timeout: 30) == 1)
