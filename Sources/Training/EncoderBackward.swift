@@ -197,6 +197,9 @@ public struct TrainableEncoder: Sendable {
     /// `intermediateCTC` set, the mixed intermediate objective and its gradients.
     public func ctcLossAndGradients(features: Matrix, labels: [Int], blank: Int = 0) throws(TrainingError) -> UtteranceGradients {
         try lossAndGradients(input: features, loss: { (logits: Matrix) throws(TrainingError) -> OutputLoss in
+            // Finite inputs give finite logits unless the weights have diverged: say so, rather than let the
+            // loss count the utterance impossible (which it must do for labels that do not fit the frames).
+            guard logits.data.allSatisfy({ $0.isFinite }) else { throw .nonFiniteOutput }
             let r = try ctcLoss(logits: logits, labels: labels, blank: blank)
             return OutputLoss(loss: r.loss, gradOutput: r.gradLogits, impossible: r.impossible)
         }, intermediate: intermediateCTC)

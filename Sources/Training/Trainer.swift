@@ -58,6 +58,9 @@ struct TrainerState: Codable, Equatable {
     /// `run.threads` when the checkpoint was written (nil in older checkpoints): gradients are summed
     /// per worker, so a resume with another count rounds differently.
     var threads: Int?
+    /// Batches in a row, up to this position, whose gradients were not finite (nil in older checkpoints:
+    /// none): a run stopped among them resumes counting, so divergence is still caught at the limit.
+    var nonFiniteRun: Int?
 }
 
 /// Trains a CTC encoder from manifests: builds or loads the model, estimates feature statistics,
@@ -431,7 +434,7 @@ public final class Trainer {
     // MARK: the loop
 
     /// Consecutive batches with non-finite gradients after which `run` gives up.
-    static let nonFiniteBatchLimit = 20
+    public static let nonFiniteBatchLimit = 20
 
     /// Trains until `optimizer.total_steps` or until `shouldStop()` says so (checked between steps);
     /// either way a checkpoint is written before it returns. It validates at every `valid_every_steps`
@@ -445,8 +448,6 @@ public final class Trainer {
         var reportedUnreadable = Set<String>()
         state.trainUtterances = train.count
         state.threads = config.run.threads
-        // Batches in a row whose gradients were not finite: a run of them means the model has diverged.
-        var nonFiniteRun = 0
         // Audio seconds in a row that gave no example: a whole epoch of them means nothing can be read.
         var undecodableRun = 0.0
         let epochSeconds = train.reduce(0) { $0 + $1.seconds }
@@ -470,18 +471,27 @@ public final class Trainer {
             undecodableRun = 0
             var encoder = try TrainableEncoder(specs: architecture.layers, parameters: parameters, trainable: trainable)
             encoder.intermediateCTC = intermediateCTC
-            let result = try encoder.batchLossAndGradients(batch, blank: vocabulary.blank, threads: config.run.threads)
-            guard let report = try update(gradients: result.meanGradients(), trainable: trainable) else {
-                // Skipped without a step, so parameters and moments stay finite; an exact resume skips it again.
-                nonFiniteRun += 1
-                log("skipped a batch before step \(state.step + 1): \(TrainingError.nonFiniteGradient)")
+            // A batch with a non-finite output or gradients is skipped without a step, so parameters and
+            // moments stay as they were; an exact resume skips it again. A run of them means the model has
+            // diverged.
+            var result: BatchGradients?
+            do {
+                result = try encoder.batchLossAndGradients(batch, blank: vocabulary.blank, threads: config.run.threads)
+            } catch {
+                guard error == .nonFiniteOutput else { throw error }
+            }
+            let report = try result.flatMap { try update(gradients: $0.meanGradients(), trainable: trainable) }
+            guard let result, let report else {
+                let nonFiniteRun = (state.nonFiniteRun ?? 0) + 1
+                state.nonFiniteRun = nonFiniteRun
+                log("skipped a batch before step \(state.step + 1): \(result == nil ? TrainingError.nonFiniteOutput : .nonFiniteGradient)")
                 if nonFiniteRun >= Self.nonFiniteBatchLimit {
-                    throw TrainerError.data("\(Self.nonFiniteBatchLimit) batches in a row gave non-finite gradients: the model has diverged (resuming this run diverges again); start a new run, with another --output and a lower optimizer.learning_rate\(state.step > 0 ? ", from one of this run's snapshots as model.init_from" : "")")
+                    throw TrainerError.data("\(Self.nonFiniteBatchLimit) batches in a row gave a non-finite output or gradients: the model has diverged (resuming this run diverges again); start a new run, with another --output and a lower optimizer.learning_rate\(state.step > 0 ? ", from one of this run's snapshots as model.init_from" : "")")
                 }
                 advance(to: epoch, next)
                 continue
             }
-            nonFiniteRun = 0
+            state.nonFiniteRun = nil
             let audio = indices.reduce(0) { $0 + train[$1].seconds }
             advance(to: epoch, next)
             state.step += 1

@@ -20,6 +20,10 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable, Sendable {
     case generatorState(String)
     /// The gradients' norm is NaN or infinite: the update was not applied.
     case nonFiniteGradient
+    /// The model's output (logits) holds NaN or infinity: the weights have diverged. Without this the CTC
+    /// loss would call each utterance impossible (zero loss and gradient), and a diverged run would go on
+    /// logging a loss of 0.
+    case nonFiniteOutput
 
     public var description: String {
         switch self {
@@ -43,6 +47,8 @@ public enum TrainingError: Error, CustomStringConvertible, Equatable, Sendable {
             return "random generator state cannot be restored: \(reason)"
         case .nonFiniteGradient:
             return "the gradients are not finite (NaN or infinity); the update was not applied"
+        case .nonFiniteOutput:
+            return "the model's output is not finite (NaN or infinity): its weights have diverged"
         }
     }
 }

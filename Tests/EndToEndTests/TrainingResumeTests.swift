@@ -165,6 +165,35 @@ import Training
         }
     }
 
+    /// A diverged run (here a learning rate of 1e37: after one step the weights are finite, 1e37, but the output overflows)
+    /// stops at `nonFiniteBatchLimit` skipped batches in a row, counted across a stop and a resume: the
+    /// count is in the checkpoint, so resuming does not grant the run another 20.
+    @Test func divergenceIsCaughtAcrossAResume() throws {
+        trainingLock.lock()
+        defer { trainingLock.unlock() }
+        try withTemporaryDirectory { dir in
+            let manifest = try Self.yesNoManifest(in: dir)
+            var config = Self.config(manifest: manifest, output: dir.appendingPathComponent("run"), steps: 100)
+            config.optimizer.learningRate = 1e37
+            var skipped = 0
+            let log: (String) -> Void = { if $0.hasPrefix("skipped a batch") { skipped += 1 } }
+            let first = try Trainer(config: config, log: log)
+            try first.run(shouldStop: { skipped >= 12 }, progress: { _ in })
+            try #require(skipped == 12, "the run should have diverged")
+            let stepAtStop = first.step
+            skipped = 0
+            let second = try Trainer(config: config, log: log)
+            #expect(second.step == stepAtStop)
+            do {
+                try second.run(shouldStop: { false }, progress: { _ in })
+                Issue.record("a diverged run trained on")
+            } catch let TrainerError.data(reason) {
+                #expect(reason.contains("\(Trainer.nonFiniteBatchLimit) batches in a row gave a non-finite output or gradients"), "\(reason)")
+            }
+            #expect(skipped == Trainer.nonFiniteBatchLimit - 12)
+        }
+    }
+
     /// A checkpoint whose AdamW moments do not fit its parameters (doctored here; in life, moments
     /// copied from another model) is refused when the run resumes, naming the checkpoint and the
     /// tensor, instead of the optimiser indexing past the moments' end at the first step.
