@@ -50,7 +50,7 @@ def group_of(row, by, density):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", required=True, help="corpus folder (with SPLIT.tsv and meta/SPLIT.jsonl)")
-    ap.add_argument("--split", default="valid")
+    ap.add_argument("--split", default="valid", help="a manifest of the corpus: a split, test-subset, valid-clean...")
     ap.add_argument("--frame-ms", type=float, default=40.0, help="encoder frame for the density (40: subsampling 4, 20: 2)")
     ap.add_argument("--hyps", help="two-column hypotheses from earshot eval --hyps (paths as in the manifest)")
     ap.add_argument("--by", choices=["voice", "engine", "source", "aug", "density"], default="density")
@@ -63,7 +63,9 @@ def main():
     try:
         rows = [r for r in manifest_records(corpus, a.split) if "tts_seconds" in r]
     except OSError as e:
-        sys.exit(f"corpus-breakdown: cannot read the {a.split} split of {corpus}: {e}")
+        sys.exit(f"corpus-breakdown: cannot read {a.split}.tsv of {corpus}: {e}")
+    if not rows:
+        sys.exit(f"corpus-breakdown: none of {a.split}.tsv's utterances has a record in {corpus}/meta/ (not this corpus's manifest?)")
     per_second = 1000.0 / a.frame_ms
     density = {r["path"]: labels_needed(r["text"]) / (r["tts_seconds"] * per_second) for r in rows}
     values = sorted(density.values())

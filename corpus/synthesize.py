@@ -219,16 +219,36 @@ def load_records(out, split):
     return records
 
 
-def goal_rules(args):
-    """enough(total seconds, count) per split this run makes: when a split has what it asked for."""
-    rules = {}
+def load_goals(out):
+    """The goals DIR's splits were made to (meta/goals.json): {split: {"seconds": s} or {"count": n}}."""
+    try:
+        with open(os.path.join(out, "meta", "goals.json")) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return {}  # a corpus from before goals were saved: its manifests keep every record
+
+
+def merge_goals(args, saved):
+    """Each split's goal: the largest ever asked of DIR, so that a later run with smaller or default sizes
+    (adding the accented supplement to a 200-hour corpus with the README's command) never shortens a
+    manifest; splits this run does not make keep their saved goal."""
+    goals = dict(saved)
     for split in SPLITS + (["accented"] if args.accented_hours > 0 else []):
         if args.small:
-            rules[split] = lambda total, count, n=SMALL_COUNTS[split]: count >= n
+            key, value = "count", SMALL_COUNTS[split]
         else:
-            target = {"train": args.hours, "accented": args.accented_hours}.get(split, args.eval_hours) * 3600.0
-            rules[split] = lambda total, count, t=target: total >= t
-    return rules
+            key, value = "seconds", {"train": args.hours, "accented": args.accented_hours}.get(split, args.eval_hours) * 3600.0
+        goals[split] = {key: max(value, saved.get(split, {}).get(key, 0))}
+    return goals
+
+
+def goal_rules(goals):
+    """enough(total seconds, count) per split: when the split has reached its goal."""
+    def rule(goal):
+        if "count" in goal:
+            return lambda total, count: count >= goal["count"]
+        return lambda total, count: total >= goal["seconds"]
+    return {split: rule(goal) for split, goal in goals.items()}
 
 
 def kept(records, enough=None):
@@ -247,13 +267,16 @@ def kept(records, enough=None):
     return out
 
 
-def manifest_records(out, split):
-    """The records of the utterances DIR/SPLIT.tsv lists, in its order: for tools that need more than
+def manifest_records(out, manifest):
+    """The records of the utterances DIR/MANIFEST.tsv lists, in its order: for tools that need more than
     the manifest's path and text (bench/make-test-sets.sh, bench/corpus-breakdown.py), so that they see
-    exactly the split the manifest holds."""
-    by_path = {r["path"]: r for r in load_records(out, split).values() if "rejected" not in r}
-    with open(os.path.join(out, f"{split}.tsv"), encoding="utf-8") as fh:
+    exactly what the manifest holds. MANIFEST may be a split or any manifest of the corpus's paths
+    (test-subset, valid-clean, train+accented): each path's first folder names its split."""
+    with open(os.path.join(out, f"{manifest}.tsv"), encoding="utf-8") as fh:
         paths = [line.split("\t", 1)[0] for line in fh if line.strip()]
+    by_path = {}
+    for split in sorted({p.split("/", 1)[0] for p in paths} & set(SPLITS + EXTRA_SPLITS)):
+        by_path.update((r["path"], r) for r in load_records(out, split).values() if "rejected" not in r)
     # (An utterance whose audio has since been deleted has no record: left out, like its audio.)
     return [by_path[p] for p in paths if p in by_path]
 
@@ -280,12 +303,10 @@ def write_outputs(out, all_records, rules):
 
 
 def summarise(all_records, wall_seconds, rules):
-    """Hours, voices and speeds of what the manifests hold (`rules` as write_outputs takes them), or of
-    every record so far (`rules` None)."""
+    """Hours, voices and speeds of what the manifests hold (`rules` as write_outputs takes them)."""
     summary = {"splits": {}, "engines": {}, "wall_seconds_this_run": round(wall_seconds, 1)}
     for split in SPLITS + [x for x in EXTRA_SPLITS if all_records.get(x)]:
-        recs = (list(all_records.get(split, {}).values()) if rules is None
-                else kept(all_records.get(split, {}), rules.get(split)))
+        recs = kept(all_records.get(split, {}), rules.get(split))
         ok = [r for r in recs if "rejected" not in r]
         by = {}
         for field in ("engine", "source"):
@@ -334,14 +355,12 @@ def summary_text(summary):
 
 # -- main -----------------------------------------------------------------------------------------------
 
-def run_split(split, args, pools, beds, records, meta_fh, all_records, started, rules):
+def run_split(split, args, pools, beds, records, meta_fh, all_records, started, goals):
     ext = args.format
+    rules = goal_rules(goals)
     enough = rules[split]
-    if args.small:
-        goal = f"{SMALL_COUNTS[split]} utterances"
-    else:
-        target = {"train": args.hours, "accented": args.accented_hours}.get(split, args.eval_hours) * 3600.0
-        goal = f"{target / 3600.0:.2f} h"
+    target = goals[split].get("seconds")
+    goal = f"{target / 3600.0:.2f} h" if target is not None else f"{goals[split]['count']} utterances"
     # Progress counts the unbroken run of utterances from the first (what the manifest can hold): the
     # split is done when that run reaches the goal, whatever finished beyond a gap.
     frontier, total, count = 0, 0.0, 0
@@ -373,7 +392,7 @@ def run_split(split, args, pools, beds, records, meta_fh, all_records, started, 
         now = time.monotonic()
         if now - last_report > 30 or args.small:
             rate = new_audio / max(now - split_started, 1e-9)
-            eta = "" if args.small else f", about {max(target - total, 0) / max(rate, 1e-9) / 3600.0:.1f} h to go"
+            eta = "" if target is None else f", about {max(target - total, 0) / max(rate, 1e-9) / 3600.0:.1f} h to go"
             log(f"{split}: {count} utterances, {total / 3600.0:.3f} h of {goal}; "
                 f"{rate:.1f}x real time ({rate:.1f} audio hours per wall hour){eta}")
             last_report = now
@@ -415,9 +434,9 @@ def main(argv=None):
     os.makedirs(args.out, exist_ok=True)
     splits = SPLITS + (["accented"] if args.accented_hours > 0 else [])
     if args.report:
-        # What DIR holds, however far each split went (no goal applies).
+        # What the manifests hold (or will, for a split still being made): the saved goals' rule.
         records = {split: load_records(args.out, split) for split in SPLITS + EXTRA_SPLITS}
-        print(summary_text(summarise(records, 0.0, None)), end="")
+        print(summary_text(summarise(records, 0.0, goal_rules(load_goals(args.out)))), end="")
         return
     for tool in ("espeak-ng", "flite", "festival", "sox"):
         if shutil.which(tool) is None:
@@ -439,7 +458,9 @@ def main(argv=None):
                                    seconds=20.0 if args.small else augment.NOISE_BED_SECONDS)
     os.makedirs(os.path.join(args.out, "meta"), exist_ok=True)
     all_records = {split: load_records(args.out, split) for split in SPLITS + EXTRA_SPLITS}
-    rules = goal_rules(args)
+    goals = merge_goals(args, load_goals(args.out))
+    atomic_write(os.path.join(args.out, "meta", "goals.json"), json.dumps(goals, indent=2, sort_keys=True) + "\n")
+    rules = goal_rules(goals)
     for split in splits:
         meta_path = os.path.join(args.out, "meta", f"{split}.jsonl")
         if os.path.exists(meta_path) and os.path.getsize(meta_path):
@@ -448,7 +469,7 @@ def main(argv=None):
                 if fh.read(1) != b"\n":
                     fh.write(b"\n")
         with open(meta_path, "a") as meta_fh:
-            run_split(split, args, pools, beds, all_records[split], meta_fh, all_records, started, rules)
+            run_split(split, args, pools, beds, all_records[split], meta_fh, all_records, started, goals)
         write_outputs(args.out, all_records, rules)
     summary = summarise(all_records, time.monotonic() - started, rules)
     atomic_write(os.path.join(args.out, "summary.json"), json.dumps(summary, indent=2) + "\n")

@@ -185,6 +185,16 @@ class SplitTail(unittest.TestCase):
         self.assertEqual(got, [0, 1, 2, 3, 4])   # 4 s from 0, 1, 2 and 4; 5-9 finished past the goal
         self.assertEqual([r["index"] for r in synthesize.kept(recs, lambda total, count: count >= 2)], [0, 1])
 
+    def test_goals_never_shrink_and_splits_not_made_keep_theirs(self):
+        saved = {"train": {"seconds": 7200.0}, "accented": {"seconds": 3600.0}, "valid": {"seconds": 3600.0}}
+        goals = synthesize.merge_goals(synthesize.parse_args(["--hours", "1", "--eval-hours", "2"]), saved)
+        self.assertEqual(goals["train"], {"seconds": 7200.0})      # a smaller --hours does not shorten it
+        self.assertEqual(goals["valid"], {"seconds": 7200.0})      # a larger --eval-hours grows it
+        self.assertEqual(goals["accented"], {"seconds": 3600.0})   # not made this run: kept
+        rules = synthesize.goal_rules(goals)
+        self.assertFalse(rules["train"](7199.0, 10**6))
+        self.assertTrue(rules["train"](7200.0, 1))
+
     def test_kept_never_reaches_past_a_missing_record(self):
         recs = self.records([0, 1, 3, 4])
         self.assertEqual([r["index"] for r in synthesize.kept(recs, lambda total, count: total >= 10)], [0, 1])
@@ -209,7 +219,10 @@ class SmallRun(unittest.TestCase):
         # The same recipe with two workers, into another folder.
         cls.tmp2 = tempfile.TemporaryDirectory()
         cls.parallel = subprocess.run([sys.executable, os.path.join(CORPUS, "synthesize.py"), "--small", "--jobs", "2",
-                                       "--out", cls.tmp2.name], capture_output=True, text=True, timeout=300)
+                                       "--accented-hours", "1", "--out", cls.tmp2.name], capture_output=True, text=True, timeout=300)
+        # ... and again without the supplement's flag: its manifest must keep its goal, not grow the tail.
+        cls.parallel_again = subprocess.run([sys.executable, os.path.join(CORPUS, "synthesize.py"), "--small", "--jobs", "2",
+                                             "--out", cls.tmp2.name], capture_output=True, text=True, timeout=300)
 
     @classmethod
     def tearDownClass(cls):
@@ -276,14 +289,20 @@ class SmallRun(unittest.TestCase):
 
     def test_two_workers_write_the_same_manifests_as_one(self):
         self.assertEqual(self.parallel.returncode, 0, self.parallel.stdout[-2000:] + self.parallel.stderr[-2000:])
-        for split in ("test", "valid", "train"):
+        self.assertEqual(self.parallel_again.returncode, 0, self.parallel_again.stderr[-2000:])
+        for split in ("test", "valid", "train", "accented"):
             with open(os.path.join(self.tmp2.name, f"{split}.tsv")) as fh:
                 parallel = fh.read()
             ours = self.train_before if split == "train" else "".join(l + "\n" for l in map("\t".join, self.manifest(split)))
             self.assertEqual(parallel, ours, split)
+        report = subprocess.run([sys.executable, os.path.join(CORPUS, "synthesize.py"), "--report", "--out", self.tmp2.name],
+                                capture_output=True, text=True, timeout=60)
+        # What the manifests hold, not the workers' tail.
+        self.assertRegex(report.stdout, r"(?m)^train: [\d.]+ h, 40 utterances ")
+        self.assertRegex(report.stdout, r"(?m)^accented: [\d.]+ h, 10 utterances ")
 
     def test_manifest_records_are_the_manifests_utterances_in_order(self):
-        for split in ("valid", "train"):
+        for split in ("valid", "train", "train+accented"):
             recs = synthesize.manifest_records(self.out, split)
             self.assertEqual([[r["path"], r["text"]] for r in recs], self.manifest(split))
 
