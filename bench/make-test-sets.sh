@@ -2,6 +2,8 @@
 # Builds Earshot manifests for the real-speech test sets available offline:
 #   fsdd-test.tsv      ../shared/data/fsdd indexes 0-4 of each digit and speaker (200 files, 8 kHz)
 #   fsdd-train.tsv     indexes 5-49 (1800 files), the adaptation split
+#   fsdd-select.tsv    indexes 5-9 (200 files, a subset of fsdd-train): for choosing between base models,
+#                      which never train on FSDD, so that fsdd-test is only ever reported
 #   ps-librivox.tsv    Debian pocketsphinx-testdata: 5 LibriVox read-speech utterances
 #   ps-cards.tsv       Debian pocketsphinx-testdata: 5 card names ("four queen of clubs")
 # and, when the synthetic corpus's test split exists ($CORPUS, default ~/.cache/earshot/corpus):
@@ -21,11 +23,12 @@ fsdd=${FSDD:-$here/../shared/data/fsdd/recordings}
 if [ -d "$fsdd" ]; then
   fsdd=$(cd "$fsdd" && pwd)
   words=(zero one two three four five six seven eight nine)
-  : > "$out/fsdd-test.tsv"; : > "$out/fsdd-train.tsv"
+  : > "$out/fsdd-test.tsv"; : > "$out/fsdd-train.tsv"; : > "$out/fsdd-select.tsv"
   for f in $(ls "$fsdd" | sort); do
     base=${f%.wav}; digit=${base%%_*}; index=${base##*_}
     if [ "$index" -le 4 ]; then list=fsdd-test; else list=fsdd-train; fi
     printf '%s\t%s\n' "$fsdd/$f" "${words[$digit]}" >> "$out/$list.tsv"
+    if [ "$index" -ge 5 ] && [ "$index" -le 9 ]; then printf '%s\t%s\n' "$fsdd/$f" "${words[$digit]}" >> "$out/fsdd-select.tsv"; fi
   done
 else
   # The other sets do not need it: a checkout without the shared recordings still gets them.
