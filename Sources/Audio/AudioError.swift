@@ -40,7 +40,8 @@ public enum AudioError: Error, CustomStringConvertible, Equatable, Sendable {
             if byteCount == 0 {
                 return "cannot read '\(path)': the file is empty (0 bytes)"
             }
-            return "cannot read '\(path)': the file is empty (its \(byteCount) bytes hold no audio frames, or its header says so: a recording stopped before its header was finished?)"
+            return "cannot read '\(path)': the file is empty (its \(byteCount) bytes hold no audio frames, or its header says so: a recording stopped before its header was finished? "
+                + "If so, `sox --ignore-length '\(path)' fixed.wav` recovers the audio after the header)"
         case .unsupportedFormat(let path, let libsndfile):
             return "cannot read '\(path)': not a supported audio format, or the file is corrupt "
                 + "(libsndfile: \(libsndfile)); convert it to WAV or FLAC and try again"

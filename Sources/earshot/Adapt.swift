@@ -368,8 +368,8 @@ final class AdaptDisplay: Sendable {
 
     func log(_ line: String) {
         state.withLock { s in
-            if terminal && s.drawn { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)); s.drawn = false }
-            FileHandle.standardError.write(Data((line + "\n").utf8))
+            if terminal && s.drawn { writeErrRaw("\r\u{1B}[K"); s.drawn = false }
+            writeErrRaw(line + "\n")
         }
     }
 
@@ -416,7 +416,7 @@ final class AdaptDisplay: Sendable {
 
     func finish() {
         state.withLock { s in
-            if terminal && s.drawn { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)); s.drawn = false }
+            if terminal && s.drawn { writeErrRaw("\r\u{1B}[K"); s.drawn = false }
         }
     }
 
@@ -425,7 +425,7 @@ final class AdaptDisplay: Sendable {
             let now = Date()
             guard force || now.timeIntervalSince(s.lastDraw) > 0.1 else { return }
             s.lastDraw = now
-            FileHandle.standardError.write(Data(("\r\u{1B}[K" + line(&s)).utf8))
+            writeErrRaw("\r\u{1B}[K" + line(&s))
             s.drawn = true
         }
     }

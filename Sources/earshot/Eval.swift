@@ -75,7 +75,7 @@ struct Eval: ParsableCommand {
         }
         progress.finish()
         let failed = failures.current.compactMap { $0 }
-        for f in failed { FileHandle.standardError.write(Data("earshot: \(f) (scored as an empty hypothesis)\n".utf8)) }
+        for f in failed { writeErrRaw("earshot: \(f) (scored as an empty hypothesis)\n") }
 
         let all = results.current.map { $0! }
         let score = CorpusScore(pairs: zip(list.entries, all).map { ($0.text, $1.hypothesis) })

@@ -45,15 +45,6 @@ struct SocketOptions: ParsableArguments {
     }
 }
 
-/// Writes to stdout without buffering surprises (partials are rewritten in place).
-func writeOut(_ text: String) {
-    FileHandle.standardOutput.write(Data(text.utf8))
-}
-
-func writeErr(_ text: String) {
-    FileHandle.standardError.write(Data(("earshot: " + text + "\n").utf8))
-}
-
 struct Listen: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Print live transcripts of earshotd's microphone.",

@@ -199,7 +199,7 @@ struct ModelCommand: ParsableCommand {
             }
             progress.finish()
             let failed = failures.current.compactMap { $0 }
-            for f in failed { FileHandle.standardError.write(Data("earshot: \(f) (skipped)\n".utf8)) }
+            for f in failed { writeErrRaw("earshot: \(f) (skipped)\n") }
             var starts: [Double] = [], ends: [Double] = [], noEdges = 0, noWords = 0
             for m in results.current {
                 switch m {

@@ -33,14 +33,14 @@ struct ProgressReporter: Sendable {
                 s.lastDraw = now
                 draw(&s, note: message)
             } else {
-                FileHandle.standardError.write(Data("[\(s.done)/\(total)] \(message)\n".utf8))
+                writeErrRaw("[\(s.done)/\(total)] \(message)\n")
             }
         }
     }
 
     /// Prints a line above the bar without garbling it.
     func log(_ line: String) {
-        above { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+        above { writeErrRaw(line + "\n") }
     }
 
     /// Runs `write` (output to stdout or stderr) with the bar taken off its line first and drawn again
@@ -61,7 +61,7 @@ struct ProgressReporter: Sendable {
     }
 
     private func clear(_ s: State) {
-        FileHandle.standardError.write(Data(("\r" + String(repeating: " ", count: s.lastLineLength) + "\r").utf8))
+        writeErrRaw("\r" + String(repeating: " ", count: s.lastLineLength) + "\r")
     }
 
     private func draw(_ s: inout State, note: String) {
@@ -75,7 +75,7 @@ struct ProgressReporter: Sendable {
         if !note.isEmpty { line += "  " + String(note.suffix(30)) }
         let pad = max(0, s.lastLineLength - line.count)
         s.lastLineLength = line.count
-        FileHandle.standardError.write(Data(("\r" + line + String(repeating: " ", count: pad)).utf8))
+        writeErrRaw("\r" + line + String(repeating: " ", count: pad))
     }
 
     static func duration(_ s: Double) -> String {

@@ -7,16 +7,25 @@ import Tensors
 import Recognizer
 import Training
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 struct Transcribe: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Transcribe audio files (any format and sample rate libsndfile reads).",
         discussion: """
         With one file and no --output-dir the transcript goes to stdout. With several files, text \
-        output prints 'FILE<TAB>TEXT' lines and json prints one JSON object per line; with \
+        output prints 'FILE<TAB>TEXT' lines (a tab, newline or backslash in FILE written as \\t, \\n, \
+        \\\\) and json prints one JSON object per line; with \
         --output-dir each file gets FILE-NAME.<txt|json|srt|vtt> there (written atomically; files \
         already there are refused, before any work, unless --overwrite). \
         A file that cannot be read (or a folder given as a file) is reported on stderr by name and \
         reason; the others are still transcribed, and the exit status is 1 if any failed.
+
+        '-' reads the audio from standard input, and a pipe (/dev/stdin, <(...), a FIFO) is read to \
+        its end before decoding, as libsndfile needs a file it can seek in: \
+        `ffmpeg -i talk.mkv -f wav - | earshot transcribe -` (with --output-dir it becomes stdin.txt).
 
         A JSON object is {"file", "duration", "text", "words": [{"word", "start", "end", \
         "confidence"}]}: times in seconds from the file's start, confidence from 0 to 1; the words \
@@ -42,7 +51,7 @@ struct Transcribe: ParsableCommand {
         EARSHOT_LM set empty, decoding is greedy (the fastest). --lm replaces it.
         """)
 
-    @Argument(help: "Audio files: WAV, FLAC, OGG/Vorbis, AIFF, MP3, ... at any sample rate and channel count.")
+    @Argument(help: "Audio files: WAV, FLAC, OGG/Vorbis, AIFF, MP3, ... at any sample rate and channel count; '-' for standard input.")
     var files: [String]
 
     @OptionGroup var recognition: RecognitionOptions
@@ -70,6 +79,10 @@ struct Transcribe: ParsableCommand {
         let format = format.value
         guard jobs >= 1 else { throw CLIError("--jobs \(jobs): must be at least 1") }
         if overwrite && outputDir == nil { throw CLIError("--overwrite applies to files in --output-dir; without it the transcripts go to stdout") }
+        if files.filter({ $0 == "-" }).count > 1 { throw CLIError("'-' (standard input) can be given once") }
+        if files.contains("-") && isatty(STDIN_FILENO) == 1 {
+            throw CLIError("'-' reads audio from standard input, which is a terminal here: pipe the audio in (cat talk.wav | earshot transcribe -)")
+        }
         if files.count > 1 && outputDir == nil && (format == .srt || format == .vtt) {
             throw CLIError("subtitles for several files need --output-dir (one .\(format.fileExtension) per file)")
         }
@@ -97,8 +110,14 @@ struct Transcribe: ParsableCommand {
         let (recognizer, _) = try recognition.makeRecognizer(generalLM: noGeneralLM ? nil : GeneralLanguageModel.locate())
         if let outputDir {
             do { try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true) } catch {
-                throw CLIError("--output-dir '\(outputDir)': cannot create the folder: \(error.localizedDescription)")
+                throw CLIError("--output-dir '\(outputDir)': cannot create the folder: \(reason(of: error))")
             }
+            // An existing folder that cannot be written would otherwise fail each file after its work.
+            let probe = URL(fileURLWithPath: outputDir).appendingPathComponent(".earshot-write-test-\(getpid())")
+            do { try Data().write(to: probe) } catch {
+                throw CLIError("--output-dir '\(outputDir)': cannot write there: \(reason(of: error))")
+            }
+            unlink(probe.path)
         }
         let progress = files.count > 1 ? ProgressReporter(total: files.count, label: "transcribing") : nil
         let printer = OrderedPrinter(count: files.count, progress: progress)
@@ -114,8 +133,15 @@ struct Transcribe: ParsableCommand {
             var output: String?
             var failure: String?
             var warning: String?
+            var spooled: URL?
+            defer { if let spooled { unlink(spooled.path) } }
             do {
-                let audio = try AudioFile.read(path: path, targetSampleRate: recognizer.sampleRate)
+                spooled = try Self.spooledStream(path)
+                let audio: DecodedAudio
+                do throws(AudioError) { audio = try AudioFile.read(path: spooled?.path ?? path, targetSampleRate: recognizer.sampleRate) } catch {
+                    // Errors name the file as the user gave it, not the spooled copy.
+                    throw CLIError(spooled.map { "\(error)".replacingOccurrences(of: $0.path, with: path) } ?? Self.explained(error, path: path))
+                }
                 let transcript = recognizer.transcribe(audio.samples, splitAtPauses: !wholeFile).transcript
                 // Split at pauses, audio below the silence level never reaches the model: a recording
                 // that quiet would come back empty without a word of why.
@@ -129,7 +155,7 @@ struct Transcribe: ParsableCommand {
                 if let outputDir {
                     let out = URL(fileURLWithPath: outputDir).appendingPathComponent(Self.outputName(path, format: format))
                     do { try Data(rendered.utf8).write(to: out, options: .atomic) } catch {
-                        failure = "cannot write '\(out.path)': \(error.localizedDescription)"
+                        failure = "cannot write '\(out.path)': \(reason(of: error))"
                     }
                 } else {
                     output = rendered
@@ -141,9 +167,12 @@ struct Transcribe: ParsableCommand {
             progress?.advance(path)
         }
         progress?.finish()
+        if let failure = standardOutputFailure.current {
+            throw CLIError("cannot write the transcripts to standard output: \(failure)")
+        }
         if printer.failures > 0 {
             // One file's failure is its own line; a tally only helps among several.
-            if files.count > 1 { FileHandle.standardError.write(Data("earshot: \(printer.failures) of \(files.count) files failed\n".utf8)) }
+            if files.count > 1 { writeErrRaw("earshot: \(printer.failures) of \(files.count) files failed\n") }
             throw ExitCode(1)
         }
     }
@@ -165,12 +194,71 @@ struct Transcribe: ParsableCommand {
 
     /// The file `--output-dir` gets for an input: its base name with the format's extension.
     static func outputName(_ path: String, format: TranscriptFormat) -> String {
-        URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent + "." + format.fileExtension
+        (path == "-" ? "stdin" : URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent) + "." + format.fileExtension
+    }
+
+    /// Standard input ('-') or a pipe or socket, copied to its end into a temporary file (libsndfile seeks,
+    /// which a pipe cannot); nil for a path that is neither (a regular file, or whatever AudioFile will
+    /// refuse by name). A FIFO without a writer waits for one, as `cat` would.
+    static func spooledStream(_ path: String) throws -> URL? {
+        let input: Int32
+        if path == "-" {
+            input = STDIN_FILENO
+        } else {
+            var status = stat()
+            guard stat(path, &status) == 0, [S_IFIFO, S_IFSOCK].contains(status.st_mode & S_IFMT) else { return nil }
+            input = open(path, O_RDONLY | O_CLOEXEC)
+            guard input >= 0 else { throw CLIError("cannot read '\(path)': \(String(cString: strerror(errno)))") }
+        }
+        defer { if input != STDIN_FILENO { close(input) } }
+        var template = Array((FileManager.default.temporaryDirectory.path + "/earshot-stream-XXXXXX").utf8CString)
+        let output = mkstemp(&template)
+        guard output >= 0 else { throw CLIError("cannot make a temporary file for '\(path)' in \(FileManager.default.temporaryDirectory.path): \(String(cString: strerror(errno)))") }
+        let url = URL(fileURLWithPath: String(cString: template))
+        defer { close(output) }
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
+            if n == 0 { break }
+            if n < 0 {
+                if errno == EINTR { continue }
+                let why = String(cString: strerror(errno))
+                unlink(url.path)
+                throw CLIError("cannot read '\(path)': \(why)")
+            }
+            var written = 0
+            while written < n {
+                let w = buffer.withUnsafeBytes { write(output, $0.baseAddress! + written, n - written) }
+                if w < 0 && errno == EINTR { continue }
+                guard w > 0 else {
+                    let why = String(cString: strerror(errno))
+                    unlink(url.path)
+                    throw CLIError("cannot copy '\(path)' to \(url.path) (libsndfile needs a file it can seek in): \(why)")
+                }
+                written += w
+            }
+        }
+        return url
+    }
+
+    /// AudioFile's message, with the likely cause when a name that is not UTF-8 was mangled on the way in
+    /// (the argument then holds U+FFFD where the raw bytes were, and names no file).
+    static func explained(_ error: AudioError, path: String) -> String {
+        if case .fileNotFound = error, path.contains("\u{FFFD}") {
+            return "\(error); its name is not valid UTF-8 (a Latin-1 or CP1252 name?), which earshot cannot pass on: rename it to UTF-8 (e.g. convmv -f latin1 -t utf8 --notest FILE)"
+        }
+        return "\(error)"
+    }
+
+    /// FILE of a 'FILE<TAB>TEXT' line: a tab or newline in a name would break the line apart.
+    static func escapedPath(_ path: String) -> String {
+        path.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\t", with: "\\t")
+            .replacingOccurrences(of: "\n", with: "\\n")
     }
 
     static func render(_ t: Transcript, format: TranscriptFormat, path: String, duration: Double, several: Bool) -> String {
         switch (format, several) {
-        case (.text, true): return "\(path)\t\(t.text)\n"
+        case (.text, true): return "\(escapedPath(path))\t\(t.text)\n"
         case (.json, true):
             // One compact object per line (JSON Lines) when several files share stdout.
             return format.render(t, source: path, duration: duration, compact: true)
@@ -227,7 +315,7 @@ struct OrderedPrinter: Sendable {
             }
             guard !lines.isEmpty else { return }
             let write = {
-                for line in lines { (line.toStdout ? FileHandle.standardOutput : FileHandle.standardError).write(Data(line.text.utf8)) }
+                for line in lines { if line.toStdout { writeOut(line.text) } else { writeErrRaw(line.text) } }
             }
             if let progress { progress.above(write) } else { write() }
         }

@@ -227,7 +227,7 @@ struct EarshotD: AsyncParsableCommand {
 
     /// The one-line message on stderr, exit status 1 (ArgumentParser would add usage text).
     func fail(_ message: String) -> Never {
-        FileHandle.standardError.write(Data(("earshotd: " + message + "\n").utf8))
+        try? FileHandle.standardError.write(contentsOf: Data(("earshotd: " + message + "\n").utf8))
         Glibc.exit(1)
     }
 }

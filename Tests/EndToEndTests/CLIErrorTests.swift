@@ -4,6 +4,10 @@ import Recognizer
 import Testing
 import TestSupport
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// The CLI's failure paths: each mistake gives exit status 1, nothing on stdout and exactly one stderr
 /// line, `earshot: ...`, naming the flag, value or file at fault.
 extension CLITests {
@@ -125,6 +129,48 @@ extension CLITests {
                 let r = try f.run(["transcribe", "--model", f.model.path, "--output-dir", dir, audio])
                 expectOneLineFailure(r, "--output-dir \(dir)", mentions: ["--output-dir", dir])
             }
+        }
+    }
+
+    /// A pipe is read to its end before decoding ('-' for standard input, /dev/stdin, a FIFO): the same
+    /// transcript as the file. Output that cannot be written (a full disk) is one line and exit 1, not a
+    /// crash; an output folder that cannot be written is refused before any work; FILE<TAB>TEXT lines
+    /// escape a tab in FILE.
+    @Test func transcribeReadsPipesAndReportsOutputItCannotWrite() throws {
+        try withFixture { f in
+            let audio = try f.speak(["up"])[0].path
+            let direct = try f.run(["transcribe", "--model", f.model.path, audio])
+            try #require(direct.status == 0 && !direct.stdout.isEmpty, "\(direct.stderr)")
+            func sh(_ script: String) throws -> ProcessResult {
+                try runProcess("/bin/sh", ["-c", script, "sh", f.earshot, f.model.path, audio], scratch: f.dir, directory: f.dir)
+            }
+            for script in [#"cat "$3" | "$1" transcribe --model "$2" -"#, #"cat "$3" | "$1" transcribe --model "$2" /dev/stdin"#,
+                           #"mkfifo fifo.wav && { cat "$3" > fifo.wav & } && "$1" transcribe --model "$2" fifo.wav"#] {
+                let piped = try sh(script)
+                #expect(piped.status == 0 && piped.stdout == direct.stdout, "\(script): \(piped.stdout) \(piped.stderr)")
+            }
+            let out = f.dir.appendingPathComponent("out")
+            let named = try sh(#"cat "$3" | "$1" transcribe --model "$2" --output-dir out -"#)
+            #expect(named.status == 0, "\(named.stderr)")
+            #expect(try String(contentsOf: out.appendingPathComponent("stdin.txt"), encoding: .utf8) == direct.stdout)
+
+            let full = try sh(#""$1" transcribe --model "$2" "$3" > /dev/full"#)
+            #expect(full.status == 1, "\(full.stderr)")
+            #expect(full.stderrLines == ["earshot: cannot write the transcripts to standard output: No space left on device"], "\(full.stderr)")
+
+            // A folder it may not write (a read-only bind would do for root; mode 555 stops others).
+            if geteuid() != 0 {
+                let locked = f.dir.appendingPathComponent("locked")
+                try FileManager.default.createDirectory(at: locked, withIntermediateDirectories: true)
+                try FileManager.default.setAttributes([.posixPermissions: 0o555], ofItemAtPath: locked.path)
+                expectOneLineFailure(try f.run(["transcribe", "--model", f.model.path, "--output-dir", locked.path, audio]),
+                                     "--output-dir read-only", mentions: ["--output-dir", "cannot write there"])
+            }
+
+            let tabbed = f.dir.appendingPathComponent("a\tb.wav")
+            try FileManager.default.copyItem(atPath: audio, toPath: tabbed.path)
+            let lines = try f.run(["transcribe", "--model", f.model.path, tabbed.path, audio])
+            #expect(lines.stdout.hasPrefix(f.dir.path + "/a\\tb.wav\t"), "\(lines.stdout)")
         }
     }
 
