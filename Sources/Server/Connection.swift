@@ -92,8 +92,15 @@ final class ConnectionHandler: ChannelInboundHandler {
             context.fireUserInboundEventTriggered(event)
             return
         }
-        // Every frame sent before the half-close has been handled. A session without `stop` is dropped,
-        // as on a close (docs/protocol.md); the answers to a `stop` or `reload` received still go out.
+        // Every frame sent before the half-close has been handled, but for a last line without its newline:
+        // that is the request (`printf '{"type":"status"}' | socat`), not nothing.
+        if !closing, let last = decoder.endOfInput() {
+            handle(last)
+        } else if !closing, let cut = decoder.unfinishedAudio {
+            send(.error(code: .badFraming, message: "the connection ended inside an audio frame (\(cut.received) of its \(cut.declared) bytes came); the frame was ignored"))
+        }
+        // A session without `stop` is dropped, as on a close (docs/protocol.md); the answers to a `stop`
+        // or `reload` received still go out.
         inputClosed = true
         dropSession(closingRunner: false)
         // The subscription goes too: only the answers to what was asked still come.
@@ -226,8 +233,10 @@ final class ConnectionHandler: ChannelInboundHandler {
         }
         guard !payload.isEmpty else { return }
         // Each queued frame also costs its closure and buffers: a stream of 2-byte frames must not
-        // queue millions of them under the byte limit.
-        let cost = payload.count + Self.queuedFrameOverhead
+        // queue millions of them under the byte limit. And a frame counts at least as much as the same
+        // length of 16 kHz 16-bit mono audio: 1 MiB at 1000 Hz is 9 minutes of recognition, not 33 s.
+        let frames = payload.count / session.format.bytesPerFrame
+        let cost = max(payload.count, frames * 32000 / session.format.sampleRate) + Self.queuedFrameOverhead
         backlogBytes += cost
         if backlogBytes > server.configuration.sessionBacklogBytes && !readingPaused {
             readingPaused = true

@@ -118,6 +118,27 @@ public struct FrameDecoder: Sendable {
         return .audio(payload)
     }
 
+    /// What is left when the client has closed its sending side: a last JSON line without its newline
+    /// (`printf '{"type":"status"}' | socat ...`) as a line, and nil otherwise. The byte count of an
+    /// unfinished audio frame is `unfinishedAudio`.
+    public mutating func endOfInput() -> Frame? {
+        guard failed == nil, (try? next()) == nil, start < buffer.count, buffer[start] == UInt8(ascii: "{") else { return nil }
+        var end = buffer.count
+        while end > start, Self.isWhitespace(buffer[end - 1]) { end -= 1 }
+        let line = Array(buffer[start..<end])
+        start = buffer.count
+        scanned = 0
+        return .line(line)
+    }
+
+    /// (received, declared) payload bytes of an audio frame cut off by the end of input, if any.
+    public var unfinishedAudio: (received: Int, declared: Int)? {
+        guard failed == nil, start < buffer.count, buffer[start] == ProtocolInfo.audioFrameMarker else { return nil }
+        var length = 0
+        if buffer.count - start >= 5 { for k in 1...4 { length = length << 8 | Int(buffer[start + k]) } }
+        return (max(0, buffer.count - start - 5), length)
+    }
+
     private mutating func fail(_ error: FrameError) throws(FrameError) -> Frame? {
         failed = error
         throw error

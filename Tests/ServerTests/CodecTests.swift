@@ -48,6 +48,22 @@ import Testing
         ServerReply(.pong, id: .int(99)),
     ]
 
+    /// At the end of input a last JSON line without its newline is a frame; an audio frame cut off is not,
+    /// and says how much of it came; nothing else is left over.
+    @Test func endOfInputGivesALastLineWithoutItsNewline() throws {
+        var d = FrameDecoder()
+        d.append(Array("{\"type\":\"ping\"}\n{\"type\":\"status\"}  ".utf8))
+        #expect(try d.next() == .line(Array("{\"type\":\"ping\"}".utf8)))
+        #expect(try d.next() == nil)
+        #expect(d.endOfInput() == .line(Array("{\"type\":\"status\"}".utf8)))
+        #expect(d.endOfInput() == nil && d.bufferedCount == 0)
+        var audio = FrameDecoder()
+        audio.append([0, 0, 0, 0, 8, 1, 2, 3])
+        #expect(try audio.next() == nil)
+        #expect(audio.endOfInput() == nil)
+        #expect(audio.unfinishedAudio.map { [$0.received, $0.declared] } == [3, 8])
+    }
+
     @Test func clientMessagesRoundTripThroughTheWireFormat() throws {
         for request in Self.clientMessages {
             var decoder = FrameDecoder()

@@ -95,6 +95,41 @@ extension DisconnectTests {
         _ = try receive(client, until: isStopped)
     }
 
+    /// One long frame (64 KiB at 1000 Hz: 33 s of audio, 131 quarter-second slices at 20 ms each) is
+    /// cut short by the client leaving, between two slices, instead of being recognised to its end.
+    @Test func aLongFrameIsCutShortWhenTheClientLeaves() async throws {
+        let engine = CountingEngine(microsecondsPerCall: 20_000)
+        let (server, path) = try await startServer(engine: engine)
+        defer { Task { await server.shutdown() } }
+        let client = try connect(path)
+        try client.send(.start(AudioFormat(sampleRate: 1000), partials: false))
+        #expect(try receive(client, until: { if case .started = $0 { return true }; return false }).count == 1)
+        try client.send(.audio(utteranceBytes(speech: 32768, silence: 0)))
+        #expect(await eventually { engine.calls >= 1 })
+        client.close()
+        #expect(await eventually(10) { server.statistics.framesSkipped == 1 },
+                "framesProcessed \(server.statistics.framesProcessed), calls \(engine.calls)")
+        #expect(engine.calls < 131, "\(engine.calls) slices recognised for a client that left")
+    }
+
+    /// `printf '{"type":"ping"}' | socat ...`: a last line without its newline is still a request, and a
+    /// frame cut off by the half-close is answered, not dropped in silence.
+    @Test func aHalfCloseReadsALastLineWithoutItsNewline() async throws {
+        let (server, path) = try await startServer()
+        defer { Task { await server.shutdown() } }
+        let bare = try connect(path)
+        try bare.sendRaw(Array(#"{"type":"ping","id":7} "#.utf8))
+        bare.shutdownWrite()
+        #expect(try receive(bare, until: isPong).contains(where: isPong))
+        let cut = try connect(path)
+        try cut.send(.start(AudioFormat(sampleRate: 16000), partials: false))
+        try cut.sendRaw([0, 0, 0, 0, 100] + [UInt8](repeating: 1, count: 10))
+        cut.shutdownWrite()
+        let replies = try receive(cut, until: { errorCode($0) == .badFraming })
+        guard case .error(_, let message)? = replies.last else { Issue.record("no error: \(replies)"); return }
+        #expect(message.contains("ended inside an audio frame (10 of its 100 bytes came)"), "\(message)")
+    }
+
     /// Without `stop`, a half-close drops the session as a close does, and the connection closes.
     @Test func aHalfCloseWithoutStopDropsTheSession() async throws {
         let engine = CountingEngine(microsecondsPerCall: 20_000)
