@@ -125,13 +125,20 @@ public final class StreamingResampler {
         }
         guard let base = samples.baseAddress, !samples.isEmpty else { return }
         var offset = 0
-        while offset < samples.count {
+        // libsamplerate takes input into its own buffer faster than it writes output when upsampling
+        // (1 kHz to 16 kHz: 32 768 samples taken in the call that filled the 8 192-sample scratch), so
+        // it is called on, with no new input, until a call leaves room in the scratch: otherwise most of
+        // a frame's output would wait for the next push, or for `finish`.
+        var scratchFilled = false
+        while offset < samples.count || scratchFilled {
             let (used, generated) = try process(state, base + offset, count: samples.count - offset)
             offset += used
             if used == 0 && generated == 0 {
+                if offset == samples.count { break }
                 throw .resamplingFailed(path: nil, fromRate: inputRate, toRate: outputRate,
                                         reason: "libsamplerate made no progress (internal error)")
             }
+            scratchFilled = generated == scratch.count
         }
     }
 

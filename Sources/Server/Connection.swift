@@ -30,6 +30,12 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// What a queued audio frame costs beyond its payload (closure, array, dispatch block), counted
     /// against `sessionBacklogBytes`.
     static let queuedFrameOverhead = 256
+    /// The running session's audio frames cut out of one read, not yet handed to the runner: they go as
+    /// one job, with one answer back to the event loop, so a client sending tiny frames costs the loop
+    /// (shared by every client) a job per read, not per frame. Handed over at the end of the read, and
+    /// before any other request, so everything stays in order.
+    private var pendingAudio: [[UInt8]] = []
+    private var pendingAudioCost = 0
     private var readingPaused = false
     /// Sessions whose `stop` is being processed (their `stopped` not yet sent).
     private var stopsInFlight = 0
@@ -149,6 +155,7 @@ final class ConnectionHandler: ChannelInboundHandler {
             guard let frame else { break }
             handle(frame)
         }
+        dispatchPendingAudio()
         flushIfNeeded()
     }
 
@@ -166,6 +173,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     // MARK: requests
 
     private func handle(_ frame: Frame) {
+        if case .line = frame { dispatchPendingAudio() }
         let request: ClientRequest
         do {
             request = try MessageCodec.decodeClient(frame)
@@ -243,7 +251,22 @@ final class ConnectionHandler: ChannelInboundHandler {
             server.countReadPause()
             context?.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
         }
-        let loop = context!.eventLoop
+        pendingAudio.append(payload)
+        pendingAudioCost += cost
+    }
+
+    /// Hands the frames of `pendingAudio` to the runner as one job (see there).
+    private func dispatchPendingAudio() {
+        guard !pendingAudio.isEmpty else { return }
+        let payloads = pendingAudio, cost = pendingAudioCost
+        pendingAudio = []
+        pendingAudioCost = 0
+        // The frames were taken for a session and a runner that both exist; a close since then abandons
+        // the session, and the runner skips its work.
+        guard let session, let runner, let loop = context?.eventLoop else {
+            backlogBytes -= cost
+            return
+        }
         let me = NIOLoopBound(self, eventLoop: loop)
         let server = self.server
         let partials = session.partials
@@ -252,14 +275,19 @@ final class ConnectionHandler: ChannelInboundHandler {
         server.pendingWork.enter()
         runner.queue.async {
             defer { server.pendingWork.leave() }
-            let step = runner.accept(payload, session: sessionID, server: server)
-            server.countFrame(skipped: step.skipped, bytes: payload.count)
-            if step.switchedModel {
-                server.logger.info("session switches to the reloaded model at its next utterance boundary",
-                                   metadata: ["connection": "\(connection)"])
+            var merged = SessionRunner.Step()
+            for payload in payloads {
+                let step = runner.accept(payload, session: sessionID, server: server)
+                server.countFrame(skipped: step.skipped, bytes: payload.count)
+                if step.switchedModel {
+                    server.logger.info("session switches to the reloaded model at its next utterance boundary",
+                                       metadata: ["connection": "\(connection)"])
+                }
+                server.addProcessing(audioSeconds: step.audioSeconds, cpuSeconds: step.cpuSeconds)
+                merged.events += step.events
+                merged.error = merged.error ?? step.error
             }
-            server.addProcessing(audioSeconds: step.audioSeconds, cpuSeconds: step.cpuSeconds)
-            loop.execute { me.value.sessionStep(step, partials: partials, consumed: cost) }
+            loop.execute { me.value.sessionStep(merged, partials: partials, consumed: cost) }
         }
     }
 

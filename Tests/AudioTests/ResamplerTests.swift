@@ -90,6 +90,20 @@ import TestSupport
         #expect(streaming.availableCount <= 1600)
     }
 
+    /// Upsampling, libsamplerate takes input faster than it fills the output scratch: a push must still
+    /// deliver all the output its input allows, not one scratch's worth (1 kHz to 16 kHz gave 8 192 of
+    /// 524 288 samples, the rest waiting for the next push).
+    @Test(arguments: [(1000, 16000), (8000, 16000), (8000, 48000)])
+    func aLargeUpsamplingPushDeliversAllItsOutput(from: Int, to: Int) throws {
+        let streaming = try StreamingResampler(from: from, to: to)
+        let input = 32768
+        try streaming.push((0..<input).map { Float(sin(Double($0) * 0.05)) * 0.5 })
+        let expected = input * to / from
+        // All but the filter's look-ahead (some 50 input samples: 47 ms at 1 kHz).
+        #expect(streaming.availableCount > expected - 64 * to / from, "\(streaming.availableCount) of \(expected)")
+        #expect(streaming.availableCount <= expected)
+    }
+
     @Test func resetStartsAFreshStream() throws {
         let input = Self.tones.samples(rate: 44100, count: 10000)
         let streaming = try StreamingResampler(from: 44100, to: 16000)
