@@ -28,8 +28,18 @@ struct SocketOptions: ParsableArguments {
         let path = self.path
         do {
             let client = try SocketClient(path: path)
-            guard let reply = try client.receive(timeout: 10) else {
+            guard let line = try client.receiveLine(timeout: 10) else {
                 throw CLIError("\(path): the server closed the connection before saying hello")
+            }
+            // The version first: a newer server's hello may lack or change fields this client requires,
+            // and "update the older one" is the message that helps then, not a field error.
+            if let object = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any],
+               object["type"] as? String == "hello", let version = object["protocol"] as? Int, version != ProtocolInfo.version {
+                throw CLIError("\(path): the server speaks protocol \(version), this earshot speaks \(ProtocolInfo.version); update the older one")
+            }
+            let reply: ServerReply
+            do { reply = try MessageCodec.decodeServer(line: line) } catch {
+                throw CLIError(ClientError.protocolViolation(path: path, reason: error.description).description)
             }
             guard case .hello(let hello) = reply.message else {
                 if case .error(_, let message) = reply.message { throw CLIError("\(path): \(message)") }

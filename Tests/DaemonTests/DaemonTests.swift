@@ -105,6 +105,26 @@ struct DaemonTests {
         #expect(first.terminate() == 0)
     }
 
+    @Test("a server of another protocol version is named as such by the CLI, whatever its hello lacks")
+    func anotherProtocolVersionIsReportedFirst() throws {
+        let scratch = try Scratch()
+        let path = scratch.path("fake.sock")
+        // A stand-in for a newer earshotd: its hello has protocol 2 and none of protocol 1's other fields.
+        let script = #"""
+        import socket, sys, time
+        s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1)
+        c, _ = s.accept(); c.sendall(b'{"type":"hello","protocol":2,"server":"earshotd"}\n'); time.sleep(10)
+        """#
+        let fake = try Child("/usr/bin/python3", ["-c", script, path], scratch: scratch)
+        defer { fake.signal(SIGKILL); _ = fake.wait(timeout: 5) }
+        let deadline = Date().addingTimeInterval(10)
+        while !FileManager.default.fileExists(atPath: path) && Date() < deadline { usleep(20_000) }
+        let status = try Child(try builtExecutable("earshot"), ["status", "--socket", path], scratch: scratch)
+        #expect(status.wait(timeout: 30) == 1)
+        #expect(status.stderr.contains("the server speaks protocol 2, this earshot speaks \(ProtocolInfo.version); update the older one"),
+                "stderr: \(status.stderr)")
+    }
+
     // MARK: the microphone
 
     @Test("speech captured through ALSA reaches `earshot listen --json` as finals equal to offline recognition of their segments")
