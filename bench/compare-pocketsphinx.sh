@@ -32,20 +32,17 @@ earshot=${EARSHOT:-$here/.build/release/earshot}
 sclite=$(command -v sclite || echo /usr/lib/sctk/bin/sclite)
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 
-# Scores a hypotheses TSV against its manifest with sclite; prints WER%.
+# Scores a hypotheses TSV against its manifest with sclite; prints WER%. earshot eval --score --trn
+# writes the trn files: both texts normalised by Earshot's own rules (curly apostrophes, quotes,
+# non-ASCII letters) and paired by audio path, so sclite aligns exactly what earshot eval scores.
 score() {
-  local ref=$1 hyp=$2 n=0
+  local ref=$1 hyp=$2
   [ -s "$hyp" ] || { echo "failed"; return; }
-  : > "$work/ref.trn"; : > "$work/hyp.trn"
-  # Both files without the '#' and blank lines that earshot eval and pocketsphinx-hyps.sh skip, so the
-  # n-th reference meets the n-th hypothesis.
-  paste <(grep -v -e '^#' -e '^[[:space:]]*$' "$ref") <(grep -v -e '^#' -e '^[[:space:]]*$' "$hyp") |
-  while IFS=$'\t' read -r _ rtext _ htext; do
-    n=$((n + 1))
-    norm() { echo "$1" | tr 'A-Z' 'a-z' | sed -E "s/[^a-z0-9' ]+/ /g; s/ +/ /g; s/^ //; s/ $//"; }
-    printf '%s (utt%05d)\n' "$(norm "$rtext")" "$n" >> "$work/ref.trn"
-    printf '%s (utt%05d)\n' "$(norm "$htext")" "$n" >> "$work/hyp.trn"
-  done
+  rm -f "$work/ref.trn" "$work/hyp.trn"
+  "$earshot" eval "$ref" --score "$hyp" --trn "$work" > /dev/null 2> "$work/score.err" || {
+    echo "compare: earshot eval --score $hyp: $(tail -n 1 "$work/score.err")" >&2
+    [ -s "$work/hyp.trn" ] || { echo "failed"; return; }
+  }
   # A figure or a failure: a broken sclite must not print a blank column and exit 0.
   local wer
   wer=$("$sclite" -r "$work/ref.trn" trn -h "$work/hyp.trn" trn -i spu_id -o sum stdout 2> "$work/sclite.err" |

@@ -17,6 +17,11 @@ struct Eval: ParsableCommand {
         reference words over the whole set, aligned as NIST sclite aligns them (the test suite \
         checks the two agree). --hyps writes the hypotheses in the same two-column form.
 
+        --score HYPS scores hypotheses that another run or another recogniser wrote (the same \
+        two-column form, paired with the references by audio path), without a model. --trn DIR \
+        writes DIR/ref.trn and DIR/hyp.trn, both normalised as above, for NIST sclite: \
+        `sclite -r DIR/ref.trn trn -h DIR/hyp.trn trn -i spu_id`.
+
         Each file is decoded as one utterance; --split-at-pauses splits it at its pauses first, as \
         `earshot transcribe` and earshotd do (docs/endpointing.md).
         """)
@@ -29,6 +34,12 @@ struct Eval: ParsableCommand {
     @Option(help: "Write hypotheses here (audio-path<TAB>text, same order as the manifest).")
     var hyps: String?
 
+    @Option(help: ArgumentHelp("Score these hypotheses (audio-path<TAB>text) instead of running a model.", valueName: "file"))
+    var score: String?
+
+    @Option(help: ArgumentHelp("Write ref.trn and hyp.trn (normalised) into this folder, for sclite.", valueName: "dir"))
+    var trn: String?
+
     @Option(help: "Files recognised in parallel (one per core by default).")
     var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
 
@@ -40,6 +51,17 @@ struct Eval: ParsableCommand {
         let list: Manifest
         do { list = try Manifest.read(from: URL(fileURLWithPath: manifest)) } catch { throw CLIError("\(error)") }
         guard !list.entries.isEmpty else { throw CLIError("\(manifest): no utterances in the manifest") }
+        if let trn {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: trn, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw CLIError("--trn \(trn): no such folder")
+            }
+        }
+        if let score {
+            guard hyps == nil else { throw CLIError("--score reads hypotheses and --hyps writes them: give one") }
+            try scoreGiven(score, list)
+            return
+        }
         if let hyps {
             // Checked before the recognition it would otherwise throw away.
             let folder = URL(fileURLWithPath: hyps).deletingLastPathComponent().path
@@ -78,17 +100,9 @@ struct Eval: ParsableCommand {
         for f in failed { writeErrRaw("earshot: \(f) (scored as an empty hypothesis)\n") }
 
         let all = results.current.map { $0! }
-        let score = CorpusScore(pairs: zip(list.entries, all).map { ($0.text, $1.hypothesis) })
         let audio = all.reduce(0) { $0 + $1.audioSeconds }, cpu = all.reduce(0) { $0 + $1.cpu }
         print("model:      \(modelPath)")
-        print("utterances: \(score.utterances) (\(String(format: "%.1f", audio / 60)) min of audio)")
-        // A rate over no reference words is undefined; say so rather than print "inf%".
-        func rate(_ percent: Double, _ length: Int) -> String { length > 0 ? String(format: "%.2f%%", percent) : "n/a (no reference words)" }
-        let w = score.words, c = score.characters
-        print("WER:        \(rate(score.wordErrorRatePercent, w.referenceLength))  (\(w.substitutions) sub, \(w.deletions) del, \(w.insertions) ins / \(counted(w.referenceLength, "word")))")
-        print("CER:        \(rate(score.characterErrorRatePercent, c.referenceLength))  (\(c.substitutions) sub, \(c.deletions) del, \(c.insertions) ins / \(counted(c.referenceLength, "character")))")
-        print(String(format: "SER:        %.2f%%  ", 100 * Double(score.utterancesWithErrors) / Double(max(1, score.utterances)))
-              + "(\(score.utterancesWithErrors) of \(counted(score.utterances, "utterance")) with a word error)")
+        try report(list, hypotheses: all.map(\.hypothesis), minutes: audio / 60)
         if cpu > 0 { print(String(format: "speed:      %.0fx real time per core (recognition only)", audio / cpu)) }
         if let hyps {
             let out = Manifest(entries: zip(list.entries, all).map { .init(path: $0.path, text: $1.hypothesis) },
@@ -96,5 +110,51 @@ struct Eval: ParsableCommand {
             do { try out.write(to: URL(fileURLWithPath: hyps)) } catch { throw CLIError("--hyps \(hyps): \(error)") }
         }
         if !failed.isEmpty { throw CLIError("\(failed.count) of \(list.entries.count) audio files could not be read") }
+    }
+
+    /// Prints the error rates of `hypotheses` (in manifest order) and writes the trn files when asked.
+    func report(_ list: Manifest, hypotheses: [String], minutes: Double?) throws {
+        let score = CorpusScore(pairs: zip(list.entries, hypotheses).map { ($0.text, $1) })
+        print("utterances: \(score.utterances)" + (minutes.map { " (\(String(format: "%.1f", $0)) min of audio)" } ?? ""))
+        // A rate over no reference words is undefined; say so rather than print "inf%".
+        func rate(_ percent: Double, _ length: Int) -> String { length > 0 ? String(format: "%.2f%%", percent) : "n/a (no reference words)" }
+        let w = score.words, c = score.characters
+        print("WER:        \(rate(score.wordErrorRatePercent, w.referenceLength))  (\(w.substitutions) sub, \(w.deletions) del, \(w.insertions) ins / \(counted(w.referenceLength, "word")))")
+        print("CER:        \(rate(score.characterErrorRatePercent, c.referenceLength))  (\(c.substitutions) sub, \(c.deletions) del, \(c.insertions) ins / \(counted(c.referenceLength, "character")))")
+        print(String(format: "SER:        %.2f%%  ", 100 * Double(score.utterancesWithErrors) / Double(max(1, score.utterances)))
+              + "(\(score.utterancesWithErrors) of \(counted(score.utterances, "utterance")) with a word error)")
+        if let trn {
+            let folder = URL(fileURLWithPath: trn)
+            do {
+                try SCLiteExport.write(references: list.entries.map(\.text), hypotheses: hypotheses,
+                                       referenceURL: folder.appendingPathComponent("ref.trn"),
+                                       hypothesisURL: folder.appendingPathComponent("hyp.trn"))
+            } catch { throw CLIError("--trn \(trn): \(error)") }
+        }
+    }
+
+    /// --score: the hypotheses of FILE paired with the manifest's references by audio path (as written,
+    /// or as the same file); a reference without a hypothesis scores as an empty one, and is named.
+    func scoreGiven(_ file: String, _ list: Manifest) throws {
+        let given: Manifest
+        do { given = try Manifest.read(from: URL(fileURLWithPath: file)) } catch { throw CLIError("--score \(error)") }
+        var byPath: [String: String] = [:]
+        for entry in given.entries {
+            for key in [entry.path, given.url(of: entry).standardizedFileURL.path] {
+                if byPath[key] != nil && key == entry.path { throw CLIError("--score \(file): \(entry.path) has two hypotheses") }
+                byPath[key] = entry.text
+            }
+        }
+        var missing: [String] = []
+        let hypotheses = list.entries.map { entry -> String in
+            if let text = byPath[entry.path] ?? byPath[list.url(of: entry).standardizedFileURL.path] { return text }
+            missing.append(entry.path)
+            return ""
+        }
+        print("hypotheses: \(file)")
+        try report(list, hypotheses: hypotheses, minutes: nil)
+        if !missing.isEmpty {
+            throw CLIError("--score \(file): no hypothesis for \(counted(missing.count, "of the manifest's files", plural: "of the manifest's files")) (first: \(missing[0])), scored as empty")
+        }
     }
 }

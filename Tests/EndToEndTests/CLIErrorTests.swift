@@ -174,6 +174,31 @@ extension CLITests {
         }
     }
 
+    /// `eval --score` scores hypotheses written elsewhere, paired by audio path whatever their order; a
+    /// reference without one scores as empty and is named; `--trn` writes both sides normalised as eval
+    /// scores them, for sclite.
+    @Test func evalScoresGivenHypothesesByPathAndWritesTrn() throws {
+        try withFixture { f in
+            let manifest = f.dir.appendingPathComponent("refs.tsv")
+            try Data("a.wav\tDon\u{2019}t stop\nb.wav\t'Yes' he said\nc.wav\thello there\n".utf8).write(to: manifest)
+            let given = f.dir.appendingPathComponent("other.tsv")
+            try Data("b.wav\tyes he said\na.wav\tdon't go\n".utf8).write(to: given)
+            let out = f.dir.appendingPathComponent("trn")
+            try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+            let r = try f.run(["eval", manifest.path, "--score", given.path, "--trn", out.path])
+            #expect(r.status == 1, "\(r.stdout)\(r.stderr)")
+            // don't/don't, stop/go: 1 sub; yes he said: 0; hello there: 2 del, over 7 words.
+            #expect(r.stdout.contains("WER:        42.86%  (1 sub, 2 del, 0 ins / 7 words)"), "\(r.stdout)")
+            #expect(r.stderrLines.count == 1 && r.stderr.contains("no hypothesis for 1 of the manifest's files (first: c.wav)"), "\(r.stderr)")
+            #expect(try String(contentsOf: out.appendingPathComponent("ref.trn"), encoding: .utf8)
+                    == "don't stop (earshot-000000)\nyes he said (earshot-000001)\nhello there (earshot-000002)\n")
+            #expect(try String(contentsOf: out.appendingPathComponent("hyp.trn"), encoding: .utf8)
+                    == "don't go (earshot-000000)\nyes he said (earshot-000001)\n (earshot-000002)\n")
+            expectOneLineFailure(try f.run(["eval", manifest.path, "--score", given.path, "--hyps", given.path]),
+                                 "--score with --hyps", mentions: ["--score", "--hyps"])
+        }
+    }
+
     @Test func modelInfoOnAForeignSafetensorsFileSaysItIsNotAnEarshotModel() throws {
         try withFixture { f in
             // A well-formed safetensors file (one F32 tensor) without Earshot's metadata.
