@@ -6,6 +6,10 @@ import Scoring
 import Tensors
 import Training
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// One recording and its transcript as found in DATA, before any check.
 public struct DataItem: Sendable, Equatable {
     /// Absolute path of the audio file.
@@ -37,6 +41,9 @@ public enum SkipReason: Error, Sendable, Equatable, CustomStringConvertible {
     case listedAgain(entry: Int)
     /// A folder inside DATA that cannot be listed (the system's reason): its recordings are left out.
     case unlistableFolder(String)
+    /// The transcript file exists but cannot be read as text: `reason` says why (not UTF-8, or the
+    /// system's reason).
+    case unreadableTranscript(file: String, reason: String)
 
     public var description: String {
         switch self {
@@ -52,6 +59,7 @@ public enum SkipReason: Error, Sendable, Equatable, CustomStringConvertible {
             return String(format: "audio too long for one utterance: %.0f s, at most %.0f s; cut it at its pauses (with its transcript) into shorter recordings", seconds, limit)
         case .listedAgain(let entry): return "listed again (the manifest's item \(entry)); the first item naming it is used"
         case .unlistableFolder(let reason): return "folder cannot be listed (\(reason)); its recordings are left out"
+        case let .unreadableTranscript(file, reason): return "transcript \(file) cannot be read: \(reason)"
         }
     }
 }
@@ -103,8 +111,20 @@ public enum DataDiscovery {
             let stem = url.deletingPathExtension()
             let txt = [stem.appendingPathExtension("txt"), stem.appendingPathExtension("TXT")]
                 .first { FileManager.default.fileExists(atPath: $0.path) } ?? stem.appendingPathExtension("txt")
-            guard let text = try? String(contentsOf: txt, encoding: .utf8) else {
+            guard FileManager.default.fileExists(atPath: txt.path) else {
                 skipped.append(SkippedItem(path: url.path, reason: .missingTranscript(expected: txt.lastPathComponent)))
+                continue
+            }
+            guard let bytes = FileManager.default.contents(atPath: txt.path) else {
+                let why = access(txt.path, R_OK) == 0 ? "it cannot be read" : String(cString: strerror(errno))
+                skipped.append(SkippedItem(path: url.path, reason: .unreadableTranscript(file: txt.lastPathComponent, reason: why)))
+                continue
+            }
+            guard let text = String(bytes: bytes, encoding: .utf8) else {
+                let utf16 = bytes.starts(with: [0xFF, 0xFE]) || bytes.starts(with: [0xFE, 0xFF])
+                skipped.append(SkippedItem(path: url.path, reason: .unreadableTranscript(
+                    file: txt.lastPathComponent,
+                    reason: utf16 ? "it is UTF-16 text (Notepad's \"Unicode\"); save it as UTF-8" : "it is not UTF-8 text (Latin-1?); save it as UTF-8")))
                 continue
             }
             items.append(DataItem(audio: url.path, text: text.trimmingCharacters(in: .whitespacesAndNewlines)))
@@ -160,7 +180,9 @@ public enum DataDiscovery {
     static func uniqueManifestItems(_ path: String) throws(AdaptError) -> (items: [DataItem], skipped: [SkippedItem]) {
         var seen = Set<String>(), items: [DataItem] = [], skipped: [SkippedItem] = []
         for (k, item) in try manifestItems(path).enumerated() {
-            if seen.insert(item.audio).inserted { items.append(item) } else {
+            // Through links too: `link/a.wav` and `./a.wav` are one recording.
+            let key = realpath(item.audio, nil).map { p in defer { free(p) }; return String(cString: p) } ?? item.audio
+            if seen.insert(key).inserted { items.append(item) } else {
                 skipped.append(SkippedItem(path: item.audio, reason: .listedAgain(entry: k + 1)))
             }
         }

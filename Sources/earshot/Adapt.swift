@@ -187,20 +187,13 @@ struct Adapt: ParsableCommand {
         do { try options.validate() } catch { throw CLIError(error.description) }
         let basePath = try resolvedBase()
         let outPath = expandTilde(out)
-        let outDir = URL(fileURLWithPath: outPath).deletingLastPathComponent().path
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: outDir, isDirectory: &isDir), isDir.boolValue else {
-            throw CLIError("--out \(out): the folder \(outDir) does not exist")
-        }
         // Checked now, not after minutes of training: the model is written beside it (temporary, rename).
-        if FileManager.default.fileExists(atPath: outPath, isDirectory: &isDir), isDir.boolValue {
-            throw CLIError("--out \(out) is a folder; name the model file to write, e.g. \(URL(fileURLWithPath: outPath).appendingPathComponent("adapted.safetensors").path)")
-        }
-        guard access(outDir, W_OK) == 0 else {
-            throw CLIError("--out \(out): cannot write in the folder \(outDir) (\(String(cString: strerror(errno))))")
-        }
-        if URL(fileURLWithPath: outPath).standardizedFileURL == URL(fileURLWithPath: basePath).standardizedFileURL {
+        try checkOutputFile("--out", outPath)
+        if wouldReplace(outPath, basePath) {
             throw CLIError("--out \(out) is the base model; write the adapted model to another file")
+        }
+        for (flag, path) in [("--data", self.data), ("--val", val), ("--text", text)] {
+            if let path, wouldReplace(outPath, expandTilde(path)) { throw CLIError("--out \(out) is the \(flag) file; write the model to another file") }
         }
         if general == nil && !rehearse && generalShare != AdaptOptions().generalShare {
             throw CLIError("--general-share \(generalShare) only applies with --general MANIFEST or --rehearse")
@@ -221,11 +214,23 @@ struct Adapt: ParsableCommand {
         for path in [self.data, val].compactMap({ $0 }) {
             do { _ = try DataDiscovery.discover(expandTilde(path)) } catch { throw CLIError(error.description) }
         }
-        // Read before any training, so a bad corpus costs nothing.
+        // Read and built before any training, so a bad corpus (a line with no word the model can spell, a
+        // text too large to store in the model) costs nothing: the base model has the adapted one's
+        // alphabet and size limit. Only the tuning of its weights waits for the validation audio.
         let domainText: String? = try text.map { path in
             do { return try String(contentsOfFile: expandTilde(path), encoding: .utf8) } catch {
                 throw CLIError("--text \(expandTilde(path)): cannot read it as UTF-8 text (\(error.localizedDescription))")
             }
+        }
+        var builtDecoding: DomainDecoding?
+        if let domainText, let textPath = text {
+            let base: ModelFile
+            do { base = try ModelFile.load(path: basePath) } catch { throw CLIError("\(error)") }
+            do {
+                builtDecoding = try DomainDecoding.build(text: domainText, vocabulary: Vocabulary(ctcTokens: base.description.vocabulary),
+                                                         closedVocabulary: vocabulary == "closed")
+                _ = try base.withDomainDecoding(builtDecoding!)
+            } catch { throw CLIError("--text \(expandTilde(textPath)): \(error)") }
         }
         let display = AdaptDisplay(terminal: isatty(STDERR_FILENO) == 1)
         var model: ModelFile
@@ -266,7 +271,8 @@ struct Adapt: ParsableCommand {
         var domainLine: String?
         if let domainText, let textPath = text {
             let (decoding, line) = try Self.domainDecoding(text: domainText, textPath: expandTilde(textPath), model: model,
-                                                           tuningSet: result?.tuningSet ?? [], mode: vocabulary, display: display)
+                                                           tuningSet: result?.tuningSet ?? [], mode: vocabulary, display: display,
+                                                           built: builtDecoding)
             model.description.provenance["domain_text"] = .object([
                 "path": .string(expandTilde(textPath)), "sha256": .string(SHA256.hex(Array(domainText.utf8))), "summary": .string(line)])
             do { model = try model.withDomainDecoding(decoding) } catch { throw CLIError("\(error)") }
@@ -310,11 +316,13 @@ struct Adapt: ParsableCommand {
     /// The domain decoding of `text`, its weights (and, for --vocabulary auto, its mode) tuned on the
     /// adapted model's validation logits when there are any; the provenance line says what was done.
     static func domainDecoding(text: String, textPath: String, model: ModelFile, tuningSet: [(logits: Matrix, reference: String)],
-                               mode: String, display: AdaptDisplay) throws -> (DomainDecoding, String) {
+                               mode: String, display: AdaptDisplay, built: DomainDecoding? = nil) throws -> (DomainDecoding, String) {
         let vocab = Vocabulary(ctcTokens: model.description.vocabulary)
         var decoding: DomainDecoding
-        do { decoding = try DomainDecoding.build(text: text, vocabulary: vocab, closedVocabulary: mode == "closed") } catch {
-            throw CLIError("--text \(textPath): \(error)")
+        if let built { decoding = built } else {
+            do { decoding = try DomainDecoding.build(text: text, vocabulary: vocab, closedVocabulary: mode == "closed") } catch {
+                throw CLIError("--text \(textPath): \(error)")
+            }
         }
         let words = "\(counted(decoding.words.count, "word")), order \(decoding.order)"
         if !decoding.skippedWords.isEmpty {

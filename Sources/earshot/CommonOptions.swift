@@ -179,3 +179,37 @@ func sameFile(_ a: String, _ b: String) -> Bool {
     var x = stat(), y = stat()
     return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino
 }
+
+/// Refuses, before any work, a file to write (`flag`'s value) that could not be written at the end: an
+/// empty name or one ending in '/', a folder, a folder that is missing or not writable. The file itself
+/// is written later, to a temporary name that is then renamed.
+func checkOutputFile(_ flag: String, _ path: String) throws {
+    guard !path.isEmpty, !path.hasSuffix("/") else {
+        throw CLIError("\(flag) '\(path)': name the file to write, e.g. \(path.isEmpty ? "" : path)adapted.safetensors")
+    }
+    let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
+    var isDir: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDir), isDir.boolValue else {
+        throw CLIError("\(flag) \(path): the folder \(folder) does not exist")
+    }
+    if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
+        throw CLIError("\(flag) \(path) is a folder; name the model file to write, e.g. \(URL(fileURLWithPath: path).appendingPathComponent("adapted.safetensors").path)")
+    }
+    guard access(folder, W_OK) == 0 else {
+        throw CLIError("\(flag) \(path): cannot write in the folder \(folder) (\(String(cString: strerror(errno))))")
+    }
+}
+
+/// Whether writing `output` would replace `input`: the same file (see `sameFile`), or, before `output`
+/// exists, the same name in the same folder reached through a link (`link/base.safetensors`).
+func wouldReplace(_ output: String, _ input: String) -> Bool {
+    if sameFile(output, input) { return true }
+    func resolvedFolder(_ p: String) -> String? {
+        let url = URL(fileURLWithPath: p)
+        guard let real = realpath(url.deletingLastPathComponent().path, nil) else { return nil }
+        defer { free(real) }
+        return String(cString: real) + "/" + url.lastPathComponent
+    }
+    guard let a = resolvedFolder(output), let b = resolvedFolder(input) else { return false }
+    return a == b
+}

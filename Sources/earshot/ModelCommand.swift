@@ -171,6 +171,12 @@ struct ModelCommand: ParsableCommand {
         }
 
         func run() throws {
+            // Before minutes of recognition: a folder given as the manifest, an output it cannot write.
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: data, isDirectory: &isDir), isDir.boolValue {
+                throw CLIError("--data \(data) is a folder; give a manifest file (audio-path<TAB>text per line)")
+            }
+            try checkOutputFile("--out", out)
             let list: Manifest
             do { list = try Manifest.read(from: URL(fileURLWithPath: data)) } catch { throw CLIError("--data \(data): \(error)") }
             guard list.entries.count >= Self.minimumRecordings else {

@@ -23,6 +23,11 @@ import TestSupport
             try FileManager.default.createDirectory(at: noAudio, withIntermediateDirectories: true)
             try Data("notes\n".utf8).write(to: noAudio.appendingPathComponent("notes.txt"))
             let cache = dir.appendingPathComponent("cache")
+            let link = dir.appendingPathComponent("link").path
+            try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: dir.path)
+            // A line with no word the model can spell: refused before any caching or training.
+            let badText = dir.appendingPathComponent("bad.txt")
+            try Data("go up\n42\n".utf8).write(to: badText)
 
             let cases: [([String], String)] = [
                 (["--out", out], "nothing to adapt to: give --data"),
@@ -34,6 +39,11 @@ import TestSupport
                 (["--data", data.path, "--out", out, "--layers", "5", "--encoder-blocks", "4"], "the model has only 8 parameterised layers"),
                 (["--data", data.path, "--out", dir.appendingPathComponent("no/such/folder/x.safetensors").path], "does not exist"),
                 (["--data", data.path, "--out", model], "is the base model"),
+                (["--data", data.path, "--out", link + "/m.safetensors"], "is the base model"),
+                (["--text", text.path, "--out", text.path], "is the --text file"),
+                (["--data", data.path, "--out", ""], "--out '': name the file to write"),
+                (["--data", data.path, "--out", dir.appendingPathComponent("new").path + "/"], "name the file to write"),
+                (["--data", data.path, "--text", badText.path, "--out", out], "--text \(badText.path): domain text line 2 ('42') has no word the model can spell"),
                 (["--data", data.path, "--out", out, "--general-share", "0.5"], "only applies with --general"),
                 (["--data", data.path, "--out", out, "--val-fraction", "1.5"], "--val-fraction 1.5: must be in [0, 1)"),
                 (["--data", noAudio.path, "--out", out], "data \(noAudio.path): no manifest.tsv and no audio files"),

@@ -22,6 +22,11 @@ import Glibc
             try Data("broken".utf8).write(to: dir.appendingPathComponent("broken.txt"))
             // 0.1 s is 2 encoder frames at 40 ms; the text needs dozens.
             try writeItem(dir, "short.wav", seconds: 0.1, text: "a very long sentence for so little audio")
+            // Transcripts that exist but are not UTF-8: named as such, not as missing.
+            try writeItem(dir, "latin1.wav", text: nil)
+            try Data([0x7A, 0xE9, 0x72, 0x6F, 0x0A]).write(to: dir.appendingPathComponent("latin1.txt"))
+            try writeItem(dir, "utf16.wav", text: nil)
+            try Data([0xFF, 0xFE, 0x6F, 0x00, 0x6E, 0x00, 0x65, 0x00]).write(to: dir.appendingPathComponent("utf16.txt"))
 
             let (items, missing) = try DataDiscovery.discover(dir.path)
             let (valid, skipped) = validator.validateAll(items)
@@ -34,6 +39,8 @@ import Glibc
             #expect(reasons["digits.wav"] == .unspeakable(characters: "91"))
             #expect(reasons["accent.wav"] == .unspeakable(characters: "é"))
             #expect(reasons["empty.wav"] == .emptyTranscript)
+            #expect(reasons["latin1.wav"] == .unreadableTranscript(file: "latin1.txt", reason: "it is not UTF-8 text (Latin-1?); save it as UTF-8"))
+            #expect(reasons["utf16.wav"] == .unreadableTranscript(file: "utf16.txt", reason: "it is UTF-16 text (Notepad's \"Unicode\"); save it as UTF-8"))
             guard case .unreadableAudio? = reasons["broken.wav"] else { Issue.record("broken.wav: \(String(describing: reasons["broken.wav"]))"); return }
             guard case .tooShort(_, let frames, let needed)? = reasons["short.wav"] else { Issue.record("short.wav: \(String(describing: reasons["short.wav"]))"); return }
             #expect(frames < needed)
@@ -65,11 +72,14 @@ import Glibc
         try withTemporaryDirectory { dir in
             let a = try writeItem(dir, "a.wav", text: nil), b = try writeItem(dir, "b.wav", text: nil)
             let manifest = dir.appendingPathComponent("m.tsv")
-            try "a.wav\tone\n./a.wav\tone again\nb.wav\ttwo\n".write(to: manifest, atomically: true, encoding: .utf8)
+            // ... and through a link to the folder, where the path's spelling differs.
+            try FileManager.default.createSymbolicLink(atPath: dir.appendingPathComponent("link").path, withDestinationPath: dir.path)
+            try "a.wav\tone\n./a.wav\tone again\nb.wav\ttwo\nlink/a.wav\tthree\n".write(to: manifest, atomically: true, encoding: .utf8)
             let (items, skipped) = try DataDiscovery.discover(manifest.path)
             #expect(items.map(\.audio) == [a.standardizedFileURL.path, b.standardizedFileURL.path])
             #expect(items.map(\.text) == ["one", "two"])
-            #expect(skipped == [SkippedItem(path: a.standardizedFileURL.path, reason: .listedAgain(entry: 2))])
+            #expect(skipped == [SkippedItem(path: a.standardizedFileURL.path, reason: .listedAgain(entry: 2)),
+                                SkippedItem(path: dir.appendingPathComponent("link/a.wav").standardizedFileURL.path, reason: .listedAgain(entry: 4))])
             // The split that trapped: every item once, whatever the fraction.
             let parts = ValidationSplit.split(items.map(\.audio), fraction: 0.5, seed: 1, byPrefix: false)
             #expect(parts.train.count + parts.validation.count == 2)

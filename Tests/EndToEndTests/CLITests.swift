@@ -427,6 +427,12 @@ import TestSupport
             let few = try f.run(["model", "calibrate", "--data", try manifest("few.tsv", Array(padded.prefix(5))).path, "--out", refusedOut.path, f.model.path])
             #expect(few.status == 1 && few.stderr.contains("5 recordings; at least 20 are needed"), "\(few.stderr)")
             #expect(!few.stderr.contains("calibrating"), "refused before any recognition: \(few.stderr)")
+            // So are an output folder that does not exist and a folder given as the manifest.
+            let nowhere = f.dir.appendingPathComponent("no/such/cal.safetensors").path
+            let lost = try f.run(["model", "calibrate", "--data", try manifest("padded2.tsv", padded).path, "--out", nowhere, f.model.path])
+            #expect(lost.status == 1 && lost.stderrLines == ["earshot: --out \(nowhere): the folder \(f.dir.appendingPathComponent("no/such").path) does not exist"], "\(lost.stderr)")
+            let folder = try f.run(["model", "calibrate", "--data", f.dir.path, "--out", refusedOut.path, f.model.path])
+            #expect(folder.status == 1 && folder.stderr.contains("is a folder; give a manifest file"), "\(folder.stderr)")
         }
     }
 
