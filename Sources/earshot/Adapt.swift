@@ -186,6 +186,11 @@ struct Adapt: ParsableCommand {
         let options = options()
         do { try options.validate() } catch { throw CLIError(error.description) }
         let basePath = try resolvedBase()
+        // Before a rehearsal set is synthesised or anything cached.
+        guard FileManager.default.fileExists(atPath: basePath) else { throw CLIError("--base \(basePath): no such file") }
+        if let data = self.data, let val, sameFile(expandTilde(data), expandTilde(val)) {
+            throw CLIError("--val \(val) is --data: validation must be other recordings; leave out --val to hold out a share of --data (--val-fraction)")
+        }
         let outPath = expandTilde(out)
         // Checked now, not after minutes of training: the model is written beside it (temporary, rename).
         try checkOutputFile("--out", outPath)

@@ -42,6 +42,7 @@ import TestSupport
                 (["--data", data.path, "--out", link + "/m.safetensors"], "is the base model"),
                 (["--text", text.path, "--out", text.path], "is the --text file"),
                 (["--data", data.path, "--out", ""], "--out '': name the file to write"),
+                (["--data", data.path, "--val", data.path, "--out", out], "--val \(data.path) is --data"),
                 (["--data", data.path, "--out", dir.appendingPathComponent("new").path + "/"], "name the file to write"),
                 (["--data", data.path, "--text", badText.path, "--out", out], "--text \(badText.path): domain text line 2 ('42') has no word the model can spell"),
                 (["--data", data.path, "--out", out, "--general-share", "0.5"], "only applies with --general"),
@@ -55,6 +56,10 @@ import TestSupport
                 #expect(r.stderr.contains(message), "\(arguments): \(r.stderr)")
                 #expect(r.stderr.split(separator: "\n").count == 1, "\(arguments): \(r.stderr)")
             }
+            // A mistyped base is named before a rehearsal set is synthesised into the cache.
+            let typo = dir.appendingPathComponent("typo.safetensors").path
+            let mistyped = try adapt(["--base", typo, "--cache", cache.path, "--data", data.path, "--rehearse", "--out", out])
+            #expect(mistyped.status == 1 && mistyped.stderrLines == ["earshot: --base \(typo): no such file"], "\(mistyped.stderr)")
             #expect(!FileManager.default.fileExists(atPath: out))
             // A refused run leaves nothing behind, not even an empty cache folder.
             #expect(!FileManager.default.fileExists(atPath: cache.path))
