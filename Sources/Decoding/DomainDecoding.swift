@@ -163,7 +163,9 @@ public struct DomainDecoding: Sendable, Equatable, Codable {
     ///
     /// Hotwords (weight `defaultHotwordWeight`, at most `maximumHotwords`):
     /// - every run of two or more consecutive capitalised words in a line ("Ada Lovelace"), as a phrase
-    ///   (a name the LM alone might split or misspell), in order of first appearance;
+    ///   (a name the LM alone might split or misspell), in order of first appearance. A run of three or
+    ///   more that starts the line loses its first word, the sentence's capital ("Call Ada Lovelace" gives
+    ///   "ada lovelace"), unless that word is capitalised inside a line somewhere in the text;
     /// - with `generalLM`: every domain word of at least `minimumHotwordLength` characters that the
     ///   general LM lacks or gives a unigram log10 probability below `rareWordLog10Threshold`, rarest
     ///   first. Without a general LM no single word is picked (rare and common cannot be told apart).
@@ -176,7 +178,9 @@ public struct DomainDecoding: Sendable, Equatable, Codable {
         var sentences: [String] = []
         var words = Set<String>()
         var skipped = Set<String>()
-        var names: [String] = []
+        // Runs of capitalised words, and whether each starts its line; words capitalised inside a line.
+        var runs: [(words: [String], startsLine: Bool)] = []
+        var capitalisedInside = Set<String>()
         var lineNumber = 0
         for rawLine in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }) {
             lineNumber += 1
@@ -184,16 +188,21 @@ public struct DomainDecoding: Sendable, Equatable, Codable {
             if cased.isEmpty { continue }
             var sentence: [String] = []
             var run: [String] = []
+            var runStart = 0
             func endRun() {
-                if run.count >= 2 { names.append(run.joined(separator: " ")) }
+                if run.count >= 2 { runs.append((run, runStart == 0)) }
                 run.removeAll()
             }
-            for word in cased {
+            for (position, word) in cased.enumerated() {
                 let lower = word.lowercased()
                 if speakable.canSpell(lower) {
                     sentence.append(lower)
                     words.insert(lower)
-                    if word.first?.isUppercase == true { run.append(lower) } else { endRun() }
+                    if word.first?.isUppercase == true {
+                        if run.isEmpty { runStart = position }
+                        run.append(lower)
+                        if position > 0 { capitalisedInside.insert(lower) }
+                    } else { endRun() }
                 } else {
                     sentence.append(NGramLanguageModel.unknown)
                     skipped.insert(lower)
@@ -211,6 +220,9 @@ public struct DomainDecoding: Sendable, Equatable, Codable {
         let lm = NGramLanguageModel.train(sentences: sentences, order: order)
         var hotwords: [Hotword] = []
         var seen = Set<String>()
+        let names = runs.map { run in
+            run.startsLine && run.words.count >= 3 && !capitalisedInside.contains(run.words[0]) ? run.words.dropFirst() : run.words[...]
+        }.map { $0.joined(separator: " ") }
         for name in names where seen.insert(name).inserted {
             hotwords.append(Hotword(name, weight: defaultHotwordWeight))
         }

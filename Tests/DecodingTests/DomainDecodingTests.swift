@@ -115,6 +115,11 @@ print(json.dumps([math.log(p(w if w in vocab else "<unk>", h)) for w, h in queri
         let alone = try DomainDecoding.build(text: Self.text, vocabulary: .earshot)
         #expect(alone.hotwords.map(\.phrase) == ["ada lovelace", "analytical engine"])
         #expect(alone.hotwords.allSatisfy { $0.weight == DomainDecoding.defaultHotwordWeight })
+        // A sentence's capital is not part of the name after it, unless the word is capitalised inside
+        // a line too; a two-word name starting its line keeps both words.
+        let sentences = try DomainDecoding.build(text: "Call Ada Lovelace\nEmail Grace Hopper tomorrow\nI met Alan Turing\n"
+                                                    + "John Ronald Tolkien wrote\nask John Smith\nGrace Hopper called", vocabulary: .earshot)
+        #expect(sentences.hotwords.map(\.phrase) == ["ada lovelace", "grace hopper", "alan turing", "john ronald tolkien", "john smith"])
         // With one, domain words it lacks (or gives log10 p < -6) join them, rarest first, ties
         // alphabetical; words it knows well do not: seen once in 555 tokens is log10 p = -2.5.
         let general = NGramLanguageModel.train(
