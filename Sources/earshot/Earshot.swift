@@ -30,6 +30,11 @@ struct Earshot: ParsableCommand {
         do {
             var command = try parseAsRoot()
             try command.run()
+            // Every command's product that went to stdout and was lost (a full disk, a closed pipe
+            // reader) makes the run a failure, so scripts do not take an empty result for a good one.
+            if let failure = standardOutputFailure.current {
+                throw CLIError("cannot write to standard output: \(failure)")
+            }
         } catch let error as CLIError {
             // Not the deprecated write, which traps if stderr is gone (a closed terminal or pipe).
             try? FileHandle.standardError.write(contentsOf: Data("earshot: \(error.description)\n".utf8))

@@ -134,7 +134,7 @@ struct Transcribe: ParsableCommand {
             var failure: String?
             var warning: String?
             var spooled: URL?
-            defer { if let spooled { unlink(spooled.path) } }
+            defer { if let spooled { close(Int32(spooled.lastPathComponent)!) } }
             do {
                 spooled = try Self.spooledStream(path)
                 let audio: DecodedAudio
@@ -167,9 +167,6 @@ struct Transcribe: ParsableCommand {
             progress?.advance(path)
         }
         progress?.finish()
-        if let failure = standardOutputFailure.current {
-            throw CLIError("cannot write the transcripts to standard output: \(failure)")
-        }
         if printer.failures > 0 {
             // One file's failure is its own line; a tally only helps among several.
             if files.count > 1 { writeErrRaw("earshot: \(printer.failures) of \(files.count) files failed\n") }
@@ -198,8 +195,10 @@ struct Transcribe: ParsableCommand {
     }
 
     /// Standard input ('-') or a pipe or socket, copied to its end into a temporary file (libsndfile seeks,
-    /// which a pipe cannot); nil for a path that is neither (a regular file, or whatever AudioFile will
-    /// refuse by name). A FIFO without a writer waits for one, as `cat` would.
+    /// which a pipe cannot), returned as /proc/self/fd/N of the open, already unlinked copy: the space
+    /// goes back however the process ends (Ctrl-C included), and the caller closes N. Nil for a path that
+    /// is neither (a regular file, or whatever AudioFile will refuse by name). A FIFO without a writer
+    /// waits for one, as `cat` would.
     static func spooledStream(_ path: String) throws -> URL? {
         let input: Int32
         if path == "-" {
@@ -214,31 +213,30 @@ struct Transcribe: ParsableCommand {
         var template = Array((FileManager.default.temporaryDirectory.path + "/earshot-stream-XXXXXX").utf8CString)
         let output = mkstemp(&template)
         guard output >= 0 else { throw CLIError("cannot make a temporary file for '\(path)' in \(FileManager.default.temporaryDirectory.path): \(String(cString: strerror(errno)))") }
-        let url = URL(fileURLWithPath: String(cString: template))
-        defer { close(output) }
+        // Unlinked at once: nothing is left in the temporary folder if the run is interrupted.
+        unlink(String(cString: template))
+        var keep = false
+        defer { if !keep { close(output) } }
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
         while true {
             let n = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
             if n == 0 { break }
             if n < 0 {
                 if errno == EINTR { continue }
-                let why = String(cString: strerror(errno))
-                unlink(url.path)
-                throw CLIError("cannot read '\(path)': \(why)")
+                throw CLIError("cannot read '\(path)': \(String(cString: strerror(errno)))")
             }
             var written = 0
             while written < n {
                 let w = buffer.withUnsafeBytes { write(output, $0.baseAddress! + written, n - written) }
                 if w < 0 && errno == EINTR { continue }
                 guard w > 0 else {
-                    let why = String(cString: strerror(errno))
-                    unlink(url.path)
-                    throw CLIError("cannot copy '\(path)' to \(url.path) (libsndfile needs a file it can seek in): \(why)")
+                    throw CLIError("cannot copy '\(path)' to a temporary file in \(FileManager.default.temporaryDirectory.path) (libsndfile needs a file it can seek in): \(String(cString: strerror(errno)))")
                 }
                 written += w
             }
         }
-        return url
+        keep = true
+        return URL(fileURLWithPath: "/proc/self/fd/\(output)")
     }
 
     /// AudioFile's message, with the likely cause when a name that is not UTF-8 was mangled on the way in
