@@ -97,7 +97,9 @@ final class SessionRunner: @unchecked Sendable {
         // In slices of a quarter second, so a long frame (a 1 MiB frame at 1000 Hz is 9 minutes of
         // audio) is cut short by a disconnect or a shutdown's deadline instead of running to its end.
         let slice = max(1, outputRate / 4)
-        var done = 0
+        // A live frame (10-100 ms) is one slice: no copy on the common path.
+        if samples.count <= slice { step.events = session.accept(samples) }
+        var done = samples.count <= slice ? samples.count : 0
         while done < samples.count {
             if done > 0 && skips(id) {
                 step.skipped = true

@@ -36,8 +36,7 @@ struct Earshot: ParsableCommand {
                 throw CLIError("cannot write to standard output: \(failure)")
             }
         } catch let error as CLIError {
-            // Not the deprecated write, which traps if stderr is gone (a closed terminal or pipe).
-            try? FileHandle.standardError.write(contentsOf: Data("earshot: \(error.description)\n".utf8))
+            writeErr(error.description)
             Foundation.exit(1)
         } catch {
             exit(withError: error)
