@@ -49,6 +49,10 @@ final class ConnectionHandler: ChannelInboundHandler {
     /// The client has shut down its sending side (`printf ... | socat`, a pipe): the connection closes
     /// once the `stop`s it sent are answered.
     private var inputClosed = false
+    /// When bytes last arrived while a message was unfinished, and the timer that closes the connection
+    /// once none has come for `frameStallSeconds` (armed only while the decoder holds part of a message).
+    private var lastInput = NIODeadline.now()
+    private var stallTimer: Scheduled<Void>?
 
     init(server: EarshotServer) {
         self.server = server
@@ -72,8 +76,16 @@ final class ConnectionHandler: ChannelInboundHandler {
     func channelActive(context: ChannelHandlerContext) {
         let ref = ConnectionRef(id: id, eventLoop: context.eventLoop,
                                 handler: NIOLoopBound(self, eventLoop: context.eventLoop))
-        guard server.register(ref) else {
+        switch server.register(ref) {
+        case .admitted:
+            break
+        case .shuttingDown:
             sendFinal(.error(code: .shuttingDown, message: "the server is shutting down"))
+            return
+        case .full:
+            server.logger.warning("refusing a client: the server already has its maximum of clients",
+                                  metadata: ["max_clients": "\(server.configuration.maxClients)"])
+            sendFinal(.error(code: .tooManyClients, message: "the server already has \(server.configuration.maxClients) clients, its maximum (max_clients); try again when one has left"))
             return
         }
         registered = true
@@ -88,6 +100,8 @@ final class ConnectionHandler: ChannelInboundHandler {
         registered = false
         dropSession(closingRunner: true)
         outbound.removeAll()
+        stallTimer?.cancel()
+        stallTimer = nil
         shutdownPromise?.succeed(())
         shutdownPromise = nil
         context.fireChannelInactive()
@@ -156,7 +170,45 @@ final class ConnectionHandler: ChannelInboundHandler {
             handle(frame)
         }
         dispatchPendingAudio()
+        if !closing && decoder.bufferedCount > 0 {
+            lastInput = .now()
+            armStallTimer()
+        }
         flushIfNeeded()
+    }
+
+    /// Closes the connection with `frame_timeout` once a message has been left unfinished with no byte
+    /// arriving for `frameStallSeconds`; one timer per connection, re-armed when it finds later input.
+    private func armStallTimer() {
+        guard stallTimer == nil, let context else { return }
+        let limit = TimeAmount.nanoseconds(Int64(server.configuration.frameStallSeconds * 1e9))
+        let me = NIOLoopBound(self, eventLoop: context.eventLoop)
+        stallTimer = context.eventLoop.scheduleTask(deadline: lastInput + limit) { me.value.stallTimerFired() }
+    }
+
+    private func stallTimerFired() {
+        stallTimer = nil
+        guard !closing, !inputClosed, decoder.bufferedCount > 0 else { return }
+        // While reading is paused the missing bytes may be waiting in the socket: the server's delay,
+        // not the client's.
+        if readingPaused { lastInput = .now() }
+        let limit = server.configuration.frameStallSeconds
+        if NIODeadline.now() < lastInput + .nanoseconds(Int64(limit * 1e9)) {
+            armStallTimer()
+            return
+        }
+        let what: String
+        if let cut = decoder.unfinishedAudio {
+            what = "an audio frame, \(cut.received) of its \(cut.declared) bytes received"
+        } else {
+            what = "a JSON line without its newline, \(decoder.bufferedCount) bytes received"
+        }
+        server.logger.info("closing a client that stalled inside a message", metadata: ["connection": "\(id)"])
+        sendFinal(.error(code: .frameTimeout, message: "no byte came for \(Self.seconds(limit)) in the middle of a message (\(what)); closing the connection"))
+    }
+
+    private static func seconds(_ s: Double) -> String {
+        s == s.rounded() && s < 1e9 ? "\(Int(s)) s" : "\((s * 1000).rounded() / 1000) s"
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -231,7 +283,7 @@ final class ConnectionHandler: ChannelInboundHandler {
     }
 
     private func audio(_ payload: [UInt8]) {
-        guard let session, let runner else {
+        guard let session, runner != nil else {
             send(.error(code: .noSession, message: "audio frame without a session: send start first"))
             return
         }
@@ -357,6 +409,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         backlogBytes -= consumed
         if readingPaused && backlogBytes <= server.configuration.sessionBacklogBytes / 2 {
             readingPaused = false
+            lastInput = .now()
             context?.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
             context?.read()
         }

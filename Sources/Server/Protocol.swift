@@ -89,13 +89,19 @@ public enum ErrorCode: String, Sendable, Equatable, CaseIterable {
     case reloadFailed = "reload_failed"
     /// The server is shutting down. Closes after in-flight sessions are flushed.
     case shuttingDown = "shutting_down"
+    /// The server already serves its maximum number of clients. Closes (instead of `hello`).
+    case tooManyClients = "too_many_clients"
+    /// A message was left unfinished (a line without its newline, an audio frame short of its length)
+    /// with no byte arriving for the stall limit. Closes.
+    case frameTimeout = "frame_timeout"
     /// A bug or resource failure inside the server.
     case internalError = "internal"
 
     /// Whether the server closes the connection after sending this error.
     public var closesConnection: Bool {
         switch self {
-        case .lineTooLong, .frameTooLarge, .badFraming, .clientTooSlow, .shuttingDown: return true
+        case .lineTooLong, .frameTooLarge, .badFraming, .clientTooSlow, .shuttingDown, .tooManyClients, .frameTimeout:
+            return true
         default: return false
         }
     }

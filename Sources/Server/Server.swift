@@ -38,6 +38,15 @@ public struct ServerConfiguration: Sendable {
     /// its bounded `OutboundQueue` instead.
     public var writeBufferLow = 32 * 1024
     public var writeBufferHigh = 64 * 1024
+    /// Connections served at once; one more gets `too_many_clients` instead of `hello`. Each may hold
+    /// an unfinished frame (up to `maxFrameBytes`) and a session backlog, so this bounds the memory
+    /// local clients can make the daemon hold.
+    public var maxClients = 64
+    /// How long an unfinished message (a frame header and part of its payload, a line without its
+    /// newline) may wait for its next byte before the connection is closed with `frame_timeout`: a
+    /// client that stalls mid-frame would otherwise hold up to a frame's bytes for ever. Time while
+    /// the server itself has paused reading (the session backlog) does not count.
+    public var frameStallSeconds = 30.0
 
     public init() {}
 }
@@ -390,11 +399,14 @@ public final class EarshotServer: Sendable {
 
     // MARK: bookkeeping for connections
 
-    func register(_ ref: ConnectionRef) -> Bool {
+    enum Admission { case admitted, shuttingDown, full }
+
+    func register(_ ref: ConnectionRef) -> Admission {
         state.withLock { s in
-            guard !s.shuttingDown else { return false }
+            guard !s.shuttingDown else { return .shuttingDown }
+            guard s.connections.count < configuration.maxClients else { return .full }
             s.connections[ref.id] = ref
-            return true
+            return .admitted
         }
     }
 

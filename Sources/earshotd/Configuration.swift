@@ -15,6 +15,8 @@ struct DaemonConfiguration: Equatable {
     /// Permissions given to a socket file the daemon binds (octal in the file and on the command line).
     var socketMode: UInt32 = 0o660
     var socketGroup: String?
+    /// Clients served at once (ServerConfiguration.maxClients).
+    var maxClients = 64
     var model = "/usr/share/earshot/models/earshot-base-en.safetensors"
     /// Served at start-up when `model` is missing or unusable (e.g. an adapted model not written yet).
     var fallbackModel: String?
@@ -60,6 +62,7 @@ struct DaemonConfiguration: Equatable {
         if socket.isEmpty { throw bad("socket", "is empty") }
         if socket.utf8.count > 107 { throw bad("socket", "is longer than a Unix socket path may be (107 bytes)") }
         if socketMode > 0o777 { throw bad("socket_mode", "must be an octal permission like 0660") }
+        if !(1...10_000).contains(maxClients) { throw bad("max_clients", "must be 1 to 10000") }
         if model.isEmpty { throw bad("model", "is empty") }
         if capture.device.isEmpty { throw bad("capture.device", "is empty") }
         if !(1000...384_000).contains(capture.sampleRate) { throw bad("capture.sample_rate", "must be 1000 to 384000 Hz") }
@@ -133,6 +136,7 @@ struct DaemonConfiguration: Equatable {
         ]
         if let socketGroup { lines.append("socket_group = \(q(socketGroup))") }
         lines += [
+            "max_clients = \(maxClients)",
             "model = \(q(model))",
         ]
         if let fallbackModel { lines.append("fallback_model = \(q(fallbackModel))") }
@@ -289,6 +293,7 @@ private struct TableReader {
             }
         }
         if let v = try string("socket_group") { c.socketGroup = v.isEmpty ? nil : v }
+        if let v = try int("max_clients") { c.maxClients = v }
         if let v = try string("model") { c.model = v }
         if let v = try string("fallback_model") { c.fallbackModel = v.isEmpty ? nil : v }
         if let v = try string("log_level") {

@@ -121,6 +121,7 @@ final class Daemon: @unchecked Sendable {
         var serverConfig = ServerConfiguration()
         serverConfig.socketMode = config.socketMode
         serverConfig.socketGroup = config.socketGroup
+        serverConfig.maxClients = config.maxClients
         let hooks = ServerHooks(
             status: { [unowned self] in self.daemonStatus() },
             reload: { [unowned self] path in try self.reload(path: path) })

@@ -48,6 +48,9 @@ struct EarshotD: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Group given to the socket file. [socket_group]", valueName: "name"))
     var socketGroup: String?
 
+    @Option(help: ArgumentHelp("Clients served at once; one more is refused with too_many_clients. [max_clients]", valueName: "n"))
+    var maxClients: Int?
+
     @Option(help: ArgumentHelp("Model file (.safetensors). [model]", valueName: "path"))
     var model: String?
 
@@ -150,6 +153,7 @@ struct EarshotD: AsyncParsableCommand {
             c.socketMode = mode
         }
         if let socketGroup { c.socketGroup = socketGroup.isEmpty ? nil : socketGroup }
+        if let maxClients { c.maxClients = maxClients }
         if let model { c.model = model }
         if let fallbackModel { c.fallbackModel = fallbackModel.isEmpty ? nil : fallbackModel }
         if let logLevel {

@@ -617,6 +617,7 @@ struct DaemonTests {
             model = "/m.safetensors"
             fallback_model = "/my \\"base\\" \\\\ models\\tü/base.safetensors"
             socket_mode = 0o640
+            max_clients = 8
             [capture]
             device = "hw:1,0"
             [endpoint]
@@ -629,7 +630,7 @@ struct DaemonTests {
         let merged = try Child(earshotd, ["--config", file, "--device", "plughw:2", "--closed-vocabulary", "--print-config"], scratch: scratch)
         #expect(merged.wait(timeout: 20) == 0, "\(merged.stderr)")
         let text = merged.stdout
-        for line in ["model = \"/m.safetensors\"", #"fallback_model = "/my \"base\" \\ models\tü/base.safetensors""#, "socket_mode = \"0640\"", "device = \"plughw:2\"",
+        for line in ["model = \"/m.safetensors\"", #"fallback_model = "/my \"base\" \\ models\tü/base.safetensors""#, "socket_mode = \"0640\"", "max_clients = 8", "device = \"plughw:2\"",
                      "trailing_silence = 0.9", "hotwords = [\"earshot:4\"]", "enabled = true", "general_lm = false",
                      "closed_vocabulary = true"] {
             #expect(text.contains(line + "\n"), "missing \(line) in \(text)")
@@ -673,7 +674,7 @@ struct DaemonTests {
         // refused by name, not a crash or a socket nobody can open.
         for (flag, key) in [("--capture-ring-seconds=inf", "capture.ring_seconds"), ("--capture-retry-max=1e20", "capture.retry_max_seconds"),
                             ("--capture-duration=inf", "capture.duration"), ("--capture-buffer-ms=5000000", "capture.buffer_ms"),
-                            ("--max-utterance=1e20", "endpoint.max_utterance")] {
+                            ("--max-utterance=1e20", "endpoint.max_utterance"), ("--max-clients=0", "max_clients")] {
             let huge = try Child(earshotd, ["--config", again, flag, "--print-config"], scratch: scratch)
             #expect(huge.wait(timeout: 20) == 1, "\(flag): \(huge.stdout)")
             #expect(huge.stderr.contains(key), "\(flag): \(huge.stderr)")
