@@ -146,10 +146,12 @@ public enum ErrorRate {
 
     /// Character errors over the normalised texts. Spaces are left out by default, as `sclite -c`
     /// does (so a missed word boundary costs nothing); `includeSpaces` aligns them as characters too.
+    /// A character is a Unicode code point, as `sclite -c -e utf-8` counts: "é" written as e and a
+    /// combining accent is two, and a hypothesis missing the accent has one deletion.
     public static func characters(reference: String, hypothesis: String, normalizer: TextNormalizer = TextNormalizer(),
                                   includeSpaces: Bool = false) -> ErrorCounts {
         func chars(_ s: String) -> [String] {
-            normalizer.normalize(s).compactMap { (includeSpaces || $0 != " ") ? String($0) : nil }
+            normalizer.normalize(s).unicodeScalars.compactMap { (includeSpaces || $0 != " ") ? String($0) : nil }
         }
         return counts(align(reference: chars(reference), hypothesis: chars(hypothesis)))
     }

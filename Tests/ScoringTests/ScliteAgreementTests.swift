@@ -40,7 +40,7 @@ import TestSupport
     }
 
     /// Runs sclite with `rsum` (counts), `sum` (percentages) and `pralign` (per-utterance scores).
-    static func runSclite(_ sclite: String, refs: [String], hyps: [String], characters: Bool) throws -> ScliteResult {
+    static func runSclite(_ sclite: String, refs: [String], hyps: [String], characters: Bool, utf8: Bool = false) throws -> ScliteResult {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("earshot-sclite-\(UUID())")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -48,7 +48,7 @@ import TestSupport
         try SCLiteExport.write(references: refs, hypotheses: hyps, referenceURL: ref, hypothesisURL: hyp)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: sclite)
-        p.arguments = ["-r", ref.path, "trn", "-h", hyp.path, "trn", "-i", "spu_id"] + (characters ? ["-c"] : [])
+        p.arguments = ["-r", ref.path, "trn", "-h", hyp.path, "trn", "-i", "spu_id"] + (characters ? ["-c"] : []) + (utf8 ? ["-e", "utf-8"] : [])
             + ["-o", "sum", "rsum", "pralign", "stdout"]
         let pipe = Pipe()
         p.standardOutput = pipe
@@ -105,4 +105,26 @@ import TestSupport
     @Test func corpusWordErrorCountsEqualSclites() throws { try compare(characters: false) }
 
     @Test func corpusCharacterErrorCountsEqualScliteDashC() throws { try compare(characters: true) }
+
+    /// Beyond a-z: accented letters, precomposed and decomposed, and other scripts count code points.
+    @Test func nonASCIICharacterErrorsCountCodePointsAsScliteDashCDashEUTF8() throws {
+        let sclite = try sclitePath()
+        let pairs: [(reference: String, hypothesis: String)] = [
+            ("Café naïve", "cafe naive"),
+            ("cafe\u{301} x", "cafe x"),
+            ("Straße über", "strasse uber"),
+            ("日本語 テスト", "日本 テキスト"),
+            ("ça va", "ça va"),
+        ]
+        let truth = try Self.runSclite(sclite, refs: pairs.map(\.reference), hyps: pairs.map(\.hypothesis), characters: true, utf8: true)
+        var ours = ErrorCounts()
+        for (i, p) in pairs.enumerated() {
+            let c = ErrorRate.characters(reference: p.reference, hypothesis: p.hypothesis)
+            ours += c
+            #expect(truth.perUtterance[SCLiteExport.utteranceID(i)] == c, "utterance \(i): '\(p.reference)' vs '\(p.hypothesis)'")
+        }
+        #expect(ours == truth.total)
+        // The decomposed é is two code points, the second deleted.
+        #expect(ErrorRate.characters(reference: "cafe\u{301}", hypothesis: "cafe") == ErrorCounts(hits: 4, deletions: 1))
+    }
 }
