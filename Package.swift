@@ -23,6 +23,7 @@ let package = Package(
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CALSA", pkgConfig: "alsa", providers: [.apt(["libasound2-dev"])]),
         .systemLibrary(name: "CSampleRate", pkgConfig: "samplerate", providers: [.apt(["libsamplerate0-dev"])]),
+        .systemLibrary(name: "CStdio", path: "Sources/CStdio"),
 
         .target(name: "Tensors", dependencies: []),
         .target(name: "Audio", dependencies: ["CSndFile", "CSampleRate", "CALSA"]),
@@ -53,7 +54,7 @@ let package = Package(
         ]),
         .executableTarget(name: "earshot", dependencies: [
             "Tensors", "Audio", "Features", "Model", "Decoding", "Scoring", "Recognizer", "Training", "Server",
-            "Adaptation",
+            "Adaptation", "CStdio",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "TOMLKit", package: "TOMLKit"),
         ]),

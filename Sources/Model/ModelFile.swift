@@ -136,7 +136,7 @@ public struct ModelFile: Sendable {
 
     /// Reads and fully validates a model file.
     public static func load(path: String) throws(ModelError) -> ModelFile {
-        let bytes = try readFile(path)
+        let bytes = try readSafeTensorsFile(path)
         var model = try decode(bytes, file: path)
         model.sha256 = SHA256.hex(bytes)
         return model

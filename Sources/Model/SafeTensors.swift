@@ -24,7 +24,7 @@ public struct SafeTensors: Sendable, Equatable {
 
     /// Reads and validates the file at `path`.
     public static func read(path: String) throws(ModelError) -> SafeTensors {
-        try decode(try readFile(path), file: path)
+        try decode(try readSafeTensorsFile(path), file: path)
     }
 
     /// Parses safetensors bytes; `file` names the source in errors.

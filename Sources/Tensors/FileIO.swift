@@ -50,6 +50,29 @@ public func readRegularFile(_ path: String, maxBytes: Int = 4 << 30) throws(File
     return bytes
 }
 
+/// The first `count` bytes of a regular file (fewer if it is shorter), to check a format's header before
+/// reading the whole file: a recording given where a model belongs is refused without reading it all.
+public func readRegularFilePrefix(_ path: String, count: Int) throws(FileIOError) -> [UInt8] {
+    let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+    guard fd >= 0 else { throw FileIOError(errnoText()) }
+    defer { close(fd) }
+    var st = stat()
+    guard fstat(fd, &st) == 0 else { throw FileIOError(errnoText()) }
+    guard (st.st_mode & S_IFMT) == S_IFREG else { throw FileIOError("not a regular file") }
+    var bytes = [UInt8](repeating: 0, count: count)
+    var done = 0
+    while done < count {
+        let r = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + done, count - done) }
+        if r < 0 {
+            if errno == EINTR { continue }
+            throw FileIOError(errnoText())
+        }
+        if r == 0 { break }
+        done += r
+    }
+    return Array(bytes[..<done])
+}
+
 /// The temporary files that `writeFileAtomically` calls killed mid-write left in `folder`
 /// (".NAME.tmp-PID-N"), with the PID of the process that wrote each.
 public func atomicWriteTemporaries(in folder: String) -> [(path: String, writer: pid_t)] {

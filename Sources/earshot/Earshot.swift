@@ -1,4 +1,5 @@
 import ArgumentParser
+import CStdio
 import Foundation
 
 @main
@@ -32,6 +33,11 @@ struct Earshot: ParsableCommand {
             try command.run()
             // Every command's product that went to stdout and was lost (a full disk, a closed pipe
             // reader) makes the run a failure, so scripts do not take an empty result for a good one.
+            // What `print` wrote (eval, model info, bench) sits in C's buffer until this flush.
+            if earshot_stdout_failed() != 0 {
+                let code = errno
+                standardOutputFailure.withLock { $0 = $0 ?? String(cString: strerror(code)) }
+            }
             if let failure = standardOutputFailure.current {
                 throw CLIError("cannot write to standard output: \(failure)")
             }

@@ -164,6 +164,10 @@ extension CLITests {
             let full = try sh(#""$1" transcribe --model "$2" "$3" > /dev/full"#)
             #expect(full.status == 1, "\(full.stderr)")
             #expect(full.stderrLines == ["earshot: cannot write to standard output: No space left on device"], "\(full.stderr)")
+            // Commands that print (through C's buffered stdout) fail the same way.
+            let info = try sh(#""$1" model info "$2" > /dev/full"#)
+            #expect(info.status == 1, "\(info.stderr)")
+            #expect(info.stderrLines == ["earshot: cannot write to standard output: No space left on device"], "\(info.stderr)")
 
             // A folder it may not write (a read-only bind would do for root; mode 555 stops others).
             if geteuid() != 0 {

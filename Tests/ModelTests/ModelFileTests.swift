@@ -106,6 +106,30 @@ private func writeRaw(_ model: ModelFile, to path: String, edit: (inout [String:
         return e
     }
 
+    /// A recording or a text file given where a model belongs is refused from its first bytes: a 5 GiB
+    /// (sparse) WAV is not read, and not refused for its size, but as not being a safetensors file.
+    @Test func aFileThatIsNotSafetensorsIsRefusedFromItsFirstBytes() throws {
+        let dir = try TempDir(); defer { dir.cleanup() }
+        let wav = dir.file("talk.wav")
+        try Data("RIFF\u{24}\u{0}\u{0}\u{0}WAVEfmt ".utf8).write(to: URL(fileURLWithPath: wav))
+        #expect(truncate(wav, 5 << 30) == 0)
+        do {
+            _ = try ModelFile.load(path: wav)
+            Issue.record("a WAV loaded as a model")
+        } catch {
+            guard case .malformedHeader(let file, let reason) = error else { Issue.record("got \(error)"); return }
+            #expect(file == wav && reason.contains("is this a safetensors file?"), "\(reason)")
+        }
+        let text = dir.file("notes.txt")
+        try Data("hello there, this is not a model\n".utf8).write(to: URL(fileURLWithPath: text))
+        do {
+            _ = try ModelFile.load(path: text)
+            Issue.record("a text file loaded as a model")
+        } catch {
+            guard case .malformedHeader = error else { Issue.record("got \(error)"); return }
+        }
+    }
+
     @Test func decodingEntryMustBeAJSONObjectWithinTheSizeLimit() throws {
         for (name, value, reason) in [("array.earshot", "[1,2]", "not a JSON object"), ("text.earshot", "lm_weight=1", "not a JSON object")] {
             let e = try loadError(name) { $0["decoding"] = value }
