@@ -83,8 +83,7 @@ final class ConnectionHandler: ChannelInboundHandler {
             sendFinal(.error(code: .shuttingDown, message: "the server is shutting down"))
             return
         case .full:
-            server.logger.warning("refusing a client: the server already has its maximum of clients",
-                                  metadata: ["max_clients": "\(server.configuration.maxClients)"])
+            server.countRefusedClient()
             sendFinal(.error(code: .tooManyClients, message: "the server already has \(server.configuration.maxClients) clients, its maximum (max_clients); try again when one has left"))
             return
         }

@@ -454,6 +454,24 @@ public final class EarshotServer: Sendable {
     var statistics: ServerStats { state.withLock { $0.stats } }
     func countSlowDisconnect() { state.withLock { $0.stats.slowClientsDisconnected += 1 } }
 
+    /// Counts a connection refused for `maxClients` and logs it, at most once every ten seconds (a client
+    /// that retries in a loop must not flood the journal), with the number refused since the last line.
+    func countRefusedClient() {
+        let now = DispatchTime.now()
+        let unlogged: Int? = state.withLock { s in
+            s.stats.clientsRefused += 1
+            s.stats.clientsRefusedUnlogged += 1
+            if let last = s.stats.lastRefusalLogged, now.uptimeNanoseconds - last.uptimeNanoseconds < 10_000_000_000 { return nil }
+            s.stats.lastRefusalLogged = now
+            defer { s.stats.clientsRefusedUnlogged = 0 }
+            return s.stats.clientsRefusedUnlogged
+        }
+        if let unlogged {
+            logger.warning("refusing clients: the server already serves its maximum (max_clients)",
+                           metadata: ["max_clients": "\(configuration.maxClients)", "refused": "\(unlogged)"])
+        }
+    }
+
     func hello() -> Hello {
         let engine = self.engine
         var capabilities = ["subscribe", "session", "status", "ping"]
@@ -492,6 +510,10 @@ struct ServerStats {
     var framesProcessed = 0
     var framesSkipped = 0
     var bytesSkipped = 0
+    /// Connections refused for `maxClients`, and how many of them the log has not mentioned yet.
+    var clientsRefused = 0
+    var clientsRefusedUnlogged = 0
+    var lastRefusalLogged: DispatchTime?
 }
 
 /// The server's shared mutable state, behind `EarshotServer.state`'s lock.

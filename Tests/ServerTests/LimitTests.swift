@@ -19,6 +19,7 @@ import Testing
         #expect(errorCode(reply.message) == .tooManyClients)
         #expect(try refused.receive(timeout: 5) == nil)  // closed after the error, no hello
         #expect(server.status().clients == 2)
+        #expect(server.statistics.clientsRefused == 1)
 
         // Those admitted are served as before.
         try second.send(.ping)
