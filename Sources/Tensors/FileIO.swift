@@ -17,19 +17,24 @@ public struct FileIOError: Error, Equatable, CustomStringConvertible {
 
 private func errnoText() -> String { String(cString: strerror(errno)) }
 
-/// Reads a whole regular file with POSIX calls (models and language models are tens of megabytes, so
-/// one buffer is fine).
+/// Opens `path` for reading if it is a regular file: its descriptor (the caller closes it) and size.
 ///
 /// Opened with O_NONBLOCK so that a FIFO (which would otherwise wait for a writer, possibly forever)
 /// reaches the regular-file check at once; on a regular file the flag has no effect.
-public func readRegularFile(_ path: String, maxBytes: Int = 4 << 30) throws(FileIOError) -> [UInt8] {
+private func openRegularFile(_ path: String) throws(FileIOError) -> (fd: Int32, size: Int) {
     let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
     guard fd >= 0 else { throw FileIOError(errnoText()) }
-    defer { close(fd) }
     var st = stat()
-    guard fstat(fd, &st) == 0 else { throw FileIOError(errnoText()) }
-    guard (st.st_mode & S_IFMT) == S_IFREG else { throw FileIOError("not a regular file") }
-    let size = Int(st.st_size)
+    guard fstat(fd, &st) == 0 else { let reason = errnoText(); close(fd); throw FileIOError(reason) }
+    guard (st.st_mode & S_IFMT) == S_IFREG else { close(fd); throw FileIOError("not a regular file") }
+    return (fd, Int(st.st_size))
+}
+
+/// Reads a whole regular file with POSIX calls (models and language models are tens of megabytes, so
+/// one buffer is fine).
+public func readRegularFile(_ path: String, maxBytes: Int = 4 << 30) throws(FileIOError) -> [UInt8] {
+    let (fd, size) = try openRegularFile(path)
+    defer { close(fd) }
     // One buffer of the file's size: a huge file given by mistake must be an error, not a trap.
     guard size <= maxBytes else { throw FileIOError("it is \(size) bytes, more than the \(maxBytes >> 20) MiB this reads") }
     var failure: String?
@@ -50,15 +55,12 @@ public func readRegularFile(_ path: String, maxBytes: Int = 4 << 30) throws(File
     return bytes
 }
 
-/// The first `count` bytes of a regular file (fewer if it is shorter), to check a format's header before
-/// reading the whole file: a recording given where a model belongs is refused without reading it all.
-public func readRegularFilePrefix(_ path: String, count: Int) throws(FileIOError) -> [UInt8] {
-    let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
-    guard fd >= 0 else { throw FileIOError(errnoText()) }
+/// The first `count` bytes of a regular file (fewer if it is shorter) and the file's size, to check a
+/// format's header before reading the whole file: a recording given where a model belongs is refused
+/// without reading it all.
+public func readRegularFilePrefix(_ path: String, count: Int) throws(FileIOError) -> (prefix: [UInt8], size: Int) {
+    let (fd, size) = try openRegularFile(path)
     defer { close(fd) }
-    var st = stat()
-    guard fstat(fd, &st) == 0 else { throw FileIOError(errnoText()) }
-    guard (st.st_mode & S_IFMT) == S_IFREG else { throw FileIOError("not a regular file") }
     var bytes = [UInt8](repeating: 0, count: count)
     var done = 0
     while done < count {
@@ -70,7 +72,7 @@ public func readRegularFilePrefix(_ path: String, count: Int) throws(FileIOError
         if r == 0 { break }
         done += r
     }
-    return Array(bytes[..<done])
+    return (Array(bytes[..<done]), size)
 }
 
 /// The temporary files that `writeFileAtomically` calls killed mid-write left in `folder`
