@@ -28,6 +28,8 @@ private struct ARPAParser {
         self.bytes = bytes
         self.bytes.append(0) // strtod needs a terminator after the last number
         self.name = name
+        // A UTF-8 byte-order mark (editors on Windows add one) is not part of the first line.
+        if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { position = 3 }
     }
 
     /// Next line as a byte range without the newline, trimmed; nil at end of input.
@@ -163,7 +165,11 @@ private struct ARPAParser {
                 guard p <= 0 else { throw malformed("log10 probability \(p) is positive") }
                 let b: Float = f.count == n + 2 ? try number(f[n + 1]) : 0
                 if n == 1 {
-                    let w = text(f[1])
+                    // Words are UTF-8: another encoding's bytes would become U+FFFD, a word that is not
+                    // the one written (and two of them a false duplicate).
+                    guard let w = bytes.withUnsafeBufferPointer({ String(validating: UnsafeBufferPointer(rebasing: $0[f[1]]), as: UTF8.self) }) else {
+                        throw malformed("the word '\(text(f[1]))' is not UTF-8 (convert the file, e.g. iconv -f latin1 -t utf-8)")
+                    }
                     guard model.wordIDs[w] == nil else { throw malformed("duplicate 1-gram '\(w)'") }
                     let id = model.addWord(w)
                     model.tables[0].context.append(-1)

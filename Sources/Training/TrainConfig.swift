@@ -13,6 +13,32 @@ public struct TrainConfig: Codable, Sendable, Equatable {
 
     public init() {}
 
+    /// The settings that decide what a run computes, as "section.key" and the value's JSON text: the
+    /// data, model, optimizer, augmentation, loss and seed. Left out: where and how often it writes
+    /// (run.output, checkpoint_minutes, snapshot_every_steps, log_every_steps), validation (data.valid,
+    /// valid_limit, valid_every_steps), run.threads (warned about on its own), and model.init_from
+    /// (checked against the checkpoint's recorded start). A resumed run compares them with its
+    /// checkpoint's, to say which changed.
+    public var trajectorySettings: [String: String] {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = .sortedKeys
+        guard let data = try? encoder.encode(self),
+              let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return [:] }
+        let ignored: Set<String> = ["run.output", "run.checkpoint_minutes", "run.snapshot_every_steps", "run.log_every_steps",
+                                    "run.threads", "run.valid_every_steps", "data.valid", "data.valid_limit", "model.init_from"]
+        var out: [String: String] = [:]
+        for (section, value) in root {
+            guard let table = value as? [String: Any] else { continue }
+            for (key, v) in table where !ignored.contains("\(section).\(key)") {
+                let text = (try? JSONSerialization.data(withJSONObject: v, options: [.fragmentsAllowed, .sortedKeys]))
+                    .map { String(decoding: $0, as: UTF8.self) } ?? "\(v)"
+                out["\(section).\(key)"] = text
+            }
+        }
+        return out
+    }
+
     /// Manifests in Earshot's TSV form (audio path relative to the manifest's folder, TAB, text).
     public struct DataConfig: Codable, Sendable, Equatable {
         public var train = ""

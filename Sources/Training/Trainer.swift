@@ -61,6 +61,8 @@ struct TrainerState: Codable, Equatable {
     /// Batches in a row, up to this position, whose gradients were not finite (nil in older checkpoints:
     /// none): a run stopped among them resumes counting, so divergence is still caught at the limit.
     var nonFiniteRun: Int?
+    /// `TrainConfig.trajectorySettings` of the run that wrote the checkpoint (nil in older checkpoints).
+    var settings: [String: String]?
 }
 
 /// Trains a CTC encoder from manifests: builds or loads the model, estimates feature statistics,
@@ -159,6 +161,13 @@ public final class Trainer {
         if let then = state.trainUtterances, then != train.count {
             log("warning: the training data now loads \(counted(train.count, "utterance")), the checkpoint's run \(then): the rest of this run shuffles another list, so it does not continue exactly (the manifest, the audio or the loading rules changed)")
         }
+        if let then = state.settings {
+            let now = config.trajectorySettings
+            for key in Set(now.keys).union(then.keys).sorted() where now[key] != then[key] {
+                let why = key == "optimizer.total_steps" ? " (the learning-rate schedule is stretched to the new end)" : ""
+                log("warning: \(key) is \(now[key] ?? "unset"), the checkpoint's run used \(then[key] ?? "nothing"): the rest of this run does not continue as it began\(why)")
+            }
+        }
         if let then = state.threads, then != config.run.threads {
             log("warning: run.threads is \(config.run.threads), the checkpoint's run used \(then): gradients are summed per thread, so the rest of this run rounds differently and does not continue bit for bit")
         }
@@ -190,11 +199,17 @@ public final class Trainer {
         let normalizer = TextNormalizer()
         var out: [Utterance] = []
         var skipped: [String: Int] = [:]
+        var firstUnreadable: String?
         for entry in manifest.entries {
             let url = manifest.url(of: entry)
             let text = normalizer.normalize(entry.text)
             guard !text.isEmpty, let labels = vocabulary.tokenize(text) else { skipped["text outside a-z, space and apostrophe", default: 0] += 1; continue }
-            guard let info = try? AudioFile.info(path: url.path) else { skipped["unreadable audio", default: 0] += 1; continue }
+            let info: AudioFileInfo
+            do { info = try AudioFile.info(path: url.path) } catch {
+                skipped["unreadable audio", default: 0] += 1
+                firstUnreadable = firstUnreadable ?? "\(error)"
+                continue
+            }
             let seconds = info.duration
             guard seconds >= config.data.minSeconds, seconds <= config.data.maxSeconds else {
                 skipped["shorter than \(config.data.minSeconds) s or longer than \(config.data.maxSeconds) s", default: 0] += 1; continue
@@ -205,7 +220,10 @@ public final class Trainer {
         }
         let hours = out.reduce(0) { $0 + $1.seconds } / 3600
         log("\(role): \(counted(out.count, "utterance")), \(String(format: "%.2f", hours)) hours (\(path))")
-        for (reason, n) in skipped.sorted(by: { $0.key < $1.key }) { log("\(role): skipped \(counted(n, "utterance")): \(reason)") }
+        for (reason, n) in skipped.sorted(by: { $0.key < $1.key }) {
+            let example = reason == "unreadable audio" ? firstUnreadable.map { " (the first: \($0))" } ?? "" : ""
+            log("\(role): skipped \(counted(n, "utterance")): \(reason)\(example)")
+        }
         return out
     }
 
@@ -345,6 +363,20 @@ public final class Trainer {
         if config.model.initFrom.isEmpty && model.description.architecture != architecture {
             throw TrainerError.config("[model] differs from the architecture of the run being resumed (\(url.path)): put back the [model] keys (channels, blocks, kernel, hidden, look_ahead_blocks, subsampling) or the model.init_from the run began with, or start a new run with another --output")
         }
+        // A config naming init_from over a folder holding another run (random, or from another model) is
+        // a new run meant, not that one to go on with: resuming would train the wrong model in silence.
+        if !config.model.initFrom.isEmpty {
+            let path = expandTilde(config.model.initFrom)
+            var began = ""
+            if case .string(let s)? = model.description.provenance["initialisation"] { began = s }
+            var same = began.hasPrefix("from \(path) (")
+            if !same, began.hasPrefix("from "), let sha = (try? ModelFile.load(path: path))?.sha256 {
+                same = began.hasSuffix("(sha256 \(sha))")  // the same model, moved or named another way
+            }
+            guard same else {
+                throw TrainerError.config("model.init_from is '\(config.model.initFrom)', but the run in \(outputDir.path) began \(began.isEmpty ? "from something else" : began.hasPrefix("from ") ? began : "as: \(began)"): to start a new run from init_from, use another --output; to go on with that run, put back the model.init_from it began with")
+            }
+        }
         architecture = model.description.architecture
         frontendConfig = try model.description.frontendConfig(file: url.path)
         for (name, shape) in architecture.parameterShapes {
@@ -448,6 +480,7 @@ public final class Trainer {
         var reportedUnreadable = Set<String>()
         state.trainUtterances = train.count
         state.threads = config.run.threads
+        state.settings = config.trajectorySettings
         // Audio seconds in a row that gave no example: a whole epoch of them means nothing can be read.
         var undecodableRun = 0.0
         let epochSeconds = train.reduce(0) { $0 + $1.seconds }

@@ -183,9 +183,9 @@ func sameFile(_ a: String, _ b: String) -> Bool {
 /// Refuses, before any work, a file to write (`flag`'s value) that could not be written at the end: an
 /// empty name or one ending in '/', a folder, a folder that is missing or not writable. The file itself
 /// is written later, to a temporary name that is then renamed.
-func checkOutputFile(_ flag: String, _ path: String) throws {
+func checkOutputFile(_ flag: String, _ path: String, example: String = "adapted.safetensors") throws {
     guard !path.isEmpty, !path.hasSuffix("/") else {
-        throw CLIError("\(flag) '\(path)': name the file to write, e.g. \(path.isEmpty ? "" : path)adapted.safetensors")
+        throw CLIError("\(flag) '\(path)': name the file to write, e.g. \(path.isEmpty ? "" : path)\(example)")
     }
     let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
     var isDir: ObjCBool = false
@@ -193,7 +193,7 @@ func checkOutputFile(_ flag: String, _ path: String) throws {
         throw CLIError("\(flag) \(path): the folder \(folder) does not exist")
     }
     if FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue {
-        throw CLIError("\(flag) \(path) is a folder; name the model file to write, e.g. \(URL(fileURLWithPath: path).appendingPathComponent("adapted.safetensors").path)")
+        throw CLIError("\(flag) \(path) is a folder; name the file to write, e.g. \(URL(fileURLWithPath: path).appendingPathComponent(example).path)")
     }
     guard access(folder, W_OK) == 0 else {
         throw CLIError("\(flag) \(path): cannot write in the folder \(folder) (\(String(cString: strerror(errno))))")

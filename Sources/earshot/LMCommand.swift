@@ -34,6 +34,8 @@ struct LMCommand: ParsableCommand {
         }
 
         func run() throws {
+            // Before parsing (half a minute for a large ARPA file), not at the end.
+            try checkOutputFile("--out", out, example: "en-us.eslm")
             let started = Date()
             do {
                 let lm = try NGramLanguageModel(file: URL(fileURLWithPath: arpa))

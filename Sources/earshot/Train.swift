@@ -33,22 +33,39 @@ struct Train: ParsableCommand {
         if let steps { cfg.optimizer.totalSteps = steps }
         // Expanded once, so the log below and the trainer's checkpoints land in the same folder.
         cfg.run.output = expandTilde(cfg.run.output)
-        // A bad value is reported before the run folder is created.
+        // A bad value is reported before the run folder is created, blamed on the flag that gave it.
+        if let steps, steps < 1 { throw CLIError("--steps \(steps): must be at least 1") }
         do { try cfg.validate() } catch { throw Self.cliError(error, config: config) }
         // Files the configuration names, before the run folder is made (a resumed run ignores init_from).
         let resuming = FileManager.default.fileExists(atPath: Trainer.checkpointURL(in: URL(fileURLWithPath: cfg.run.output)).path)
         for (key, file) in [("data.train", cfg.data.train), ("data.valid", cfg.data.valid), ("model.init_from", resuming ? "" : cfg.model.initFrom)]
-        where !file.isEmpty && !FileManager.default.isReadableFile(atPath: expandTilde(file)) {
-            throw CLIError("\(config): \(key) '\(file)': no such file, or not readable")
+        where !file.isEmpty {
+            var isFolder: ObjCBool = false
+            guard FileManager.default.isReadableFile(atPath: expandTilde(file)) else {
+                throw CLIError("\(config): \(key) '\(file)': no such file, or not readable")
+            }
+            if FileManager.default.fileExists(atPath: expandTilde(file), isDirectory: &isFolder), isFolder.boolValue {
+                throw CLIError("\(config): \(key) '\(file)' is a folder; name the \(key == "model.init_from" ? "model file" : "manifest (a .tsv of audio path and text)")")
+            }
         }
         do { try FileManager.default.createDirectory(atPath: cfg.run.output, withIntermediateDirectories: true) } catch {
-            throw CLIError("run.output '\(cfg.run.output)': cannot create the run folder: \(error.localizedDescription)")
+            throw CLIError("run.output '\(cfg.run.output)': cannot create the run folder: \(reason(of: error))")
+        }
+        // One run per folder: a second would overwrite the first's checkpoints and interleave its log.
+        // The lock file also proves the folder writable before any step is trained. Held until exit.
+        let lockPath = URL(fileURLWithPath: cfg.run.output).appendingPathComponent(".lock").path
+        let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard lock >= 0 else {
+            throw CLIError("run.output '\(cfg.run.output)': cannot write in the run folder: \(String(cString: strerror(errno)))")
+        }
+        guard flock(lock, LOCK_EX | LOCK_NB) == 0 else {
+            throw CLIError("run.output '\(cfg.run.output)': another earshot train is using this run folder; wait for it (or stop it with Ctrl-C: it saves a checkpoint), or choose another --output")
         }
         let logURL = URL(fileURLWithPath: cfg.run.output).appendingPathComponent("train.log")
-        if !FileManager.default.fileExists(atPath: logURL.path) { _ = FileManager.default.createFile(atPath: logURL.path, contents: nil) }
-        guard let logFile = try? FileHandle(forWritingTo: logURL), (try? logFile.seekToEnd()) != nil else {
-            throw CLIError("cannot write \(logURL.path)")
-        }
+        // Appending: every line lands whole at the end, whoever else writes the file.
+        let logFD = open(logURL.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        guard logFD >= 0 else { throw CLIError("cannot write \(logURL.path): \(String(cString: strerror(errno)))") }
+        let logFile = FileHandle(fileDescriptor: logFD, closeOnDealloc: true)
         let terminal = isatty(STDERR_FILENO) == 1
         // A write to a closed pipe fails (and is ignored by `log`) instead of killing the run.
         signal(SIGPIPE, SIG_IGN)
@@ -125,6 +142,10 @@ struct Train: ParsableCommand {
     /// Reads the TOML file into a `TrainConfig`, with snake_case keys and unknown keys rejected by name.
     static func load(_ path: String) throws -> TrainConfig {
         let text: String
+        var isFolder: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isFolder), isFolder.boolValue {
+            throw CLIError("--config \(path) is a folder; name the configuration file (models/*.train.toml are examples)")
+        }
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
             throw CLIError("cannot read \(path): \(error.localizedDescription)")
         }
@@ -133,6 +154,11 @@ struct Train: ParsableCommand {
             throw CLIError("\(path):\(e.source.begin.line): \(e.description)")
         } catch {
             throw CLIError("\(path): \(error)")
+        }
+        // TOML has nan and inf; no setting takes them, and the JSON the table becomes below cannot
+        // hold them (its error names no key).
+        if let key = Self.nonFiniteNumber(in: table) {
+            throw CLIError("\(path): \(key) is not a finite number")
         }
         let json = table.convert(to: .json)
         let decoder = JSONDecoder()
@@ -163,6 +189,22 @@ struct Train: ParsableCommand {
             }
         }
         return cfg
+    }
+
+    /// The first "section.key = value" (or "section.key[i] = value") holding nan or inf, if any.
+    static func nonFiniteNumber(in table: TOMLTable, prefix: String = "") -> String? {
+        for key in table.keys.sorted() {
+            guard let value = table[key] else { continue }
+            let name = prefix.isEmpty ? key : "\(prefix).\(key)"
+            if let inner = value.table, let found = nonFiniteNumber(in: inner, prefix: name) { return found }
+            if let d = value.double, !d.isFinite { return "\(name) = \(d)" }
+            if let items = value.array {
+                for (i, item) in items.enumerated() {
+                    if let d = item.double, !d.isFinite { return "\(name)[\(i)] = \(d)" }
+                }
+            }
+        }
+        return nil
     }
 
     /// The key ("'section.key' (3.5 given)") whose fractional number broke decoding, if that is what did:

@@ -48,7 +48,7 @@ import TestSupport
                 (["--data", data.path, "--out", out, "--general-share", "0.5"], "only applies with --general"),
                 (["--data", data.path, "--out", out, "--val-fraction", "1.5"], "--val-fraction 1.5: must be in [0, 1)"),
                 (["--data", noAudio.path, "--out", out], "data \(noAudio.path): no manifest.tsv and no audio files"),
-                (["--data", data.path, "--out", noAudio.path], "--out \(noAudio.path) is a folder; name the model file to write"),
+                (["--data", data.path, "--out", noAudio.path], "--out \(noAudio.path) is a folder; name the file to write"),
             ]
             for (arguments, message) in cases {
                 let r = try adapt(["--base", model, "--cache", cache.path] + arguments)

@@ -20,6 +20,25 @@ import Tensors
         }
     }
 
+    /// Latin-1 bytes in a word are refused with the line, not turned into U+FFFD (two such words would
+    /// have been reported as a duplicate neither file has).
+    @Test func aWordThatIsNotUTF8IsRefusedWithItsLine() throws {
+        let latin1 = Array("\\data\\\nngram 1=2\n\n\\1-grams:\n-0.5\ta\n-0.5\tcaf".utf8) + [0xE9] + Array("\n\n\\end\\\n".utf8)
+        do {
+            _ = try NGramLanguageModel(arpaBytes: latin1, name: "latin1.arpa")
+            Issue.record("a Latin-1 word loaded")
+        } catch let error as LanguageModelError {
+            guard case .malformed(let file, let line, let reason) = error else { Issue.record("got \(error)"); return }
+            #expect(file == "latin1.arpa" && line == 6 && reason.contains("not UTF-8"), "\(error)")
+        }
+    }
+
+    @Test func aByteOrderMarkBeforeTheHeaderIsSkipped() throws {
+        let plain = try NGramLanguageModel(arpaText: "\\data\\\nngram 1=2\n\n\\1-grams:\n-0.5\ta\n-0.5\tb\n\n\\end\\\n")
+        let marked = try NGramLanguageModel(arpaBytes: [0xEF, 0xBB, 0xBF] + Array("\\data\\\nngram 1=2\n\n\\1-grams:\n-0.5\ta\n-0.5\tb\n\n\\end\\\n".utf8), name: "bom.arpa")
+        #expect(marked.words == plain.words && plain.words.count == 2)
+    }
+
     @Test(.timeLimit(.minutes(1)))
     func namedPipeIsRefusedWithoutWaitingForAWriter() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("earshot-lm-\(UUID().uuidString)")

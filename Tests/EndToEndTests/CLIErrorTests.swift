@@ -308,6 +308,10 @@ extension CLITests {
                 ("[loss]\nintermediate_weight = 0.3\nintermediate_block = -1", "loss.intermediate_block"),
                 // The default model has 10 blocks: the head cannot read past the last.
                 ("[loss]\nintermediate_weight = 0.3\nintermediate_block = 10", "loss.intermediate_block"),
+                // TOML's nan and inf, which no setting takes.
+                ("[optimizer]\nlearning_rate = nan", "optimizer.learning_rate = nan"),
+                ("[augment]\nsnr_range = [5.0, inf]", "augment.snr_range[1] = inf"),
+                ("[run]\ncheckpoint_minutes = -inf", "run.checkpoint_minutes = -inf"),
             ]
             for (i, c) in cases.enumerated() {
                 let work = dir.appendingPathComponent("case\(i)")
@@ -349,6 +353,34 @@ extension CLITests {
         }
     }
 
+    /// One run per folder (a second would overwrite the first's checkpoints and interleave its log), and
+    /// a folder given where a manifest belongs is named as such.
+    @Test func trainRefusesARunFolderInUseAndAFolderAsManifest() throws {
+        let earshot = try earshotExecutable()
+        try withTemporaryDirectory { dir in
+            try Data("missing.wav\tyes\n".utf8).write(to: dir.appendingPathComponent("train.tsv"))
+            let config = dir.appendingPathComponent("train.toml")
+            try Data("[data]\ntrain = \"train.tsv\"\n\n[run]\noutput = \"run\"\n".utf8).write(to: config)
+            let run = dir.appendingPathComponent("run")
+            try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
+            let held = open(run.appendingPathComponent(".lock").path, O_RDWR | O_CREAT, 0o644)
+            try #require(held >= 0 && flock(held, LOCK_EX | LOCK_NB) == 0)
+            let busy = try runProcess(earshot, ["train", "--config", config.path], scratch: dir, directory: dir)
+            #expect(busy.status == 1 && busy.stderrLines.count == 1 && busy.stderr.contains("another earshot train is using this run folder"), "\(busy.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: run.appendingPathComponent("train.log").path))
+            close(held)
+            let free = try runProcess(earshot, ["train", "--config", config.path], scratch: dir, directory: dir)
+            #expect(free.stderr.contains("no usable utterances"), "\(free.stderr)")
+
+            try FileManager.default.createDirectory(at: dir.appendingPathComponent("corpus"), withIntermediateDirectories: true)
+            try Data("[data]\ntrain = \"corpus\"\n\n[run]\noutput = \"run2\"\n".utf8).write(to: config)
+            let folder = try runProcess(earshot, ["train", "--config", config.path], scratch: dir, directory: dir)
+            #expect(folder.status == 1 && folder.stderr.contains("data.train 'corpus' is a folder"), "\(folder.stderr)")
+            let zero = try runProcess(earshot, ["train", "--config", config.path, "--steps", "0"], scratch: dir, directory: dir)
+            #expect(zero.status == 1 && zero.stderrLines == ["earshot: --steps 0: must be at least 1"], "\(zero.stderr)")
+        }
+    }
+
     /// `run.output = "~/..."` is one folder for the log and the trainer: $HOME's, not a './~' folder.
     @Test func trainExpandsTildeInRunOutputOnce() throws {
         let earshot = try earshotExecutable()
@@ -363,6 +395,8 @@ extension CLITests {
                                    environment: ["HOME": home.path])
             #expect(r.status == 1)
             #expect(r.stderr.contains("no usable utterances"), "\(r.stderr)")
+            // The skipped file is named, with the reason.
+            #expect(r.stderr.contains("skipped 1 utterance: unreadable audio (the first: ") && r.stderr.contains("missing.wav"), "\(r.stderr)")
             let log = home.appendingPathComponent("runs/tilde/train.log")
             #expect(FileManager.default.fileExists(atPath: log.path), "no train.log in $HOME/runs/tilde")
             #expect(!FileManager.default.fileExists(atPath: work.appendingPathComponent("~").path), "a literal '~' folder was created")

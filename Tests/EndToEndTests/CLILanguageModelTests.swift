@@ -8,6 +8,12 @@ extension CLITests {
         try withFixture { f in
             let arpa = f.dir.appendingPathComponent("down.arpa"), binary = f.dir.appendingPathComponent("down.eslm")
             try Data(SampleLanguageModels.downOnlyARPA.utf8).write(to: arpa)
+            // An --out that names a folder, or a folder that does not exist, is refused before parsing.
+            for out in [f.dir.appendingPathComponent("newdir").path + "/", f.dir.path, f.dir.appendingPathComponent("no/such.eslm").path] {
+                let refused = try f.run(["lm", "compile", arpa.path, "--out", out])
+                #expect(refused.status == 1 && refused.stderr.hasPrefix("earshot: --out ") && !refused.stderr.contains(".tmp-"), "\(out): \(refused.stderr)")
+            }
+            #expect(!FileManager.default.fileExists(atPath: f.dir.appendingPathComponent("newdir").path))
             let compiled = try f.run(["lm", "compile", arpa.path, "--out", binary.path])
             #expect(compiled.status == 0, "\(compiled.stderr)")
             #expect(compiled.stdout.contains("order 2, 4/2 n-grams"), "\(compiled.stdout)")

@@ -362,6 +362,64 @@ import Training
         }
     }
 
+    /// A config naming model.init_from over a folder that holds another run (started at random) is a
+    /// new run meant: resuming that one would train the wrong model without a word. Refused; the same
+    /// init_from the run began with (even by another path) resumes, another model is refused.
+    @Test func resumingARunThatBeganFromSomethingElseIsRefused() throws {
+        try withTemporaryDirectory { dir in
+            let (_, _, config) = try Self.fiveWords(in: dir, steps: 1)
+            try Trainer(config: config, log: { _ in }).run(shouldStop: { false }, progress: { _ in })
+            let base = dir.appendingPathComponent("base.safetensors")
+            try FileManager.default.copyItem(at: dir.appendingPathComponent("run/last.safetensors"), to: base)
+            var fromBase = config
+            fromBase.model.initFrom = base.path
+            #expect {
+                _ = try Trainer(config: fromBase, log: { _ in })
+            } throws: { error in
+                "\(error)".contains("model.init_from is '\(base.path)'") && "\(error)".contains("random, seed 5")
+            }
+            // A run that began from base resumes with base named another way, and refuses another model.
+            fromBase.run.output = dir.appendingPathComponent("run2").path
+            fromBase.optimizer.totalSteps = 1
+            try Trainer(config: fromBase, log: { _ in }).run(shouldStop: { false }, progress: { _ in })
+            let link = dir.appendingPathComponent("link.safetensors")
+            try FileManager.default.createSymbolicLink(at: link, withDestinationURL: base)
+            var again = fromBase
+            again.model.initFrom = link.path
+            again.optimizer.totalSteps = 2
+            _ = try Trainer(config: again, log: { _ in })
+            let other = dir.appendingPathComponent("other.safetensors")
+            try FileManager.default.copyItem(at: dir.appendingPathComponent("run2/last.safetensors"), to: other)
+            again.model.initFrom = other.path
+            #expect {
+                _ = try Trainer(config: again, log: { _ in })
+            } throws: { error in
+                "\(error)".contains("began from \(base.path)")
+            }
+        }
+    }
+
+    /// A resumed run whose settings changed says which, since it no longer continues as it began.
+    @Test func resumingWithChangedSettingsSaysWhichChanged() throws {
+        try withTemporaryDirectory { dir in
+            let (_, _, config) = try Self.fiveWords(in: dir, steps: 1)
+            try Trainer(config: config, log: { _ in }).run(shouldStop: { false }, progress: { _ in })
+            var changed = config
+            changed.optimizer.totalSteps = 3
+            changed.optimizer.batchSeconds = 2.0
+            changed.run.checkpointMinutes = 1  // where and how often it writes: not a change of course
+            let log = Locked<[String]>([])
+            _ = try Trainer(config: changed, log: { line in log.withLock { $0.append(line) } })
+            let warnings = log.withLock { $0 }.filter { $0.hasPrefix("warning:") && $0.contains("the checkpoint's run used") }
+            #expect(warnings.count == 2, "\(warnings)")
+            #expect(warnings.contains { $0.hasPrefix("warning: optimizer.batch_seconds is 2, the checkpoint's run used 2.5") }, "\(warnings)")
+            #expect(warnings.contains { $0.hasPrefix("warning: optimizer.total_steps is 3, the checkpoint's run used 1") && $0.contains("stretched") }, "\(warnings)")
+            let quiet = Locked<[String]>([])
+            _ = try Trainer(config: config, log: { line in quiet.withLock { $0.append(line) } })
+            #expect(!quiet.withLock { $0 }.contains { $0.contains("the checkpoint's run used") }, "\(quiet.withLock { $0 })")
+        }
+    }
+
     /// `earshot train 2>&1 | tee run.txt` stopped by Ctrl-C loses tee too: the stop message and every
     /// later line then go to a closed pipe. And closing the terminal (SIGHUP) stops a run as Ctrl-C
     /// does. Either way the run must still save its checkpoint and exit cleanly (it died of SIGPIPE, or
