@@ -33,7 +33,7 @@ public final class AudioCapture: Sendable {
         try Self.validate(configuration)
         self.configuration = configuration
         self.makeDevice = makeDevice
-        shared = try CaptureShared(ringCapacity: configuration.ringCapacity)
+        shared = try CaptureShared(ringCapacity: configuration.ringCapacity, sampleRate: configuration.outputRate)
     }
 
     // Bounded, as at shutdown: a device whose close hangs must not hang whoever drops the capture (the
@@ -116,6 +116,16 @@ public final class AudioCapture: Sendable {
         shared.read(into: &output, maxSamples: maxSamples, timeout: timeout)
     }
 
+    /// As `read`, but stopping at a break in the audio: `.gap` when the next sample does not follow the
+    /// last one read (the device was lost and reopened, an overrun or a system suspend lost audio, or
+    /// the ring was full and its oldest samples were dropped), with about how many seconds passed that
+    /// the samples do not show (0 where unknown: an overrun's loss); `.samples(n)` otherwise, n samples
+    /// appended, all from one side of any break. A consumer that recognises speech ends the utterance
+    /// at a gap instead of splicing the audio before it to the audio after.
+    public func readSegment(into output: inout [Float], maxSamples: Int, timeout: Duration) -> CaptureChunk {
+        shared.readSegment(into: &output, maxSamples: maxSamples, timeout: timeout)
+    }
+
     /// The next up to `maxSamples` samples, waiting up to `timeout` for the first: an empty array on
     /// timeout, nil once the capture has stopped and everything has been read. Allocates per call.
     public func nextChunk(maxSamples: Int, timeout: Duration) -> [Float]? {
@@ -126,6 +136,14 @@ public final class AudioCapture: Sendable {
         }
         return chunk
     }
+}
+
+/// What `AudioCapture.readSegment` found.
+public enum CaptureChunk: Sendable, Equatable {
+    /// This many samples were appended (0: the timeout passed, or the capture has ended and all is read).
+    case samples(Int)
+    /// Audio is missing before the next sample; about `seconds` passed that no sample shows.
+    case gap(seconds: Double)
 }
 
 /// The state both threads touch: the ring of captured samples, the status, the stop flag, and the wake
@@ -141,12 +159,21 @@ final class CaptureShared: @unchecked Sendable {
     private var stopRequested = false
     private var started = false
     private var finished = false
+    private let sampleRate: Double
+    /// Stream positions: samples ever written into the ring, and ever taken out of it (read, or dropped
+    /// as the oldest when it was full), so that breaks can be placed between two samples.
+    private var written: Int64 = 0
+    private var consumed: Int64 = 0
+    /// Breaks in the audio, in position order: before sample `position` audio is missing, and about
+    /// `seconds` passed that the samples do not show.
+    private var gaps: [(position: Int64, seconds: Double)] = []
     /// Read end polled by the capture thread, write end written once by `requestStop`. Both non-blocking.
     let wakeReadDescriptor: Int32
     private let wakeWriteDescriptor: Int32
 
-    init(ringCapacity: Int) throws(CaptureError) {
+    init(ringCapacity: Int, sampleRate: Int) throws(CaptureError) {
         ring = CaptureRingBuffer(capacity: ringCapacity)
+        self.sampleRate = Double(sampleRate)
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else {
             throw .invalidConfiguration(reason: "cannot create the capture thread's wake pipe: "
@@ -227,8 +254,20 @@ final class CaptureShared: @unchecked Sendable {
         locked {
             if !samples.isEmpty {
                 let dropped = ring.write(samples)
+                written += Int64(samples.count)
                 status.droppedSamples += Int64(dropped)
                 status.samplesProduced += Int64(samples.count)
+                if dropped > 0 {
+                    // The oldest samples went unread: the reader goes on after them, across a break that
+                    // also absorbs any break among them.
+                    consumed += Int64(dropped)
+                    var seconds = Double(dropped) / sampleRate
+                    while let first = gaps.first, first.position <= consumed {
+                        seconds += first.seconds
+                        gaps.removeFirst()
+                    }
+                    gaps.insert((consumed, seconds), at: 0)
+                }
                 condition.broadcast()
             }
             status.framesCaptured += Int64(frames)
@@ -244,15 +283,45 @@ final class CaptureShared: @unchecked Sendable {
         }
     }
 
+    /// Marks a break in the audio before the next sample written, `seconds` long (added to a break
+    /// already there).
+    func markGap(seconds: Double) {
+        locked {
+            if let last = gaps.last, last.position == written {
+                gaps[gaps.count - 1].seconds += seconds
+            } else {
+                gaps.append((written, seconds))
+            }
+            condition.broadcast()
+        }
+    }
+
+    /// Reads across breaks (for readers that do not care where the audio was cut).
     func read(into output: inout [Float], maxSamples: Int, timeout: Duration) -> Int {
-        guard maxSamples > 0 else { return 0 }
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            switch readSegment(into: &output, maxSamples: maxSamples, timeout: max(.zero, deadline - .now)) {
+            case .samples(let n): return n
+            case .gap: continue
+            }
+        }
+    }
+
+    func readSegment(into output: inout [Float], maxSamples: Int, timeout: Duration) -> CaptureChunk {
+        guard maxSamples > 0 else { return .samples(0) }
         let deadline = Date(timeIntervalSinceNow: timeout.seconds)
         condition.lock()
         defer { condition.unlock() }
-        while ring.count == 0 && !finished {
+        func gapAhead() -> Bool { gaps.first.map { $0.position <= consumed } ?? false }
+        while ring.count == 0 && !finished && !gapAhead() {
             if !condition.wait(until: deadline) { break }
         }
-        return ring.read(appendingTo: &output, maxCount: maxSamples)
+        if gapAhead() { return .gap(seconds: gaps.removeFirst().seconds) }
+        var limit = maxSamples
+        if let next = gaps.first { limit = min(limit, Int(next.position - consumed)) }
+        let n = ring.read(appendingTo: &output, maxCount: limit)
+        consumed += Int64(n)
+        return .samples(n)
     }
 }
 
@@ -284,6 +353,8 @@ final class CaptureLoop {
     private var output: [Float] = []
     /// Device frames still to capture when `stopAfter` is set (fixed at the first opening's rate).
     private var framesLeft: Int64?
+    /// When the device last delivered audio.
+    private var lastAudio = ContinuousClock.now
 
     /// How `pump` ended.
     private enum Outcome {
@@ -302,6 +373,8 @@ final class CaptureLoop {
     func run() {
         var attempt = 0
         var openedBefore = false
+        /// When the last audio came before the device was lost; nil while it delivers.
+        var lostAt: ContinuousClock.Instant?
         loop: while !shared.isStopRequested {
             let info: CaptureDeviceInfo
             do {
@@ -314,19 +387,33 @@ final class CaptureLoop {
                 continue
             }
             let reopened = openedBefore
-            shared.update {
-                $0.device = info
-                $0.state = .running
-                if reopened { $0.reopenCount += 1 }
-            }
-            openedBefore = true
-            let outcome = pump(info, delivered: { attempt = 0 })
+            shared.update { $0.device = info }
+            // Running once audio flows, not at the open: a device that opens and delivers nothing would
+            // otherwise show running (and count a reopen, and reset the back-off) at every retry.
+            let outcome = pump(info, delivered: {
+                attempt = 0
+                if reopened, let lost = lostAt {
+                    // The time the device was away, which no sample shows.
+                    shared.markGap(seconds: (ContinuousClock.now - lost).seconds)
+                    lostAt = nil
+                }
+                shared.update {
+                    $0.state = .running
+                    if reopened { $0.reopenCount += 1 }
+                }
+                openedBefore = true
+            })
             flushResampler()
             device.close()
             switch outcome {
             case .stopRequested, .limitReached:
                 break loop
             case .failed(let error):
+                // The utterance in flight ends here, not when (if ever) the device comes back.
+                if openedBefore && lostAt == nil {
+                    shared.markGap(seconds: 0)
+                    lostAt = lastAudio
+                }
                 attempt += 1
                 if !waitBeforeRetry(after: error, attempt: attempt) { break loop }
             }
@@ -364,7 +451,7 @@ final class CaptureLoop {
     /// Reads until stop, the frame limit, or an error the device cannot recover from in place.
     private func pump(_ info: CaptureDeviceInfo, delivered: () -> Void) -> Outcome {
         let clock = ContinuousClock()
-        var lastAudio = clock.now
+        lastAudio = clock.now
         var firstDelivery = true
         let name = configuration.device
         while true {
@@ -407,10 +494,15 @@ final class CaptureLoop {
                 shared.update { $0.overruns += 1 }
                 let status = device.recoverFromOverrun()
                 if status < 0 { return .failed(.deviceLost(device: name, alsa: device.describe(error: status))) }
+                // Audio was lost, how much ALSA does not say: a break, of unknown length.
+                shared.markGap(seconds: 0)
                 lastAudio = clock.now
             case -ESTRPIPE:
                 shared.update { $0.suspends += 1 }
+                let suspended = lastAudio
                 if let outcome = resumeAfterSuspend(clock: clock) { return outcome }
+                // The system slept: a break as long as the sleep (this clock counts suspended time).
+                shared.markGap(seconds: (clock.now - suspended).seconds)
                 lastAudio = clock.now
             default:
                 return .failed(.deviceLost(device: name, alsa: device.describe(error: Int32(truncatingIfNeeded: result))))

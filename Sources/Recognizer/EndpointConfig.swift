@@ -144,4 +144,19 @@ public enum RecognitionEvent: Sendable, Equatable {
     /// The utterance ended; `at` is how much audio had been accepted when that was decided.
     /// Always follows the utterance's `final` in the same batch of events.
     case endpoint(utterance: Int, reason: EndpointReason, at: Double)
+
+    /// The same event from a session that began `seconds` (`samples` at the recogniser's rate) into a
+    /// longer stream, after `utterances` utterances of earlier sessions: how a stream cut into sessions
+    /// (the microphone across a lost device) keeps one timeline and one numbering.
+    public func shifted(seconds: Double, samples: Int, utterances: Int) -> RecognitionEvent {
+        switch self {
+        case .partial(let u, let text, let start):
+            return .partial(utterance: u + utterances, text: text, start: start + seconds)
+        case .final(let u, let transcript, let start, let end, let segment):
+            return .final(utterance: u + utterances, transcript: transcript.shifted(by: seconds), start: start + seconds,
+                          end: end + seconds, segment: (segment.lowerBound + samples)..<(segment.upperBound + samples))
+        case .endpoint(let u, let reason, let at):
+            return .endpoint(utterance: u + utterances, reason: reason, at: at + seconds)
+        }
+    }
 }

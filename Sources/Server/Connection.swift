@@ -84,7 +84,7 @@ final class ConnectionHandler: ChannelInboundHandler {
             return
         case .full:
             server.countRefusedClient()
-            sendFinal(.error(code: .tooManyClients, message: "the server already has \(server.configuration.maxClients) clients, its maximum (max_clients); try again when one has left"))
+            sendFinal(.error(code: .tooManyClients, message: "the server already serves its maximum of \(server.configuration.maxClients) client\(server.configuration.maxClients == 1 ? "" : "s") (max_clients); try again when one has left"))
             return
         }
         registered = true

@@ -108,14 +108,25 @@ struct Listen: ParsableCommand {
                     continue
                 }
                 if case .status(let report) = reply.message {
-                    guard report.capture != nil else {
+                    guard let capture = report.capture else {
                         throw CLIError("\(path): earshotd is not capturing (started with --no-capture, or capture.enabled = false), so there is no microphone to listen to; `earshot stream FILE` sends it audio instead")
+                    }
+                    // Listening to a microphone that delivers nothing would print nothing, for ever,
+                    // with no hint why: say so (and go on: a retrying device may come back).
+                    if capture.state != "running" && capture.state != "starting" {
+                        let device = capture.device.map { " '\($0)'" } ?? ""
+                        let reason = capture.lastError.map { ": \($0)" } ?? ""
+                        let next = capture.state == "stopped" ? "it has stopped capturing (capture.duration, or the device ended), so nothing will come until earshotd restarts" : "transcripts come once the device opens"
+                        writeErr("\(path): the microphone\(device) is \(capture.state)\(reason); \(next) (earshot status shows it)")
                     }
                     continue
                 }
                 if case .error(let code, _) = reply.message, code.closesConnection { toldWhy = true }
                 if json {
                     writeOut(String(decoding: line, as: UTF8.self) + "\n")
+                    if let failure = standardOutputFailure.current {
+                        throw CLIError("cannot write to standard output: \(failure); stopped listening")
+                    }
                     if case .error(let code, let message) = reply.message, code.closesConnection {
                         writeErr("\(path): \(message)")
                         // As without --json: a forced disconnect is a failure, the daemon leaving is not.
@@ -137,6 +148,11 @@ struct Listen: ParsableCommand {
                     if code.closesConnection && code != .shuttingDown { throw ExitCode(1) }
                 default:
                     break
+                }
+                // A listener whose output is gone (a full disk under `listen >> log`) would lose every
+                // transcript from here on without a word: stop now and say so.
+                if let failure = standardOutputFailure.current {
+                    throw CLIError("cannot write to standard output: \(failure); stopped listening")
                 }
             }
             if !toldWhy {

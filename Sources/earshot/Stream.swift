@@ -19,11 +19,12 @@ struct StreamCommand: ParsableCommand {
         Examples:
           earshot stream meeting.flac
           earshot stream --json --realtime call.wav
+          sox -d -t wav - trim 0 10 | earshot stream -     # '-': audio on standard input
         """)
 
     @OptionGroup var socketOptions: SocketOptions
 
-    @Argument(help: "Audio file to stream.")
+    @Argument(help: "Audio file to stream ('-' for standard input).")
     var file: String
 
     @Flag(help: "Print the server's events as JSON lines (partials included).")
@@ -33,13 +34,26 @@ struct StreamCommand: ParsableCommand {
     var realtime = false
 
     func run() throws {
+        if file == "-" && isatty(STDIN_FILENO) == 1 {
+            throw CLIError("'-' reads audio from standard input, which is a terminal here: pipe the audio in (cat talk.wav | earshot stream -)")
+        }
+        // Standard input or a pipe is copied to a file first, as `transcribe` does (libsndfile seeks).
+        let spooled = try Transcribe.spooledStream(file)
+        defer { if let spooled { close(Int32(spooled.lastPathComponent)!) } }
+        let source = spooled?.path ?? file
+        // Errors name the file as the user gave it, not the spooled copy.
+        let named = { (error: AudioError) in
+            CLIError(spooled.map { "\(error)".replacingOccurrences(of: $0.path, with: self.file) } ?? Transcribe.explained(error, path: self.file))
+        }
+        // A file that cannot be read is refused before the daemon is bothered.
+        do throws(AudioError) { _ = try AudioFile.info(path: source) } catch { throw named(error) }
         let (client, hello) = try socketOptions.connect()
         let path = socketOptions.path
         let audio: DecodedAudio
-        do {
-            audio = try AudioFile.read(path: file, targetSampleRate: hello.sampleRate)
+        do throws(AudioError) {
+            audio = try AudioFile.read(path: source, targetSampleRate: hello.sampleRate)
         } catch {
-            throw CLIError("\(error)")
+            throw named(error)
         }
         let rate = audio.sampleRate
         let json = self.json

@@ -26,6 +26,13 @@ final class Microphone: @unchecked Sendable {
     private let session: StreamingSession
     /// The capture state last logged (recognition thread only).
     private var loggedCaptureState = ""
+    /// Where the session's timeline starts in the microphone's (seconds and samples since capture began,
+    /// lost audio included) and how many utterances earlier sessions numbered: the session is finished at
+    /// each break in the audio (a lost device), and its events are moved onto one timeline (recognition
+    /// thread only).
+    private var offsetSeconds = 0.0
+    private var offsetUtterances = 0
+    private var sessionUtterances = 0
     private var lastCaptureCheck: UInt64 = 0
     private let shared = Locked(Shared())
     private let done = DispatchSemaphore(value: 0)
@@ -119,20 +126,41 @@ final class Microphone: @unchecked Sendable {
             }
             logCaptureChanges()
             buffer.removeAll(keepingCapacity: true)
-            let n = capture.read(into: &buffer, maxSamples: chunkSamples, timeout: .milliseconds(100))
+            let n: Int
+            switch capture.readSegment(into: &buffer, maxSamples: chunkSamples, timeout: .milliseconds(100)) {
+            case .gap(let seconds):
+                // Audio is missing here: the utterance in flight ends (final and end_of_stream) rather
+                // than being glued to the audio after the break, and later times count the lost time.
+                let t0 = threadCPUTime()
+                let before = session.audioSeconds
+                let events = onTimeline(session.finish())
+                let cpu = threadCPUTime() - t0
+                server.broadcast(events)
+                account(samples: 0, cpu: cpu, events: events)
+                offsetSeconds += before + seconds
+                offsetUtterances += sessionUtterances
+                sessionUtterances = 0
+                if !events.isEmpty || seconds > 0 {
+                    logger.notice("microphone audio interrupted: the utterance in flight ended there", metadata: [
+                        "lost_seconds": "\(String(format: "%.2f", seconds))", "at": "\(String(format: "%.2f", offsetSeconds))"])
+                }
+                continue
+            case .samples(let count):
+                n = count
+            }
             if n == 0 {
                 let over = capture.status.state == .stopped || shared.withLock { $0.captureAbandoned }
                 if over && capture.availableSamples == 0 { break }
                 continue
             }
             let t0 = threadCPUTime()
-            let events = session.accept(buffer)
+            let events = onTimeline(session.accept(buffer))
             let cpu = threadCPUTime() - t0
             server.broadcast(events)
             account(samples: n, cpu: cpu, events: events)
         }
         let t0 = threadCPUTime()
-        let events = session.finish()
+        let events = onTimeline(session.finish())
         let cpu = threadCPUTime() - t0
         server.broadcast(events)
         account(samples: 0, cpu: cpu, events: events)
@@ -140,6 +168,15 @@ final class Microphone: @unchecked Sendable {
         shared.withLock { $0.finished = true }
         logger.info("microphone recognition stopped", metadata: ["audio_seconds": "\(counters.audioSeconds)"])
         done.signal()
+    }
+
+    /// The session's events on the microphone's timeline (see `offsetSeconds`); counts its utterances.
+    private func onTimeline(_ events: [RecognitionEvent]) -> [RecognitionEvent] {
+        for case .partial(let u, _, _) in events { sessionUtterances = max(sessionUtterances, u + 1) }
+        for case .final(let u, _, _, _, _) in events { sessionUtterances = max(sessionUtterances, u + 1) }
+        guard offsetSeconds != 0 || offsetUtterances != 0 else { return events }
+        let samples = Int((offsetSeconds * Double(capture.configuration.outputRate)).rounded())
+        return events.map { $0.shifted(seconds: offsetSeconds, samples: samples, utterances: offsetUtterances) }
     }
 
     /// Logs the capture loop's state when it changes (checked at most every 100 ms: a lock and a copy).

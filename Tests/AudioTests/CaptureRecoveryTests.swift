@@ -215,7 +215,8 @@ struct CaptureRecoveryTests {
     @Test("consecutive open failures back off exponentially up to the maximum, and count attempts")
     func openFailuresBackOff() throws {
         let failure = CaptureError.openFailed(device: "scripted", alsa: "Device or resource busy")
-        let device = ScriptedDevice(opens: Array(repeating: .failure(failure), count: 4), steps: [])
+        // Running once audio flows: the fifth open delivers some.
+        let device = ScriptedDevice(opens: Array(repeating: .failure(failure), count: 4), steps: [.audio(frames: 160, value: 1)])
         let capture = try Self.start(device)
         var attempts: [Int] = []
         waitForStatus(capture) { status in
@@ -239,13 +240,75 @@ struct CaptureRecoveryTests {
         #expect(policy.delay(forAttempt: 1000) == .seconds(2))
     }
 
+    /// And a device that opens again but still delivers nothing is not running: it stays retrying, and
+    /// is not counted as reopened, until audio flows (it showed running, and reset its back-off, at
+    /// every open).
     @Test("a device that goes quiet without an error is treated as lost after the stall timeout")
     func stalledDeviceIsReopened() throws {
         let device = ScriptedDevice(steps: [.audio(frames: 160, value: 1)], idleWait: .timedOut)
         let capture = try Self.start(device, Self.configuration(stallTimeout: .milliseconds(30)))
-        let status = waitForStatus(capture) { $0.reopenCount >= 1 }
+        let status = waitForStatus(capture) { $0.state.isRetrying && device.counters.opens >= 3 }
         capture.stop()
         #expect(status.lastError == .stalled(device: "scripted", seconds: Duration.milliseconds(30).seconds))
+        #expect(status.reopenCount == 0)
+    }
+
+    /// Everything `readSegment` returns until the capture has ended, consecutive sample counts summed.
+    static func segments(_ capture: AudioCapture) -> [CaptureChunk] {
+        var out: [CaptureChunk] = []
+        var buffer: [Float] = []
+        let deadline = ContinuousClock.now + .seconds(5)
+        while ContinuousClock.now < deadline {
+            buffer.removeAll()
+            let chunk = capture.readSegment(into: &buffer, maxSamples: 4096, timeout: .milliseconds(100))
+            switch (chunk, out.last) {
+            case (.samples(0), _):
+                if capture.status.state == .stopped && capture.availableSamples == 0 { return out }
+            case (.samples(let n), .samples(let m)?):
+                out[out.count - 1] = .samples(m + n)
+            default:
+                out.append(chunk)
+            }
+        }
+        return out
+    }
+
+    @Test("reads stop at a lost device: the audio before and after are two segments, with the time it was away between")
+    func aLostDeviceIsABreakInTheAudio() throws {
+        let device = ScriptedDevice(
+            opens: [.success(()), .failure(.openFailed(device: "scripted", alsa: "No such device")), .success(())],
+            steps: [.audio(frames: 160, value: 1), .error(-ENODEV), .audio(frames: 160, value: 2)])
+        var configuration = Self.configuration()
+        configuration.retry = CaptureRetryPolicy(initialDelay: .milliseconds(40), maxDelay: .milliseconds(40))
+        let capture = try Self.start(device, configuration)
+        _ = waitForStatus(capture) { $0.framesCaptured == 320 && $0.state == .running }
+        capture.stop()
+        let segments = Self.segments(capture)
+        try #require(segments.count == 3, "\(segments)")
+        #expect(segments[0] == .samples(160) && segments[2] == .samples(160))
+        // Two retry delays of 40 ms at least passed between the last sample and the next.
+        guard case .gap(let seconds) = segments[1] else { Issue.record("\(segments)"); return }
+        #expect(seconds >= 0.08 && seconds < 5, "\(seconds)")
+    }
+
+    @Test("an overrun is a break of unknown length; a full ring's dropped samples are a break as long as they were")
+    func overrunsAndDropsAreBreaks() throws {
+        let device = ScriptedDevice(steps: [.audio(frames: 320, value: 1000), .error(-EPIPE), .audio(frames: 160, value: 2000)])
+        let capture = try Self.start(device)
+        _ = waitForStatus(capture) { $0.framesCaptured == 480 }
+        capture.stop()
+        #expect(Self.segments(capture) == [.samples(320), .gap(seconds: 0), .samples(160)])
+
+        // A ring of 400 samples, filled with 480 before anyone reads: the first 80 go, and the reader
+        // starts after a break of 80 samples (5 ms), the overrun's break among them merged into it
+        // only if it fell there (it does not: it is at 320).
+        var small = Self.configuration()
+        small.ringCapacity = 400
+        let device2 = ScriptedDevice(steps: [.audio(frames: 320, value: 1000), .error(-EPIPE), .audio(frames: 160, value: 2000)])
+        let capture2 = try Self.start(device2, small)
+        _ = waitForStatus(capture2) { $0.framesCaptured == 480 }
+        capture2.stop()
+        #expect(Self.segments(capture2) == [.gap(seconds: 80.0 / 16000), .samples(240), .gap(seconds: 0), .samples(160)])
     }
 
     @Test("stereo frames are averaged to mono")

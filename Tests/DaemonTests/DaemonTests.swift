@@ -200,6 +200,24 @@ struct DaemonTests {
         #expect(listen.stderr.contains("closed the connection without saying why"), "listen: \(listen.stderr)")
     }
 
+    /// `earshot listen >> log` on a full disk lost every transcript from then on without a word, until the
+    /// daemon stopped: it now stops at the first lost write, saying so, while the daemon goes on.
+    @Test("`earshot listen` stops at once, saying so, when its output cannot be written")
+    func listenStopsWhenItsOutputIsLost() throws {
+        let scratch = try Scratch()
+        let fx = try TinyFixture(scratch: scratch)
+        let pcm = try FilePCM(scratch: scratch)
+        let audio = scene([(nil, 0.5), ("yes", 0), (nil, 1.2)], model: fx.tiny)
+        let daemon = try Daemon(scratch: scratch, model: fx.modelPath, arguments: pcm.arguments(duration: Double(audio.count) / 16000))
+        let listen = try Child("/bin/sh", ["-c", #""$0" listen --socket "$1" > /dev/full"#, try builtExecutable("earshot"), daemon.socket],
+                               scratch: scratch, tag: "listen")
+        try daemon.waitForStatus("the listener subscribed") { $0.subscribers == 1 }
+        try pcm.plugIn(audio)
+        #expect(listen.wait(timeout: 30) == 1, "listen: \(listen.stderr)")
+        #expect(listen.stderr.contains("cannot write to standard output: No space left on device; stopped listening"), "listen: \(listen.stderr)")
+        #expect(daemon.terminate() == 0)
+    }
+
     @Test("a capture device that cannot be opened: client sessions are served and status says retrying")
     func unopenableCaptureKeepsServing() throws {
         let scratch = try Scratch()
@@ -216,6 +234,14 @@ struct DaemonTests {
         let deadline = Date().addingTimeInterval(10)
         while !daemon.child.stderr.contains("capture device unavailable, retrying"), Date() < deadline { usleep(20_000) }
         #expect(daemon.child.stderr.contains("capture device unavailable, retrying"), "the retry is logged: \(daemon.child.stderr)")
+        // A listener is told why nothing comes, instead of waiting in silence.
+        let listen = try Child(try builtExecutable("earshot"), ["listen", "--socket", daemon.socket], scratch: scratch, tag: "listen")
+        let told = Date().addingTimeInterval(10)
+        while !listen.stderr.contains("the microphone is retrying"), Date() < told { usleep(20_000) }
+        #expect(listen.stderr.contains("the microphone is retrying: ") && listen.stderr.contains("earshot_no_such_pcm")
+                && listen.stderr.contains("transcripts come once the device opens"), "listen: \(listen.stderr)")
+        listen.signal(SIGINT)
+        #expect(listen.wait(timeout: 10) == 0)
         #expect(daemon.terminate() == 0)
     }
 
@@ -245,6 +271,10 @@ struct DaemonTests {
         #expect(stream.wait(timeout: 60) == 0, "\(stream.stderr)")
         #expect(!transcribe.stdout.isEmpty)
         #expect(stream.stdout == transcribe.stdout, "stream: \(stream.stdout) transcribe: \(transcribe.stdout)")
+        // '-' streams standard input (a pipe), as `transcribe -` reads it.
+        let piped = try Child("/bin/sh", ["-c", #"cat "$1" | "$0" stream --socket "$2" -"#, earshot, single, daemon.socket], scratch: scratch, tag: "s3")
+        #expect(piped.wait(timeout: 60) == 0, "\(piped.stderr)")
+        #expect(piped.stdout == transcribe.stdout, "stream -: \(piped.stdout) transcribe: \(transcribe.stdout)")
 
         let stream2 = try Child(earshot, ["stream", "--socket", daemon.socket, several], scratch: scratch, tag: "s2")
         #expect(stream2.wait(timeout: 60) == 0, "\(stream2.stderr)")

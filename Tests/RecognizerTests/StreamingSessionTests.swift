@@ -544,3 +544,22 @@ import Training
         #expect(throws: Never.self) { try c.validate() }
     }
 }
+
+/// A stream cut into sessions (the microphone across a lost device) keeps one timeline and numbering.
+@Suite struct ShiftedEventTests {
+    @Test func everyTimeAndNumberMovesAndNothingElse() {
+        let words = Transcript(words: [Word(text: "yes", start: 0.2, end: 0.5, confidence: 0.9)])
+        let events: [RecognitionEvent] = [
+            .partial(utterance: 0, text: "ye", start: 0.2),
+            .final(utterance: 0, transcript: words, start: 0.2, end: 0.5, segment: 1600..<12800),
+            .endpoint(utterance: 0, reason: .endOfStream, at: 0.8),
+        ]
+        let moved = events.map { $0.shifted(seconds: 10, samples: 160_000, utterances: 3) }
+        #expect(moved == [
+            .partial(utterance: 3, text: "ye", start: 10.2),
+            .final(utterance: 3, transcript: words.shifted(by: 10), start: 10.2, end: 10.5, segment: 161_600..<172_800),
+            .endpoint(utterance: 3, reason: .endOfStream, at: 10.8),
+        ])
+        #expect(words.shifted(by: 10).words[0].start == 10.2 && words.shifted(by: 10).text == "yes")
+    }
+}
