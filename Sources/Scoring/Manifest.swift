@@ -51,10 +51,19 @@ public struct Manifest: Sendable, Equatable {
     /// Reads a manifest file.
     public static func read(from url: URL) throws -> Manifest {
         let text: String
+        // Foundation's messages for these say only "The operation could not be completed".
+        var isFolder: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isFolder) else {
+            throw ManifestError.unreadable(file: url.path, reason: "no such file")
+        }
+        if isFolder.boolValue {
+            throw ManifestError.unreadable(file: url.path, reason: "it is a folder; give the manifest file (a .tsv of audio path, TAB, text)")
+        }
         do {
             text = try String(contentsOf: url, encoding: .utf8)
         } catch {
-            throw ManifestError.unreadable(file: url.path, reason: error.localizedDescription)
+            let reason = FileManager.default.isReadableFile(atPath: url.path) ? "it is not UTF-8 text" : "permission denied"
+            throw ManifestError.unreadable(file: url.path, reason: reason)
         }
         return try parse(text, name: url.path, baseDirectory: url.deletingLastPathComponent())
     }

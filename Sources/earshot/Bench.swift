@@ -91,7 +91,7 @@ struct Bench: ParsableCommand {
             if isDir.boolValue {
                 let names: [String]
                 do { names = try fm.contentsOfDirectory(atPath: input).sorted() } catch {
-                    throw CLIError("'\(input)': cannot list the folder: \(error.localizedDescription)")
+                    throw CLIError("'\(input)': cannot list the folder: \(reason(of: error))")
                 }
                 out += names.filter { AudioFileFormat(path: $0) != nil || $0.hasSuffix(".wav") }
                     .map { URL(fileURLWithPath: input).appendingPathComponent($0).path }

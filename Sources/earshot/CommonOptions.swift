@@ -30,7 +30,8 @@ struct RecognitionOptions: ParsableArguments {
                                discussion: "Default: the model's domain decoding's; with --lm \(RecognitionOptions.defaultLMWeight); with the general English LM (transcribe's default) \(DecodingSettings.generalLMWeight)."))
     var lmWeight: Double?
 
-    @Option(help: ArgumentHelp("Score added per recognised word (beta), offsetting the language model's per-word cost; only with --lm or a model with a domain LM. Raise it if words go missing.",
+    // .unconditional: a negative bonus ("-1") must not be taken for a flag.
+    @Option(parsing: .unconditional, help: ArgumentHelp("Score added per recognised word (beta), offsetting the language model's per-word cost; only with --lm or a model with a domain LM. Raise it if words go missing.",
                                discussion: "Default: the model's domain decoding's; with --lm \(RecognitionOptions.defaultWordBonus); with the general English LM (transcribe's default) \(DecodingSettings.generalWordBonus)."))
     var wordBonus: Double?
 

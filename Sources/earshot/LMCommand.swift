@@ -74,7 +74,7 @@ struct LMCommand: ParsableCommand {
             } catch let error as LanguageModelError {
                 throw CLIError(error.description)
             } catch {
-                throw CLIError("cannot read language model \(path): \(error.localizedDescription)")
+                throw CLIError("cannot read language model \(path): \(reason(of: error))")
             }
         }
     }

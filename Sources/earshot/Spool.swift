@@ -204,7 +204,7 @@ struct SpoolIngest {
         do {
             try FileManager.default.createDirectory(at: domain, withIntermediateDirectories: true)
         } catch {
-            throw SpoolError("cannot create the domain folder \(domain.path): \((error as NSError).localizedDescription)")
+            throw SpoolError("cannot create the domain folder \(domain.path): \(reason(of: error))")
         }
         let lock = try lockDomain()
         defer { close(lock) }
@@ -303,7 +303,7 @@ struct SpoolIngest {
     private func scan() throws -> (complete: [Item], young: [Item], left: [Left], finished: [Finished]) {
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: spool.path) } catch {
-            throw SpoolError("cannot list the spool folder \(spool.path): \((error as NSError).localizedDescription)")
+            throw SpoolError("cannot list the spool folder \(spool.path): \(reason(of: error))")
         }
         var entries: [String: Entry] = [:]
         for name in names where !name.hasPrefix(".") {
@@ -625,7 +625,7 @@ struct SpoolIngest {
             guard fd >= 0 else { throw SpoolError("cannot read \(item.audio.path): \(String(cString: strerror(errno)))") }
             let data: Data
             do { data = try FileHandle(fileDescriptor: fd, closeOnDealloc: true).readToEnd() ?? Data() } catch {
-                throw SpoolError("cannot read \(item.audio.path): \((error as NSError).localizedDescription)")
+                throw SpoolError("cannot read \(item.audio.path): \(reason(of: error))")
             }
             // The write syncs the domain folder, so the spool copy goes only once the new name is on disk
             // (across file systems nothing else orders the rename in one before the unlink in the other).
@@ -694,7 +694,7 @@ struct SpoolIngest {
     /// ingests out, and each move adds its own.
     private func domainNames() throws -> Set<String> {
         do { return Set(try FileManager.default.contentsOfDirectory(atPath: domain.path).map(Self.nameKey)) } catch {
-            throw SpoolError("cannot list the domain folder \(domain.path): \((error as NSError).localizedDescription)")
+            throw SpoolError("cannot list the domain folder \(domain.path): \(reason(of: error))")
         }
     }
 

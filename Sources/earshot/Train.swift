@@ -147,7 +147,7 @@ struct Train: ParsableCommand {
             throw CLIError("--config \(path) is a folder; name the configuration file (models/*.train.toml are examples)")
         }
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw CLIError("cannot read \(path): \(error.localizedDescription)")
+            throw CLIError("cannot read \(path): \(reason(of: error))")
         }
         let table: TOMLTable
         do { table = try TOMLTable(string: text) } catch let e as TOMLParseError {

@@ -75,10 +75,13 @@ struct DaemonConfiguration: Equatable {
         // Upper bounds too: these become sample counts and milliseconds in integers, where infinity or
         // 1e20 would trap at start-up instead of being refused here by name.
         if !(1...3600).contains(capture.ringSeconds) { throw bad("capture.ring_seconds", "must be 1 to 3600 seconds") }
-        if !(capture.retryMaxSeconds > 0 && capture.retryMaxSeconds <= 86_400) {
-            throw bad("capture.retry_max_seconds", "must be positive and at most 86400 (a day)")
+        // Both become whole milliseconds: under half of one would round to nothing.
+        if !(capture.retryMaxSeconds >= 0.001 && capture.retryMaxSeconds <= 86_400) {
+            throw bad("capture.retry_max_seconds", "must be 0.001 (a millisecond) to 86400 (a day)")
         }
-        if !(0...31_536_000).contains(capture.duration) { throw bad("capture.duration", "must be 0 (never stop) to 31536000 (a year) seconds") }
+        if !(0...31_536_000).contains(capture.duration) || (capture.duration > 0 && capture.duration < 0.001) {
+            throw bad("capture.duration", "must be 0 (never stop) or 0.001 to 31536000 (a year) seconds")
+        }
         do { try endpoint.validate() } catch {
             switch error {
             case .invalidField(let name, let value, let reason):

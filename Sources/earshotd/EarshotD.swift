@@ -105,7 +105,8 @@ struct EarshotD: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Posterior mass on letters above which a frame is speech. [endpoint.speech_threshold]", valueName: "p"))
     var speechThreshold: Double?
 
-    @Option(help: ArgumentHelp("dBFS below which audio is silence and the model rests. [endpoint.silence_level]", valueName: "dB"))
+    // .unconditional: the value is negative, and "-60" must not be taken for a flag.
+    @Option(parsing: .unconditional, help: ArgumentHelp("dBFS below which audio is silence and the model rests. [endpoint.silence_level]", valueName: "dB"))
     var silenceLevel: Double?
 
     @Option(help: ArgumentHelp("Non-speech after which a segment restarts (s). [endpoint.max_leading_silence]", valueName: "s"))
@@ -120,7 +121,7 @@ struct EarshotD: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Language model weight (alpha). [decoding.lm_weight]", valueName: "w"))
     var lmWeight: Double?
 
-    @Option(help: ArgumentHelp("Score per word with a language model (beta). [decoding.word_bonus]", valueName: "b"))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Score per word with a language model (beta), may be negative. [decoding.word_bonus]", valueName: "b"))
     var wordBonus: Double?
 
     @Option(name: .customLong("hotword"), help: ArgumentHelp(

@@ -704,11 +704,16 @@ struct DaemonTests {
         // refused by name, not a crash or a socket nobody can open.
         for (flag, key) in [("--capture-ring-seconds=inf", "capture.ring_seconds"), ("--capture-retry-max=1e20", "capture.retry_max_seconds"),
                             ("--capture-duration=inf", "capture.duration"), ("--capture-buffer-ms=5000000", "capture.buffer_ms"),
-                            ("--max-utterance=1e20", "endpoint.max_utterance"), ("--max-clients=0", "max_clients")] {
+                            ("--max-utterance=1e20", "endpoint.max_utterance"), ("--max-clients=0", "max_clients"),
+                            ("--capture-retry-max=0.0004", "capture.retry_max_seconds"), ("--capture-duration=0.0004", "capture.duration")] {
             let huge = try Child(earshotd, ["--config", again, flag, "--print-config"], scratch: scratch)
             #expect(huge.wait(timeout: 20) == 1, "\(flag): \(huge.stdout)")
             #expect(huge.stderr.contains(key), "\(flag): \(huge.stderr)")
         }
+        // Negative values after a space, not only after '=' (they looked like flags).
+        let spaced = try Child(earshotd, ["--config", again, "--silence-level", "-60", "--word-bonus", "-1.5", "--print-config"], scratch: scratch)
+        #expect(spaced.wait(timeout: 20) == 0, "\(spaced.stderr)")
+        #expect(spaced.stdout.contains("silence_level = -60.0\n") && spaced.stdout.contains("word_bonus = -1.5\n"), "\(spaced.stdout)")
         let negative = scratch.path("negative.toml")
         try "socket_mode = -1\n".write(toFile: negative, atomically: true, encoding: .utf8)
         let mode = try Child(earshotd, ["--config", negative, "--print-config"], scratch: scratch)
