@@ -531,13 +531,15 @@ public final class Trainer {
             state.audioSecondsTrained += audio
             state.wallSecondsTrained += Date().timeIntervalSince(stepStart)
             windowLoss += result.meanLoss; windowSteps += 1; windowAudio += audio
+            // Progress every step (a terminal's bar), over the log window so far; the log line at its
+            // cadence first, so that the bar is drawn again under it rather than wiped by it.
+            let elapsed = Date().timeIntervalSince(windowStart)
+            let p = TrainProgress(step: state.step, totalSteps: config.optimizer.totalSteps, epoch: epoch + 1,
+                                  loss: windowLoss / Double(windowSteps), learningRate: report.learningRate,
+                                  gradNorm: report.gradNorm, speed: windowAudio / max(elapsed, 1e-9),
+                                  secondsLeft: Double(config.optimizer.totalSteps - state.step) * elapsed / Double(windowSteps))
+            defer { progress(p) }
             if state.step % config.run.logEverySteps == 0 || state.step == config.optimizer.totalSteps {
-                let elapsed = Date().timeIntervalSince(windowStart)
-                let p = TrainProgress(step: state.step, totalSteps: config.optimizer.totalSteps, epoch: epoch + 1,
-                                      loss: windowLoss / Double(windowSteps), learningRate: report.learningRate,
-                                      gradNorm: report.gradNorm, speed: windowAudio / max(elapsed, 1e-9),
-                                      secondsLeft: Double(config.optimizer.totalSteps - state.step) * elapsed / Double(windowSteps))
-                progress(p)
                 let left = Int(p.secondsLeft.rounded())
                 log(String(format: "step %d epoch %d loss %.4f lr %.2e grad-norm %.2f speed %.1fx real time, %dh%02dm left%@",
                            p.step, p.epoch, p.loss, p.learningRate, p.gradNorm, p.speed, left / 3600, left / 60 % 60,

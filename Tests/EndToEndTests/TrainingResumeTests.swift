@@ -158,8 +158,9 @@ import Training
             let trainer = try Trainer(config: config, log: { line in lines.withLock { $0.append(line) } })
             var reports: [TrainProgress] = []
             try trainer.run(shouldStop: { false }, progress: { reports.append($0) })
-            #expect(reports.map(\.step) == [2, 4])
-            #expect(reports[0].secondsLeft > 0 && reports[1].secondsLeft == 0)
+            // Every step reports (a terminal's bar), over the log window so far.
+            #expect(reports.map(\.step) == [1, 2, 3, 4])
+            #expect(reports[1].secondsLeft > 0 && reports[3].secondsLeft == 0)
             let stepLines = lines.current.filter { $0.hasPrefix("step ") }
             #expect(stepLines.count == 2 && stepLines[1].hasSuffix("real time, 0h00m left"), "\(stepLines)")
         }
