@@ -196,6 +196,11 @@ public struct AdamW: Sendable {
                 throw .optimizerState("'adamw.m.\(name)' and 'adamw.v.\(name)' belong to no parameter of the model")
             }
             if m[name]!.count != p.data.count { throw Self.sizeMismatch(name, moments: m[name]!.count, parameter: p) }
+            // A non-finite moment (a run saved as it diverged, a corrupted file) turns the parameter into
+            // NaN at the first step: refused here, not discovered 20 skipped batches later.
+            if !m[name]!.allSatisfy(\.isFinite) || !(v[name]?.allSatisfy { $0.isFinite && $0 >= 0 } ?? true) {
+                throw .optimizerState("the moments of '\(name)' hold a value that is not a finite number (the run was saved as it diverged, or the file is damaged): start again from one of the run's snapshots as model.init_from, with another --output")
+            }
         }
     }
 

@@ -118,8 +118,13 @@ struct Train: ParsableCommand {
             // nothing was trained (a fresh run's step-0 checkpoint would put the folder in resume mode, where
             // a fix to [model] or init_from is refused or ignored). The log gets the reason: stderr may be gone.
             log("stopped by an error: \(Self.cliError(error, config: config).description)")
-            if trainer.step > firstStep, (try? trainer.saveCheckpoint()) != nil {
-                log("checkpoint at step \(trainer.step) saved; once the cause is fixed, the same command resumes")
+            if trainer.step > firstStep {
+                do {
+                    try trainer.saveCheckpoint()
+                    log("checkpoint at step \(trainer.step) saved; once the cause is fixed, the same command resumes")
+                } catch {
+                    log("the checkpoint at step \(trainer.step) could not be saved either (\(error)); the last one saved is kept")
+                }
             }
             throw Self.cliError(error, config: config)
         }

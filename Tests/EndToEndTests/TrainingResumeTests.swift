@@ -224,6 +224,19 @@ import Training
 
             var model = try ModelFile.load(path: checkpoint)
             let name = "head.output.weight"
+            // A moment that is not a number (saved as the run diverged) is refused too.
+            let original = try #require(model.parameters["adamw.m.\(name)"])
+            var poisoned = original
+            poisoned.data[0] = .nan
+            model.parameters["adamw.m.\(name)"] = poisoned
+            try model.save(path: checkpoint)
+            do {
+                _ = try Trainer(config: config, log: { _ in })
+                Issue.record("a checkpoint with a NaN moment was accepted")
+            } catch let TrainerError.checkpoint(path, reason) {
+                #expect(path == checkpoint && reason.contains("'\(name)'") && reason.contains("not a finite number"), "\(reason)")
+            }
+            model.parameters["adamw.m.\(name)"] = original
             let short = Tensor(shape: [3], data: [0, 0, 0])
             try #require(model.parameters["adamw.m.\(name)"] != nil, "the checkpoint should hold AdamW moments")
             model.parameters["adamw.m.\(name)"] = short
