@@ -276,7 +276,10 @@ final class ALSACaptureDevice: CaptureDevice {
     func describe(error: Int32) -> String {
         let alsa = String(cString: snd_strerror(error))
         let logged = messages.take()
-        return logged.isEmpty ? alsa : logged.joined(separator: "; ") + " (\(alsa))"
+        // ALSA's logged messages often end with the same reason ("... No such file or directory"):
+        // it is not repeated after them.
+        let text = logged.joined(separator: "; ")
+        return logged.isEmpty ? alsa : text.hasSuffix(alsa) ? text : text + " (\(alsa))"
     }
 }
 

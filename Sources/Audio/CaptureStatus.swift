@@ -30,7 +30,7 @@ public enum CaptureError: Error, CustomStringConvertible, Equatable, Sendable {
         case .configFileFailed(let path, let alsa):
             return "cannot load ALSA configuration file '\(path)': \(alsa) (check the path and its syntax)"
         case .openFailed(let device, let alsa):
-            return "cannot open capture device '\(device)': \(alsa) (check the name with `arecord -L`, "
+            return "cannot open capture device '\(device)': \(alsa) (check the name with `arecord -L`, or in the capture.alsa_config file for a PCM defined there; check "
                 + "that the device is plugged in and not held by another program, and that this user "
                 + "is in the audio group)"
         case .configurationRefused(let device, let what, let alsa):

@@ -61,7 +61,7 @@ public final class SocketClient: @unchecked Sendable {
     static func explain(_ code: Int32) -> String {
         switch code {
         case ENOENT: return "no such file - is earshotd running?"
-        case ECONNREFUSED: return "connection refused (a stale socket file: earshotd is not running)"
+        case ECONNREFUSED: return "connection refused: nothing listens on this socket file (earshotd is not running, or still loading its model)"
         case EACCES, EPERM: return "permission denied - is your user in the socket's group?"
         case ENOTSOCK: return "not a socket"
         default: return String(cString: strerror(code))
