@@ -178,7 +178,21 @@ struct SpoolIngest {
         var manifest: String? = nil
         /// The manifest's record of what ingest took from it (`journalName`), for a manifest's items.
         var journal: URL? = nil
+        /// The audio file scanned (device, inode), for an audio + transcript pair: a file put in its
+        /// place since is a new recording, not this one.
+        var identity: FileIdentity? = nil
     }
+
+    struct FileIdentity: Equatable {
+        var device: UInt64
+        var inode: UInt64
+        init(_ info: stat) { device = UInt64(info.st_dev); inode = UInt64(info.st_ino) }
+    }
+
+    /// The suffix of a pair's transcript while ingest takes it: `a.txt` becomes `.a.txt.ingesting`
+    /// before the audio moves, so that a run killed partway never leaves `a.txt` behind to label the
+    /// next `a.wav` (see `recoverClaims`).
+    static let claimSuffix = ".ingesting"
 
     /// A manifest whose every item an interrupted run took: its files, to remove.
     struct Finished { var manifest: URL; var ready: URL?; var journal: URL }
@@ -217,6 +231,7 @@ struct SpoolIngest {
         var names = try domainNames()
         let markerExisted = FileManager.default.fileExists(atPath: pendingPath)
         removeOrphanJournals()
+        recoverClaims()
         removeStaleTemporaries()
         let deadline = Date().addingTimeInterval(wait)
         while true {
@@ -261,7 +276,7 @@ struct SpoolIngest {
             // Complete but still settling: wait until the first of them is old enough (or the deadline).
             let next = settling.map { $0.modified.addingTimeInterval(settle) }.min()!
             let pause = max(0.05, min(next.timeIntervalSinceNow, deadline.timeIntervalSinceNow))
-            usleep(useconds_t(pause * 1e6))
+            Thread.sleep(forTimeInterval: pause)
         }
         report.failed = failed.count
         if report.moved.isEmpty && !markerExisted { unlink(pendingPath) }
@@ -297,7 +312,7 @@ struct SpoolIngest {
 
     // MARK: scanning
 
-    private struct Entry { var url: URL; var modified: Date; var regular: Bool; var size: Int }
+    private struct Entry { var url: URL; var modified: Date; var regular: Bool; var size: Int; var identity: FileIdentity }
 
     /// Complete items ready to move, complete items still settling, and what is left with its reason.
     private func scan() throws -> (complete: [Item], young: [Item], left: [Left], finished: [Finished]) {
@@ -306,16 +321,24 @@ struct SpoolIngest {
             throw SpoolError("cannot list the spool folder \(spool.path): \(reason(of: error))")
         }
         var entries: [String: Entry] = [:]
+        var items: [Item] = []
+        var left: [Left] = []
         for name in names where !name.hasPrefix(".") {
             let url = spool.appendingPathComponent(name)
             var info = stat()
-            guard lstat(url.path, &info) == 0 else { continue }  // gone meanwhile
+            guard lstat(url.path, &info) == 0 else {
+                // A name that is not UTF-8 reaches us with U+FFFD for its bad bytes and names no file:
+                // said, not silently left in the spool for ever.
+                if name.contains("\u{FFFD}") {
+                    left.append(Left(name: name, reason: "its name is not valid UTF-8, which ingest cannot take: rename it (e.g. convmv -f latin1 -t utf8 --notest FILE)"))
+                }
+                continue  // else gone meanwhile
+            }
             let modified = Self.changed(info)
-            entries[name] = Entry(url: url, modified: modified, regular: info.st_mode & S_IFMT == S_IFREG, size: Int(info.st_size))
+            entries[name] = Entry(url: url, modified: modified, regular: info.st_mode & S_IFMT == S_IFREG, size: Int(info.st_size),
+                                  identity: FileIdentity(info))
         }
 
-        var items: [Item] = []
-        var left: [Left] = []
         var finished: [Finished] = []
         var claimed = Set<String>()
         func readyMarker(_ stem: String) -> URL? { entries[stem + ".ready"].map(\.url) }
@@ -421,7 +444,7 @@ struct SpoolIngest {
             let text = normalised(raw)
             guard !text.isEmpty else { left.append(Left(name: name, reason: "\(stem).txt is empty")); continue }
             items.append(Item(name: name, audio: entry.url, text: text, sources: [entry.url, txt.url],
-                              ready: readyMarker(stem), modified: max(entry.modified, txt.modified)))
+                              ready: readyMarker(stem), modified: max(entry.modified, txt.modified), identity: entry.identity))
         }
         for name in entries.keys.sorted() where !claimed.contains(name) && ext(name) == "txt" {
             // (ext is lowercased: NAME.TXT beside no audio lands here too.)
@@ -449,17 +472,23 @@ struct SpoolIngest {
         for item in items {
             if item.ready != nil || now.timeIntervalSince(item.modified) >= settle { complete.append(item) } else { young.append(item) }
         }
-        // Audio that libsndfile cannot read stays here with the reason: in the domain folder adapt would
-        // skip it on every run (and fail every run, were it all there is). Only complete items are read:
-        // one still being written may not parse yet.
+        // What adapt could never use stays here with the reason: audio libsndfile cannot decode to its
+        // end (a truncated FLAC passes a header check), a recording too long or too short for its text,
+        // a transcript it cannot spell. In the domain folder (which the user may not be able to change)
+        // adapt would skip it on every run, and it would count towards --min-items. Only complete items
+        // are read: one still being written may not parse yet.
         var unreadable: [String: String] = [:]   // manifest or item name -> reason
-        for item in complete {
-            do { _ = try AudioFile.info(path: item.audio.path) } catch {
-                let key = item.manifest ?? item.name
-                if unreadable[key] == nil {
-                    unreadable[key] = item.manifest == nil ? "not readable audio: \(error)"
-                        : "manifest: \(item.audio.lastPathComponent) is not readable audio: \(error); fix it and touch the manifest"
-                }
+        let validator = ItemValidator(vocabulary: .earshot, frontend: FrontendConfig(), subsampling: 1)
+        for item in complete where unreadable[item.manifest ?? item.name] == nil {
+            var problem: String?
+            switch validator.validate(DataItem(audio: item.audio.path, text: item.text)) {
+            case .failure(let reason): problem = reason.description
+            case .success:
+                do { _ = try AudioFile.read(path: item.audio.path) } catch { problem = "unreadable audio: \(error)" }
+            }
+            if let problem {
+                unreadable[item.manifest ?? item.name] = item.manifest == nil ? "\(problem); adapt could not use it"
+                    : "manifest: \(item.audio.lastPathComponent): \(problem); fix it and touch the manifest"
             }
         }
         complete.removeAll { unreadable[$0.manifest ?? $0.name] != nil }
@@ -578,6 +607,66 @@ struct SpoolIngest {
 
     /// Removes journals whose manifest is gone: left by a run killed between removing a finished
     /// manifest and its journal, they must not mark a later manifest's files of the same names as taken.
+    /// Finishes or undoes the takes of pairs that a killed run left claimed (`claimSuffix`). The claimed
+    /// transcript goes when its audio is no longer in the spool (the move was done), or when the audio
+    /// there now is a later recording (changed after the claim); it goes back under its name when its
+    /// audio is still there, unless the domain folder already holds that audio byte for byte (a copy
+    /// across file systems done, its spool original not yet removed: removed now, so it is not taken
+    /// twice).
+    private func recoverClaims() {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: spool.path) else { return }
+        for name in names where name.hasPrefix(".") && name.hasSuffix(Self.claimSuffix) {
+            let claim = spool.appendingPathComponent(name).path
+            let original = String(name.dropFirst().dropLast(Self.claimSuffix.count))
+            let stem = (original as NSString).deletingPathExtension
+            var claimInfo = stat()
+            guard lstat(claim, &claimInfo) == 0 else { continue }
+            let audio = names.first { !$0.hasPrefix(".") && ($0 as NSString).deletingPathExtension == stem
+                && Self.audioExtensions.contains(ext($0)) }
+            // Status-change times: the claim's is when it was claimed (the rename), and a file put in the
+            // spool after that has a later one, whatever modification time a copy kept.
+            func changeTime(_ info: stat) -> Double { Double(info.st_ctim.tv_sec) + Double(info.st_ctim.tv_nsec) / 1e9 }
+            var audioInfo = stat()
+            guard let audio, lstat(spool.appendingPathComponent(audio).path, &audioInfo) == 0,
+                  changeTime(audioInfo) <= changeTime(claimInfo) else {
+                unlink(claim)
+                continue
+            }
+            let audioPath = spool.appendingPathComponent(audio).path
+            if domainHoldsCopy(of: audioPath, stem: stem, size: Int(audioInfo.st_size)) {
+                unlink(audioPath)
+                unlink(claim)
+            } else if !FileManager.default.fileExists(atPath: spool.appendingPathComponent(original).path) {
+                rename(claim, spool.appendingPathComponent(original).path)
+            } else {
+                unlink(claim)  // a newer transcript came meanwhile
+            }
+        }
+    }
+
+    /// Whether the domain folder holds a copy of `path` (`size` bytes) under a name `move` would have
+    /// given it (`stem` or `stem-N`, its extension) with exactly its bytes.
+    private func domainHoldsCopy(of path: String, stem: String, size: Int) -> Bool {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: domain.path),
+              let original = FileManager.default.contents(atPath: path) else { return false }
+        let wantedExt = (path as NSString).pathExtension
+        func named(_ name: String) -> Bool {
+            let base = (name as NSString).deletingPathExtension
+            guard (name as NSString).pathExtension == wantedExt else { return false }
+            if base == stem { return true }
+            guard base.hasPrefix(stem + "-") else { return false }
+            let n = base.dropFirst(stem.count + 1)
+            return !n.isEmpty && n.allSatisfy(\.isNumber)
+        }
+        for name in names where named(name) {
+            let candidate = domain.appendingPathComponent(name).path
+            var info = stat()
+            guard lstat(candidate, &info) == 0, Int(info.st_size) == size else { continue }
+            if FileManager.default.contents(atPath: candidate) == original { return true }
+        }
+        return false
+    }
+
     private func removeOrphanJournals() {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: spool.path) else { return }
         for name in names where name.hasPrefix(".") && name.lowercased().hasSuffix(".tsv.taken") {
@@ -604,6 +693,47 @@ struct SpoolIngest {
         guard fstatat(folder, file, &info, AT_SYMLINK_NOFOLLOW) == 0, info.st_mode & S_IFMT == S_IFREG else {
             throw SpoolError("\(item.audio.path) changed into a link or a non-regular file while ingest ran; nothing of it was moved")
         }
+        // Replaced since the scan (a new take saved over it): that one is another recording, whose
+        // transcript may not be the one read; it is taken on a later run, once settled.
+        if let scanned = item.identity, FileIdentity(info) != scanned {
+            throw SpoolError("\(item.audio.path) was replaced while ingest ran; the new file is taken on a later run")
+        }
+        // A pair's transcript is claimed before anything moves (renamed to a hidden name, then read
+        // again): the text taken is exactly the file claimed, and a run killed from here on leaves no
+        // `a.txt` to label the next `a.wav` (the next run finishes or undoes the claim).
+        var claim: (path: String, original: String)?
+        if item.manifest == nil, let transcript = item.sources.first(where: { $0 != item.audio }) {
+            let claimed = spool.appendingPathComponent("." + transcript.lastPathComponent + Self.claimSuffix).path
+            guard rename(transcript.path, claimed) == 0 else {
+                throw SpoolError("cannot take \(transcript.path): \(String(cString: strerror(errno))); nothing of the item was moved")
+            }
+            claim = (claimed, transcript.path)
+            guard case .success(let text) = Self.readText(URL(fileURLWithPath: claimed)), normalised(text) == item.text else {
+                undoClaim(claim)
+                throw SpoolError("\(transcript.path) changed while ingest ran; the item is taken on a later run")
+            }
+        }
+        do {
+            return try moveClaimed(item, folder: folder, file: file, info: info, claim: claim, names: &names)
+        } catch {
+            undoClaim(claim)
+            throw error
+        }
+    }
+
+    /// Puts a claimed transcript back under its name (unless a new one came meanwhile: then the claim,
+    /// older, goes).
+    private func undoClaim(_ claim: (path: String, original: String)?) {
+        guard let claim else { return }
+        if FileManager.default.fileExists(atPath: claim.original) { unlink(claim.path) } else { rename(claim.path, claim.original) }
+    }
+
+    /// `move` once the item is claimed: the audio and its transcript into the domain folder.
+    private func moveClaimed(_ item: Item, folder: Int32, file: String, info: stat, claim: (path: String, original: String)?,
+                             names: inout Set<String>) throws -> Moved {
+        // The marker is consumed before the audio moves: left behind, it would declare the next file of
+        // that name complete while it is still being copied.
+        if let ready = item.ready { unlink(ready.path) }
         let audioExt = (item.audio.lastPathComponent as NSString).pathExtension
         // A manifest may name a hidden file (".take.wav"); adapt skips hidden names, so it lands without the dot.
         var stem = ((item.audio.lastPathComponent as NSString).deletingPathExtension as NSString).lastPathComponent
@@ -630,6 +760,14 @@ struct SpoolIngest {
             // The write syncs the domain folder, so the spool copy goes only once the new name is on disk
             // (across file systems nothing else orders the rename in one before the unlink in the other).
             try writeAtomically(data, to: audioDestination)
+            // Replaced while it was copied (a new take saved over it): the new file is not what was
+            // copied, and stays for a later run; the copy of the old take is kept.
+            var now = stat()
+            if fstatat(folder, file, &now, AT_SYMLINK_NOFOLLOW) == 0, FileIdentity(now) != FileIdentity(info) {
+                names.insert(Self.nameKey(audioDestination.lastPathComponent))
+                if let claim { unlink(claim.path) }
+                return Moved(sources: item.sources.map(\.lastPathComponent), destination: audioDestination.path)
+            }
             // If it cannot go (a spool the service may read but not change), the copy is withdrawn:
             // kept, it would be taken again on every run.
             guard unlinkat(folder, file, 0) == 0 else {
@@ -646,8 +784,10 @@ struct SpoolIngest {
             throw SpoolError("\(item.audio.path) changed into a link while ingest moved it; it was not taken")
         }
         names.insert(Self.nameKey(audioDestination.lastPathComponent))
-        for source in item.sources where source != item.audio { unlink(source.path) }
-        if let ready = item.ready { unlink(ready.path) }
+        // A pair's transcript is the claimed file (a new `a.txt` written meanwhile belongs to a later
+        // recording and stays); a manifest's other sources are the manifest itself.
+        if let claim { unlink(claim.path) }
+        for source in item.sources where source != item.audio && item.manifest != nil { unlink(source.path) }
         // The manifest's last item took the manifest with it; its journal goes after it, never before
         // (a manifest without its journal would wait forever for the files already taken).
         if let journal = item.journal, item.sources.contains(where: { $0.lastPathComponent == item.manifest }) {

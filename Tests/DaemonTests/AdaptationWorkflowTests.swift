@@ -103,11 +103,11 @@ struct AdaptationWorkflowTests {
             try Data(text.utf8).write(to: URL(fileURLWithPath: path))
             if old { try fm.setAttributes([.modificationDate: Date().addingTimeInterval(-60)], ofItemAtPath: path) }
         }
-        /// A real recording (ingest reads the header of what it takes), `n` x 10 ms long so each is told
+        /// A real recording (ingest decodes what it takes), `n` x 100 ms long so each is told
         /// apart by its bytes; returns them.
         func audio(_ name: String, _ n: Int, old: Bool = true) throws -> Data {
             let path = spool + "/" + name
-            try AudioWriter.write((0..<(160 * n)).map { Float(sin(Double($0) * 0.1)) * 0.1 }, sampleRate: 16000, to: path)
+            try AudioWriter.write((0..<(1600 * n)).map { Float(sin(Double($0) * 0.1)) * 0.1 }, sampleRate: 16000, to: path)
             if old { try fm.setAttributes([.modificationDate: Date().addingTimeInterval(-60)], ofItemAtPath: path) }
             return try Data(contentsOf: URL(fileURLWithPath: path))
         }
@@ -134,8 +134,8 @@ struct AdaptationWorkflowTests {
         #expect(try Data(contentsOf: URL(fileURLWithPath: domain + "/a-2.wav")) == aBytes)
         #expect(try String(contentsOfFile: domain + "/f.txt", encoding: .utf8) == "second one\n")
         for line in ["left  b.flac: no transcript (b.txt) yet", "left  c.wav: still being written",
-                     "left  late.tsv: waiting for 1 audio file(s) it names: missing.wav", "left  bad.wav: not readable audio",
-                     "left  mixed.tsv: manifest: m2.wav is not readable audio", "ingested 4 item(s)"] {
+                     "left  late.tsv: waiting for 1 audio file(s) it names: missing.wav", "left  bad.wav: unreadable audio",
+                     "left  mixed.tsv: manifest: m2.wav: unreadable audio", "ingested 4 item(s)"] {
             #expect(run1.stdout.contains(line), "missing \(line) in \(run1.stdout)")
         }
 
@@ -193,7 +193,7 @@ struct AdaptationWorkflowTests {
             try fm.createDirectory(atPath: folder, withIntermediateDirectories: true)
         }
         func audio(_ name: String, _ n: Int) throws -> Data {
-            try AudioWriter.write([Float](repeating: 0.01, count: 160 * n), sampleRate: 16000, to: spool + "/" + name)
+            try AudioWriter.write([Float](repeating: 0.01, count: 1600 * n), sampleRate: 16000, to: spool + "/" + name)
             return try Data(contentsOf: URL(fileURLWithPath: spool + "/" + name))
         }
         func put(_ name: String, _ text: String) throws { try Data(text.utf8).write(to: URL(fileURLWithPath: spool + "/" + name)) }
@@ -235,6 +235,68 @@ struct AdaptationWorkflowTests {
         #expect(!fm.fileExists(atPath: domain + "/.adapt-pending"))
     }
 
+    /// A pair's transcript is claimed (renamed to .NAME.txt.ingesting) before its audio moves; a run
+    /// killed with a claim outstanding must neither leave a transcript to label the next recording of
+    /// that name, nor lose the item, nor take it twice.
+    @Test("ingest finishes or undoes the claims a killed run left, and leaves what adapt could not use in the spool with the reason")
+    func ingestRecoversClaimsAndLeavesUnusableItems() throws {
+        let scratch = try Scratch()
+        let earshot = try builtExecutable("earshot")
+        let spool = scratch.path("spool"), domain = scratch.path("domain")
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: spool, withIntermediateDirectories: true)
+        try fm.createDirectory(atPath: domain, withIntermediateDirectories: true)
+        func put(_ path: String, _ text: String) throws { try Data(text.utf8).write(to: URL(fileURLWithPath: path)) }
+        func wav(_ path: String, _ seconds: Double, value: Float = 0.01) throws {
+            try AudioWriter.write([Float](repeating: value, count: Int(16000 * seconds)), sampleRate: 16000, to: path)
+        }
+        // moved: its audio went into the domain folder before the kill; only the claim is left.
+        try wav(domain + "/moved.wav", 1); try put(domain + "/moved.txt", "moved\n")
+        try put(spool + "/.moved.txt.ingesting", "moved\n")
+        // claimed: killed before its audio moved: both come back and it is taken now.
+        try wav(spool + "/claimed.wav", 1, value: 0.03)
+        usleep(20_000)
+        try put(spool + "/.claimed.txt.ingesting", "claimed\n")
+        // copied: across file systems the copy was made, the spool's original not yet removed.
+        try wav(spool + "/copied.wav", 1, value: 0.02); try fm.copyItem(atPath: spool + "/copied.wav", toPath: domain + "/copied.wav")
+        try put(domain + "/copied.txt", "copied\n")
+        usleep(20_000)
+        try put(spool + "/.copied.txt.ingesting", "copied\n")
+        // again: moved before the kill, and a new take of the same name arrived since: it waits for its
+        // own transcript instead of getting the old one.
+        try wav(domain + "/again.wav", 1); try put(domain + "/again.txt", "old words\n")
+        try put(spool + "/.again.txt.ingesting", "old words\n")
+        usleep(20_000)
+        try wav(spool + "/again.wav", 1.2)
+        // What adapt could not use stays, with the reason: digits, a recording far too short for its
+        // text, one over adapt's minute; and a name that is not UTF-8 is reported.
+        try wav(spool + "/digits.wav", 1); try put(spool + "/digits.txt", "call 911\n")
+        try wav(spool + "/short.wav", 0.05); try put(spool + "/short.txt", "a much longer sentence than this audio\n")
+        try wav(spool + "/long.wav", 61); try put(spool + "/long.txt", "long\n")
+        let badName = [UInt8]("nam".utf8) + [0xE9] + [UInt8](".wav".utf8) + [0]   // Latin-1 é
+        let created = badName.withUnsafeBufferPointer { name -> Int32 in
+            let folder = open(spool, O_RDONLY | O_DIRECTORY)
+            defer { close(folder) }
+            return name.withMemoryRebound(to: CChar.self) { openat(folder, $0.baseAddress!, O_WRONLY | O_CREAT, 0o644) }
+        }
+        try #require(created >= 0)
+        close(created)
+
+        let run = try Child(earshot, ["ingest", "--spool", spool, "--domain", domain, "--settle", "0", "--wait", "0"], scratch: scratch, tag: "r")
+        #expect(run.wait(timeout: 60) == 0, "\(run.stdout)\(run.stderr)")
+        let left = Set(try fm.contentsOfDirectory(atPath: spool))
+        #expect(left.isSuperset(of: ["again.wav", "digits.wav", "digits.txt", "short.wav", "short.txt", "long.wav", "long.txt"]), "\(left.sorted())")
+        #expect(!left.contains { $0.hasSuffix(".ingesting") } && !left.contains("moved.txt") && !left.contains("again.txt")
+                && !left.contains("copied.wav") && !left.contains("claimed.wav"), "\(left.sorted())")
+        #expect(try String(contentsOfFile: domain + "/claimed.txt", encoding: .utf8) == "claimed\n")
+        let audio = try fm.contentsOfDirectory(atPath: domain).filter { $0.hasSuffix(".wav") }.sorted()
+        #expect(audio == ["again.wav", "claimed.wav", "copied.wav", "moved.wav"], "\(audio)")
+        for line in ["left  again.wav: no transcript (again.txt) yet", "left  digits.wav: transcript has characters the model cannot emit",
+                     "left  short.wav: ", "left  long.wav: ", "is not valid UTF-8", "ingested 1 item(s)"] {
+            #expect(run.stdout.contains(line), "missing \(line) in \(run.stdout)")
+        }
+    }
+
     @Test("ingest killed partway through a manifest: the next run takes the rest, every item once, and leaves nothing waiting")
     func ingestFinishesAManifestAfterAKill() throws {
         let scratch = try Scratch()
@@ -243,10 +305,13 @@ struct AdaptationWorkflowTests {
         let fm = FileManager.default
         try fm.createDirectory(atPath: spool, withIntermediateDirectories: true)
         let count = 300
+        // Spelled out: ingest leaves what adapt could not use (digits included) in the spool.
+        let digits = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+        func text(_ i: Int) -> String { "item " + String(i).map { digits[Int(String($0))!] }.joined(separator: " ") }
         var manifest = ""
         for i in 0..<count {
-            try AudioWriter.write([Float](repeating: 0.01, count: 160 * (10 + i % 7)), sampleRate: 16000, to: spool + "/m\(i).wav")
-            manifest += "m\(i).wav\titem \(i)\n"
+            try AudioWriter.write([Float](repeating: 0.01, count: 1600 * (10 + i % 7)), sampleRate: 16000, to: spool + "/m\(i).wav")
+            manifest += "m\(i).wav\t\(text(i))\n"
         }
         try Data(manifest.utf8).write(to: URL(fileURLWithPath: spool + "/batch.tsv"))
         func ingest(_ tag: String) throws -> Child {
@@ -271,7 +336,7 @@ struct AdaptationWorkflowTests {
         let expected = Set((0..<count).flatMap { ["m\($0).wav", "m\($0).txt"] } + [".adapt-pending", ".ingest.lock"])
         #expect(Set(try fm.contentsOfDirectory(atPath: domain)) == expected)
         for i in 0..<count {
-            #expect(try String(contentsOfFile: domain + "/m\(i).txt", encoding: .utf8) == "item \(i)\n")
+            #expect(try String(contentsOfFile: domain + "/m\(i).txt", encoding: .utf8) == text(i) + "\n")
         }
     }
 
@@ -285,7 +350,7 @@ struct AdaptationWorkflowTests {
         try fm.createDirectory(atPath: domain, withIntermediateDirectories: true)
         func put(_ path: String, _ text: String) throws { try Data(text.utf8).write(to: URL(fileURLWithPath: path)) }
         func taken(_ name: String, _ text: String) throws {
-            try AudioWriter.write([Float](repeating: 0.01, count: 1600), sampleRate: 16000, to: domain + "/" + name + ".wav")
+            try AudioWriter.write([Float](repeating: 0.01, count: 16000), sampleRate: 16000, to: domain + "/" + name + ".wav")
             try put(domain + "/" + name + ".txt", text + "\n")
         }
         func ingest(_ tag: String) throws -> Child {
@@ -325,7 +390,7 @@ struct AdaptationWorkflowTests {
         // e.wav arrives, but its transcript cannot be written (a folder in the way, as a full disk would
         // fail it): its journal line, recorded before the move, starts on a line of its own after the cut.
         try fm.createDirectory(atPath: domain + "/e.txt", withIntermediateDirectories: true)
-        try AudioWriter.write([Float](repeating: 0.01, count: 1600), sampleRate: 16000, to: spool + "/e.wav")
+        try AudioWriter.write([Float](repeating: 0.01, count: 16000), sampleRate: 16000, to: spool + "/e.wav")
         let second = try ingest("j2")
         #expect(second.wait(timeout: 30) == 0, "\(second.stdout)\(second.stderr)")
         #expect(second.stdout.contains("left  gone.tsv: waiting for 1 audio file(s) it names: f.wav"), "\(second.stdout)")
@@ -346,7 +411,7 @@ struct AdaptationWorkflowTests {
         let earshot = try builtExecutable("earshot")
         let spool = scratch.path("spool"), domain = scratch.path("domain")
         try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
-        try AudioWriter.write([Float](repeating: 0.01, count: 1600), sampleRate: 16000, to: spool + "/.take.wav")
+        try AudioWriter.write([Float](repeating: 0.01, count: 16000), sampleRate: 16000, to: spool + "/.take.wav")
         try Data(".take.wav\thidden take\n".utf8).write(to: URL(fileURLWithPath: spool + "/takes.tsv"))
         let run = try Child(earshot, ["ingest", "--spool", spool, "--domain", domain, "--settle", "0", "--wait", "0"], scratch: scratch, tag: "dot")
         #expect(run.wait(timeout: 30) == 0, "\(run.stdout)\(run.stderr)")
@@ -368,7 +433,7 @@ struct AdaptationWorkflowTests {
         var a = stat(), b = stat()
         try #require(stat(spool, &a) == 0 && stat(shm, &b) == 0 && a.st_dev != b.st_dev,
                      "/dev/shm is not a file system of its own here, so this test cannot cross one")
-        try AudioWriter.write([Float](repeating: 0.01, count: 1600), sampleRate: 16000, to: spool + "/far.wav")
+        try AudioWriter.write([Float](repeating: 0.01, count: 16000), sampleRate: 16000, to: spool + "/far.wav")
         let bytes = try Data(contentsOf: URL(fileURLWithPath: spool + "/far.wav"))
         try Data("far away".utf8).write(to: URL(fileURLWithPath: spool + "/far.txt"))
         let run = try Child(earshot, ["ingest", "--spool", spool, "--domain", domain, "--settle", "0", "--wait", "0"], scratch: scratch, tag: "xdev")
@@ -396,20 +461,20 @@ struct AdaptationWorkflowTests {
         try put(outside + "/victim.wav", "RIFF-victim")
         try fm.createSymbolicLink(atPath: spool + "/link", withDestinationPath: outside)
         try put(spool + "/escape.tsv", "link/victim.wav\tsix\n")
-        try AudioWriter.write([Float](repeating: 0.01, count: 1600), sampleRate: 16000, to: spool + "/real/r.wav")
+        try AudioWriter.write([Float](repeating: 0.01, count: 16000), sampleRate: 16000, to: spool + "/real/r.wav")
         try put(spool + "/inside.tsv", "real/r.wav\tare\n")
         try put(spool + "/batch/b.wav", "RIFF-b"); try put(spool + "/batch/b.txt", "bee")
         try put(spool + "/notes.pdf", "%PDF")
         // "./" spellings are one file: listed twice is refused, and its own pair does not move it again.
-        try AudioWriter.write([Float](repeating: 0.01, count: 1600), sampleRate: 16000, to: spool + "/x.wav")
+        try AudioWriter.write([Float](repeating: 0.01, count: 16000), sampleRate: 16000, to: spool + "/x.wav")
         try put(spool + "/x.txt", "ex")
         try put(spool + "/twice.tsv", "x.wav\tex\n./x.wav\tex again\n")
         // An audio file that is itself a link, named by a manifest.
-        try AudioWriter.write([Float](repeating: 0.01, count: 1600), sampleRate: 16000, to: outside + "/far.wav")
+        try AudioWriter.write([Float](repeating: 0.01, count: 16000), sampleRate: 16000, to: outside + "/far.wav")
         try fm.createSymbolicLink(atPath: spool + "/near.wav", withDestinationPath: outside + "/far.wav")
         try put(spool + "/linked.tsv", "near.wav\tnear\n")
         // NAME.TXT pairs as NAME.txt does.
-        try AudioWriter.write([Float](repeating: 0.01, count: 1600), sampleRate: 16000, to: spool + "/upper.wav")
+        try AudioWriter.write([Float](repeating: 0.01, count: 16000), sampleRate: 16000, to: spool + "/upper.wav")
         try put(spool + "/upper.TXT", "upper case")
 
         let run = try Child(earshot, ["ingest", "--spool", spool, "--domain", domain, "--settle", "0", "--wait", "0"], scratch: scratch, tag: "links")
@@ -479,7 +544,7 @@ struct AdaptationWorkflowTests {
         }
         try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
         func drop(_ name: String) throws {
-            try AudioWriter.write([Float](repeating: 0.01, count: 1600), sampleRate: 16000, to: spool + "/\(name).wav")
+            try AudioWriter.write([Float](repeating: 0.01, count: 16000), sampleRate: 16000, to: spool + "/\(name).wav")
             try Data("ex".utf8).write(to: URL(fileURLWithPath: spool + "/\(name).txt"))
             try Data().write(to: URL(fileURLWithPath: spool + "/\(name).ready"))
         }
