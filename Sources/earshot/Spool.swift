@@ -341,6 +341,9 @@ struct SpoolIngest {
 
         var finished: [Finished] = []
         var claimed = Set<String>()
+        /// Audio paths a manifest already names, and which: a second manifest naming one is left whole
+        /// (taking it would give the file one manifest's transcript and drop the other's line).
+        var namedBy: [String: String] = [:]
         func readyMarker(_ stem: String) -> URL? { entries[stem + ".ready"].map(\.url) }
 
         // Manifests first: the audio they name is theirs.
@@ -375,6 +378,9 @@ struct SpoolIngest {
                 }
                 guard !transcript.isEmpty else { problem = "line \(number + 1): empty transcript"; break }
                 guard !lines.contains(where: { $0.audio == path }) else { problem = "line \(number + 1): \"\(written)\" is listed twice"; break }
+                if let other = namedBy[path] {
+                    problem = "line \(number + 1): \"\(written)\" is also named by \(other), with its own transcript; remove one of the two lines"; break
+                }
                 lines.append((path, transcript))
             }
             if problem == nil && lines.isEmpty { problem = "no items" }
@@ -387,6 +393,7 @@ struct SpoolIngest {
             let journaled = Self.journalEntries(journal)
             for line in lines {
                 claimed.insert(line.audio)
+                namedBy[line.audio] = name
                 let url = spool.appendingPathComponent(line.audio)
                 // Gone, and in the domain folder as the journal says: an interrupted run moved it.
                 let absent = { if !self.wasTaken(line.audio, text: line.text, journaled: journaled) { missing.append(line.audio) } }
@@ -479,15 +486,30 @@ struct SpoolIngest {
         // are read: one still being written may not parse yet.
         var unreadable: [String: String] = [:]   // manifest or item name -> reason
         let validator = ItemValidator(vocabulary: .earshot, frontend: FrontendConfig(), subsampling: 1)
+        // A recording the domain folder already holds, byte for byte (a folder copied twice), would be
+        // trained on twice, and two copies of one take are all adapt sees of it (it refuses to validate
+        // on what it trains on): it stays here instead.
+        var domainBySize: [Int: [String]] = [:]
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: domain.path)) ?? [] where Self.audioExtensions.contains(ext(name)) {
+            var info = stat()
+            let path = domain.appendingPathComponent(name).path
+            if lstat(path, &info) == 0 { domainBySize[Int(info.st_size), default: []].append(path) }
+        }
         for item in complete where unreadable[item.manifest ?? item.name] == nil {
             var problem: String?
             switch validator.validate(DataItem(audio: item.audio.path, text: item.text)) {
-            case .failure(let reason): problem = reason.description
+            case .failure(let reason): problem = "\(reason.description); adapt could not use it"
             case .success:
-                do { _ = try AudioFile.read(path: item.audio.path) } catch { problem = "unreadable audio: \(error)" }
+                do { _ = try AudioFile.read(path: item.audio.path) } catch { problem = "unreadable audio: \(error); adapt could not use it" }
+            }
+            var info = stat()
+            if problem == nil, lstat(item.audio.path, &info) == 0, let sameSize = domainBySize[Int(info.st_size)],
+               let bytes = FileManager.default.contents(atPath: item.audio.path),
+               let copy = sameSize.first(where: { FileManager.default.contents(atPath: $0) == bytes }) {
+                problem = "the same recording as \(copy), already taken (remove it; a new take of the same words is welcome)"
             }
             if let problem {
-                unreadable[item.manifest ?? item.name] = item.manifest == nil ? "\(problem); adapt could not use it"
+                unreadable[item.manifest ?? item.name] = item.manifest == nil ? problem
                     : "manifest: \(item.audio.lastPathComponent): \(problem); fix it and touch the manifest"
             }
         }

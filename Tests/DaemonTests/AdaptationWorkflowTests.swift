@@ -5,6 +5,7 @@ import Recognizer
 import Server
 import Testing
 import TestSupport
+import Tensors
 
 #if canImport(Glibc)
 import Glibc
@@ -12,6 +13,14 @@ import Glibc
 
 // The adaptation sidecar (docs/adaptation.md): spool ingest, the systemd units that chain ingest ->
 // adapt -> reload, and the daemon taking a new model while a client streams.
+
+/// A constant tone of `count` samples that no other file of these tests has byte for byte: ingest leaves
+/// in the spool a recording the domain folder already holds.
+private let tonesMade = Locked(0)
+func tone(count: Int) -> [Float] {
+    let k = tonesMade.withLock { $0 += 1; return $0 }
+    return [Float](repeating: 0.01 + Float(k % 250) * 1e-4, count: count)
+}
 
 @Suite("adaptation workflow", .serialized)
 struct AdaptationWorkflowTests {
@@ -193,7 +202,7 @@ struct AdaptationWorkflowTests {
             try fm.createDirectory(atPath: folder, withIntermediateDirectories: true)
         }
         func audio(_ name: String, _ n: Int) throws -> Data {
-            try AudioWriter.write([Float](repeating: 0.01, count: 1600 * n), sampleRate: 16000, to: spool + "/" + name)
+            try AudioWriter.write(tone(count: 1600 * n), sampleRate: 16000, to: spool + "/" + name)
             return try Data(contentsOf: URL(fileURLWithPath: spool + "/" + name))
         }
         func put(_ name: String, _ text: String) throws { try Data(text.utf8).write(to: URL(fileURLWithPath: spool + "/" + name)) }
@@ -273,6 +282,11 @@ struct AdaptationWorkflowTests {
         try wav(spool + "/digits.wav", 1); try put(spool + "/digits.txt", "call 911\n")
         try wav(spool + "/short.wav", 0.05); try put(spool + "/short.txt", "a much longer sentence than this audio\n")
         try wav(spool + "/long.wav", 61); try put(spool + "/long.txt", "long\n")
+        // A recording the domain folder holds already (moved.wav, byte for byte) stays.
+        try fm.copyItem(atPath: domain + "/moved.wav", toPath: spool + "/dup.wav"); try put(spool + "/dup.txt", "dup\n")
+        // Two manifests naming one file: the second waits, unrewritten, instead of losing its line.
+        try wav(spool + "/shared.wav", 1, value: 0.04)
+        try put(spool + "/one.tsv", "shared.wav\tfour\n"); try put(spool + "/two.tsv", "shared.wav\tfive\n")
         let badName = [UInt8]("nam".utf8) + [0xE9] + [UInt8](".wav".utf8) + [0]   // Latin-1 é
         let created = badName.withUnsafeBufferPointer { name -> Int32 in
             let folder = open(spool, O_RDONLY | O_DIRECTORY)
@@ -290,9 +304,13 @@ struct AdaptationWorkflowTests {
                 && !left.contains("copied.wav") && !left.contains("claimed.wav"), "\(left.sorted())")
         #expect(try String(contentsOfFile: domain + "/claimed.txt", encoding: .utf8) == "claimed\n")
         let audio = try fm.contentsOfDirectory(atPath: domain).filter { $0.hasSuffix(".wav") }.sorted()
-        #expect(audio == ["again.wav", "claimed.wav", "copied.wav", "moved.wav"], "\(audio)")
+        #expect(audio == ["again.wav", "claimed.wav", "copied.wav", "moved.wav", "shared.wav"], "\(audio)")
+        #expect(try String(contentsOfFile: domain + "/shared.txt", encoding: .utf8) == "four\n")
+        #expect(try String(contentsOfFile: spool + "/two.tsv", encoding: .utf8) == "shared.wav\tfive\n")
+        #expect(left.isSuperset(of: ["dup.wav", "dup.txt", "two.tsv"]) && !left.contains("one.tsv"), "\(left.sorted())")
         for line in ["left  again.wav: no transcript (again.txt) yet", "left  digits.wav: transcript has characters the model cannot emit",
-                     "left  short.wav: ", "left  long.wav: ", "is not valid UTF-8", "ingested 1 item(s)"] {
+                     "left  short.wav: ", "left  long.wav: ", "is not valid UTF-8", "left  dup.wav: the same recording as \(domain)/",
+                     "left  two.tsv: manifest line 1: \"shared.wav\" is also named by one.tsv", "ingested 2 item(s)"] {
             #expect(run.stdout.contains(line), "missing \(line) in \(run.stdout)")
         }
     }
@@ -310,7 +328,7 @@ struct AdaptationWorkflowTests {
         func text(_ i: Int) -> String { "item " + String(i).map { digits[Int(String($0))!] }.joined(separator: " ") }
         var manifest = ""
         for i in 0..<count {
-            try AudioWriter.write([Float](repeating: 0.01, count: 1600 * (10 + i % 7)), sampleRate: 16000, to: spool + "/m\(i).wav")
+            try AudioWriter.write(tone(count: 1600 * (10 + i % 7)), sampleRate: 16000, to: spool + "/m\(i).wav")
             manifest += "m\(i).wav\t\(text(i))\n"
         }
         try Data(manifest.utf8).write(to: URL(fileURLWithPath: spool + "/batch.tsv"))
@@ -350,7 +368,7 @@ struct AdaptationWorkflowTests {
         try fm.createDirectory(atPath: domain, withIntermediateDirectories: true)
         func put(_ path: String, _ text: String) throws { try Data(text.utf8).write(to: URL(fileURLWithPath: path)) }
         func taken(_ name: String, _ text: String) throws {
-            try AudioWriter.write([Float](repeating: 0.01, count: 16000), sampleRate: 16000, to: domain + "/" + name + ".wav")
+            try AudioWriter.write(tone(count: 16000), sampleRate: 16000, to: domain + "/" + name + ".wav")
             try put(domain + "/" + name + ".txt", text + "\n")
         }
         func ingest(_ tag: String) throws -> Child {
@@ -390,7 +408,7 @@ struct AdaptationWorkflowTests {
         // e.wav arrives, but its transcript cannot be written (a folder in the way, as a full disk would
         // fail it): its journal line, recorded before the move, starts on a line of its own after the cut.
         try fm.createDirectory(atPath: domain + "/e.txt", withIntermediateDirectories: true)
-        try AudioWriter.write([Float](repeating: 0.01, count: 16000), sampleRate: 16000, to: spool + "/e.wav")
+        try AudioWriter.write(tone(count: 16000), sampleRate: 16000, to: spool + "/e.wav")
         let second = try ingest("j2")
         #expect(second.wait(timeout: 30) == 0, "\(second.stdout)\(second.stderr)")
         #expect(second.stdout.contains("left  gone.tsv: waiting for 1 audio file(s) it names: f.wav"), "\(second.stdout)")
@@ -411,7 +429,7 @@ struct AdaptationWorkflowTests {
         let earshot = try builtExecutable("earshot")
         let spool = scratch.path("spool"), domain = scratch.path("domain")
         try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
-        try AudioWriter.write([Float](repeating: 0.01, count: 16000), sampleRate: 16000, to: spool + "/.take.wav")
+        try AudioWriter.write(tone(count: 16000), sampleRate: 16000, to: spool + "/.take.wav")
         try Data(".take.wav\thidden take\n".utf8).write(to: URL(fileURLWithPath: spool + "/takes.tsv"))
         let run = try Child(earshot, ["ingest", "--spool", spool, "--domain", domain, "--settle", "0", "--wait", "0"], scratch: scratch, tag: "dot")
         #expect(run.wait(timeout: 30) == 0, "\(run.stdout)\(run.stderr)")
@@ -433,7 +451,7 @@ struct AdaptationWorkflowTests {
         var a = stat(), b = stat()
         try #require(stat(spool, &a) == 0 && stat(shm, &b) == 0 && a.st_dev != b.st_dev,
                      "/dev/shm is not a file system of its own here, so this test cannot cross one")
-        try AudioWriter.write([Float](repeating: 0.01, count: 16000), sampleRate: 16000, to: spool + "/far.wav")
+        try AudioWriter.write(tone(count: 16000), sampleRate: 16000, to: spool + "/far.wav")
         let bytes = try Data(contentsOf: URL(fileURLWithPath: spool + "/far.wav"))
         try Data("far away".utf8).write(to: URL(fileURLWithPath: spool + "/far.txt"))
         let run = try Child(earshot, ["ingest", "--spool", spool, "--domain", domain, "--settle", "0", "--wait", "0"], scratch: scratch, tag: "xdev")
@@ -461,20 +479,20 @@ struct AdaptationWorkflowTests {
         try put(outside + "/victim.wav", "RIFF-victim")
         try fm.createSymbolicLink(atPath: spool + "/link", withDestinationPath: outside)
         try put(spool + "/escape.tsv", "link/victim.wav\tsix\n")
-        try AudioWriter.write([Float](repeating: 0.01, count: 16000), sampleRate: 16000, to: spool + "/real/r.wav")
+        try AudioWriter.write(tone(count: 16000), sampleRate: 16000, to: spool + "/real/r.wav")
         try put(spool + "/inside.tsv", "real/r.wav\tare\n")
         try put(spool + "/batch/b.wav", "RIFF-b"); try put(spool + "/batch/b.txt", "bee")
         try put(spool + "/notes.pdf", "%PDF")
         // "./" spellings are one file: listed twice is refused, and its own pair does not move it again.
-        try AudioWriter.write([Float](repeating: 0.01, count: 16000), sampleRate: 16000, to: spool + "/x.wav")
+        try AudioWriter.write(tone(count: 16000), sampleRate: 16000, to: spool + "/x.wav")
         try put(spool + "/x.txt", "ex")
         try put(spool + "/twice.tsv", "x.wav\tex\n./x.wav\tex again\n")
         // An audio file that is itself a link, named by a manifest.
-        try AudioWriter.write([Float](repeating: 0.01, count: 16000), sampleRate: 16000, to: outside + "/far.wav")
+        try AudioWriter.write(tone(count: 16000), sampleRate: 16000, to: outside + "/far.wav")
         try fm.createSymbolicLink(atPath: spool + "/near.wav", withDestinationPath: outside + "/far.wav")
         try put(spool + "/linked.tsv", "near.wav\tnear\n")
         // NAME.TXT pairs as NAME.txt does.
-        try AudioWriter.write([Float](repeating: 0.01, count: 16000), sampleRate: 16000, to: spool + "/upper.wav")
+        try AudioWriter.write(tone(count: 16000), sampleRate: 16000, to: spool + "/upper.wav")
         try put(spool + "/upper.TXT", "upper case")
 
         let run = try Child(earshot, ["ingest", "--spool", spool, "--domain", domain, "--settle", "0", "--wait", "0"], scratch: scratch, tag: "links")
@@ -544,7 +562,7 @@ struct AdaptationWorkflowTests {
         }
         try FileManager.default.createDirectory(atPath: spool, withIntermediateDirectories: true)
         func drop(_ name: String) throws {
-            try AudioWriter.write([Float](repeating: 0.01, count: 16000), sampleRate: 16000, to: spool + "/\(name).wav")
+            try AudioWriter.write(tone(count: 16000), sampleRate: 16000, to: spool + "/\(name).wav")
             try Data("ex".utf8).write(to: URL(fileURLWithPath: spool + "/\(name).txt"))
             try Data().write(to: URL(fileURLWithPath: spool + "/\(name).ready"))
         }
