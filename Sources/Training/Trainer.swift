@@ -16,7 +16,10 @@ public enum TrainerError: Error, CustomStringConvertible {
         switch self {
         case .config(let s): return "training configuration: \(s)"
         case .data(let s): return "training data: \(s)"
-        case let .checkpoint(path, reason): return "checkpoint \(path): \(reason)"
+        case let .checkpoint(path, reason):
+            // The reason is often a model-file error that names the file itself: once is enough.
+            let own = reason.hasPrefix(path + ": ") ? String(reason.dropFirst(path.count + 2)) : reason
+            return "checkpoint \(path): \(own)"
         }
     }
 }
@@ -353,7 +356,9 @@ public final class Trainer {
 
     func resume(from url: URL, adam: AdamWConfig) throws {
         let model: ModelFile
-        do { model = try ModelFile.load(path: url.path) } catch { throw TrainerError.checkpoint(path: url.path, reason: "\(error)") }
+        do { model = try ModelFile.load(path: url.path) } catch {
+            throw TrainerError.checkpoint(path: url.path, reason: "\(error) (to start this run over, move it aside; to keep its training, pass \(lastModelURL.lastPathComponent) or a snapshot as model.init_from in a new run)")
+        }
         guard case .string(let stateJSON)? = model.description.provenance["trainer_state"],
               let s = try? JSONDecoder().decode(TrainerState.self, from: Data(stateJSON.utf8)) else {
             throw TrainerError.checkpoint(path: url.path, reason: "no trainer state in it (is it a plain model? pass it as model.init_from instead)")
