@@ -253,7 +253,10 @@ final class CaptureShared: @unchecked Sendable {
     func deliver(_ samples: UnsafeBufferPointer<Float>, frames: Int) -> Bool {
         locked {
             if !samples.isEmpty {
-                let dropped = ring.write(samples)
+                var dropped = ring.write(samples)
+                // Recognition has fallen a whole ring behind: drop down to half of it at once, so that
+                // one overload is one break in the audio, not a break at every period from now on.
+                if dropped > 0 { dropped += ring.discardOldest(ring.count - ring.capacity / 2) }
                 written += Int64(samples.count)
                 status.droppedSamples += Int64(dropped)
                 status.samplesProduced += Int64(samples.count)

@@ -46,6 +46,15 @@ struct CaptureRingBuffer {
         return dropped
     }
 
+    /// Drops up to `count` of the oldest samples; returns how many.
+    @discardableResult
+    mutating func discardOldest(_ count: Int) -> Int {
+        let n = min(max(0, count), self.count)
+        head = (head + n) % capacity
+        self.count -= n
+        return n
+    }
+
     /// Moves up to `maxCount` of the oldest samples to the end of `output`; returns how many.
     mutating func read(appendingTo output: inout [Float], maxCount: Int) -> Int {
         let n = min(maxCount, count)

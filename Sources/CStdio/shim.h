@@ -3,8 +3,9 @@
 // Swift 6 refuses to name C's `stdout` (a global variable it cannot prove concurrency-safe), and
 // `print` writes through it: the CLI checks here, once, that what it printed reached its destination.
 
-/// Flushes stdout; nonzero when this flush or an earlier write to stdout failed (errno says why for
-/// the flush).
+/// Flushes stdout: 0 when everything written reached it, 1 when this flush failed (errno says why),
+/// 2 when an earlier write failed (errno no longer says why).
 static inline int earshot_stdout_failed(void) {
-    return fflush(stdout) != 0 || ferror(stdout) != 0;
+    if (fflush(stdout) != 0) return 1;
+    return ferror(stdout) ? 2 : 0;
 }

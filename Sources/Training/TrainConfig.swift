@@ -29,6 +29,8 @@ public struct TrainConfig: Codable, Sendable, Equatable {
                                     "run.threads", "run.valid_every_steps", "data.valid", "data.valid_limit", "model.init_from"]
         var out: [String: String] = [:]
         for (section, value) in root {
+            // With init_from the architecture is the init model's, and [model] is unused.
+            if section == "model" && !model.initFrom.isEmpty { continue }
             guard let table = value as? [String: Any] else { continue }
             for (key, v) in table where !ignored.contains("\(section).\(key)") {
                 let text = (try? JSONSerialization.data(withJSONObject: v, options: [.fragmentsAllowed, .sortedKeys]))

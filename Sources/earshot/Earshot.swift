@@ -34,9 +34,13 @@ struct Earshot: ParsableCommand {
             // Every command's product that went to stdout and was lost (a full disk, a closed pipe
             // reader) makes the run a failure, so scripts do not take an empty result for a good one.
             // What `print` wrote (eval, model info, bench) sits in C's buffer until this flush.
-            if earshot_stdout_failed() != 0 {
+            switch earshot_stdout_failed() {
+            case 0: break
+            case 1:
                 let code = errno
                 standardOutputFailure.withLock { $0 = $0 ?? String(cString: strerror(code)) }
+            default:
+                standardOutputFailure.withLock { $0 = $0 ?? "an earlier write failed" }
             }
             if let failure = standardOutputFailure.current {
                 throw CLIError("cannot write to standard output: \(failure)")

@@ -116,7 +116,7 @@ struct Ingest: ParsableCommand {
             guard visible.isEmpty else { throw CLIError(error.description) }
             items = []
         }
-        let validator = ItemValidator(vocabulary: .earshot, frontend: FrontendConfig(), subsampling: 1)
+        let validator = ItemValidator(vocabulary: .earshot, frontend: FrontendConfig(), subsampling: SpoolIngest.modelSubsampling)
         let count = items.filter { if case .success = validator.labels(for: $0.text) { return true } else { return false } }.count
         guard count < minItems else { return }
         let unspellable = items.count - count
@@ -193,6 +193,10 @@ struct SpoolIngest {
     /// before the audio moves, so that a run killed partway never leaves `a.txt` behind to label the
     /// next `a.wav` (see `recoverClaims`).
     static let claimSuffix = ".ingesting"
+
+    /// The encoder's frame subsampling assumed when judging whether a recording is long enough for its
+    /// text (ingest loads no model): the shipped models' 2 (20 ms frames).
+    static let modelSubsampling = 2
 
     /// A manifest whose every item an interrupted run took: its files, to remove.
     struct Finished { var manifest: URL; var ready: URL?; var journal: URL }
@@ -406,6 +410,14 @@ struct SpoolIngest {
                 var info = stat()
                 guard lstat(url.path, &info) == 0 else { absent(); continue }
                 guard info.st_mode & S_IFMT == S_IFREG else { linked = "\"\(line.audio)\" is a link or not a regular file (links are not followed)"; break }
+                // Copied across file systems by a killed run, its original not yet removed: taken (the
+                // journal names it, and the domain folder holds it byte for byte, with this transcript).
+                if let takenAs = journaled[line.audio], wasTaken(line.audio, text: line.text, journaled: journaled),
+                   let bytes = FileManager.default.contents(atPath: url.path),
+                   bytes == FileManager.default.contents(atPath: domain.appendingPathComponent(takenAs).path) {
+                    unlink(url.path)
+                    continue
+                }
                 let modified = Self.changed(info)
                 newest = max(newest, modified)
                 let itemName = (line.audio as NSString).lastPathComponent
@@ -485,7 +497,7 @@ struct SpoolIngest {
         // adapt would skip it on every run, and it would count towards --min-items. Only complete items
         // are read: one still being written may not parse yet.
         var unreadable: [String: String] = [:]   // manifest or item name -> reason
-        let validator = ItemValidator(vocabulary: .earshot, frontend: FrontendConfig(), subsampling: 1)
+        let validator = ItemValidator(vocabulary: .earshot, frontend: FrontendConfig(), subsampling: Self.modelSubsampling)
         // A recording the domain folder already holds, byte for byte (a folder copied twice), would be
         // trained on twice, and two copies of one take are all adapt sees of it (it refuses to validate
         // on what it trains on): it stays here instead.
@@ -629,41 +641,55 @@ struct SpoolIngest {
 
     /// Removes journals whose manifest is gone: left by a run killed between removing a finished
     /// manifest and its journal, they must not mark a later manifest's files of the same names as taken.
-    /// Finishes or undoes the takes of pairs that a killed run left claimed (`claimSuffix`). The claimed
-    /// transcript goes when its audio is no longer in the spool (the move was done), or when the audio
-    /// there now is a later recording (changed after the claim); it goes back under its name when its
-    /// audio is still there, unless the domain folder already holds that audio byte for byte (a copy
-    /// across file systems done, its spool original not yet removed: removed now, so it is not taken
-    /// twice).
+    /// Finishes or undoes the takes of pairs that a killed run left claimed (`claimSuffix`). A claim is
+    /// removed only when the domain folder holds its transcript (under the item's name, `stem` or
+    /// `stem-N`, as `move` writes it): then the item was taken, and the spool's audio, if any, is either
+    /// the copy across file systems not yet removed (the domain folder holds it byte for byte: removed
+    /// now, so it is not taken twice) or a later take (it waits for its own transcript). Otherwise the
+    /// transcript is the only copy of its text and goes back under its name (or, if a new transcript
+    /// took that name, under NAME.txt.previous, reported by the scan), and the item is taken again.
     private func recoverClaims() {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: spool.path) else { return }
         for name in names where name.hasPrefix(".") && name.hasSuffix(Self.claimSuffix) {
             let claim = spool.appendingPathComponent(name).path
             let original = String(name.dropFirst().dropLast(Self.claimSuffix.count))
             let stem = (original as NSString).deletingPathExtension
-            var claimInfo = stat()
-            guard lstat(claim, &claimInfo) == 0 else { continue }
-            let audio = names.first { !$0.hasPrefix(".") && ($0 as NSString).deletingPathExtension == stem
-                && Self.audioExtensions.contains(ext($0)) }
-            // Status-change times: the claim's is when it was claimed (the rename), and a file put in the
-            // spool after that has a later one, whatever modification time a copy kept.
-            func changeTime(_ info: stat) -> Double { Double(info.st_ctim.tv_sec) + Double(info.st_ctim.tv_nsec) / 1e9 }
-            var audioInfo = stat()
-            guard let audio, lstat(spool.appendingPathComponent(audio).path, &audioInfo) == 0,
-                  changeTime(audioInfo) <= changeTime(claimInfo) else {
-                unlink(claim)
-                continue
+            guard case .success(let raw) = Self.readText(URL(fileURLWithPath: claim)) else { continue }
+            let taken = domainHolds(transcript: normalised(raw) + "\n", stem: stem)
+            if let audio = names.first(where: { !$0.hasPrefix(".") && ($0 as NSString).deletingPathExtension == stem
+                && Self.audioExtensions.contains(ext($0)) }) {
+                let audioPath = spool.appendingPathComponent(audio).path
+                var info = stat()
+                if taken, lstat(audioPath, &info) == 0, domainHoldsCopy(of: audioPath, stem: stem, size: Int(info.st_size)) {
+                    unlink(audioPath)
+                }
             }
-            let audioPath = spool.appendingPathComponent(audio).path
-            if domainHoldsCopy(of: audioPath, stem: stem, size: Int(audioInfo.st_size)) {
-                unlink(audioPath)
+            if taken {
                 unlink(claim)
             } else if !FileManager.default.fileExists(atPath: spool.appendingPathComponent(original).path) {
                 rename(claim, spool.appendingPathComponent(original).path)
             } else {
-                unlink(claim)  // a newer transcript came meanwhile
+                rename(claim, spool.appendingPathComponent(original + ".previous").path)
             }
         }
+    }
+
+    /// Whether the domain folder holds `text` as the transcript of an item named `stem` or `stem-N`.
+    private func domainHolds(transcript text: String, stem: String) -> Bool {
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: domain.path) else { return false }
+        for name in names where ext(name) == "txt" && Self.isNamed(name, stem: stem) {
+            if let bytes = try? readRegularFile(domain.appendingPathComponent(name).path), bytes.elementsEqual(text.utf8) { return true }
+        }
+        return false
+    }
+
+    /// Whether `name` is `stem` or `stem-N` (any extension): the names `move` gives an item.
+    private static func isNamed(_ name: String, stem: String) -> Bool {
+        let base = (name as NSString).deletingPathExtension
+        if base == stem { return true }
+        guard base.hasPrefix(stem + "-") else { return false }
+        let n = base.dropFirst(stem.count + 1)
+        return !n.isEmpty && n.allSatisfy(\.isNumber)
     }
 
     /// Whether the domain folder holds a copy of `path` (`size` bytes) under a name `move` would have
@@ -672,14 +698,7 @@ struct SpoolIngest {
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: domain.path),
               let original = FileManager.default.contents(atPath: path) else { return false }
         let wantedExt = (path as NSString).pathExtension
-        func named(_ name: String) -> Bool {
-            let base = (name as NSString).deletingPathExtension
-            guard (name as NSString).pathExtension == wantedExt else { return false }
-            if base == stem { return true }
-            guard base.hasPrefix(stem + "-") else { return false }
-            let n = base.dropFirst(stem.count + 1)
-            return !n.isEmpty && n.allSatisfy(\.isNumber)
-        }
+        func named(_ name: String) -> Bool { (name as NSString).pathExtension == wantedExt && Self.isNamed(name, stem: stem) }
         for name in names where named(name) {
             let candidate = domain.appendingPathComponent(name).path
             var info = stat()
@@ -783,16 +802,13 @@ struct SpoolIngest {
             // (across file systems nothing else orders the rename in one before the unlink in the other).
             try writeAtomically(data, to: audioDestination)
             // Replaced while it was copied (a new take saved over it): the new file is not what was
-            // copied, and stays for a later run; the copy of the old take is kept.
+            // copied, and stays in the spool (without this item's transcript, which the old take took
+            // along) for a later run; the copy of the old take is kept.
             var now = stat()
-            if fstatat(folder, file, &now, AT_SYMLINK_NOFOLLOW) == 0, FileIdentity(now) != FileIdentity(info) {
-                names.insert(Self.nameKey(audioDestination.lastPathComponent))
-                if let claim { unlink(claim.path) }
-                return Moved(sources: item.sources.map(\.lastPathComponent), destination: audioDestination.path)
-            }
+            let replaced = fstatat(folder, file, &now, AT_SYMLINK_NOFOLLOW) == 0 && FileIdentity(now) != FileIdentity(info)
             // If it cannot go (a spool the service may read but not change), the copy is withdrawn:
             // kept, it would be taken again on every run.
-            guard unlinkat(folder, file, 0) == 0 else {
+            guard replaced || unlinkat(folder, file, 0) == 0 else {
                 let reason = String(cString: strerror(errno))
                 unlink(audioDestination.path)
                 unlink(textDestination.path)
@@ -804,6 +820,12 @@ struct SpoolIngest {
         if lstat(audioDestination.path, &moved) != 0 || moved.st_mode & S_IFMT != S_IFREG {
             unlink(audioDestination.path)
             throw SpoolError("\(item.audio.path) changed into a link while ingest moved it; it was not taken")
+        }
+        // Replaced in the instant between the check and the rename: the file moved is a new take, which
+        // this transcript does not describe. It goes back to the spool for a later run.
+        if moved.st_dev == info.st_dev, FileIdentity(moved) != FileIdentity(info) {
+            if renameat(AT_FDCWD, audioDestination.path, folder, file) == 0 { unlink(textDestination.path) }
+            throw SpoolError("\(item.audio.path) was replaced while ingest moved it; the new file is taken on a later run")
         }
         names.insert(Self.nameKey(audioDestination.lastPathComponent))
         // A pair's transcript is the claimed file (a new `a.txt` written meanwhile belongs to a later

@@ -299,16 +299,17 @@ struct CaptureRecoveryTests {
         capture.stop()
         #expect(Self.segments(capture) == [.samples(320), .gap(seconds: 0), .samples(160)])
 
-        // A ring of 400 samples, filled with 480 before anyone reads: the first 80 go, and the reader
-        // starts after a break of 80 samples (5 ms), the overrun's break among them merged into it
-        // only if it fell there (it does not: it is at 320).
+        // A ring of 400 samples, filled with 480 before anyone reads: it overflows, and drops down to
+        // half its size at once (280 samples), so the reader starts after a break of 280 samples; the
+        // overrun's break, at 320, is still ahead of it.
         var small = Self.configuration()
         small.ringCapacity = 400
         let device2 = ScriptedDevice(steps: [.audio(frames: 320, value: 1000), .error(-EPIPE), .audio(frames: 160, value: 2000)])
         let capture2 = try Self.start(device2, small)
         _ = waitForStatus(capture2) { $0.framesCaptured == 480 }
         capture2.stop()
-        #expect(Self.segments(capture2) == [.gap(seconds: 80.0 / 16000), .samples(240), .gap(seconds: 0), .samples(160)])
+        #expect(Self.segments(capture2) == [.gap(seconds: 280.0 / 16000), .samples(40), .gap(seconds: 0), .samples(160)])
+        #expect(capture2.status.droppedSamples == 280)
     }
 
     @Test("stereo frames are averaged to mono")
