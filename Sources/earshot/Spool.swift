@@ -4,6 +4,7 @@ import Audio
 import Decoding
 import Features
 import Foundation
+import Model
 import Tensors
 
 #if canImport(Glibc)
@@ -125,6 +126,41 @@ struct Ingest: ParsableCommand {
     }
 }
 
+/// The domain folder's audio by size and, for the sizes asked about, by content hash: read once per
+/// run, so that checking each new item for a copy already taken costs one read of it (recorders that
+/// cut fixed-length clips make every file one size).
+final class DomainAudioIndex {
+    private let folder: URL
+    private var bySize: [Int: [String]]?
+    private var hashes: [Int: [String: String]] = [:]   // size -> sha256 -> path
+
+    init(folder: URL) { self.folder = folder }
+
+    /// A file in the domain folder with exactly the bytes of `path`, if any.
+    func copy(of path: String) -> String? {
+        if bySize == nil {
+            var index: [Int: [String]] = [:]
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+            where SpoolIngest.audioExtensions.contains((name as NSString).pathExtension.lowercased()) {
+                var info = stat()
+                let file = folder.appendingPathComponent(name).path
+                if lstat(file, &info) == 0, info.st_mode & S_IFMT == S_IFREG { index[Int(info.st_size), default: []].append(file) }
+            }
+            bySize = index
+        }
+        var info = stat()
+        guard lstat(path, &info) == 0, let sameSize = bySize?[Int(info.st_size)], !sameSize.isEmpty,
+              let bytes = try? readRegularFile(path) else { return nil }
+        let size = Int(info.st_size)
+        if hashes[size] == nil {
+            var table: [String: String] = [:]
+            for file in sameSize { if let b = try? readRegularFile(file) { table[SHA256.hex(b)] = file } }
+            hashes[size] = table
+        }
+        return hashes[size]?[SHA256.hex(bytes)]
+    }
+}
+
 /// Why ingesting stopped: names the folder or file and the reason.
 struct SpoolError: Error, CustomStringConvertible {
     var description: String
@@ -238,8 +274,9 @@ struct SpoolIngest {
         recoverClaims()
         removeStaleTemporaries()
         let deadline = Date().addingTimeInterval(wait)
+        let domainIndex = DomainAudioIndex(folder: domain)
         while true {
-            let (complete, young, left, finished) = try scan()
+            let (complete, young, left, finished) = try scan(domainIndex)
             // The run that took their last items was killed before it removed them (it had already
             // created the marker, so what it moved is adapted).
             for done in finished {
@@ -319,7 +356,7 @@ struct SpoolIngest {
     private struct Entry { var url: URL; var modified: Date; var regular: Bool; var size: Int; var identity: FileIdentity }
 
     /// Complete items ready to move, complete items still settling, and what is left with its reason.
-    private func scan() throws -> (complete: [Item], young: [Item], left: [Left], finished: [Finished]) {
+    private func scan(_ domainIndex: DomainAudioIndex) throws -> (complete: [Item], young: [Item], left: [Left], finished: [Finished]) {
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: spool.path) } catch {
             throw SpoolError("cannot list the spool folder \(spool.path): \(reason(of: error))")
@@ -498,15 +535,6 @@ struct SpoolIngest {
         // are read: one still being written may not parse yet.
         var unreadable: [String: String] = [:]   // manifest or item name -> reason
         let validator = ItemValidator(vocabulary: .earshot, frontend: FrontendConfig(), subsampling: Self.modelSubsampling)
-        // A recording the domain folder already holds, byte for byte (a folder copied twice), would be
-        // trained on twice, and two copies of one take are all adapt sees of it (it refuses to validate
-        // on what it trains on): it stays here instead.
-        var domainBySize: [Int: [String]] = [:]
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: domain.path)) ?? [] where Self.audioExtensions.contains(ext(name)) {
-            var info = stat()
-            let path = domain.appendingPathComponent(name).path
-            if lstat(path, &info) == 0 { domainBySize[Int(info.st_size), default: []].append(path) }
-        }
         for item in complete where unreadable[item.manifest ?? item.name] == nil {
             var problem: String?
             switch validator.validate(DataItem(audio: item.audio.path, text: item.text)) {
@@ -514,10 +542,10 @@ struct SpoolIngest {
             case .success:
                 do { _ = try AudioFile.read(path: item.audio.path) } catch { problem = "unreadable audio: \(error); adapt could not use it" }
             }
-            var info = stat()
-            if problem == nil, lstat(item.audio.path, &info) == 0, let sameSize = domainBySize[Int(info.st_size)],
-               let bytes = FileManager.default.contents(atPath: item.audio.path),
-               let copy = sameSize.first(where: { FileManager.default.contents(atPath: $0) == bytes }) {
+            // A recording the domain folder already holds, byte for byte (a folder copied twice), would be
+            // trained on twice, and two copies of one take are all adapt sees of it (it refuses to
+            // validate on what it trains on): it stays here instead.
+            if problem == nil, let copy = domainIndex.copy(of: item.audio.path) {
                 problem = "the same recording as \(copy), already taken (remove it; a new take of the same words is welcome)"
             }
             if let problem {
