@@ -136,8 +136,8 @@ final class DomainAudioIndex {
 
     init(folder: URL) { self.folder = folder }
 
-    /// A file in the domain folder with exactly the bytes of `path`, if any.
-    func copy(of path: String) -> String? {
+    /// A file in the domain folder of `size` bytes whose SHA-256 is `hash`, if any.
+    func copy(size: Int, hash: String) -> String? {
         if bySize == nil {
             var index: [Int: [String]] = [:]
             for name in (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
@@ -148,16 +148,13 @@ final class DomainAudioIndex {
             }
             bySize = index
         }
-        var info = stat()
-        guard lstat(path, &info) == 0, let sameSize = bySize?[Int(info.st_size)], !sameSize.isEmpty,
-              let bytes = try? readRegularFile(path) else { return nil }
-        let size = Int(info.st_size)
+        guard let sameSize = bySize?[size], !sameSize.isEmpty else { return nil }
         if hashes[size] == nil {
             var table: [String: String] = [:]
             for file in sameSize { if let b = try? readRegularFile(file) { table[SHA256.hex(b)] = file } }
             hashes[size] = table
         }
-        return hashes[size]?[SHA256.hex(bytes)]
+        return hashes[size]?[hash]
     }
 }
 
@@ -535,6 +532,7 @@ struct SpoolIngest {
         // are read: one still being written may not parse yet.
         var unreadable: [String: String] = [:]   // manifest or item name -> reason
         let validator = ItemValidator(vocabulary: .earshot, frontend: FrontendConfig(), subsampling: Self.modelSubsampling)
+        var batch: [String: String] = [:]   // this scan's complete items: sha256 -> name
         for item in complete where unreadable[item.manifest ?? item.name] == nil {
             var problem: String?
             switch validator.validate(DataItem(audio: item.audio.path, text: item.text)) {
@@ -545,8 +543,15 @@ struct SpoolIngest {
             // A recording the domain folder already holds, byte for byte (a folder copied twice), would be
             // trained on twice, and two copies of one take are all adapt sees of it (it refuses to
             // validate on what it trains on): it stays here instead.
-            if problem == nil, let copy = domainIndex.copy(of: item.audio.path) {
-                problem = "the same recording as \(copy), already taken (remove it; a new take of the same words is welcome)"
+            if problem == nil, let bytes = try? readRegularFile(item.audio.path) {
+                let hash = SHA256.hex(bytes)
+                if let copy = domainIndex.copy(size: bytes.count, hash: hash) {
+                    problem = "the same recording as \(copy), already taken (remove it; a new take of the same words is welcome)"
+                } else if let first = batch[hash] {
+                    problem = "the same recording as \(first), taken now (remove it; a new take of the same words is welcome)"
+                } else {
+                    batch[hash] = item.audio.lastPathComponent
+                }
             }
             if let problem {
                 unreadable[item.manifest ?? item.name] = item.manifest == nil ? problem

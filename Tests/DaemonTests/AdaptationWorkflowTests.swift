@@ -284,6 +284,9 @@ struct AdaptationWorkflowTests {
         try wav(spool + "/long.wav", 61); try put(spool + "/long.txt", "long\n")
         // A recording the domain folder holds already (moved.wav, byte for byte) stays.
         try fm.copyItem(atPath: domain + "/moved.wav", toPath: spool + "/dup.wav"); try put(spool + "/dup.txt", "dup\n")
+        // Two copies of one new recording dropped together: the first is taken, the second stays.
+        try wav(spool + "/twin1.wav", 1.1, value: 0.05); try put(spool + "/twin1.txt", "twin\n")
+        try fm.copyItem(atPath: spool + "/twin1.wav", toPath: spool + "/twin2.wav"); try put(spool + "/twin2.txt", "twin\n")
         // Two manifests naming one file: the second waits, unrewritten, instead of losing its line.
         try wav(spool + "/shared.wav", 1, value: 0.04)
         try put(spool + "/one.tsv", "shared.wav\tfour\n"); try put(spool + "/two.tsv", "shared.wav\tfive\n")
@@ -304,13 +307,14 @@ struct AdaptationWorkflowTests {
                 && !left.contains("copied.wav") && !left.contains("claimed.wav"), "\(left.sorted())")
         #expect(try String(contentsOfFile: domain + "/claimed.txt", encoding: .utf8) == "claimed\n")
         let audio = try fm.contentsOfDirectory(atPath: domain).filter { $0.hasSuffix(".wav") }.sorted()
-        #expect(audio == ["again.wav", "claimed.wav", "copied.wav", "moved.wav", "shared.wav"], "\(audio)")
+        #expect(audio == ["again.wav", "claimed.wav", "copied.wav", "moved.wav", "shared.wav", "twin1.wav"], "\(audio)")
         #expect(try String(contentsOfFile: domain + "/shared.txt", encoding: .utf8) == "four\n")
         #expect(try String(contentsOfFile: spool + "/two.tsv", encoding: .utf8) == "shared.wav\tfive\n")
         #expect(left.isSuperset(of: ["dup.wav", "dup.txt", "two.tsv"]) && !left.contains("one.tsv"), "\(left.sorted())")
         for line in ["left  again.wav: no transcript (again.txt) yet", "left  digits.wav: transcript has characters the model cannot emit",
                      "left  short.wav: ", "left  long.wav: ", "is not valid UTF-8", "left  dup.wav: the same recording as \(domain)/",
-                     "left  two.tsv: manifest line 1: \"shared.wav\" is also named by one.tsv", "ingested 2 item(s)"] {
+                     "left  two.tsv: manifest line 1: \"shared.wav\" is also named by one.tsv", "left  twin2.wav: the same recording as twin1.wav, taken now",
+                     "ingested 3 item(s)"] {
             #expect(run.stdout.contains(line), "missing \(line) in \(run.stdout)")
         }
     }
