@@ -18,11 +18,11 @@ public enum TranscriptFormat: String, CaseIterable, Sendable {
         case .json:
             return Self.json(transcript, source: source, duration: duration, compact: compact)
         case .srt:
-            return Self.cues(transcript).enumerated().map { i, cue in
+            return Self.cues(transcript, duration: duration).enumerated().map { i, cue in
                 "\(i + 1)\n\(Self.timestamp(cue.start, separator: ",")) --> \(Self.timestamp(cue.end, separator: ","))\n\(cue.text)\n"
             }.joined(separator: "\n")
         case .vtt:
-            let body = Self.cues(transcript).map { cue in
+            let body = Self.cues(transcript, duration: duration).map { cue in
                 "\(Self.timestamp(cue.start, separator: ".")) --> \(Self.timestamp(cue.end, separator: "."))\n\(cue.text)\n"
             }.joined(separator: "\n")
             return "WEBVTT\n\n" + body
@@ -31,9 +31,28 @@ public enum TranscriptFormat: String, CaseIterable, Sendable {
 
     struct Cue { var start: Double; var end: Double; var text: String }
 
+    /// The shortest time a cue stays on screen, and the least gap kept before the next one when a
+    /// short cue is lengthened (common subtitle guidance: about a second to read anything; two frames
+    /// between cues so that a player shows them as two).
+    static let minimumCueSeconds = 1.0
+    static let cueGapSeconds = 0.08
+
     /// Subtitle cues: words grouped until a cue would pass 42 characters or 5 seconds, or the
-    /// speaker pauses for more than 0.8 s (common subtitle reading-speed guidance).
-    static func cues(_ transcript: Transcript) -> [Cue] {
+    /// speaker pauses for more than 0.8 s (common subtitle reading-speed guidance). A cue shorter than
+    /// `minimumCueSeconds` (one short word) stays up that long, or until just before the next cue, or
+    /// the end of the audio (`duration`), never less than its words.
+    static func cues(_ transcript: Transcript, duration: Double? = nil) -> [Cue] {
+        var cues = groupedCues(transcript)
+        for i in cues.indices where cues[i].end - cues[i].start < minimumCueSeconds {
+            var end = cues[i].start + minimumCueSeconds
+            if i + 1 < cues.count { end = min(end, cues[i + 1].start - cueGapSeconds) }
+            if let duration { end = min(end, duration) }
+            cues[i].end = max(cues[i].end, end)
+        }
+        return cues
+    }
+
+    static func groupedCues(_ transcript: Transcript) -> [Cue] {
         var cues: [Cue] = []
         var current: Cue?
         for word in transcript.words {

@@ -37,7 +37,9 @@ struct ModelCommand: ParsableCommand {
                 which snapshots of one run do, and so do snapshots of runs started from the same model \
                 (model.init_from keeps its statistics; their mean is a "model soup", which is how the \
                 shipped model was made); anything else is refused, naming the file. The output records \
-                the inputs (provenance 'averaged_from') and is written atomically.
+                the inputs (provenance 'averaged_from') and is written atomically. A word-timing \
+                calibration is kept only when every input has the same one; otherwise the mean has none \
+                (it says so): run `earshot model calibrate` on it.
 
                 Example:
                   earshot model average --out avg.safetensors \\
@@ -58,10 +60,16 @@ struct ModelCommand: ParsableCommand {
         }
 
         func run() throws {
+            try checkOutputFile("--out", out, example: "average.safetensors")
             do {
                 let loaded = try models.map { path throws(ModelError) in (file: path, model: try ModelFile.load(path: path)) }
-                try ModelFile.average(loaded).save(path: out)
+                let mean = try ModelFile.average(loaded)
+                try mean.save(path: out)
                 print("averaged \(models.count) models into \(out)")
+                // Without it every reported word time is late by the model's emission delay.
+                if mean.description.timing == nil, loaded.contains(where: { $0.model.description.timing != nil }) {
+                    print("word timing: the inputs' calibrations differ (or some have none), so the mean has none; run `earshot model calibrate \(out) --data VALID.tsv --out \(out)` (without it, word times come about 0.1-0.2 s late)")
+                }
             } catch {
                 throw CLIError(error.description)
             }
@@ -106,6 +114,7 @@ struct ModelCommand: ParsableCommand {
         }
 
         func run() throws {
+            try checkOutputFile("--out", out, example: "deeper.safetensors")
             do {
                 let original = try ModelFile.load(path: model)
                 let deeper = try original.deepened(by: blocks, gain: gain, seed: seed, file: model)

@@ -62,7 +62,8 @@ struct Transcribe: ParsableCommand {
     @Flag(help: "Decode each file as one utterance instead of splitting it at pauses.")
     var wholeFile = false
 
-    @Option(help: "Output format: text, json (words with times and confidences), srt or vtt (subtitles).")
+    @Option(help: ArgumentHelp("Output format: text, json (words with times and confidences), srt or vtt (subtitles).",
+                               discussion: "A subtitle cue holds words up to 42 characters or 5 seconds, and ends at a pause over 0.8 s; a cue shorter than a second stays up a second (or until just before the next one)."))
     var format: FormatArgument = .text
 
     @Option(help: "Files transcribed in parallel (one per core by default).")

@@ -357,6 +357,19 @@ import TestSupport
                 Issue.record("no averaged_from in \(averaged.description.provenance)"); return
             }
             #expect(sources.count == 2)
+            #expect(!r.stdout.contains("word timing"), "\(r.stdout)")
+
+            // A calibrated input averaged with an uncalibrated one: the mean has no calibration, and says so.
+            var calibrated = try ModelFile.load(path: f.model.path)
+            calibrated.description.timing = WordTiming(startDelayMs: 150, endDelayMs: 60)
+            let cal = f.dir.appendingPathComponent("cal.safetensors")
+            try calibrated.save(path: cal.path)
+            let mixed = try f.run(["model", "average", "--out", out.path, f.model.path, cal.path])
+            #expect(mixed.status == 0 && mixed.stdout.contains("word timing: the inputs' calibrations differ") && mixed.stdout.contains("model calibrate"), "\(mixed.stdout)")
+            #expect(try ModelFile.load(path: out.path).description.timing == nil)
+            // An --out that cannot be written is refused before any model is read.
+            let folder = try f.run(["model", "average", "--out", f.dir.path, f.model.path, cal.path])
+            #expect(folder.status == 1 && folder.stderr.contains("is a folder"), "\(folder.stderr)")
 
             let text = f.dir.appendingPathComponent("words.txt")
             try Data("yes\nno\n".utf8).write(to: text)

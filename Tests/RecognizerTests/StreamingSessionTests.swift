@@ -563,3 +563,24 @@ import Training
         #expect(words.shifted(by: 10).words[0].start == 10.2 && words.shifted(by: 10).text == "yes")
     }
 }
+
+/// Subtitle cues stay up long enough to read: a one-word cue lasts a second, or until just before the
+/// next cue, or the end of the audio, and never less than its word.
+@Suite struct SubtitleCueTests {
+    func word(_ text: String, _ start: Double, _ end: Double) -> Word { Word(text: text, start: start, end: end, confidence: 1) }
+
+    @Test func shortCuesAreLengthenedWithinTheirNeighbours() {
+        // Pauses over 0.8 s: one cue per word.
+        let t = Transcript(words: [word("i", 0.14, 0.25), word("five", 2.0, 2.1), word("seven", 2.95, 3.1), word("nine", 5.0, 5.4)])
+        let cues = TranscriptFormat.cues(t, duration: 5.6)
+        #expect(cues.map(\.text) == ["i", "five", "seven", "nine"])
+        #expect(abs(cues[0].end - 1.14) < 1e-9)                // a full second
+        #expect(abs(cues[1].end - (2.95 - TranscriptFormat.cueGapSeconds)) < 1e-9)  // up to the next cue
+        #expect(abs(cues[2].end - 3.95) < 1e-9)
+        #expect(abs(cues[3].end - 5.6) < 1e-9)                 // the audio's end
+        for (a, b) in zip(cues, cues.dropFirst()) { #expect(a.end < b.start) }
+        // A cue already a second long is left as it is.
+        let long = TranscriptFormat.cues(Transcript(words: [word("hello", 0, 1.2)]), duration: 3)
+        #expect(long[0].end == 1.2)
+    }
+}
