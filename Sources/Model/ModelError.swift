@@ -63,7 +63,8 @@ public enum ModelError: Error, CustomStringConvertible, Equatable, Sendable {
         case .vocabularyMismatch(let f, let v, let o):
             return "\(f): vocabulary has \(v) tokens but the last layer outputs \(o) values per frame"
         case .cannotAverage(let f, let first, let r):
-            return "\(f): cannot be averaged with \(first): \(r) (average snapshots of one training run)"
+            // A refusal of the file itself (a checkpoint) names no other.
+            return f == first ? "\(f): cannot be averaged: \(r)" : "\(f): cannot be averaged with \(first): \(r) (average snapshots of one training run)"
         }
     }
 

@@ -27,7 +27,9 @@ struct Bench: ParsableCommand {
     func run() throws {
         guard repeats >= 1 else { throw CLIError("--repeats \(repeats): must be at least 1") }
         let paths = try Self.expand(inputs)
-        guard !paths.isEmpty else { throw CLIError("no audio files found in \(inputs.joined(separator: ", "))") }
+        guard !paths.isEmpty else {
+            throw CLIError("no audio files found in \(inputs.joined(separator: ", ")) (a folder's own files are read, not its subfolders'; a manifest .tsv lists any)")
+        }
         let (recognizer, modelPath) = try recognition.makeRecognizer()
 
         var decodeCPU = 0.0

@@ -72,7 +72,8 @@ struct RecognitionOptions: ParsableArguments {
             return model
         }
         if let env = ProcessInfo.processInfo.environment["EARSHOT_MODEL"], !env.isEmpty { return env }
-        let candidates = Self.defaultModelCandidates()
+        var candidates: [String] = []
+        for path in Self.defaultModelCandidates() where !candidates.contains(path) { candidates.append(path) }
         if let found = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) { return found }
         throw CLIError("no model found: pass --model PATH or set EARSHOT_MODEL (looked in: \(candidates.joined(separator: ", ")))")
     }
