@@ -147,10 +147,16 @@ struct Transcribe: ParsableCommand {
                 // Split at pauses, audio below the silence level never reaches the model: a recording
                 // that quiet would come back empty without a word of why.
                 let gate = EndpointConfig.recording.silenceLevel
-                if transcript.text.isEmpty, !wholeFile, !audio.samples.isEmpty,
-                   let loudest = Self.loudestLevel(audio.samples, frame: max(1, recognizer.sampleRate / 50)), loudest < gate {
+                let loudest = audio.samples.isEmpty ? nil : Self.loudestLevel(audio.samples, frame: max(1, recognizer.sampleRate / 50))
+                if transcript.text.isEmpty, !wholeFile, let loudest, loudest < gate {
                     warning = String(format: "'%@': nothing in it is louder than %.0f dBFS (its loudest 20 ms: %.0f dBFS), the level below which audio is silence, so nothing was recognised; --whole-file decodes it regardless",
                                      path, gate, loudest)
+                } else if let loudest, loudest < Self.quietLevel {
+                    // Above the gate but far below a normal recording: the model loses words (on one
+                    // file, 65 words at full level, 29 at -37 dBFS, none at -51), and an empty or
+                    // thin transcript would otherwise come with no hint why.
+                    warning = String(format: "'%@': a quiet recording (its loudest 20 ms: %.0f dBFS; speech is usually above %.0f), which the model hears less well: raise its level first (e.g. sox --norm=-3 IN OUT)",
+                                     path, loudest, Self.quietLevel)
                 }
                 let rendered = Self.render(transcript, format: format, path: path, duration: audio.duration, several: several)
                 if let outputDir {
@@ -174,6 +180,9 @@ struct Transcribe: ParsableCommand {
             throw ExitCode(1)
         }
     }
+
+    /// Below this loudest-20-ms level (dBFS) a recording is quiet enough to cost words.
+    static let quietLevel = -35.0
 
     /// The RMS level, in dB of full scale, of the loudest `frame`-sample stretch of `samples` (nil when
     /// it is all zeros).

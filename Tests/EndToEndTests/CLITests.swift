@@ -57,6 +57,7 @@ import TestSupport
 
     /// A recording quieter than the silence level never reaches the model when split at pauses: the
     /// empty transcript comes with a warning naming the file and the way out, and it is not a failure.
+    /// One above it but far below speech levels is warned about too (the model loses words there).
     @Test func transcribeWarnsWhenAFileIsAllBelowTheSilenceLevel() throws {
         try withFixture { f in
             let word = try f.speak(["left"])[0]
@@ -68,8 +69,14 @@ import TestSupport
             #expect(r.stderr.contains("warning") && r.stderr.contains("whisper.wav") && r.stderr.contains("--whole-file"), "\(r.stderr)")
             let normal = try f.run(["transcribe", "--model", f.model.path, word.path])
             #expect(!normal.stderr.contains("warning"), "\(normal.stderr)")
+            // Decoded whole, it is still a quiet recording, and says so (without the --whole-file hint).
             let whole = try f.run(["transcribe", "--model", f.model.path, "--whole-file", quiet.path])
-            #expect(!whole.stderr.contains("warning"), "\(whole.stderr)")
+            #expect(whole.stderr.contains("a quiet recording") && !whole.stderr.contains("--whole-file"), "\(whole.stderr)")
+            // Above the silence level but far below speech: a warning to raise the level.
+            let soft = f.dir.appendingPathComponent("soft.wav")
+            try AudioWriter.write(samples.map { $0 * 0.01 }, sampleRate: 16000, to: soft.path)
+            let low = try f.run(["transcribe", "--model", f.model.path, soft.path])
+            #expect(low.status == 0 && low.stderr.contains("soft.wav") && low.stderr.contains("a quiet recording") && low.stderr.contains("sox --norm"), "\(low.stderr)")
         }
     }
 
