@@ -21,13 +21,15 @@ public struct CachedActivations: Sendable, Equatable {
 /// cut therefore reads another folder. Inside, an utterance's file is named by a hash of its audio path,
 /// size and modification time, so an edited or replaced audio file misses and is recomputed.
 ///
-/// Entry format (little-endian): magic `EARSHACT`, UInt32 version (1), UInt32 rows, UInt32 cols,
+/// Entry format (little-endian): magic `EARSHACT`, UInt32 version (2), UInt32 rows, UInt32 cols,
 /// 32 bytes of the audio's SHA-256, then rows x cols Float32. Entries are written to a temporary file
 /// and renamed, so a crash or two concurrent runs never leave a torn entry.
 public struct ActivationCache: Sendable {
     public let directory: URL
     static let magic = Array("EARSHACT".utf8)
-    static let version: UInt32 = 1
+    /// 2: quiet recordings are levelled before the frontend (`Adapter.levelled`); version 1 entries
+    /// hold unlevelled activations and are recomputed.
+    static let version: UInt32 = 2
     static let headerBytes = 8 + 4 + 4 + 4 + 32
 
     let modelSHA256: String

@@ -4,6 +4,7 @@ import Dispatch
 import Features
 import Foundation
 import Model
+import Recognizer
 import Scoring
 import Tensors
 import Training
@@ -233,7 +234,8 @@ public final class Adapter {
                 } else {
                     do {
                         let bytes = try Data(contentsOf: URL(fileURLWithPath: item.audio))
-                        var samples = try AudioFile.read(path: item.audio, targetSampleRate: config.sampleRate).samples
+                        var samples = Self.levelled(try AudioFile.read(path: item.audio, targetSampleRate: config.sampleRate).samples,
+                                                    sampleRate: config.sampleRate)
                         if unit.speed != 1 { samples = try speedPerturb(samples, factor: unit.speed) }
                         let features = frontend.compute(samples)
                         let activations = Layer.forward(prefix, encoder.normalized(features))
@@ -280,6 +282,13 @@ public final class Adapter {
         return (ready, skipped)
     }
 
+    /// `samples` as `earshot transcribe` and `eval` give them to the model: a quiet recording raised to
+    /// the trained level (`RecordingLevel`). Adapting on the audio as those hear it keeps the adapted
+    /// model's training and use alike; the gain is the whole item's, before any speed perturbation.
+    static func levelled(_ samples: [Float], sampleRate: Int) -> [Float] {
+        RecordingLevel.apply(RecordingLevel(samples: samples, sampleRate: sampleRate).gainDB, to: samples)
+    }
+
     /// Whether the cache holds activations that this build would not compute. Its folder is keyed by the
     /// model file and the cut, not by the code: an upgrade that changed the frontend or the encoder's
     /// arithmetic would otherwise train on stale activations, silently. The first cached recording is
@@ -291,7 +300,8 @@ public final class Adapter {
             guard let url = cache.entryURL(for: item.audio), let hit = ActivationCache.load(url) else { continue }
             // Unreadable now: the caching loop reports it; check the next cached one.
             guard let frontend = try? LogMelFrontend(config: frontendConfig, mode: .offline),
-                  let samples = try? AudioFile.read(path: item.audio, targetSampleRate: frontendConfig.sampleRate).samples
+                  let samples = (try? AudioFile.read(path: item.audio, targetSampleRate: frontendConfig.sampleRate).samples)
+                      .map({ Self.levelled($0, sampleRate: frontendConfig.sampleRate) })
             else { continue }
             let fresh = Layer.forward(prefix, encoder.normalized(frontend.compute(samples)))
             let cached = hit.activations

@@ -143,13 +143,18 @@ public final class Recognizer: Sendable {
     /// false) decoded as one utterance by `recognize`.
     /// Word times end within the audio: the last frames are computed over the padding past its end, so
     /// a word running up to the end would otherwise end up to a frame after it.
-    public func transcribe(_ samples: [Float], splitAtPauses: Bool) -> (transcript: Transcript, timings: StageTimings) {
+    /// `gainDB` raises the audio the model hears (`RecordingLevel.gainDB` levels a quiet recording);
+    /// the silence level moves with it, so what counts as silence is judged on the recording as it is.
+    public func transcribe(_ samples: [Float], splitAtPauses: Bool, gainDB: Double = 0) -> (transcript: Transcript, timings: StageTimings) {
+        let raised = RecordingLevel.apply(gainDB, to: samples)
         let (transcript, timings): (Transcript, StageTimings)
         if splitAtPauses {
-            let session = StreamingSession(recognizer: self, config: .recording, batched: true)
-            (transcript, timings) = (session.transcribe(samples).transcript, session.timings)
+            var config = EndpointConfig.recording
+            config.silenceLevel = min(0, config.silenceLevel + max(0, gainDB))
+            let session = StreamingSession(recognizer: self, config: config, batched: true)
+            (transcript, timings) = (session.transcribe(raised).transcript, session.timings)
         } else {
-            (transcript, timings) = recognize(samples)
+            (transcript, timings) = recognize(raised)
         }
         let duration = Double(samples.count) / Double(sampleRate)
         return (Transcript(text: transcript.text, words: transcript.words.map {

@@ -46,6 +46,9 @@ struct Eval: ParsableCommand {
     @Flag(help: "Split each file into utterances at its pauses and decode them one by one, as transcribe does.")
     var splitAtPauses = false
 
+    @Flag(help: "Do not raise a quiet recording's level before recognition (transcribe raises one whose loudest 20 ms is below \(Int(RecordingLevel.quietBelow)) dBFS, as this does by default).")
+    var keepLevel = false
+
     func run() throws {
         guard jobs >= 1 else { throw CLIError("--jobs \(jobs): must be at least 1") }
         let list: Manifest
@@ -82,12 +85,14 @@ struct Eval: ParsableCommand {
         let progress = ProgressReporter(total: list.entries.count, label: "evaluating")
         let failures = Locked<[String?]>(slots: list.entries.count)
         let splitAtPauses = splitAtPauses
+        let keepLevel = keepLevel
         forEachConcurrently(list.entries.count, jobs: jobs) { i in
             let entry = list.entries[i]
             let path = list.url(of: entry).path
             do {
                 let audio = try AudioFile.read(path: path, targetSampleRate: recognizer.sampleRate)
-                let (t, timings) = recognizer.transcribe(audio.samples, splitAtPauses: splitAtPauses)
+                let gain = keepLevel ? 0 : RecordingLevel(samples: audio.samples, sampleRate: recognizer.sampleRate).gainDB
+                let (t, timings) = recognizer.transcribe(audio.samples, splitAtPauses: splitAtPauses, gainDB: gain)
                 results.set(i, (t.text, audio.duration, timings.total))
             } catch {
                 failures.set(i, "\(error)")

@@ -37,7 +37,8 @@ struct Transcribe: ParsableCommand {
         (docs/endpointing.md), and each utterance is decoded on its own: words never run on across a \
         silence, and the JSON and subtitle times follow the speech. Audio below \(Int(EndpointConfig.recording.silenceLevel)) dBFS counts as \
         silence there: a file that quiet throughout (but not digitally silent) gives an empty \
-        transcript and a warning. \
+        transcript and a warning. A quiet recording (loudest 20 ms below \(Int(RecordingLevel.quietBelow)) dBFS) is raised to \
+        the level the model was trained at before recognition (--keep-level: not). \
         --whole-file decodes every file as one utterance instead (as `earshot eval` does).
 
         Decoding: a model adapted with --text decodes with its own domain LM. Any other model decodes \
@@ -71,6 +72,10 @@ struct Transcribe: ParsableCommand {
 
     @Option(help: "Write one output file per input into this folder instead of stdout.")
     var outputDir: String?
+
+    @Flag(help: ArgumentHelp("Do not raise a quiet recording's level before recognition.",
+                             discussion: "By default a recording whose loudest 20 ms is below \(Int(RecordingLevel.quietBelow)) dBFS is raised (by up to \(Int(RecordingLevel.maxGainDB)) dB, never past a \(Int(RecordingLevel.peakCeiling)) dBFS peak) to the level the model was trained at; the silence level keeps judging the recording as it is."))
+    var keepLevel = false
 
     @Flag(help: ArgumentHelp("Replace files that already exist in --output-dir.",
                              discussion: "Refused by default: a .txt beside its audio may be a transcript you wrote (for `earshot adapt`)."))
@@ -128,6 +133,7 @@ struct Transcribe: ParsableCommand {
         let outputDir = outputDir
         let files = files
         let wholeFile = wholeFile
+        let keepLevel = keepLevel
 
         forEachConcurrently(files.count, jobs: jobs) { i in
             let path = files[i]
@@ -143,20 +149,22 @@ struct Transcribe: ParsableCommand {
                     // Errors name the file as the user gave it, not the spooled copy.
                     throw CLIError(spooled.map { "\(error)".replacingOccurrences(of: $0.path, with: path) } ?? Self.explained(error, path: path))
                 }
-                let transcript = recognizer.transcribe(audio.samples, splitAtPauses: !wholeFile).transcript
+                let level = RecordingLevel(samples: audio.samples, sampleRate: recognizer.sampleRate)
+                let gain = keepLevel ? 0 : level.gainDB
+                let transcript = recognizer.transcribe(audio.samples, splitAtPauses: !wholeFile, gainDB: gain).transcript
                 // Split at pauses, audio below the silence level never reaches the model: a recording
                 // that quiet would come back empty without a word of why.
                 let gate = EndpointConfig.recording.silenceLevel
-                let loudest = audio.samples.isEmpty ? nil : Self.loudestLevel(audio.samples, frame: max(1, recognizer.sampleRate / 50))
-                if transcript.text.isEmpty, !wholeFile, let loudest, loudest < gate {
+                if transcript.text.isEmpty, !wholeFile, let loudest = level.loudest, loudest < gate {
                     warning = String(format: "'%@': nothing in it is louder than %.0f dBFS (its loudest 20 ms: %.0f dBFS), the level below which audio is silence, so nothing was recognised; --whole-file decodes it regardless",
                                      path, gate, loudest)
-                } else if let loudest, loudest < Self.quietLevel {
-                    // Above the gate but far below a normal recording: the model loses words (on one
-                    // file, 65 words at full level, 29 at -37 dBFS, none at -51), and an empty or
-                    // thin transcript would otherwise come with no hint why.
-                    warning = String(format: "'%@': a quiet recording (its loudest 20 ms: %.0f dBFS; speech is usually above %.0f), which the model hears less well: raise its level first (e.g. sox --norm=-3 IN OUT)",
-                                     path, loudest, Self.quietLevel)
+                } else if let loudest = level.loudest, loudest < RecordingLevel.quietBelow, keepLevel || level.quietAfterGain {
+                    // Still far below a normal recording as the model hears it: it loses words, and an
+                    // empty or thin transcript would otherwise come with no hint why.
+                    let why = keepLevel ? "and --keep-level leaves it so" : String(format: "raised by %.0f dB, as far as %@ allows", gain,
+                        gain >= RecordingLevel.maxGainDB - 1e-9 ? "earshot goes" : "its loudest sample")
+                    warning = String(format: "'%@': a quiet recording (its loudest 20 ms: %.0f dBFS; speech is usually above %.0f), %@, which the model hears less well: check the recording's level",
+                                     path, loudest, RecordingLevel.quietBelow, why)
                 }
                 let rendered = Self.render(transcript, format: format, path: path, duration: audio.duration, several: several)
                 if let outputDir {
@@ -181,23 +189,6 @@ struct Transcribe: ParsableCommand {
         }
     }
 
-    /// Below this loudest-20-ms level (dBFS) a recording is quiet enough to cost words.
-    static let quietLevel = -35.0
-
-    /// The RMS level, in dB of full scale, of the loudest `frame`-sample stretch of `samples` (nil when
-    /// it is all zeros).
-    static func loudestLevel(_ samples: [Float], frame: Int) -> Double? {
-        var loudest = 0.0
-        var start = 0
-        while start < samples.count {
-            let end = min(start + frame, samples.count)
-            var sum = 0.0
-            for i in start..<end { sum += Double(samples[i]) * Double(samples[i]) }
-            loudest = max(loudest, sum / Double(end - start))
-            start = end
-        }
-        return loudest > 0 ? 10 * log10(loudest) : nil
-    }
 
     /// The file `--output-dir` gets for an input: its base name with the format's extension.
     static func outputName(_ path: String, format: TranscriptFormat) -> String {

@@ -101,6 +101,36 @@ func quickOptions() -> AdaptOptions {
         }
     }
 
+    /// Quiet items are raised to the trained level before the frontend, as `earshot transcribe` raises
+    /// them: two copies of one recording 40 and 48 dB down cache the same activations, and the copy
+    /// at full level (above `RecordingLevel.quietBelow`) stays as it is.
+    @Test func quietItemsAreLevelledAsTranscribeLevelsThem() throws {
+        try withTemporaryDirectory { dir in
+            let data = dir.appendingPathComponent("data"), val = dir.appendingPathComponent("val")
+            for folder in [data, val] { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) }
+            let samples = tone(seconds: 0.9, frequency: 300)
+            for (name, factor) in [("loud", Float(1)), ("soft", 0.01), ("softer", 0.004)] {
+                let url = data.appendingPathComponent("\(name).wav")
+                try AudioWriter.write(samples.map { $0 * factor }, sampleRate: 16000, to: url.path, format: .wavFloat)
+                try Data("up".utf8).write(to: url.deletingPathExtension().appendingPathExtension("txt"))
+            }
+            try writeItem(val, "go.wav", seconds: 0.7, frequency: 270, text: "go")
+            let model = dir.appendingPathComponent("m.safetensors").path
+            try writeRandomModel(to: model, seed: 3)
+            let adapter = try Adapter(baseModel: model, data: AdaptData(train: data.path, validation: val.path),
+                                      cacheRoot: dir.appendingPathComponent("cache"), options: quickOptions())
+            _ = try adapter.run()
+            func activations(_ name: String) throws -> Matrix {
+                let url = try #require(adapter.cache.entryURL(for: data.appendingPathComponent("\(name).wav").path))
+                return try #require(ActivationCache.load(url)).activations
+            }
+            let loud = try activations("loud"), soft = try activations("soft"), softer = try activations("softer")
+            func largestDifference(_ a: Matrix, _ b: Matrix) -> Float { zip(a.data, b.data).map { abs($0 - $1) }.max()! }
+            #expect(soft.rows == softer.rows && largestDifference(soft, softer) < 1e-3)
+            #expect(loud.rows == soft.rows && largestDifference(loud, soft) > 0.05)
+        }
+    }
+
     @Test func speedPerturbedCopiesAreCachedForTrainingItemsOnly() throws {
         try withTemporaryDirectory { dir in
             let data = try writeToneData(dir)

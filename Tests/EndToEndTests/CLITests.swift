@@ -57,8 +57,9 @@ import TestSupport
 
     /// A recording quieter than the silence level never reaches the model when split at pauses: the
     /// empty transcript comes with a warning naming the file and the way out, and it is not a failure.
-    /// One above it but far below speech levels is warned about too (the model loses words there).
-    @Test func transcribeWarnsWhenAFileIsAllBelowTheSilenceLevel() throws {
+    /// A quiet one above it is raised to the trained level (a quiet recording costs words), and warned
+    /// about only when it stays quiet: the gain was limited, or --keep-level kept it.
+    @Test func transcribeLevelsQuietRecordingsAndWarnsWhenAFileIsAllBelowTheSilenceLevel() throws {
         try withFixture { f in
             let word = try f.speak(["left"])[0]
             let samples = try AudioFile.read(path: word.path, targetSampleRate: 16000).samples
@@ -69,14 +70,25 @@ import TestSupport
             #expect(r.stderr.contains("warning") && r.stderr.contains("whisper.wav") && r.stderr.contains("--whole-file"), "\(r.stderr)")
             let normal = try f.run(["transcribe", "--model", f.model.path, word.path])
             #expect(!normal.stderr.contains("warning"), "\(normal.stderr)")
-            // Decoded whole, it is still a quiet recording, and says so (without the --whole-file hint).
-            let whole = try f.run(["transcribe", "--model", f.model.path, "--whole-file", quiet.path])
-            #expect(whole.stderr.contains("a quiet recording") && !whole.stderr.contains("--whole-file"), "\(whole.stderr)")
-            // Above the silence level but far below speech: a warning to raise the level.
+            let expected = try f.expected(word).transcript.text
+            #expect(normal.stdout == expected + "\n")
+            // Decoded whole, kept at its level, it is a quiet recording, and says so (without the --whole-file hint).
+            let whole = try f.run(["transcribe", "--model", f.model.path, "--whole-file", "--keep-level", quiet.path])
+            #expect(whole.stderr.contains("a quiet recording") && whole.stderr.contains("--keep-level") && !whole.stderr.contains("--whole-file"), "\(whole.stderr)")
+            // Above the silence level but far below speech: raised to the trained level, it is heard
+            // as at full level, with no warning.
             let soft = f.dir.appendingPathComponent("soft.wav")
-            try AudioWriter.write(samples.map { $0 * 0.01 }, sampleRate: 16000, to: soft.path)
+            try AudioWriter.write(samples.map { $0 * 0.01 }, sampleRate: 16000, to: soft.path, format: .wavFloat)
             let low = try f.run(["transcribe", "--model", f.model.path, soft.path])
-            #expect(low.status == 0 && low.stderr.contains("soft.wav") && low.stderr.contains("a quiet recording") && low.stderr.contains("sox --norm"), "\(low.stderr)")
+            #expect(low.status == 0 && !low.stderr.contains("warning"), "\(low.stderr)")
+            #expect(low.stdout == expected + "\n", "\(low.stdout)")
+            let kept = try f.run(["transcribe", "--model", f.model.path, "--keep-level", soft.path])
+            #expect(kept.status == 0 && kept.stderr.contains("soft.wav") && kept.stderr.contains("a quiet recording"), "\(kept.stderr)")
+            // So quiet that the largest gain leaves it quiet: raised, decoded, and warned about.
+            let faint = f.dir.appendingPathComponent("faint.wav")
+            try AudioWriter.write(samples.map { $0 * 1e-5 }, sampleRate: 16000, to: faint.path, format: .wavFloat)
+            let far = try f.run(["transcribe", "--model", f.model.path, "--whole-file", faint.path])
+            #expect(far.status == 0 && far.stderr.contains("a quiet recording") && far.stderr.contains("raised by \(Int(RecordingLevel.maxGainDB)) dB"), "\(far.stderr)")
         }
     }
 
