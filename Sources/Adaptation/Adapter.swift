@@ -140,7 +140,7 @@ public final class Adapter {
     /// An utterance ready for training: its cache entry, labels and frame count.
     struct Prepared: Sendable {
         var item: ValidItem
-        /// The recording as it is (validation and scoring use this one).
+        /// The recording at its own speed, levelled as transcribe levels it (validation and scoring use this one).
         var entry: URL
         var frames: Int
         var audioSHA256: String

@@ -24,6 +24,10 @@ public struct EndpointConfig: Sendable, Equatable, Codable {
     /// segment never carries more leading silence than this (and no stage state grows). At least
     /// `minimumLeadingSilence`: a restart keeps `leadingContext` of the silence and must move forward.
     public var maxLeadingSilence: Double = 6
+    /// Whether quiet speech is raised to the level the model was trained at: each utterance gets the
+    /// gain that the utterances before it call for (`SpeechLevel`); the first is heard as it is. The
+    /// silence level keeps judging the audio as it arrives.
+    public var autoLevel: Bool = true
 
     /// Seconds of audio before speech (after gated silence or a restart) that a segment keeps as
     /// leading context, rounded up to whole encoder frames (0.32 s for 40 ms frames).
@@ -37,12 +41,13 @@ public struct EndpointConfig: Sendable, Equatable, Codable {
     /// For recordings transcribed whole (`earshot transcribe`, `earshot eval --split-at-pauses`): the
     /// defaults, except that speech without a pause is cut only after 60 s. The cut lands between two
     /// frames, possibly inside a word; live, it bounds how long a final can keep a listener waiting, and
-    /// nobody waits on a file.
-    public static let recording = EndpointConfig(maxUtterance: 60)
+    /// nobody waits on a file. A whole recording is levelled at once (`RecordingLevel`), so not
+    /// utterance by utterance.
+    public static let recording = EndpointConfig(maxUtterance: 60, autoLevel: false)
 
     public init(trailingSilence: Double = 0.6, maxUtterance: Double = 20, minSpeech: Double = 0.08,
                 partialInterval: Double = 0.2, speechThreshold: Double = 0.5, silenceLevel: Double = -65,
-                maxLeadingSilence: Double = 6) {
+                maxLeadingSilence: Double = 6, autoLevel: Bool = true) {
         self.trailingSilence = trailingSilence
         self.maxUtterance = maxUtterance
         self.minSpeech = minSpeech
@@ -50,6 +55,7 @@ public struct EndpointConfig: Sendable, Equatable, Codable {
         self.speechThreshold = speechThreshold
         self.silenceLevel = silenceLevel
         self.maxLeadingSilence = maxLeadingSilence
+        self.autoLevel = autoLevel
     }
 
     // Missing keys take the defaults; Swift's synthesised decoding would reject them.
@@ -62,6 +68,7 @@ public struct EndpointConfig: Sendable, Equatable, Codable {
         speechThreshold = try c.decodeIfPresent(Double.self, forKey: .speechThreshold) ?? d.speechThreshold
         silenceLevel = try c.decodeIfPresent(Double.self, forKey: .silenceLevel) ?? d.silenceLevel
         maxLeadingSilence = try c.decodeIfPresent(Double.self, forKey: .maxLeadingSilence) ?? d.maxLeadingSilence
+        autoLevel = try c.decodeIfPresent(Bool.self, forKey: .autoLevel) ?? d.autoLevel
     }
 
     /// The longest any of the durations may be, in seconds.

@@ -145,12 +145,14 @@ public final class Recognizer: Sendable {
     /// a word running up to the end would otherwise end up to a frame after it.
     /// `gainDB` raises the audio the model hears (`RecordingLevel.gainDB` levels a quiet recording);
     /// the silence level moves with it, so what counts as silence is judged on the recording as it is.
+    /// It lies in 0 ... `RecordingLevel.maxGainDB`.
     public func transcribe(_ samples: [Float], splitAtPauses: Bool, gainDB: Double = 0) -> (transcript: Transcript, timings: StageTimings) {
+        precondition(gainDB >= 0 && gainDB <= RecordingLevel.maxGainDB, "gain \(gainDB) dB outside 0 ... \(RecordingLevel.maxGainDB)")
         let raised = RecordingLevel.apply(gainDB, to: samples)
         let (transcript, timings): (Transcript, StageTimings)
         if splitAtPauses {
             var config = EndpointConfig.recording
-            config.silenceLevel = min(0, config.silenceLevel + max(0, gainDB))
+            config.silenceLevel += gainDB
             let session = StreamingSession(recognizer: self, config: config, batched: true)
             (transcript, timings) = (session.transcribe(raised).transcript, session.timings)
         } else {

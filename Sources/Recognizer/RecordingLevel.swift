@@ -49,8 +49,14 @@ public struct RecordingLevel: Sendable, Equatable {
     /// The gain (dB, 0 or more) that levels this recording: 0 unless it is quiet, else what brings its
     /// loudest 20 ms to `target`, limited by `maxGainDB` and by the peak's headroom to `peakCeiling`.
     public var gainDB: Double {
-        guard let loudest, let peak, loudest < Self.quietBelow else { return 0 }
-        return max(0, min(Self.target - loudest, Self.maxGainDB, Self.peakCeiling - peak))
+        guard let loudest, let peak else { return 0 }
+        return Self.gainDB(loudest: loudest, peak: peak)
+    }
+
+    /// The levelling rule for speech whose loudest 20 ms and largest sample are at these levels (dBFS).
+    public static func gainDB(loudest: Double, peak: Double) -> Double {
+        guard loudest < quietBelow else { return 0 }
+        return max(0, min(target - loudest, maxGainDB, peakCeiling - peak))
     }
 
     /// Whether the recording is still quiet after `gainDB` (the gain was limited).
@@ -64,5 +70,34 @@ public struct RecordingLevel: Sendable, Equatable {
         guard gainDB > 0 else { return samples }
         let factor = Float(pow(10, gainDB / 20))
         return samples.map { $0 * factor }
+    }
+}
+
+/// The level of live speech, learnt from the utterances heard so far, for levelling the next ones as
+/// `RecordingLevel` levels a whole recording: a live stream has no future to measure, but a microphone's
+/// level changes slowly, so what the last utterances had is what the next will have. A louder
+/// utterance is taken at once (raising loud speech would push it past what the model knows, and past
+/// full scale); a quieter one moves the level half way, so one soft word does not raise the next.
+public struct SpeechLevel: Sendable, Equatable {
+    /// Averaged loudest-20-ms level and peak (dBFS) of the utterances heard; nil before the first.
+    public private(set) var loudest: Double?
+    public private(set) var peak: Double?
+
+    public init() {}
+
+    /// Takes in one utterance's loudest 20 ms (mean square) and largest sample (absolute value);
+    /// digital silence is ignored.
+    public mutating func hear(meanSquare: Float, peakSample: Float) {
+        guard meanSquare > 0, peakSample > 0 else { return }
+        let l = 10 * log10(Double(meanSquare)), p = 20 * log10(Double(peakSample))
+        func follow(_ old: Double?, _ new: Double) -> Double { old.map { new >= $0 ? new : ($0 + new) / 2 } ?? new }
+        loudest = follow(loudest, l)
+        peak = follow(peak, p)
+    }
+
+    /// The gain (dB) for the next utterance: 0 until one was heard.
+    public var gainDB: Double {
+        guard let loudest, let peak else { return 0 }
+        return RecordingLevel.gainDB(loudest: loudest, peak: peak)
     }
 }

@@ -64,6 +64,17 @@ public final class StreamingSession {
     /// Consecutive samples (whole blocks) below `silenceLevel`.
     private var quietRun = 0
 
+    // Levelling (`config.autoLevel`): the level of the speech heard, kept across `finish()` (it belongs
+    // to the microphone or client, not to one stream), and what the running segment has heard so far.
+    private var speechLevel = SpeechLevel()
+    private var heardMeanSquare: Float = 0
+    private var heardPeak: Float = 0
+    /// The gain the running segment's audio gets before the model (1: none).
+    private var segmentGain: Float = 1
+    /// The gain (dB) the utterances heard so far call for: what the next segment gets. A microphone so
+    /// quiet that the model hears no speech in it teaches nothing and stays as it is.
+    public var levelGainDB: Double { config.autoLevel ? speechLevel.gainDB : 0 }
+
     // Sizes in samples, derived from the recogniser and the configuration.
     private var frameSamples = 0
     private var prerollSamples = 0
@@ -189,7 +200,12 @@ public final class StreamingSession {
         var quiet = false
         for k in 0..<frames {
             let a = start + k * frameSamples
-            quiet = power(from: a, to: a + frameSamples) < silencePower
+            let p = power(from: a, to: a + frameSamples)
+            quiet = p < silencePower
+            if config.autoLevel && !quiet {
+                heardMeanSquare = max(heardMeanSquare, p)
+                heardPeak = max(heardPeak, peak(from: a, to: a + frameSamples))
+            }
             quietRun = quiet ? quietRun + frameSamples : 0
             // A frame-by-frame session would have shut the gate here, inside the block.
             if k < frames - 1, active, speechStart == nil, quietRun >= gateHoldSamples { earlyDecisions += 1 }
@@ -210,6 +226,7 @@ public final class StreamingSession {
         if active, speechStart == nil, quietRun >= gateHoldSamples {
             // Every frame still undecided lies in the quiet run (gateHold >= look-ahead), so nothing is lost.
             stream.reset()
+            forgetHeard()
             active = false
             adoptPendingRecognizer()
         }
@@ -242,6 +259,7 @@ public final class StreamingSession {
                     emitFinal(utterance: utterance, transcript: transcript, speechStart: s, reason: .silence, at: processed)
                 } else {
                     stream.reset()  // a burst shorter than minSpeech: dropped
+                    forgetHeard()
                 }
                 // The next segment starts inside the decided silence, with some of it as leading context
                 // (the model marks speech a frame or two after its acoustic onset), but in its second
@@ -256,6 +274,7 @@ public final class StreamingSession {
             } else if speechStart == nil, end - segmentStart >= maxLeadingSamples {
                 acting()
                 stream.reset()
+                forgetHeard()
                 // Keep the preroll as leading context, but always move forward: with frames so long that
                 // preroll + a frame exceeds maxLeadingSilence, `end - preroll` would restart at or before
                 // the old start (an endless restart loop, or a start the history no longer holds).
@@ -313,6 +332,9 @@ public final class StreamingSession {
     }
 
     private func emitFinal(utterance: Int, transcript: Transcript, speechStart: Int, reason: EndpointReason, at: Int) {
+        // An utterance's level is what its segment heard: the loudest stretch of a segment is its speech.
+        if config.autoLevel { speechLevel.hear(meanSquare: heardMeanSquare, peakSample: heardPeak) }
+        forgetHeard()
         let span = reportedSpan(speechStart, speechEnd)
         events.append(.final(utterance: utterance, transcript: transcript.shifted(by: seconds(segmentStart)),
                              start: span.start, end: span.end, segment: segmentStart..<at))
@@ -324,11 +346,19 @@ public final class StreamingSession {
     private func begin(at start: Int) -> Matrix {
         adoptPendingRecognizer()
         active = true
+        segmentGain = Float(pow(10, levelGainDB / 20))
         segmentStart = start
         decided = start
         speechStart = nil
         utterance = nil
         return pushRing(from: start, to: processed)
+    }
+
+    /// Only utterances teach the level (noise the model did not take for speech must not be raised), so
+    /// what a segment heard is dropped when it ends without one.
+    private func forgetHeard() {
+        heardMeanSquare = 0
+        heardPeak = 0
     }
 
     private func adoptPendingRecognizer() {
@@ -345,6 +375,7 @@ public final class StreamingSession {
         active = false
         received = 0; processed = 0; segmentStart = 0; decided = 0
         speechStart = nil; utterance = nil; nextUtterance = 0; lastPartial = 0; quietRun = 0
+        forgetHeard()
         adoptPendingRecognizer()
     }
 
@@ -390,7 +421,21 @@ public final class StreamingSession {
             feed.append(contentsOf: ring[i..<(i + run)])
             p += run
         }
+        if segmentGain != 1 {
+            let g = segmentGain
+            for i in feed.indices { feed[i] *= g }
+        }
         return stream.pushSamples(feed)
+    }
+
+    /// Largest absolute value of history samples `from ..< to`.
+    private func peak(from: Int, to: Int) -> Float {
+        let n = ring.count
+        var m: Float = 0
+        ring.withUnsafeBufferPointer { r in
+            for p in from..<to { m = max(m, abs(r[p % n])) }
+        }
+        return m
     }
 
     /// Mean square of history samples `from ..< to`.

@@ -55,7 +55,9 @@ public enum WordTimingCalibration {
         guard let speech = speechBounds(samples, sampleRate: rate) else { return .noQuietEdges }
         guard speech.lowerBound >= Int(minimumLeadingSeconds * Double(rate)),
               samples.count - speech.upperBound >= Int(minimumTrailingSeconds * Double(rate)) else { return .noQuietEdges }
-        let words = recognizer.recognizeRaw(samples).words
+        // The model hears the recording as `earshot transcribe` gives it: a quiet one levelled.
+        let gain = RecordingLevel(samples: samples, sampleRate: rate).gainDB
+        let words = recognizer.recognizeRaw(RecordingLevel.apply(gain, to: samples)).words
         guard let first = words.first, let last = words.last else { return .noWords }
         return .delays(start: first.start - Double(speech.lowerBound) / Double(rate),
                        end: last.end - Double(speech.upperBound) / Double(rate))

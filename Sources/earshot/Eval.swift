@@ -145,10 +145,9 @@ struct Eval: ParsableCommand {
         do { given = try Manifest.read(from: URL(fileURLWithPath: file)) } catch { throw CLIError("--score \(error)") }
         var byPath: [String: String] = [:]
         for entry in given.entries {
-            for key in [entry.path, given.url(of: entry).standardizedFileURL.path] {
-                if byPath[key] != nil && key == entry.path { throw CLIError("--score \(file): \(entry.path) has two hypotheses") }
-                byPath[key] = entry.text
-            }
+            if byPath[entry.path] != nil { throw CLIError("--score \(file): \(entry.path) has two hypotheses") }
+            // An absolute path is its own resolved form: one key, not a "second" hypothesis for it.
+            for key in Set([entry.path, given.url(of: entry).standardizedFileURL.path]) { byPath[key] = entry.text }
         }
         var missing: [String] = []
         let hypotheses = list.entries.map { entry -> String in

@@ -161,9 +161,11 @@ struct Transcribe: ParsableCommand {
                 } else if let loudest = level.loudest, loudest < RecordingLevel.quietBelow, keepLevel || level.quietAfterGain {
                     // Still far below a normal recording as the model hears it: it loses words, and an
                     // empty or thin transcript would otherwise come with no hint why.
-                    let why = keepLevel ? "and --keep-level leaves it so" : String(format: "raised by %.0f dB, as far as %@ allows", gain,
-                        gain >= RecordingLevel.maxGainDB - 1e-9 ? "earshot goes" : "its loudest sample")
-                    warning = String(format: "'%@': a quiet recording (its loudest 20 ms: %.0f dBFS; speech is usually above %.0f), %@, which the model hears less well: check the recording's level",
+                    let why = keepLevel ? "and --keep-level leaves it so"
+                        : gain >= RecordingLevel.maxGainDB - 1e-9 ? String(format: "raised by %.0f dB, the most earshot raises a recording", gain)
+                        : gain > 0 ? String(format: "raised by %.0f dB, as far as its loudest sample (%.0f dBFS) allows", gain, level.peak ?? 0)
+                        : String(format: "not raised: its loudest sample is already at %.0f dBFS (a click or a knock?)", level.peak ?? 0)
+                    warning = String(format: "'%@': a quiet recording (its loudest 20 ms: %.0f dBFS; the model hears speech best above %.0f), %@: check the recording's level",
                                      path, loudest, RecordingLevel.quietBelow, why)
                 }
                 let rendered = Self.render(transcript, format: format, path: path, duration: audio.duration, several: several)

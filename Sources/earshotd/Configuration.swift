@@ -168,6 +168,7 @@ struct DaemonConfiguration: Equatable {
             "speech_threshold = \(d(endpoint.speechThreshold))",
             "silence_level = \(d(endpoint.silenceLevel))",
             "max_leading_silence = \(d(endpoint.maxLeadingSilence))",
+            "auto_level = \(endpoint.autoLevel)",
             "",
             "[decoding]",
             "beam = \(decoding.beam)",
@@ -326,6 +327,7 @@ private struct TableReader {
             if let v = try t.double("speech_threshold") { c.endpoint.speechThreshold = v }
             if let v = try t.double("silence_level") { c.endpoint.silenceLevel = v }
             if let v = try t.double("max_leading_silence") { c.endpoint.maxLeadingSilence = v }
+            if let v = try t.bool("auto_level") { c.endpoint.autoLevel = v }
             try t.finish()
         }
         if var t = try table("decoding") {

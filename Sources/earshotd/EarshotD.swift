@@ -112,6 +112,9 @@ struct EarshotD: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Non-speech after which a segment restarts (s). [endpoint.max_leading_silence]", valueName: "s"))
     var maxLeadingSilence: Double?
 
+    @Option(help: ArgumentHelp("Raise quiet speech (loudest 20 ms below \(Int(RecordingLevel.quietBelow)) dBFS) to the trained level, learnt from the utterances heard: true or false. [endpoint.auto_level]", valueName: "bool"))
+    var autoLevel: Bool?
+
     @Option(help: ArgumentHelp("CTC beam width; 1 is greedy, or 32 when an LM is used (the general LM, --lm or the model's). [decoding.beam]", valueName: "n"))
     var beam: Int?
 
@@ -180,6 +183,7 @@ struct EarshotD: AsyncParsableCommand {
         if let speechThreshold { c.endpoint.speechThreshold = speechThreshold }
         if let silenceLevel { c.endpoint.silenceLevel = silenceLevel }
         if let maxLeadingSilence { c.endpoint.maxLeadingSilence = maxLeadingSilence }
+        if let autoLevel { c.endpoint.autoLevel = autoLevel }
         if let beam { c.decoding.beam = beam }
         if let lm { c.decoding.languageModel = lm.isEmpty ? nil : lm }
         if let lmWeight { c.decoding.lmWeight = lmWeight }

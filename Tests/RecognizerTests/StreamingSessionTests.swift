@@ -93,6 +93,49 @@ import Training
         }
     }
 
+    /// Quiet speech (26 dB down, above the gate) is raised from the second utterance on by the gain the
+    /// utterances before it call for, and each final equals offline recognition of its segment raised by
+    /// that gain; a loud utterance takes the gain back to 0 at once. With `autoLevel` off nothing is raised.
+    @Test(arguments: [true, false])
+    func quietSpeechIsLevelledByTheUtterancesHeardBeforeIt(autoLevel: Bool) throws {
+        let tiny = try TinyModel.shared()
+        let recognizer = try Recognizer(model: tiny.trained)
+        let soft = Scene([.silence(0.5), .word("left"), .silence(1), .word("down"), .silence(1), .word("right"), .silence(1)], model: tiny)
+        let loud = Scene([.word("up"), .silence(1), .word("left"), .silence(1)], model: tiny)
+        let samples = soft.samples.map { $0 * 0.05 } + loud.samples
+        let session = StreamingSession(recognizer: recognizer, config: EndpointConfig(autoLevel: autoLevel))
+        // One block per call, so a call returns at most one final, and the gain read after the call
+        // before a final's is the one its segment began with (the level moves only at finals).
+        var finals: [(final: Final, gain: Double)] = [], gainAfter: [Double] = []
+        var gain = session.levelGainDB
+        #expect(gain == 0)
+        var at = 0
+        while at <= samples.count {
+            let end = min(samples.count, at + Self.block)
+            let events = (end > at ? session.accept(Array(samples[at..<end])) : session.finish()).map { Timed(event: $0, received: end) }
+            for f in events.finals {
+                finals.append((f, gain))
+                gainAfter.append(session.levelGainDB)
+            }
+            gain = session.levelGainDB
+            at += Self.block
+        }
+        try #require(finals.count >= 3, "\(finals.map(\.final.transcript.text))")
+        let softFinals = finals.filter { $0.final.segment.lowerBound < soft.samples.count }
+        try #require(softFinals.count >= 2)
+        #expect(finals[0].gain == 0)
+        if autoLevel {
+            #expect(softFinals.dropFirst().allSatisfy { $0.gain > 10 }, "\(softFinals.map(\.gain))")
+            // After a loud utterance nothing is raised.
+            #expect(gainAfter.last == 0)
+        } else {
+            #expect(finals.allSatisfy { $0.gain == 0 } && gainAfter.allSatisfy { $0 == 0 })
+        }
+        for (final, g) in finals {
+            Self.expectMatchesOffline(final, RecordingLevel.apply(g, to: samples), recognizer)
+        }
+    }
+
     /// `transcribe` (what `earshot transcribe` does with a file) is the session's finals, joined: the
     /// same text and words, each word inside its own utterance, none running across a silence.
     @Test func transcribeJoinsTheFinalsOfAWholeRecording() throws {
