@@ -74,6 +74,8 @@ public final class StreamingSession {
     /// The gain (dB) the utterances heard so far call for: what the next segment gets. A microphone so
     /// quiet that the model hears no speech in it teaches nothing and stays as it is.
     public var levelGainDB: Double { config.autoLevel ? speechLevel.gainDB : 0 }
+    /// The loudest-20-ms level (dBFS) learnt from the utterances heard; nil before one, or without `autoLevel`.
+    public var speechLevelDB: Double? { speechLevel.loudest }
 
     // Sizes in samples, derived from the recogniser and the configuration.
     private var frameSamples = 0

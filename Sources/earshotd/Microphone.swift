@@ -33,6 +33,9 @@ final class Microphone: @unchecked Sendable {
     private var offsetSeconds = 0.0
     private var offsetUtterances = 0
     private var sessionUtterances = 0
+    /// The levelling gain last logged (dB), so the log says when the microphone's speech turns quiet
+    /// or loud again, not at every utterance.
+    private var loggedGainDB = 0.0
     private var lastCaptureCheck: UInt64 = 0
     private let shared = Locked(Shared())
     private let done = DispatchSemaphore(value: 0)
@@ -158,6 +161,7 @@ final class Microphone: @unchecked Sendable {
             let cpu = threadCPUTime() - t0
             server.broadcast(events)
             account(samples: n, cpu: cpu, events: events)
+            logLevelChanges()
         }
         let t0 = threadCPUTime()
         let events = onTimeline(session.finish())
@@ -168,6 +172,21 @@ final class Microphone: @unchecked Sendable {
         shared.withLock { $0.finished = true }
         logger.info("microphone recognition stopped", metadata: ["audio_seconds": "\(counters.audioSeconds)"])
         done.signal()
+    }
+
+    /// A quiet microphone costs words even levelled (the first utterance after start is heard as it is,
+    /// and a higher capture level has less noise), so the log says when the gain moves by 6 dB or more.
+    private func logLevelChanges() {
+        let gain = session.levelGainDB
+        guard abs(gain - loggedGainDB) >= 6 || (gain == 0) != (loggedGainDB == 0) else { return }
+        loggedGainDB = gain
+        let speech = session.speechLevelDB.map { String(format: "%.0f", $0) } ?? "?"
+        if gain > 0 {
+            logger.notice("microphone speech is quiet: raised before the model (endpoint.auto_level); a higher capture level (alsamixer) is better still", metadata: [
+                "speech_dbfs": "\(speech)", "gain_db": "\(String(format: "%.0f", gain))"])
+        } else {
+            logger.notice("microphone speech is at a normal level: not raised", metadata: ["speech_dbfs": "\(speech)"])
+        }
     }
 
     /// The session's events on the microphone's timeline (see `offsetSeconds`); counts its utterances.
