@@ -14,6 +14,11 @@ struct Bench: ParsableCommand {
         seconds per audio second) and its inverse, audio seconds per CPU second. CPU time is the \
         thread's own, so other load on the machine inflates it less than wall time. Peak RSS is \
         the process's high-water mark.
+
+        By default each file is recognised in one pass with the model's own decoding (greedy, or \
+        its domain LM): the model's speed. --as-transcribe times what `earshot transcribe` does by \
+        default instead: the general English LM when one is installed (beam search), each file \
+        split at its pauses, a quiet recording levelled.
         """)
 
     @OptionGroup var recognition: RecognitionOptions
@@ -24,13 +29,16 @@ struct Bench: ParsableCommand {
     @Option(help: "Repeat the whole set this many times (longer runs give steadier figures).")
     var repeats: Int = 1
 
+    @Flag(help: "Time earshot transcribe's default pipeline (general LM, split at pauses, levelling) rather than one greedy pass per file.")
+    var asTranscribe = false
+
     func run() throws {
         guard repeats >= 1 else { throw CLIError("--repeats \(repeats): must be at least 1") }
         let paths = try Self.expand(inputs)
         guard !paths.isEmpty else {
             throw CLIError("no audio files found in \(inputs.joined(separator: ", ")) (a folder's own files are read, not its subfolders'; a manifest .tsv lists any)")
         }
-        let (recognizer, modelPath) = try recognition.makeRecognizer()
+        let (recognizer, modelPath) = try recognition.makeRecognizer(generalLM: asTranscribe ? GeneralLanguageModel.locate() : nil)
 
         var decodeCPU = 0.0
         var clips: [[Float]] = []
@@ -44,7 +52,14 @@ struct Bench: ParsableCommand {
         var timings = StageTimings()
         let wall0 = Date()
         for _ in 0..<repeats {
-            for clip in clips { timings += recognizer.recognize(clip).timings }
+            for clip in clips {
+                if asTranscribe {
+                    let gain = RecordingLevel(samples: clip, sampleRate: recognizer.sampleRate).gainDB
+                    timings += recognizer.transcribe(clip, splitAtPauses: true, gainDB: gain).timings
+                } else {
+                    timings += recognizer.recognize(clip).timings
+                }
+            }
         }
         let wall = Date().timeIntervalSince(wall0)
         let audio = timings.audioSeconds
@@ -52,7 +67,7 @@ struct Bench: ParsableCommand {
         getrusage(RUSAGE_SELF.rawValue, &usage)
 
         print("model:       \(modelPath) (\(recognizer.model.parameterCount) parameters)")
-        print("decoding:    \(Self.describe(recognizer.options))")
+        print("decoding:    \(Self.describe(recognizer.options))" + (asTranscribe ? ", split at pauses, levelled (as earshot transcribe)" : ""))
         print(String(format: "audio:       %d files, %.1f s x %d", clips.count, audio / Double(repeats), repeats))
         print("stage         RTF (cpu s / audio s)     speed (audio s / cpu s)")
         func row(_ name: String, _ cpu: Double, _ seconds: Double) {

@@ -561,6 +561,14 @@ import TestSupport
             let rss = out.first { $0.hasPrefix("peak RSS:") }
             let mb = rss.flatMap { $0.split(separator: " ").dropFirst(2).first }.flatMap { Double($0) }
             #expect(mb.map { $0 > 1 } == true, "no peak RSS in:\n\(r.stdout)")
+            // Transcribe's pipeline over the same audio: said so, the same audio seconds, every stage timed.
+            let t = try f.run(["bench", "--model", f.model.path, "--audio", audio.path, "--as-transcribe"], environment: ["EARSHOT_LM": ""])
+            #expect(t.status == 0, "\(t.stderr)")
+            let tout = lines(t.stdout)
+            #expect(tout.contains { $0.hasPrefix("decoding:") && $0.contains("split at pauses") }, "\(t.stdout)")
+            #expect(tout.first { $0.hasPrefix("audio:") } == out.first { $0.hasPrefix("audio:") }, "\(t.stdout)")
+            let encoder = tout.first { $0.hasPrefix("encoder ") }.flatMap { $0.dropFirst("encoder".count).split(separator: " ").first }.flatMap { Double($0) }
+            #expect(encoder.map { $0 > 0 && $0.isFinite } == true, "\(t.stdout)")
         }
     }
 
