@@ -165,7 +165,9 @@ public struct DomainDecoding: Sendable, Equatable, Codable {
     /// - every run of two or more consecutive capitalised words in a line ("Ada Lovelace"), as a phrase
     ///   (a name the LM alone might split or misspell), in order of first appearance. A run of three or
     ///   more that starts the line loses its first word, the sentence's capital ("Call Ada Lovelace" gives
-    ///   "ada lovelace"), unless that word is capitalised inside a line somewhere in the text;
+    ///   "ada lovelace"), unless that word is capitalised inside a line somewhere in the text. A run with
+    ///   a capitalised function word after its first ("Turn On The Kitchen Lights") is a line in title
+    ///   case, not a name, and gives none (`titleCaseWords`);
     /// - with `generalLM`: every domain word of at least `minimumHotwordLength` characters that the
     ///   general LM lacks or gives a unigram log10 probability below `rareWordLog10Threshold`, rarest
     ///   first. Without a general LM no single word is picked (rare and common cannot be told apart).
@@ -220,7 +222,7 @@ public struct DomainDecoding: Sendable, Equatable, Codable {
         let lm = NGramLanguageModel.train(sentences: sentences, order: order)
         var hotwords: [Hotword] = []
         var seen = Set<String>()
-        let names = runs.map { run in
+        let names = runs.filter { !$0.words.dropFirst().contains(where: Self.titleCaseWords.contains) }.map { run in
             run.startsLine && run.words.count >= 3 && !capitalisedInside.contains(run.words[0]) ? run.words.dropFirst() : run.words[...]
         }.map { $0.joined(separator: " ") }
         for name in names where seen.insert(name).inserted {
@@ -243,6 +245,11 @@ public struct DomainDecoding: Sendable, Equatable, Codable {
         guard bytes <= maximumJSONBytes else { throw .tooLarge(bytes: bytes, limit: maximumJSONBytes) }
         return decoding
     }
+
+    /// Short function words that names write in lowercase ("Bank of America", "Isle of Man") and title
+    /// case capitalises: one capitalised after a run's first word marks the run as title case.
+    static let titleCaseWords: Set<String> = ["a", "an", "the", "of", "on", "in", "to", "for", "and", "or", "at", "by",
+                                              "with", "from", "is", "are", "up", "off", "my", "your"]
 
     /// Words of a line in their original case, split by `TextNormalizer`'s rules (see `build`).
     static func domainWords(_ line: Substring) -> [String] {
