@@ -166,8 +166,8 @@ public struct DomainDecoding: Sendable, Equatable, Codable {
     ///   (a name the LM alone might split or misspell), in order of first appearance. A run of three or
     ///   more that starts the line loses its first word, the sentence's capital ("Call Ada Lovelace" gives
     ///   "ada lovelace"), unless that word is capitalised inside a line somewhere in the text. A run with
-    ///   a capitalised function word after its first ("Turn On The Kitchen Lights") is a line in title
-    ///   case, not a name, and gives none (`titleCaseWords`);
+    ///   a capitalised function word inside it or leading it ("Turn On The Kitchen Lights", "Set A
+    ///   Timer" gives "a timer") is a line in title case, not a name, and gives none (`titleCaseWords`);
     /// - with `generalLM`: every domain word of at least `minimumHotwordLength` characters that the
     ///   general LM lacks or gives a unigram log10 probability below `rareWordLog10Threshold`, rarest
     ///   first. Without a general LM no single word is picked (rare and common cannot be told apart).
@@ -222,9 +222,11 @@ public struct DomainDecoding: Sendable, Equatable, Codable {
         let lm = NGramLanguageModel.train(sentences: sentences, order: order)
         var hotwords: [Hotword] = []
         var seen = Set<String>()
-        let names = runs.filter { !$0.words.dropFirst().contains(where: Self.titleCaseWords.contains) }.map { run in
-            run.startsLine && run.words.count >= 3 && !capitalisedInside.contains(run.words[0]) ? run.words.dropFirst() : run.words[...]
-        }.map { $0.joined(separator: " ") }
+        let names: [String] = runs.compactMap { run in
+            let name: ArraySlice<String> = run.startsLine && run.words.count >= 3 && !capitalisedInside.contains(run.words[0])
+                ? run.words.dropFirst() : run.words[...]
+            return Self.isTitleCase(name) ? nil : name.joined(separator: " ")
+        }
         for name in names where seen.insert(name).inserted {
             hotwords.append(Hotword(name, weight: defaultHotwordWeight))
         }
@@ -247,9 +249,18 @@ public struct DomainDecoding: Sendable, Equatable, Codable {
     }
 
     /// Short function words that names write in lowercase ("Bank of America", "Isle of Man") and title
-    /// case capitalises: one capitalised after a run's first word marks the run as title case.
-    static let titleCaseWords: Set<String> = ["a", "an", "the", "of", "on", "in", "to", "for", "and", "or", "at", "by",
+    /// case capitalises: one capitalised inside a name, or leading it (but "The"), marks title case.
+    /// "A" only leads: inside a name it is an initial ("Chester A Arthur").
+    static let titleCaseWords: Set<String> = ["an", "the", "of", "on", "in", "to", "for", "and", "or", "at", "by",
                                               "with", "from", "is", "are", "up", "off", "my", "your"]
+
+    /// Whether a run of capitalised words is title case rather than a name: a function word inside it,
+    /// or leading it ("The" may lead a name).
+    static func isTitleCase(_ name: ArraySlice<String>) -> Bool {
+        guard let first = name.first else { return false }
+        if name.dropFirst().contains(where: { titleCaseWords.contains($0) }) { return true }
+        return first != "the" && (first == "a" || titleCaseWords.contains(first))
+    }
 
     /// Words of a line in their original case, split by `TextNormalizer`'s rules (see `build`).
     static func domainWords(_ line: Substring) -> [String] {

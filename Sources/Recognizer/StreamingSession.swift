@@ -69,8 +69,9 @@ public final class StreamingSession {
     private var speechLevel = SpeechLevel()
     private var heardMeanSquare: Float = 0
     private var heardPeak: Float = 0
-    /// The gain the running segment's audio gets before the model (1: none).
+    /// The gain the running segment's audio gets before the model (1: none), and in dB.
     private var segmentGain: Float = 1
+    public private(set) var segmentGainDB = 0.0
     /// The gain (dB) the utterances heard so far call for: what the next segment gets. A microphone so
     /// quiet that the model hears no speech in it teaches nothing and stays as it is.
     public var levelGainDB: Double { config.autoLevel ? speechLevel.gainDB : 0 }
@@ -348,7 +349,13 @@ public final class StreamingSession {
     private func begin(at start: Int) -> Matrix {
         adoptPendingRecognizer()
         active = true
-        segmentGain = Float(pow(10, levelGainDB / 20))
+        // The learnt level says how much; what this segment has already heard (the block that woke
+        // the gate) may be louder than the utterances it was learnt from, and is never raised past the
+        // peak ceiling.
+        var gain = levelGainDB
+        if heardPeak > 0 { gain = min(gain, max(0, RecordingLevel.peakCeiling - 20 * log10(Double(heardPeak)))) }
+        segmentGainDB = gain
+        segmentGain = Float(pow(10, gain / 20))
         segmentStart = start
         decided = start
         speechStart = nil

@@ -144,10 +144,13 @@ struct Eval: ParsableCommand {
         let given: Manifest
         do { given = try Manifest.read(from: URL(fileURLWithPath: file)) } catch { throw CLIError("--score \(error)") }
         var byPath: [String: String] = [:]
+        var resolved = Set<String>()
         for entry in given.entries {
-            if byPath[entry.path] != nil { throw CLIError("--score \(file): \(entry.path) has two hypotheses") }
-            // An absolute path is its own resolved form: one key, not a "second" hypothesis for it.
-            for key in Set([entry.path, given.url(of: entry).standardizedFileURL.path]) { byPath[key] = entry.text }
+            // The same file twice, however written (a.wav, ./a.wav, /abs/a.wav), is refused.
+            let path = given.url(of: entry).standardizedFileURL.path
+            guard resolved.insert(path).inserted else { throw CLIError("--score \(file): \(entry.path) has two hypotheses") }
+            byPath[entry.path] = entry.text
+            byPath[path] = entry.text
         }
         var missing: [String] = []
         let hypotheses = list.entries.map { entry -> String in

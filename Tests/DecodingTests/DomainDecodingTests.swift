@@ -120,11 +120,12 @@ print(json.dumps([math.log(p(w if w in vocab else "<unk>", h)) for w, h in queri
         let sentences = try DomainDecoding.build(text: "Call Ada Lovelace\nEmail Grace Hopper tomorrow\nI met Alan Turing\n"
                                                     + "John Ronald Tolkien wrote\nask John Smith\nGrace Hopper called", vocabulary: .earshot)
         #expect(sentences.hotwords.map(\.phrase) == ["ada lovelace", "grace hopper", "alan turing", "john ronald tolkien", "john smith"])
-        // Commands written in title case are not names: a capitalised function word after the run's
-        // first gives it away ("The Beatles" keeps its article).
-        let titled = try DomainDecoding.build(text: "Turn On The Kitchen Lights\nSet An Alarm For Seven\nPlay Jazz Radio\nplay The Beatles",
+        // Commands written in title case are not names: a capitalised function word inside the name
+        // or leading it gives it away ("The" may lead a name, "A" inside one is an initial).
+        let titled = try DomainDecoding.build(text: "Turn On The Kitchen Lights\nSet An Alarm For Seven\nSet A Timer\nPlay Jazz Radio\n"
+                                                  + "play The Beatles\nPlay The Rolling Stones\nmet Chester A Arthur",
                                               vocabulary: .earshot)
-        #expect(titled.hotwords.map(\.phrase) == ["jazz radio", "the beatles"])
+        #expect(titled.hotwords.map(\.phrase) == ["jazz radio", "the beatles", "the rolling stones", "chester a arthur"])
         // With one, domain words it lacks (or gives log10 p < -6) join them, rarest first, ties
         // alphabetical; words it knows well do not: seen once in 555 tokens is log10 p = -2.5.
         let general = NGramLanguageModel.train(

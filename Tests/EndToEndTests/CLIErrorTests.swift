@@ -208,13 +208,13 @@ extension CLITests {
             expectOneLineFailure(try f.run(["eval", manifest.path, "--score", given.path, "--hyps", given.path]),
                                  "--score with --hyps", mentions: ["--score", "--hyps"])
             // Absolute paths (as `eval --hyps` writes them for a manifest of absolute paths) pair too;
-            // a path given twice is refused by name.
+            // a file given twice, however written, is refused by name.
             let absolute = f.dir.appendingPathComponent("absolute.tsv")
             try Data("\(f.dir.path)/a.wav\tdon't stop\n\(f.dir.path)/b.wav\tyes he said\n\(f.dir.path)/c.wav\thello there\n".utf8).write(to: absolute)
             let all = try f.run(["eval", manifest.path, "--score", absolute.path])
             #expect(all.status == 0 && all.stdout.contains("WER:        0.00%"), "\(all.stdout)\(all.stderr)")
             let twice = f.dir.appendingPathComponent("twice.tsv")
-            try Data("\(f.dir.path)/a.wav\tdon't stop\n\(f.dir.path)/a.wav\tdon't go\n".utf8).write(to: twice)
+            try Data("\(f.dir.path)/a.wav\tdon't stop\n./a.wav\tdon't go\n".utf8).write(to: twice)
             expectOneLineFailure(try f.run(["eval", manifest.path, "--score", twice.path]), "a path twice", mentions: ["two hypotheses", "a.wav"])
         }
     }

@@ -13,7 +13,7 @@ import TestSupport
     /// The domain says "the dog" nine times as often as "the dot"; `theDog(t:)` is audio whose
     /// acoustics lean to "the dot".
     static func domain() throws -> DomainDecoding {
-        try DomainDecoding.build(text: String(repeating: "the dog\n", count: 9) + "the dot\nA Dog barks", vocabulary: .earshot)
+        try DomainDecoding.build(text: String(repeating: "the dog\n", count: 9) + "the dot\nBig Dog barks", vocabulary: .earshot)
     }
 
     /// Logits spelling "the do", then a letter that is 't' with probability `t` and 'g' otherwise.
@@ -108,7 +108,7 @@ import TestSupport
         #expect(try text(DecodingSettings(), adapted) == "the dog")
         let options = try DecodingSettings().makeOptions(for: adapted)
         #expect(options.beam?.beamWidth == DomainDecoding.defaultBeam && options.languageModel != nil)
-        #expect(options.beam?.hotwords.map(\.phrase) == ["a dog"], "the model's hotwords come with its LM")
+        #expect(options.beam?.hotwords.map(\.phrase) == ["big dog"], "the model's hotwords come with its LM")
         // Turned off: greedy again.
         #expect(try text(DecodingSettings(useModelDecoding: false), adapted) == "the dot")
         #expect(try DecodingSettings(useModelDecoding: false).makeOptions(for: adapted).beam == nil)
@@ -117,8 +117,8 @@ import TestSupport
         #expect(try DecodingSettings(beam: 4, lmWeight: 0.3).makeOptions(for: adapted).beam?.lmWeight == 0.3)
         #expect(try DecodingSettings(beam: 4).makeOptions(for: adapted).beam?.beamWidth == 4)
         // User hotwords are added to the model's; the same phrase takes the user's weight.
-        let merged = try DecodingSettings(hotwords: ["a dog:5", "barks"]).makeOptions(for: adapted).beam?.hotwords
-        #expect(merged == [Hotword("a dog", weight: 5), Hotword("barks", weight: 3)])
+        let merged = try DecodingSettings(hotwords: ["big dog:5", "barks"]).makeOptions(for: adapted).beam?.hotwords
+        #expect(merged == [Hotword("big dog", weight: 5), Hotword("barks", weight: 3)])
         // A user --lm replaces the model's decoding whole: an LM that knows "the dot" gives "the dot".
         try withTemporaryDirectory { dir in
             let arpa = dir.appendingPathComponent("dot.arpa")
@@ -139,8 +139,8 @@ import TestSupport
         let summary = try blankModel(frontend: FrontendConfig()).withDomainDecoding(domain).summaryWithDecoding(file: "m")
         let lm = try domain.languageModel()
         #expect(summary.contains("domain LM:     order 3, n-grams \(lm.count(order: 1))/\(lm.count(order: 2))/\(lm.count(order: 3))"), "\(summary)")
-        #expect(summary.contains("domain words:  5: a barks dog dot the"), "\(summary)")
-        #expect(summary.contains("hotwords:      1: 'a dog':2"), "\(summary)")
+        #expect(summary.contains("domain words:  5: barks big dog dot the"), "\(summary)")
+        #expect(summary.contains("hotwords:      1: 'big dog':2"), "\(summary)")
         #expect(summary.contains("weights:       lm weight 0.5, word bonus 1, beam 16, unknown-word penalty -10"), "\(summary)")
         #expect(summary.contains("tuned on:      10 utterances, 20 words: WER 3.50%"), "\(summary)")
         #expect(!summary.contains("\\data\\"), "the ARPA text itself is not printed")

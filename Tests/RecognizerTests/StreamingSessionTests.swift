@@ -104,10 +104,11 @@ import Training
         let loud = Scene([.word("up"), .silence(1), .word("left"), .silence(1)], model: tiny)
         let samples = soft.samples.map { $0 * 0.05 } + loud.samples
         let session = StreamingSession(recognizer: recognizer, config: EndpointConfig(autoLevel: autoLevel))
-        // One block per call, so a call returns at most one final, and the gain read after the call
-        // before a final's is the one its segment began with (the level moves only at finals).
+        // One block per call, so a call returns at most one final, and the segment gain read after the
+        // call before a final's is the one its segment began with (a segment needs speech and trailing
+        // silence after it begins, so the final never comes in the call that began it).
         var finals: [(final: Final, gain: Double)] = [], gainAfter: [Double] = []
-        var gain = session.levelGainDB
+        var gain = session.segmentGainDB
         #expect(gain == 0)
         var at = 0
         while at <= samples.count {
@@ -117,7 +118,7 @@ import Training
                 finals.append((f, gain))
                 gainAfter.append(session.levelGainDB)
             }
-            gain = session.levelGainDB
+            gain = session.segmentGainDB
             at += Self.block
         }
         try #require(finals.count >= 3, "\(finals.map(\.final.transcript.text))")
