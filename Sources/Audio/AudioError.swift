@@ -7,7 +7,8 @@ public enum AudioError: Error, CustomStringConvertible, Equatable, Sendable {
     case notARegularFile(path: String)
     /// The file exists but this process may not read it.
     case permissionDenied(path: String)
-    /// The file has 0 bytes, or a valid header with 0 audio frames after it.
+    /// The file has 0 bytes, or a valid header with 0 audio frames after it; `byteCount` is -1 for a
+    /// stream (a pipe), whose size is not known.
     case empty(path: String, byteCount: Int64)
     /// libsndfile does not recognise the contents (not audio, corrupt header, or an encoding it lacks);
     /// `libsndfile` holds its `sf_strerror` text.
@@ -39,6 +40,9 @@ public enum AudioError: Error, CustomStringConvertible, Equatable, Sendable {
         case .empty(let path, let byteCount):
             if byteCount == 0 {
                 return "cannot read '\(path)': the file is empty (0 bytes)"
+            }
+            if byteCount < 0 {
+                return "cannot read '\(path)': the stream ended before any audio frames"
             }
             return "cannot read '\(path)': the file is empty (its \(byteCount) bytes hold no audio frames, or its header says so: a recording stopped before its header was finished? "
                 + "If so, `sox --ignore-length '\(path)' fixed.wav` recovers the audio after the header)"

@@ -41,83 +41,18 @@ public struct AudioFileInfo: Sendable, Equatable {
 /// (WAV, FLAC, OGG/Vorbis, Opus, AIFF, CAF, AU, MP3 with libsndfile >= 1.1, ...), any rate, any channel
 /// count. Owns no state; each call opens, decodes and closes its file.
 public enum AudioFile {
-    /// Frames decoded per libsndfile call. Memory for decoding is this many frames times the channel count,
-    /// whatever the file's length, and 4096 frames keep the per-call overhead negligible.
-    static let blockFrames = 4096
-
     /// Decodes the file at `path`, averages its channels to mono and resamples to `targetSampleRate`
-    /// (`quality`: see `ResamplingQuality`). Decoding, down-mixing and resampling run block by block, so
-    /// only the output array grows with the file's length.
+    /// (`quality`: see `ResamplingQuality`). Decoding, down-mixing and resampling run block by block
+    /// (`AudioStreamReader`), so only the output array grows with the file's length.
     public static func read(
         path: String, targetSampleRate: Int = 16000, quality: ResamplingQuality = .medium
     ) throws(AudioError) -> DecodedAudio {
-        let file = try SoundFileReader(path: path)
-        if let promised = file.headerPromisedFrames() {
-            throw .truncated(path: path, declaredFrames: promised, availableFrames: file.info.frames)
-        }
-        if file.declaredFrames == 0 {
-            throw .empty(path: path, byteCount: file.byteCount)
-        }
-        let channels = file.channels
-        let resampler: StreamingResampler
-        do {
-            resampler = try StreamingResampler(from: file.sampleRate, to: targetSampleRate, quality: quality)
-        } catch {
-            throw error.naming(path)
-        }
-
+        let reader = try AudioStreamReader(path: path, targetSampleRate: targetSampleRate, quality: quality)
         var output: [Float] = []
-        if let frames = file.declaredFrames {
-            // The header's count is only a hint: a corrupt or hostile header may promise far more than
-            // the file can hold, so reserve no more than its size allows and let the array grow.
-            output.reserveCapacity(StreamingResampler.outputCount(
-                forInput: min(frames, file.maximumFrames), from: file.sampleRate, to: targetSampleRate))
-        }
-        // Interleaved frames as libsndfile delivers them (frame-major, channels adjacent), then their mono mix.
-        var interleaved = [Float](repeating: 0, count: blockFrames * channels)
-        var mono = [Float](repeating: 0, count: blockFrames)
-        var framesRead: Int64 = 0
-        while true {
-            let count = interleaved.withUnsafeMutableBufferPointer { buffer in
-                file.readFrames(into: buffer.baseAddress!, frames: blockFrames)
-            }
-            if count <= 0 { break }
-            // NaN or infinity (float files only) would spread through the resampler and every feature;
-            // such a file is damaged, and saying where lets the user find it.
-            if let bad = interleaved.withUnsafeBufferPointer({ firstNonFiniteFrame($0.baseAddress!, frames: count, channels: channels) }) {
-                throw .nonFiniteSample(path: path, frame: framesRead + Int64(bad))
-            }
-            framesRead += Int64(count)
-            interleaved.withUnsafeBufferPointer { source in
-                mono.withUnsafeMutableBufferPointer { target in
-                    downmix(source.baseAddress!, frames: count, channels: channels, into: target.baseAddress!) { $0 }
-                }
-            }
-            do {
-                try resampler.push(mono[0..<count])
-            } catch {
-                throw error.naming(path)
-            }
-            resampler.pull(into: &output)
-        }
-
-        if let declared = file.declaredFrames, framesRead < declared, file.declaredFramesAreExact {
-            throw .truncated(path: path, declaredFrames: declared, availableFrames: framesRead)
-        }
-        if let problem = file.errorText {
-            throw .readFailed(path: path, libsndfile: problem)
-        }
-        if framesRead == 0 {
-            throw .empty(path: path, byteCount: file.byteCount)
-        }
-        do {
-            try resampler.finish()
-        } catch {
-            throw error.naming(path)
-        }
-        resampler.pull(into: &output)
-        return DecodedAudio(samples: output, sampleRate: targetSampleRate, sourceSampleRate: file.sampleRate,
-                            sourceChannels: channels, sourceFrames: framesRead)
+        output.reserveCapacity(reader.expectedSampleCount)
+        while try reader.read(appendingTo: &output) {}
+        return DecodedAudio(samples: output, sampleRate: targetSampleRate, sourceSampleRate: reader.sourceSampleRate,
+                            sourceChannels: reader.sourceChannels, sourceFrames: reader.sourceFrames)
     }
 
     /// The header's description of the file at `path`. Throws what `read` would throw before decoding
@@ -136,6 +71,7 @@ public enum AudioFile {
     /// Frames decoded from a file whose header does not know its length (FLAC streamed to a pipe
     /// stores 0 there, and libsndfile reports "unknown"): such a file is fine, and 0 would call it empty.
     static func countFrames(_ file: SoundFileReader) -> Int64 {
+        let blockFrames = AudioStreamReader.blockFrames
         var block = [Float](repeating: 0, count: blockFrames * max(1, file.channels))
         var total: Int64 = 0
         while true {
@@ -167,5 +103,131 @@ extension AudioError {
             return .resamplingFailed(path: path, fromRate: fromRate, toRate: toRate, reason: reason)
         }
         return self
+    }
+}
+
+/// Decodes audio block by block: mono (the source channels averaged), resampled to `sampleRate`, with
+/// memory bounded whatever the input's length. Reads a file by path, or a stream (a pipe) as its bytes
+/// arrive, so that `earshot stream` can send a recording while it is still being made. Every check
+/// `AudioFile.read` makes applies; those that need the whole input (truncation, emptiness) are made at
+/// its end. Not thread-safe: one reader per thread.
+public final class AudioStreamReader {
+    /// Frames decoded per libsndfile call. Memory for decoding is this many frames times the channel count,
+    /// whatever the input's length, and 4096 frames keep the per-call overhead negligible.
+    static let blockFrames = 4096
+
+    /// The path, or the name given to a stream; errors name it.
+    public let path: String
+    public let sampleRate: Int
+    public let sourceSampleRate: Int
+    public let sourceChannels: Int
+    /// Frames decoded so far, at `sourceSampleRate`.
+    public private(set) var sourceFrames: Int64 = 0
+
+    private let file: SoundFileReader
+    private let resampler: StreamingResampler
+    // Interleaved frames as libsndfile delivers them (frame-major, channels adjacent), then their mono mix.
+    private var interleaved: [Float]
+    private var mono: [Float]
+    /// Frames asked of libsndfile at a time. It waits until it has them all, so a stream takes ones of
+    /// 50 ms, to pass live audio on without delay.
+    private let frameBlock: Int
+    private var ended = false
+
+    /// Opens the file at `path`. Throws what `AudioFile.info` throws, and `.empty` for a header that
+    /// declares no audio.
+    public convenience init(path: String, targetSampleRate: Int = 16000, quality: ResamplingQuality = .medium) throws(AudioError) {
+        let file = try SoundFileReader(path: path)
+        if let promised = file.headerPromisedFrames() {
+            throw .truncated(path: path, declaredFrames: promised, availableFrames: file.info.frames)
+        }
+        if file.declaredFrames == 0 {
+            throw .empty(path: path, byteCount: file.byteCount)
+        }
+        try self.init(file, targetSampleRate: targetSampleRate, quality: quality)
+    }
+
+    /// Reads the open `descriptor` (a pipe) as its bytes arrive, never seeking; `name` is what messages
+    /// call it. libsndfile decodes WAV, AU and Ogg streams; FLAC and most others need to seek, so read
+    /// those from a file. The reader decodes a duplicate of `descriptor`; the caller closes its own.
+    public convenience init(descriptor: Int32, name: String, targetSampleRate: Int = 16000,
+                            quality: ResamplingQuality = .medium) throws(AudioError) {
+        try self.init(try SoundFileReader(descriptor: descriptor, name: name), targetSampleRate: targetSampleRate, quality: quality)
+    }
+
+    private init(_ file: SoundFileReader, targetSampleRate: Int, quality: ResamplingQuality) throws(AudioError) {
+        self.file = file
+        path = file.path
+        sampleRate = targetSampleRate
+        sourceSampleRate = file.sampleRate
+        sourceChannels = file.channels
+        do {
+            resampler = try StreamingResampler(from: file.sampleRate, to: targetSampleRate, quality: quality)
+        } catch {
+            throw error.naming(file.path)
+        }
+        frameBlock = file.isStream ? min(Self.blockFrames, max(64, file.sampleRate / 20)) : Self.blockFrames
+        interleaved = [Float](repeating: 0, count: frameBlock * file.channels)
+        mono = [Float](repeating: 0, count: frameBlock)
+    }
+
+    /// Output samples the header leads one to expect, for reserving memory: 0 where it does not say, and
+    /// never more than the file's size allows (a corrupt or hostile header may promise far more).
+    public var expectedSampleCount: Int {
+        guard !file.isStream, let frames = file.declaredFrames else { return 0 }
+        return StreamingResampler.outputCount(forInput: min(frames, file.maximumFrames), from: sourceSampleRate, to: sampleRate)
+    }
+
+    /// Decodes the next block and appends its samples (possibly none, while the resampler fills) to
+    /// `output`. Returns false once the input has ended: that call has appended the resampler's tail and
+    /// made the end checks (truncated, empty, a decoding error); later calls append nothing. A stream's
+    /// call waits until its next bytes arrive.
+    public func read(appendingTo output: inout [Float]) throws(AudioError) -> Bool {
+        guard !ended else { return false }
+        let count = interleaved.withUnsafeMutableBufferPointer { buffer in
+            file.readFrames(into: buffer.baseAddress!, frames: frameBlock)
+        }
+        guard count > 0 else {
+            ended = true
+            try finish(appendingTo: &output)
+            return false
+        }
+        // NaN or infinity (float files only) would spread through the resampler and every feature; such
+        // a file is damaged, and saying where lets the user find it.
+        if let bad = interleaved.withUnsafeBufferPointer({ AudioFile.firstNonFiniteFrame($0.baseAddress!, frames: count, channels: sourceChannels) }) {
+            throw .nonFiniteSample(path: path, frame: sourceFrames + Int64(bad))
+        }
+        sourceFrames += Int64(count)
+        let channels = sourceChannels
+        interleaved.withUnsafeBufferPointer { source in
+            mono.withUnsafeMutableBufferPointer { target in
+                downmix(source.baseAddress!, frames: count, channels: channels, into: target.baseAddress!) { $0 }
+            }
+        }
+        do {
+            try resampler.push(mono[0..<count])
+        } catch {
+            throw error.naming(path)
+        }
+        resampler.pull(into: &output)
+        return true
+    }
+
+    private func finish(appendingTo output: inout [Float]) throws(AudioError) {
+        if let declared = file.declaredFrames, sourceFrames < declared, file.declaredFramesAreExact {
+            throw .truncated(path: path, declaredFrames: declared, availableFrames: sourceFrames)
+        }
+        if let problem = file.errorText {
+            throw .readFailed(path: path, libsndfile: problem)
+        }
+        if sourceFrames == 0 {
+            throw .empty(path: path, byteCount: file.byteCount)
+        }
+        do {
+            try resampler.finish()
+        } catch {
+            throw error.naming(path)
+        }
+        resampler.pull(into: &output)
     }
 }

@@ -12,7 +12,8 @@ final class SoundFileReader {
     let path: String
     let handle: OpaquePointer
     let info: SF_INFO
-    /// Size of the file on disk, for messages about empty files and to bound what the header claims.
+    /// Size of the file on disk, for messages about empty files and to bound what the header claims;
+    /// -1 for a stream (`init(descriptor:name:)`), whose size is not known until it ends.
     let byteCount: Int64
 
     init(path: String) throws(AudioError) {
@@ -46,13 +47,52 @@ final class SoundFileReader {
         self.info = info
     }
 
+    /// Reads an open descriptor (a pipe) as its bytes arrive, never seeking: libsndfile decodes WAV, AU
+    /// and Ogg this way, FLAC not (it then fails here or part-way). The reader decodes a duplicate of
+    /// `descriptor`; the caller still owns and closes its own. Messages call the stream `name`.
+    init(descriptor: Int32, name: String) throws(AudioError) {
+        path = name
+        byteCount = -1
+        // libsndfile gets a copy of the descriptor, and closes it: when sf_open_fd fails, libsndfile 1.2
+        // closes the descriptor it was given even when told not to, and the caller's later close of the
+        // same number could then close a file another thread had opened in between.
+        let copy = dup(descriptor)
+        guard copy >= 0 else { throw .systemError(path: name, reason: String(cString: strerror(errno))) }
+        _ = fcntl(copy, F_SETFD, FD_CLOEXEC)
+        var info = SF_INFO()
+        var failure = ""
+        let opened: OpaquePointer? = sndfileOpenLock.withLock {
+            let handle = sf_open_fd(copy, Int32(SFM_READ), &info, 1)
+            if handle == nil { failure = String(cString: sf_strerror(nil)) }
+            return handle
+        }
+        guard let opened else { throw .unsupportedFormat(path: name, libsndfile: failure) }
+        handle = opened
+        self.info = info
+    }
+
     deinit { sf_close(handle) }
+
+    /// Whether this reads a stream (`init(descriptor:name:)`) rather than a file on disk.
+    var isStream: Bool { byteCount < 0 }
 
     var sampleRate: Int { Int(info.samplerate) }
     var channels: Int { Int(info.channels) }
     /// Frames the header declares; nil where the container cannot know before decoding (libsndfile then
-    /// reports SF_COUNT_MAX).
-    var declaredFrames: Int64? { info.frames == Int64.max || info.frames < 0 ? nil : info.frames }
+    /// reports SF_COUNT_MAX), and in a stream whose header holds a streaming writer's "length unknown"
+    /// placeholder (see `headerPromisedFrames`), which such a stream is read to its end regardless of.
+    var declaredFrames: Int64? {
+        guard info.frames != Int64.max, info.frames >= 0 else { return nil }
+        if isStream, let bytesPerFrame {
+            let bytes = info.frames.multipliedReportingOverflow(by: Int64(bytesPerFrame))
+            if bytes.overflow || bytes.partialValue >= Self.unknownLengthPlaceholder { return nil }
+        }
+        return info.frames
+    }
+
+    /// Data sizes from here up are the "length unknown" placeholders streaming writers put in a header:
+    /// arecord 0x80000000, ffmpeg 0xFFFFFFFF, sox to a pipe 0x7FFFF000 (WAV) or 0x7F000008 (AIFF).
+    static let unknownLengthPlaceholder: Int64 = 0x7F00_0000
 
     /// Whether `declaredFrames` is a promise rather than a guess. For MP3 without a Xing/Info header
     /// mpg123 extrapolates the length from the file size and the first frame's bitrate, so a VBR file can
@@ -89,7 +129,9 @@ final class SoundFileReader {
     /// WAV and AIFF readers clamp a data chunk that runs past the end of the file and only say so in the
     /// parse log ("data : 32000 (should be 15978)"); `info.frames` then already counts just what is there.
     /// Returns the frame count the header promised when that happened.
+    /// Nil for a stream: its length is only known at its end (`AudioStreamReader` checks it there).
     func headerPromisedFrames() -> Int64? {
+        guard !isStream else { return nil }
         for line in parseLog.split(separator: "\n") {
             let trimmed = line.drop(while: { $0 == " " })
             guard trimmed.hasPrefix("data :") || trimmed.hasPrefix("SSND :"),
@@ -99,11 +141,10 @@ final class SoundFileReader {
             // An AIFF SSND chunk starts with 8 bytes (offset, block size) before the samples.
             let chunkOverhead: Int64 = trimmed.hasPrefix("SSND") ? 8 : 0
             let declaredBytes = numbers[0] - chunkOverhead, presentBytes = numbers[1] - chunkOverhead
-            // Streaming writers put a "length unknown" placeholder near 2^31 in the header: arecord
-            // 0x80000000, ffmpeg 0xFFFFFFFF, sox to a pipe 0x7FFFF000 (WAV) or 0x7F000008 (AIFF); such
-            // a file is not truncated. (A real data chunk of 2 GB or more that lost its end is then
-            // read as far as it goes, unflagged.)
-            guard declaredBytes > presentBytes, declaredBytes < 0x7F00_0000 else { return nil }
+            // A streaming writer's "length unknown" placeholder (`unknownLengthPlaceholder`) does not
+            // make a file truncated. (A real data chunk of 2 GB or more that lost its end is then read
+            // as far as it goes, unflagged.)
+            guard declaredBytes > presentBytes, declaredBytes < Self.unknownLengthPlaceholder else { return nil }
             if let bytesPerFrame = bytesPerFrame {
                 return declaredBytes / Int64(bytesPerFrame)
             }

@@ -12,14 +12,19 @@ struct StreamCommand: ParsableCommand {
         abstract: "Send an audio file to earshotd as a live stream and print its transcript.",
         discussion: """
         The file (any format and rate libsndfile reads) is converted to mono 16-bit PCM at the server's \
-        model rate and sent in 100 ms frames; each final result is printed on its own line as the \
-        server's endpointing cuts utterances. --json prints every event as a JSON line instead (see \
-        docs/protocol.md). --realtime sends no faster than the audio plays, as a live source would.
+        model rate and sent in 100 ms frames as it is decoded; each final result is printed on its own \
+        line as the server's endpointing cuts utterances. --json prints every event as a JSON line \
+        instead (see docs/protocol.md). --realtime sends no faster than the audio plays, as a live \
+        source would.
+
+        '-' (standard input) or a named pipe in WAV, AU or Ogg is sent as it arrives, so a recorder's \
+        output is transcribed live until it stops; a pipe in another format (FLAC, AIFF, MP3) is read \
+        to its end first.
 
         Examples:
           earshot stream meeting.flac
           earshot stream --json --realtime call.wav
-          sox -d -t wav - trim 0 10 | earshot stream -     # '-': audio on standard input
+          sox -d -t wav - | earshot stream -       # a microphone through sox, live; Ctrl-C ends it
         """)
 
     @OptionGroup var socketOptions: SocketOptions
@@ -37,26 +42,45 @@ struct StreamCommand: ParsableCommand {
         if file == "-" && isatty(STDIN_FILENO) == 1 {
             throw CLIError("'-' reads audio from standard input, which is a terminal here: pipe the audio in (cat talk.wav | earshot stream -)")
         }
-        // Standard input or a pipe is copied to a file first, as `transcribe` does (libsndfile seeks).
-        let spooled = try Transcribe.spooledStream(file)
-        defer { if let spooled { close(Int32(spooled.lastPathComponent)!) } }
-        let source = spooled?.path ?? file
+        let source = try StreamSource.open(file)
+        defer { if case .file(_, let spooled?) = source { close(Int32(spooled.lastPathComponent)!) } }
         // Errors name the file as the user gave it, not the spooled copy.
         let named = { (error: AudioError) in
-            CLIError(spooled.map { "\(error)".replacingOccurrences(of: $0.path, with: self.file) } ?? Transcribe.explained(error, path: self.file))
+            guard case .file(_, let spooled?) = source else { return CLIError(Transcribe.explained(error, path: self.file)) }
+            return CLIError("\(error)".replacingOccurrences(of: spooled.path, with: self.file))
         }
         // A file that cannot be read is refused before the daemon is bothered.
-        do throws(AudioError) { _ = try AudioFile.info(path: source) } catch { throw named(error) }
+        if case .file(let path, _) = source {
+            do throws(AudioError) { _ = try AudioFile.info(path: path) } catch { throw named(error) }
+        }
         let (client, hello) = try socketOptions.connect()
         let path = socketOptions.path
-        let audio: DecodedAudio
+        // Decoded as it is sent: memory stays bounded however long the recording, and a pipe's audio goes
+        // out as it arrives.
+        let decoder: AudioStreamReader
         do throws(AudioError) {
-            audio = try AudioFile.read(path: source, targetSampleRate: hello.sampleRate)
+            switch source {
+            case .file(let file, _): decoder = try AudioStreamReader(path: file, targetSampleRate: hello.sampleRate)
+            case .live(let relay): decoder = try AudioStreamReader(descriptor: relay.descriptor, name: file, targetSampleRate: hello.sampleRate)
+            }
         } catch {
             throw named(error)
         }
-        let rate = audio.sampleRate
+        let rate = decoder.sampleRate
         let json = self.json
+
+        // Ctrl-C ends the audio, not the transcript: sending stops, and the finals for what was sent still
+        // print (a recorder in the same pipeline, e.g. sox, gets the same Ctrl-C and closes the pipe). A
+        // second Ctrl-C leaves at once.
+        let interrupted = Locked(false)
+        signal(SIGINT, SIG_IGN)
+        let interrupt = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
+        interrupt.setEventHandler {
+            if interrupted.withLock({ let was = $0; $0 = true; return was }) { Glibc.exit(130) }
+            // A pipe with nothing coming would keep the decoder waiting.
+            if case .live(let relay) = source { relay.stop() }
+        }
+        interrupt.resume()
 
         // Events are read on their own thread while audio is sent: a client that only reads after sending
         // a long file would fall behind and be disconnected as too slow.
@@ -117,28 +141,47 @@ struct StreamCommand: ParsableCommand {
         }
         reader.start()
 
+        // Audio that could not be read to its end (a truncated file, a pipe that failed): what was sent is
+        // still transcribed and printed, then the command fails with the reason.
+        var audioFailure: CLIError?
+        var sent = 0
         do {
             try client.send(.start(AudioFormat(sampleRate: rate, encoding: .s16le, channels: 1), partials: json))
             let frame = rate / 10
             var bytes = [UInt8](repeating: 0, count: frame * 2)
             let start = DispatchTime.now().uptimeNanoseconds
-            var offset = 0
-            while offset < audio.samples.count, outcome.withLock({ $0 == nil }), !sessionDropped.withLock({ $0 }) {
-                let end = min(offset + frame, audio.samples.count)
-                let count = end - offset
-                for i in 0..<count {
-                    let v = Int16(max(-32768, min(32767, (audio.samples[offset + i] * 32768).rounded())))
-                    let u = UInt16(bitPattern: v)
-                    bytes[2 * i] = UInt8(u & 0xFF)
-                    bytes[2 * i + 1] = UInt8(u >> 8)
+            var pending: [Float] = []
+            var more = true
+            let going = { outcome.withLock({ $0 == nil }) && !sessionDropped.withLock({ $0 }) && !interrupted.withLock({ $0 }) }
+            sending: while more, going() {
+                do throws(AudioError) { more = try decoder.read(appendingTo: &pending) } catch {
+                    audioFailure = named(error)
+                    more = false
                 }
-                try client.send(.audio(Array(bytes[0..<(2 * count)])))
-                offset = end
-                if realtime {
-                    let due = start + UInt64(Double(offset) / Double(rate) * 1e9)
-                    let now = DispatchTime.now().uptimeNanoseconds
-                    if due > now { usleep(UInt32(min(1_000_000, (due - now) / 1000))) }
+                if !more, case .live(let relay) = source, let failure = relay.failure {
+                    audioFailure = CLIError("cannot read '\(file)': \(failure)")
                 }
+                // Whole 100 ms frames as they fill; the last, shorter one at the end.
+                var offset = 0
+                while pending.count - offset >= frame || (!more && offset < pending.count) {
+                    let count = min(frame, pending.count - offset)
+                    for i in 0..<count {
+                        let v = Int16(max(-32768, min(32767, (pending[offset + i] * 32768).rounded())))
+                        let u = UInt16(bitPattern: v)
+                        bytes[2 * i] = UInt8(u & 0xFF)
+                        bytes[2 * i + 1] = UInt8(u >> 8)
+                    }
+                    try client.send(.audio(Array(bytes[0..<(2 * count)])))
+                    offset += count
+                    sent += count
+                    if realtime {
+                        let due = start + UInt64(Double(sent) / Double(rate) * 1e9)
+                        let now = DispatchTime.now().uptimeNanoseconds
+                        if due > now { usleep(UInt32(min(1_000_000, (due - now) / 1000))) }
+                    }
+                    if !going() { break sending }
+                }
+                pending.removeFirst(offset)
             }
             if outcome.withLock({ $0 == nil }) { try client.send(ClientRequest(.stop, id: stopID)) }
         } catch {
@@ -149,5 +192,126 @@ struct StreamCommand: ParsableCommand {
         }
         finished.wait()
         if case .failure(let failure)? = outcome.withLock({ $0 }) { throw failure }
+        // Cut short on purpose: what the input would have held is not a fault.
+        if interrupted.withLock({ $0 }) {
+            writeErr(String(format: "earshot stream: interrupted; the transcript covers the first %.1f s", Double(sent) / Double(rate)))
+            return
+        }
+        if let audioFailure { throw audioFailure }
+    }
+}
+
+/// Where `earshot stream` reads its audio: a file by path; standard input or a pipe whose container
+/// libsndfile decodes in order (WAV, RF64, AU, Ogg), relayed as its bytes arrive, so that
+/// `sox -d -t wav - | earshot stream -` is transcribed while it records; any other pipe (FLAC, AIFF and
+/// MP3 need to seek) copied to its end first, as `transcribe` does.
+enum StreamSource {
+    /// `spooled`: the open, unlinked copy of a pipe (/proc/self/fd/N; the caller closes N).
+    case file(path: String, spooled: URL?)
+    case live(PipeRelay)
+
+    static func open(_ file: String) throws -> StreamSource {
+        let input: Int32
+        if file == "-" {
+            input = STDIN_FILENO
+        } else {
+            var status = stat()
+            guard stat(file, &status) == 0, [S_IFIFO, S_IFSOCK].contains(status.st_mode & S_IFMT) else {
+                return .file(path: file, spooled: nil)
+            }
+            input = Glibc.open(file, O_RDONLY | O_CLOEXEC)
+            guard input >= 0 else { throw CLIError("cannot read '\(file)': \(String(cString: strerror(errno)))") }
+        }
+        // The container's signature: 12 bytes tell WAV ("RIFF....WAVE") from the rest.
+        var head: [UInt8] = []
+        var byte = [UInt8](repeating: 0, count: 12)
+        while head.count < 12 {
+            let n = byte.withUnsafeMutableBytes { read(input, $0.baseAddress, 12 - head.count) }
+            if n == 0 { break }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw CLIError("cannot read '\(file)': \(String(cString: strerror(errno)))")
+            }
+            head += byte[0..<n]
+        }
+        if decodesInOrder(head) {
+            return .live(try PipeRelay(input: input, head: head, name: file))
+        }
+        defer { if input != STDIN_FILENO { close(input) } }
+        let spooled = try Transcribe.spool(input, head: head, name: file)
+        return .file(path: spooled.path, spooled: spooled)
+    }
+
+    /// Whether libsndfile reads this container from a pipe to its end without seeking: WAV and RF64
+    /// (with sox's, arecord's or ffmpeg's "length unknown" header too), AU, and Ogg. FLAC fails on a
+    /// pipe; AIFF's streaming placeholder reads as a length that is not there.
+    static func decodesInOrder(_ head: [UInt8]) -> Bool {
+        guard head.count >= 12 else { return false }
+        let tag = String(decoding: head[0..<4], as: UTF8.self), form = String(decoding: head[8..<12], as: UTF8.self)
+        return (["RIFF", "RIFX", "RF64"].contains(tag) && form == "WAVE") || [".snd", "dns.", "OggS"].contains(tag)
+    }
+}
+
+/// Copies a pipe into a pipe of our own, after the signature bytes `StreamSource` already read from it,
+/// so that libsndfile sees the whole stream from its first byte as it arrives.
+final class PipeRelay: @unchecked Sendable {
+    /// The read end libsndfile decodes; left open until the process ends, so that the copying thread
+    /// never writes into a closed pipe.
+    let descriptor: Int32
+    /// The write end, which only the copying thread writes and closes.
+    private let output: Int32
+    /// Whether `output` is still open: `stop` must not touch the number once the thread has closed it.
+    private let outputOpen = Locked(true)
+    private let error = Locked<String?>(nil)
+
+    /// Why the input could not be read to its end, once the relay has stopped.
+    var failure: String? { error.withLock { $0 } }
+
+    init(input: Int32, head: [UInt8], name: String) throws {
+        var ends: [Int32] = [0, 0]
+        guard pipe(&ends) == 0 else { throw CLIError("cannot read '\(name)': no pipe: \(String(cString: strerror(errno)))") }
+        // Not inherited by anything this process starts (Glibc's module lacks pipe2).
+        for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+        descriptor = ends[0]
+        output = ends[1]
+        let output = ends[1], error = self.error, outputOpen = self.outputOpen
+        Thread {
+            defer {
+                outputOpen.withLock { close(output); $0 = false }
+                if input != STDIN_FILENO { close(input) }
+            }
+            var buffer = head + [UInt8](repeating: 0, count: 65536)
+            var count = head.count
+            while true {
+                var written = 0
+                while written < count {
+                    let w = buffer.withUnsafeBytes { write(output, $0.baseAddress! + written, count - written) }
+                    if w < 0 && errno == EINTR { continue }
+                    guard w > 0 else { return }
+                    written += w
+                }
+                count = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
+                if count == 0 { return }
+                if count < 0 {
+                    if errno == EINTR { count = 0; continue }
+                    let reason = String(cString: strerror(errno))
+                    error.withLock { $0 = reason }
+                    return
+                }
+            }
+        }.start()
+    }
+
+    /// Ends the relayed stream now: the decoder sees its end at once, even while the input is silent.
+    /// The write end's number is pointed at /dev/null rather than closed, so the copying thread's later
+    /// writes and close go there instead of to whatever file might reuse the number.
+    func stop() {
+        outputOpen.withLock { open in
+            guard open else { return }
+            let null = Glibc.open("/dev/null", O_WRONLY | O_CLOEXEC)
+            guard null >= 0 else { return }
+            dup2(null, output)
+            close(null)
+        }
     }
 }

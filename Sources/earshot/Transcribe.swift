@@ -213,6 +213,12 @@ struct Transcribe: ParsableCommand {
             guard input >= 0 else { throw CLIError("cannot read '\(path)': \(String(cString: strerror(errno)))") }
         }
         defer { if input != STDIN_FILENO { close(input) } }
+        return try spool(input, head: [], name: path)
+    }
+
+    /// `input` copied to its end into an open, unlinked temporary file, after `head` (bytes the caller
+    /// already read from it); returns /proc/self/fd/N, and the caller closes N. Messages call it `name`.
+    static func spool(_ input: Int32, head: [UInt8], name path: String) throws -> URL {
         var template = Array((FileManager.default.temporaryDirectory.path + "/earshot-stream-XXXXXX").utf8CString)
         let output = mkstemp(&template)
         guard output >= 0 else { throw CLIError("cannot make a temporary file for '\(path)' in \(FileManager.default.temporaryDirectory.path): \(String(cString: strerror(errno)))") }
@@ -220,9 +226,11 @@ struct Transcribe: ParsableCommand {
         unlink(String(cString: template))
         var keep = false
         defer { if !keep { close(output) } }
-        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var buffer = head + [UInt8](repeating: 0, count: 1 << 20)
+        var first = !head.isEmpty
         while true {
-            let n = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
+            let n = first ? head.count : buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
+            first = false
             if n == 0 { break }
             if n < 0 {
                 if errno == EINTR { continue }

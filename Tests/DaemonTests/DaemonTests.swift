@@ -284,6 +284,101 @@ struct DaemonTests {
         #expect(daemon.terminate() == 0)
     }
 
+    /// `sox -d -t wav - | earshot stream -` must transcribe while sox records: the WAV then carries a
+    /// "length unknown" header and the pipe stays open. `stream` used to copy its input to the end first,
+    /// so a live source printed nothing until it was stopped.
+    @Test("`earshot stream -` transcribes a pipe's WAV as it arrives; a truncated one fails after its transcript, and FLAC is still read")
+    func streamReadsAPipeAsItArrives() throws {
+        let scratch = try Scratch()
+        let fx = try TinyFixture(scratch: scratch)
+        let earshot = try builtExecutable("earshot")
+        let daemon = try Daemon(scratch: scratch, model: fx.modelPath, arguments: ["--no-capture"])
+        let audio = scene([(nil, 0.4), ("no", 0), (nil, 1.0), ("right", 0), (nil, 1.0), ("yes", 0), (nil, 0.4)], model: fx.tiny)
+        let finals = referenceFinals(audio, recognizer: fx.recognizer).map(\.text).filter { !$0.isEmpty }
+        #expect(finals.count >= 2, "the scene must end utterances before the stream does: \(finals)")
+        let wav = scratch.path("scene.wav")
+        try writeWAV(audio, to: wav)
+        let live = scratch.path("live.wav")
+        try Data(try lengthUnknownWAV(wav)).write(to: URL(fileURLWithPath: live))
+
+        // The writer keeps the pipe open until the flag file exists, as a recorder would.
+        let flag = scratch.path("stop-recording")
+        let script = #"{ cat "$1"; while [ ! -e "$2" ]; do sleep 0.05; done; } | "$0" stream --socket "$3" -"#
+        let stream = try Child("/bin/sh", ["-c", script, earshot, live, flag, daemon.socket], scratch: scratch, tag: "live")
+        let deadline = Date().addingTimeInterval(60)
+        while !stream.stdout.hasPrefix(finals[0] + "\n"), Date() < deadline { usleep(20_000) }
+        #expect(stream.stdout.hasPrefix(finals[0] + "\n"), "nothing printed while the pipe is open: '\(stream.stdout)' \(stream.stderr)")
+        #expect(stream.wait(timeout: 0) == nil, "stream ended before its input did")
+        _ = FileManager.default.createFile(atPath: flag, contents: nil)
+        #expect(stream.wait(timeout: 60) == 0, "\(stream.stderr)")
+        #expect(stream.stdout.split(separator: "\n").map(String.init) == finals)
+
+        // Cut short with its exact header: what arrived is transcribed and printed, then it fails and says why.
+        let exact = Array(try Data(contentsOf: URL(fileURLWithPath: wav)))
+        let cut = scratch.path("cut.wav")
+        try Data(exact[0..<(44 + 2 * (audio.count * 2 / 3))]).write(to: URL(fileURLWithPath: cut))
+        let truncated = try Child("/bin/sh", ["-c", #"cat "$1" | "$0" stream --socket "$2" -"#, earshot, cut, daemon.socket],
+                                  scratch: scratch, tag: "cut")
+        #expect(truncated.wait(timeout: 60) == 1)
+        #expect(truncated.stderr.contains("cannot read '-': the file is truncated"), "\(truncated.stderr)")
+        #expect(truncated.stdout.hasPrefix(finals[0] + "\n"), "what arrived was not transcribed: '\(truncated.stdout)'")
+
+        // FLAC cannot be decoded from a pipe: it is copied to its end first, and transcribed as before.
+        let flac = scratch.path("scene.flac")
+        try AudioWriter.write(audio, sampleRate: 16000, to: flac, format: .flac)
+        let piped = try Child("/bin/sh", ["-c", #"cat "$1" | "$0" stream --socket "$2" -"#, earshot, flac, daemon.socket],
+                              scratch: scratch, tag: "flac")
+        #expect(piped.wait(timeout: 60) == 0, "\(piped.stderr)")
+        #expect(piped.stdout.split(separator: "\n").map(String.init) == finals)
+        #expect(daemon.terminate() == 0)
+    }
+
+    /// The bytes of the 16-bit WAV at `path` with the RIFF and data sizes sox writes to a pipe, where it
+    /// cannot know the length: a reader must take the audio to the pipe's end.
+    func lengthUnknownWAV(_ path: String) throws -> [UInt8] {
+        var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+        #expect(Array(bytes[36..<40]) == Array("data".utf8))
+        for (offset, value) in [(4, UInt32(0x7FFF_F024)), (40, UInt32(0x7FFF_F000))] {
+            for k in 0..<4 { bytes[offset + k] = UInt8((value >> (8 * UInt32(k))) & 0xFF) }
+        }
+        return bytes
+    }
+
+    /// Ctrl-C on `earshot stream` must not lose what was already sent: the finals for it still print. Here
+    /// the recorder (a named pipe's writer) ignores the Ctrl-C and goes quiet without closing, so the
+    /// stream must end its input itself.
+    @Test("Ctrl-C ends `earshot stream`'s audio, not its transcript, even while a named pipe is silent")
+    func streamInterruptedKeepsItsTranscript() throws {
+        let scratch = try Scratch()
+        let fx = try TinyFixture(scratch: scratch)
+        let earshot = try builtExecutable("earshot")
+        let daemon = try Daemon(scratch: scratch, model: fx.modelPath, arguments: ["--no-capture"])
+        let audio = scene([(nil, 0.4), ("no", 0), (nil, 1.0), ("right", 0), (nil, 1.0), ("yes", 0), (nil, 0.4)], model: fx.tiny)
+        let finals = referenceFinals(audio, recognizer: fx.recognizer).map(\.text).filter { !$0.isEmpty }
+        let wav = scratch.path("scene.wav")
+        try writeWAV(audio, to: wav)
+        let live = scratch.path("live.wav")
+        try Data(try lengthUnknownWAV(wav)).write(to: URL(fileURLWithPath: live))
+        let fifo = scratch.path("recorder.fifo")
+        #expect(mkfifo(fifo, 0o600) == 0)
+        // The whole scene, then 60 s of an open, silent pipe.
+        let recorder = try Child("/bin/sh", ["-c", #"{ cat "$0"; sleep 60; } > "$1""#, live, fifo],
+                                 scratch: scratch, tag: "recorder")
+        let stream = try Child(earshot, ["stream", "--socket", daemon.socket, fifo], scratch: scratch, tag: "stream")
+        let deadline = Date().addingTimeInterval(60)
+        while !stream.stdout.hasPrefix(finals[0] + "\n"), Date() < deadline { usleep(20_000) }
+        #expect(stream.stdout.hasPrefix(finals[0] + "\n"), "nothing printed while the pipe is open: '\(stream.stdout)' \(stream.stderr)")
+        // All audio is in; the last final needs the stream's end.
+        usleep(500_000)
+        #expect(stream.wait(timeout: 0) == nil, "stream ended before its input did")
+        stream.signal(SIGINT)
+        #expect(stream.wait(timeout: 30) == 0, "\(stream.stderr)")
+        #expect(stream.stdout.split(separator: "\n").map(String.init) == finals)
+        #expect(stream.stderr.contains("interrupted; the transcript covers the first"), "\(stream.stderr)")
+        recorder.signal(SIGKILL)
+        #expect(daemon.terminate() == 0)
+    }
+
     /// A daemon that drops the session after starting it (its audio converter failed) answers every later
     /// audio frame, and the stop, with `no_session` on a connection it keeps open. `earshot stream` waited
     /// for ever for a `stopped` that never came; it must stop sending, end, say why once, and fail.
