@@ -180,8 +180,8 @@ public final class AudioStreamReader {
 
     /// Decodes the next block and appends its samples (possibly none, while the resampler fills) to
     /// `output`. Returns false once the input has ended: that call has appended the resampler's tail and
-    /// made the end checks (truncated, empty, a decoding error); later calls append nothing. A stream's
-    /// call waits until its next bytes arrive.
+    /// made the end checks (truncated, empty, a decoding error), appending the tail even when one throws;
+    /// later calls append nothing. A stream's call waits until its next bytes arrive.
     public func read(appendingTo output: inout [Float]) throws(AudioError) -> Bool {
         guard !ended else { return false }
         let count = interleaved.withUnsafeMutableBufferPointer { buffer in
@@ -213,7 +213,15 @@ public final class AudioStreamReader {
         return true
     }
 
+    /// The resampler's tail goes out first: a caller sending audio as it comes (`earshot stream`) still
+    /// has all of what did arrive when the input then turns out short.
     private func finish(appendingTo output: inout [Float]) throws(AudioError) {
+        do {
+            try resampler.finish()
+        } catch {
+            throw error.naming(path)
+        }
+        resampler.pull(into: &output)
         if let declared = file.declaredFrames, sourceFrames < declared, file.declaredFramesAreExact {
             throw .truncated(path: path, declaredFrames: declared, availableFrames: sourceFrames)
         }
@@ -223,11 +231,5 @@ public final class AudioStreamReader {
         if sourceFrames == 0 {
             throw .empty(path: path, byteCount: file.byteCount)
         }
-        do {
-            try resampler.finish()
-        } catch {
-            throw error.naming(path)
-        }
-        resampler.pull(into: &output)
     }
 }

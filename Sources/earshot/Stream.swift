@@ -17,9 +17,10 @@ struct StreamCommand: ParsableCommand {
         instead (see docs/protocol.md). --realtime sends no faster than the audio plays, as a live \
         source would.
 
-        '-' (standard input) or a named pipe in WAV, AU or Ogg is sent as it arrives, so a recorder's \
-        output is transcribed live until it stops; a pipe in another format (FLAC, AIFF, MP3) is read \
-        to its end first.
+        '-' (standard input) or a named pipe in WAV or AU (PCM, float, µ-law, A-law) or Ogg Vorbis or \
+        Opus is sent as it arrives, so a recorder's output is transcribed live until it stops; a pipe in \
+        another format (FLAC, AIFF, MP3, ADPCM) is read to its end first. Ctrl-C ends the audio, and the \
+        transcript of what was sent still prints.
 
         Examples:
           earshot stream meeting.flac
@@ -49,7 +50,8 @@ struct StreamCommand: ParsableCommand {
             guard case .file(_, let spooled?) = source else { return CLIError(Transcribe.explained(error, path: self.file)) }
             return CLIError("\(error)".replacingOccurrences(of: spooled.path, with: self.file))
         }
-        // A file that cannot be read is refused before the daemon is bothered.
+        // A file that cannot be read is refused before the daemon is bothered (a pipe is opened once the
+        // daemon has said its rate).
         if case .file(let path, _) = source {
             do throws(AudioError) { _ = try AudioFile.info(path: path) } catch { throw named(error) }
         }
@@ -68,6 +70,9 @@ struct StreamCommand: ParsableCommand {
         }
         let rate = decoder.sampleRate
         let json = self.json
+        // Stopped when the audio must end early: a pipe that has gone quiet would keep the sender waiting
+        // in its read.
+        let relay: PipeRelay? = if case .live(let relay) = source { relay } else { nil }
 
         // Ctrl-C ends the audio, not the transcript: sending stops, and the finals for what was sent still
         // print (a recorder in the same pipeline, e.g. sox, gets the same Ctrl-C and closes the pipe). A
@@ -78,7 +83,7 @@ struct StreamCommand: ParsableCommand {
         interrupt.setEventHandler {
             if interrupted.withLock({ let was = $0; $0 = true; return was }) { Glibc.exit(130) }
             // A pipe with nothing coming would keep the decoder waiting.
-            if case .live(let relay) = source { relay.stop() }
+            relay?.stop()
         }
         interrupt.resume()
 
@@ -93,7 +98,10 @@ struct StreamCommand: ParsableCommand {
         let sessionDropped = Locked(false)
         let finished = DispatchSemaphore(value: 0)
         let reader = Thread {
-            defer { finished.signal() }
+            defer {
+                relay?.stop()
+                finished.signal()
+            }
             // An error that leaves the connection open (the session refused or dropped: the audio after it
             // went nowhere) makes the transcript incomplete, so the command fails once the stream ends.
             var sessionError: String?
@@ -129,6 +137,7 @@ struct StreamCommand: ParsableCommand {
                             sessionError = message
                             if !json { writeErr("\(path): \(message)") }
                             sessionDropped.withLock { $0 = true }
+                            relay?.stop()
                         }
                     default:
                         break
@@ -152,13 +161,18 @@ struct StreamCommand: ParsableCommand {
             let start = DispatchTime.now().uptimeNanoseconds
             var pending: [Float] = []
             var more = true
-            let going = { outcome.withLock({ $0 == nil }) && !sessionDropped.withLock({ $0 }) && !interrupted.withLock({ $0 }) }
-            sending: while more, going() {
-                do throws(AudioError) { more = try decoder.read(appendingTo: &pending) } catch {
-                    audioFailure = named(error)
+            let sessionOver = { outcome.withLock({ $0 != nil }) || sessionDropped.withLock({ $0 }) }
+            sending: while more, !sessionOver() {
+                // After Ctrl-C, the audio already decoded still goes, then the stop.
+                if interrupted.withLock({ $0 }) {
                     more = false
+                } else {
+                    do throws(AudioError) { more = try decoder.read(appendingTo: &pending) } catch {
+                        audioFailure = named(error)
+                        more = false
+                    }
                 }
-                if !more, case .live(let relay) = source, let failure = relay.failure {
+                if !more, let failure = relay?.failure {
                     audioFailure = CLIError("cannot read '\(file)': \(failure)")
                 }
                 // Whole 100 ms frames as they fill; the last, shorter one at the end.
@@ -179,7 +193,7 @@ struct StreamCommand: ParsableCommand {
                         let now = DispatchTime.now().uptimeNanoseconds
                         if due > now { usleep(UInt32(min(1_000_000, (due - now) / 1000))) }
                     }
-                    if !going() { break sending }
+                    if sessionOver() { break sending }
                 }
                 pending.removeFirst(offset)
             }
@@ -192,18 +206,19 @@ struct StreamCommand: ParsableCommand {
         }
         finished.wait()
         if case .failure(let failure)? = outcome.withLock({ $0 }) { throw failure }
-        // Cut short on purpose: what the input would have held is not a fault.
+        // Cut short on purpose: the transcript of what was sent is complete, the input's rest is not a
+        // fault; the status says it was interrupted, as a shell expects of Ctrl-C.
         if interrupted.withLock({ $0 }) {
             writeErr(String(format: "earshot stream: interrupted; the transcript covers the first %.1f s", Double(sent) / Double(rate)))
-            return
+            throw ExitCode(130)
         }
         if let audioFailure { throw audioFailure }
     }
 }
 
-/// Where `earshot stream` reads its audio: a file by path; standard input or a pipe whose container
-/// libsndfile decodes in order (WAV, RF64, AU, Ogg), relayed as its bytes arrive, so that
-/// `sox -d -t wav - | earshot stream -` is transcribed while it records; any other pipe (FLAC, AIFF and
+/// Where `earshot stream` reads its audio: a file by path; standard input or a pipe that libsndfile
+/// decodes in order (`decodesInOrder`), relayed as its bytes arrive, so that
+/// `sox -d -t wav - | earshot stream -` is transcribed while it records; any other pipe (FLAC, AIFF,
 /// MP3 need to seek) copied to its end first, as `transcribe` does.
 enum StreamSource {
     /// `spooled`: the open, unlinked copy of a pipe (/proc/self/fd/N; the caller closes N).
@@ -222,11 +237,11 @@ enum StreamSource {
             input = Glibc.open(file, O_RDONLY | O_CLOEXEC)
             guard input >= 0 else { throw CLIError("cannot read '\(file)': \(String(cString: strerror(errno)))") }
         }
-        // The container's signature: 12 bytes tell WAV ("RIFF....WAVE") from the rest.
+        // The container's signature and its first chunk or packet: enough to tell which streams decode in order.
         var head: [UInt8] = []
-        var byte = [UInt8](repeating: 0, count: 12)
-        while head.count < 12 {
-            let n = byte.withUnsafeMutableBytes { read(input, $0.baseAddress, 12 - head.count) }
+        var byte = [UInt8](repeating: 0, count: headBytes)
+        while head.count < headBytes {
+            let n = byte.withUnsafeMutableBytes { read(input, $0.baseAddress, headBytes - head.count) }
             if n == 0 { break }
             if n < 0 {
                 if errno == EINTR { continue }
@@ -242,13 +257,37 @@ enum StreamSource {
         return .file(path: spooled.path, spooled: spooled)
     }
 
-    /// Whether libsndfile reads this container from a pipe to its end without seeking: WAV and RF64
-    /// (with sox's, arecord's or ffmpeg's "length unknown" header too), AU, and Ogg. FLAC fails on a
-    /// pipe; AIFF's streaming placeholder reads as a length that is not there.
+    /// Bytes read before deciding: a WAV header up to its extensible format's sub-format.
+    static let headBytes = 64
+
+    /// Whether libsndfile reads this stream from a pipe to its end without seeking, given its first
+    /// bytes: WAV (little-endian, "fmt " first) and AU in PCM, float, µ-law or A-law, with a streaming
+    /// writer's "length unknown" header too (sox, arecord, ffmpeg), and Ogg Vorbis or Opus. Not on a
+    /// pipe: FLAC (native or in Ogg), ADPCM and GSM in WAV (libsndfile refuses them there), and AIFF,
+    /// whose streaming placeholder reads as a length that is not there; nor WAV forms this does not
+    /// parse (RF64, RIFX, another chunk before "fmt "), which go the safe way, to a file.
     static func decodesInOrder(_ head: [UInt8]) -> Bool {
-        guard head.count >= 12 else { return false }
-        let tag = String(decoding: head[0..<4], as: UTF8.self), form = String(decoding: head[8..<12], as: UTF8.self)
-        return (["RIFF", "RIFX", "RF64"].contains(tag) && form == "WAVE") || [".snd", "dns.", "OggS"].contains(tag)
+        func text(_ range: Range<Int>) -> String { head.count >= range.upperBound ? String(decoding: head[range], as: UTF8.self) : "" }
+        func le16(_ at: Int) -> Int { head.count >= at + 2 ? Int(head[at]) | Int(head[at + 1]) << 8 : -1 }
+        switch text(0..<4) {
+        case "RIFF":
+            guard text(8..<12) == "WAVE", text(12..<16) == "fmt " else { return false }
+            // WAVE_FORMAT_PCM, _IEEE_FLOAT, _ALAW, _MULAW; _EXTENSIBLE names its own in the sub-format GUID.
+            let format = le16(20) == 0xFFFE ? le16(44) : le16(20)
+            return [1, 3, 6, 7].contains(format)
+        case ".snd":
+            guard head.count >= 16 else { return false }
+            let encoding = head[12..<16].reduce(0) { $0 << 8 | Int($1) }
+            // µ-law, 8-32-bit PCM, float, double, A-law.
+            return [1, 2, 3, 4, 5, 6, 7, 27].contains(encoding)
+        case "OggS":
+            // The first page's first packet names the codec; it starts after the segment table.
+            guard head.count > 26 else { return false }
+            let packet = 27 + Int(head[26])
+            return text(packet..<(packet + 7)) == "\u{01}vorbis" || text(packet..<(packet + 8)) == "OpusHead"
+        default:
+            return false
+        }
     }
 }
 
