@@ -289,17 +289,9 @@ struct DaemonTests {
     /// so a live source printed nothing until it was stopped.
     @Test("`earshot stream -` transcribes a pipe's WAV as it arrives; a truncated one fails after its transcript, and FLAC is still read")
     func streamReadsAPipeAsItArrives() throws {
-        let scratch = try Scratch()
-        let fx = try TinyFixture(scratch: scratch)
-        let earshot = try builtExecutable("earshot")
-        let daemon = try Daemon(scratch: scratch, model: fx.modelPath, arguments: ["--no-capture"])
-        let audio = scene([(nil, 0.4), ("no", 0), (nil, 1.0), ("right", 0), (nil, 1.0), ("yes", 0), (nil, 0.4)], model: fx.tiny)
-        let finals = referenceFinals(audio, recognizer: fx.recognizer).map(\.text).filter { !$0.isEmpty }
+        let (scene, scratch, earshot, daemon) = try LiveScene.started()
+        let (audio, finals, wav, live) = (scene.audio, scene.finals, scene.wav, scene.live)
         #expect(finals.count >= 2, "the scene must end utterances before the stream does: \(finals)")
-        let wav = scratch.path("scene.wav")
-        try writeWAV(audio, to: wav)
-        let live = scratch.path("live.wav")
-        try Data(try lengthUnknownWAV(wav)).write(to: URL(fileURLWithPath: live))
 
         // The writer keeps the pipe open until the flag file exists, as a recorder would.
         let flag = scratch.path("stop-recording")
@@ -342,9 +334,27 @@ struct DaemonTests {
         #expect(daemon.terminate() == 0)
     }
 
+    /// Three words with pauses for a daemon on the tiny model: the finals a stream of it must print, and
+    /// the scene as a WAV file and as the WAV a recorder streams (`lengthUnknownWAV`).
+    struct LiveScene {
+        let audio: [Float], finals: [String], wav: String, live: String
+
+        static func started() throws -> (LiveScene, Scratch, String, Daemon) {
+            let scratch = try Scratch()
+            let fx = try TinyFixture(scratch: scratch)
+            let daemon = try Daemon(scratch: scratch, model: fx.modelPath, arguments: ["--no-capture"])
+            let audio = scene([(nil, 0.4), ("no", 0), (nil, 1.0), ("right", 0), (nil, 1.0), ("yes", 0), (nil, 0.4)], model: fx.tiny)
+            let finals = referenceFinals(audio, recognizer: fx.recognizer).map(\.text).filter { !$0.isEmpty }
+            let wav = scratch.path("scene.wav"), live = scratch.path("live.wav")
+            try writeWAV(audio, to: wav)
+            try Data(try lengthUnknownWAV(wav)).write(to: URL(fileURLWithPath: live))
+            return (LiveScene(audio: audio, finals: finals, wav: wav, live: live), scratch, try builtExecutable("earshot"), daemon)
+        }
+    }
+
     /// The bytes of the 16-bit WAV at `path` with the RIFF and data sizes sox writes to a pipe, where it
     /// cannot know the length: a reader must take the audio to the pipe's end.
-    func lengthUnknownWAV(_ path: String) throws -> [UInt8] {
+    static func lengthUnknownWAV(_ path: String) throws -> [UInt8] {
         var bytes = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
         #expect(Array(bytes[36..<40]) == Array("data".utf8))
         for (offset, value) in [(4, UInt32(0x7FFF_F024)), (40, UInt32(0x7FFF_F000))] {
@@ -358,16 +368,8 @@ struct DaemonTests {
     /// stream must end its input itself.
     @Test("Ctrl-C ends `earshot stream`'s audio, not its transcript, even while a named pipe is silent")
     func streamInterruptedKeepsItsTranscript() throws {
-        let scratch = try Scratch()
-        let fx = try TinyFixture(scratch: scratch)
-        let earshot = try builtExecutable("earshot")
-        let daemon = try Daemon(scratch: scratch, model: fx.modelPath, arguments: ["--no-capture"])
-        let audio = scene([(nil, 0.4), ("no", 0), (nil, 1.0), ("right", 0), (nil, 1.0), ("yes", 0), (nil, 0.4)], model: fx.tiny)
-        let finals = referenceFinals(audio, recognizer: fx.recognizer).map(\.text).filter { !$0.isEmpty }
-        let wav = scratch.path("scene.wav")
-        try writeWAV(audio, to: wav)
-        let live = scratch.path("live.wav")
-        try Data(try lengthUnknownWAV(wav)).write(to: URL(fileURLWithPath: live))
+        let (scene, scratch, earshot, daemon) = try LiveScene.started()
+        let (finals, live) = (scene.finals, scene.live)
         let fifo = scratch.path("recorder.fifo")
         #expect(mkfifo(fifo, 0o600) == 0)
         // The whole scene, then 60 s of an open, silent pipe (held by `sleep`, which the test kills).
