@@ -25,7 +25,7 @@ struct StreamCommand: ParsableCommand {
         Examples:
           earshot stream meeting.flac
           earshot stream --json --realtime call.wav
-          sox -d -t wav - | earshot stream -       # a microphone through sox, live; Ctrl-C ends it
+          sox -d -t wav - | earshot stream -   # a microphone through sox, live
         """)
 
     @OptionGroup var socketOptions: SocketOptions
