@@ -75,6 +75,8 @@ options_for() {
         dense-nomask) echo "--encoder-blocks 0 --time-masks 0 --channel-masks 0" ;;
         dense-prefix) echo "--encoder-blocks 0 --split-by prefix" ;;
         blocks2) echo "--encoder-blocks 2 --encoder-lr-factor 0.1" ;;
+        # The top half of the encoder only: half the backward cost, for the wider (384-channel) bases.
+        top6+text) echo "--encoder-blocks 6 --text $WORK/digits.txt" ;;
         *) echo "unknown configuration $1" >&2; exit 1 ;;
     esac
 }
