@@ -131,7 +131,7 @@ public final class AudioStreamReader {
     private var mono: [Float]
     /// Frames asked of libsndfile at a time. It waits until it has them all, so a stream takes ones of
     /// 50 ms, to pass live audio on without delay.
-    private let frameBlock: Int
+    private let framesPerRead: Int
     private var ended = false
 
     /// Opens the file at `path`. Throws what `AudioFile.info` throws, and `.empty` for a header that
@@ -166,9 +166,9 @@ public final class AudioStreamReader {
         } catch {
             throw error.naming(file.path)
         }
-        frameBlock = file.isStream ? min(Self.blockFrames, max(64, file.sampleRate / 20)) : Self.blockFrames
-        interleaved = [Float](repeating: 0, count: frameBlock * file.channels)
-        mono = [Float](repeating: 0, count: frameBlock)
+        framesPerRead = file.isStream ? min(Self.blockFrames, max(64, file.sampleRate / 20)) : Self.blockFrames
+        interleaved = [Float](repeating: 0, count: framesPerRead * file.channels)
+        mono = [Float](repeating: 0, count: framesPerRead)
     }
 
     /// Output samples the header leads one to expect, for reserving memory: 0 where it does not say, and
@@ -185,7 +185,7 @@ public final class AudioStreamReader {
     public func read(appendingTo output: inout [Float]) throws(AudioError) -> Bool {
         guard !ended else { return false }
         let count = interleaved.withUnsafeMutableBufferPointer { buffer in
-            file.readFrames(into: buffer.baseAddress!, frames: frameBlock)
+            file.readFrames(into: buffer.baseAddress!, frames: framesPerRead)
         }
         guard count > 0 else {
             ended = true

@@ -226,17 +226,7 @@ enum StreamSource {
     case live(PipeRelay)
 
     static func open(_ file: String) throws -> StreamSource {
-        let input: Int32
-        if file == "-" {
-            input = STDIN_FILENO
-        } else {
-            var status = stat()
-            guard stat(file, &status) == 0, [S_IFIFO, S_IFSOCK].contains(status.st_mode & S_IFMT) else {
-                return .file(path: file, spooled: nil)
-            }
-            input = Glibc.open(file, O_RDONLY | O_CLOEXEC)
-            guard input >= 0 else { throw CLIError("cannot read '\(file)': \(String(cString: strerror(errno)))") }
-        }
+        guard let input = try Transcribe.pipedInput(file) else { return .file(path: file, spooled: nil) }
         // The container's signature and its first chunk or packet: enough to tell which streams decode in order.
         var head: [UInt8] = []
         var byte = [UInt8](repeating: 0, count: headBytes)

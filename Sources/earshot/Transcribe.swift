@@ -203,17 +203,21 @@ struct Transcribe: ParsableCommand {
     /// is neither (a regular file, or whatever AudioFile will refuse by name). A FIFO without a writer
     /// waits for one, as `cat` would.
     static func spooledStream(_ path: String) throws -> URL? {
-        let input: Int32
-        if path == "-" {
-            input = STDIN_FILENO
-        } else {
-            var status = stat()
-            guard stat(path, &status) == 0, [S_IFIFO, S_IFSOCK].contains(status.st_mode & S_IFMT) else { return nil }
-            input = open(path, O_RDONLY | O_CLOEXEC)
-            guard input >= 0 else { throw CLIError("cannot read '\(path)': \(String(cString: strerror(errno)))") }
-        }
+        guard let input = try pipedInput(path) else { return nil }
         defer { if input != STDIN_FILENO { close(input) } }
         return try spool(input, head: [], name: path)
+    }
+
+    /// The descriptor to read for standard input ('-') or a named pipe or socket, which libsndfile cannot
+    /// open by name; nil for any other path. The caller closes it unless it is standard input. A FIFO
+    /// without a writer waits for one, as `cat` would.
+    static func pipedInput(_ path: String) throws -> Int32? {
+        if path == "-" { return STDIN_FILENO }
+        var status = stat()
+        guard stat(path, &status) == 0, [S_IFIFO, S_IFSOCK].contains(status.st_mode & S_IFMT) else { return nil }
+        let input = open(path, O_RDONLY | O_CLOEXEC)
+        guard input >= 0 else { throw CLIError("cannot read '\(path)': \(String(cString: strerror(errno)))") }
+        return input
     }
 
     /// `input` copied to its end into an open, unlinked temporary file, after `head` (bytes the caller
